@@ -1,0 +1,145 @@
+"""The soft prompt (Lester et al., 2021, §2) and how it joins the embedded input.
+
+A `Prompt` owns one `[length, embed]` variable in its own collection, `prompt`,
+not in `params`: a trainer differentiates with respect to that collection alone
+and the frozen model never receives a gradient.
+
+A combiner places `[batch, length, embed]` prompt vectors among the embedded
+tokens and extends the token mask so that the prompt is always attended to:
+
+* `prefix_prompt` (the paper): `[prompt; tokens]`.
+* `prefix_prompt_after_first`: `[token_0; prompt; tokens_1:]` (keeps a BOS first).
+* `suffix_prompt`: `[tokens; prompt; padding]`, after each example's last real
+  token (inputs are right-padded).
+
+The sequence grows by `length` positions in every case.
+"""
+
+from typing import Callable, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from prompt_tuning.models import layers
+from prompt_tuning.models import prompt_init as initializers
+
+Array = jax.Array
+Combiner = Callable[[Array, Array, Array], tuple[Array, Array]]
+
+PROMPT_COLLECTION = "prompt"
+
+
+def _check(embedded: Array, mask: Array, prompt: Array) -> None:
+  if prompt.ndim != 3 or prompt.shape[0] != embedded.shape[0] or prompt.shape[2] != embedded.shape[2]:
+    raise ValueError(
+        f"prompt has shape {prompt.shape}; expected [batch={embedded.shape[0]}, "
+        f"length, embed={embedded.shape[2]}] to join inputs of shape {embedded.shape}")
+  if mask.shape != embedded.shape[:2]:
+    raise ValueError(f"mask shape {mask.shape} does not match inputs {embedded.shape[:2]}")
+
+
+def prefix_prompt(embedded: Array, mask: Array, prompt: Array) -> tuple[Array, Array]:
+  """`[prompt; tokens]`.
+
+  Args:
+    embedded: `[batch, length, embed]` embedded tokens.
+    mask: `[batch, length]` bool, True at real tokens.
+    prompt: `[batch, prompt_length, embed]`.
+
+  Returns:
+    `[batch, prompt_length + length, embed]` inputs and their mask.
+  """
+  _check(embedded, mask, prompt)
+  prompt_mask = jnp.ones(prompt.shape[:2], dtype=mask.dtype)
+  return (jnp.concatenate([prompt.astype(embedded.dtype), embedded], axis=1),
+          jnp.concatenate([prompt_mask, mask], axis=1))
+
+
+def prefix_prompt_after_first(embedded: Array, mask: Array,
+                              prompt: Array) -> tuple[Array, Array]:
+  """`[token_0; prompt; tokens_1:]`; shapes as in `prefix_prompt`."""
+  _check(embedded, mask, prompt)
+  prompt_mask = jnp.ones(prompt.shape[:2], dtype=mask.dtype)
+  inputs = jnp.concatenate(
+      [embedded[:, :1], prompt.astype(embedded.dtype), embedded[:, 1:]], axis=1)
+  return inputs, jnp.concatenate([mask[:, :1], prompt_mask, mask[:, 1:]], axis=1)
+
+
+def suffix_prompt(embedded: Array, mask: Array, prompt: Array) -> tuple[Array, Array]:
+  """`[tokens; prompt; padding]` per example; shapes as in `prefix_prompt`.
+
+  Each example's prompt starts right after its last real token, so inputs must
+  be right-padded (real tokens first), as seqio's feature converters make them.
+  """
+  _check(embedded, mask, prompt)
+  batch, length = mask.shape
+  prompt_length = prompt.shape[1]
+  lengths = jnp.sum(mask.astype(jnp.int32), axis=1, keepdims=True)  # [b, 1]
+  position = jnp.arange(length + prompt_length)[None, :]  # [1, l + p]
+  # Index into concat([tokens, prompt]) for every output position.
+  source = jnp.where(position < lengths, position,
+                     jnp.where(position < lengths + prompt_length,
+                               length + position - lengths, position - prompt_length))
+  pool = jnp.concatenate([embedded, prompt.astype(embedded.dtype)], axis=1)
+  inputs = jnp.take_along_axis(pool, source[..., None], axis=1)
+  pool_mask = jnp.concatenate([mask, jnp.ones((batch, prompt_length), mask.dtype)], axis=1)
+  return inputs, jnp.take_along_axis(pool_mask, source, axis=1)
+
+
+COMBINERS = {
+    "prefix": prefix_prompt,
+    "prefix_after_first": prefix_prompt_after_first,
+    "suffix": suffix_prompt,
+}
+
+
+class Prompt(nn.Module):
+  """A learned `[length, embed]` soft prompt in the `prompt` collection.
+
+  Attributes:
+    length: number of prompt vectors, P. 0 gives the plain model.
+    embed_dim: width E; must equal the model's embedding width.
+    prompt_init: `(rng, (P, E)) -> array`; see `prompt_init`.
+    combine: how the prompt joins the inputs: a name in `COMBINERS` or a
+      function `(embedded, mask, prompt) -> (inputs, mask)`.
+    param_dtype: dtype of the stored prompt (float32: it is what trains).
+  """
+
+  length: int
+  embed_dim: int
+  prompt_init: initializers.Initializer = initializers.random_uniform()
+  combine: str | Combiner = "prefix"
+  param_dtype: layers.DType = jnp.float32
+
+  def combiner(self) -> Combiner:
+    if callable(self.combine):
+      return self.combine
+    if self.combine not in COMBINERS:
+      raise ValueError(
+          f"unknown prompt combiner {self.combine!r}; choose one of {sorted(COMBINERS)}")
+    return COMBINERS[self.combine]
+
+  @nn.compact
+  def __call__(self) -> Array:
+    """Returns the prompt, `[length, embed]`."""
+    if self.length < 0:
+      raise ValueError(f"prompt length must be >= 0, got {self.length}")
+    shape = (self.length, self.embed_dim)
+
+    def init():
+      value = self.prompt_init(self.make_rng("params"), shape)
+      return nn.Partitioned(jnp.asarray(value, self.param_dtype),
+                            names=("prompt", "prompt_embed"))
+
+    return self.variable(PROMPT_COLLECTION, "prompt", init).value
+
+
+def broadcast_prompt(prompt: Array, batch_size: int) -> Array:
+  """`[P, E]` (one prompt) or `[batch, P, E]` (one per example) -> `[batch, P, E]`."""
+  if prompt.ndim == 2:
+    return jnp.broadcast_to(prompt[None], (batch_size,) + prompt.shape)
+  if prompt.ndim == 3 and prompt.shape[0] == batch_size:
+    return prompt
+  raise ValueError(
+      f"prompts must be [P, E] or [batch={batch_size}, P, E], got shape {prompt.shape}")

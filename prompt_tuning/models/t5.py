@@ -1,0 +1,371 @@
+"""The T5.1.1 / mT5 encoder-decoder with an optional soft prompt on the encoder.
+
+Parameter names and shapes equal those of t5x/flaxformer T5.1.1 checkpoints
+(`token_embedder/embedding`, `encoder/layers_0/attention/query/kernel`, ...), so
+a checkpoint maps onto this module without a renaming table. With
+`scan_layers=True` the layers of a stack are one scanned module, `layers`, whose
+parameters gain a leading `layers` axis; `stack_layers` / `unstack_layers`
+convert between the two forms.
+"""
+
+import dataclasses
+import re
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from prompt_tuning.models import attention
+from prompt_tuning.models import layers
+from prompt_tuning.models import prompts as prompts_lib
+
+Array = jax.Array
+
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "minimal": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class T5Config:
+  """Architecture of a T5.1.1-style encoder-decoder.
+
+  Attributes:
+    vocab_size: rows of the embedding and logits tables (32128 for T5.1.1,
+      250112 for mT5).
+    emb_dim: model width.
+    num_heads: attention heads.
+    num_encoder_layers: encoder depth.
+    num_decoder_layers: decoder depth.
+    head_dim: width of one head.
+    mlp_dim: hidden width of the gated-GELU MLP.
+    relative_attention_num_buckets: relative position buckets.
+    relative_attention_max_distance: distance mapped to the last bucket.
+    dropout_rate: dropout everywhere T5 applies it.
+    dtype: activation dtype ('bfloat16' is the T5.1.1 default).
+    param_dtype: dtype of newly initialized parameters.
+    layer_norm_epsilon: RMS norm epsilon.
+    scan_layers: scan over each stack's layers (one compiled layer; parameters
+      stacked under `layers`).
+    remat_policy: rematerialization of each layer: 'none', 'full' (recompute
+      everything) or 'minimal' (keep matmul outputs).
+  """
+
+  vocab_size: int = 32128
+  emb_dim: int = 512
+  num_heads: int = 6
+  num_encoder_layers: int = 8
+  num_decoder_layers: int = 8
+  head_dim: int = 64
+  mlp_dim: int = 1024
+  relative_attention_num_buckets: int = 32
+  relative_attention_max_distance: int = 128
+  dropout_rate: float = 0.1
+  dtype: Any = "bfloat16"
+  param_dtype: Any = "float32"
+  layer_norm_epsilon: float = 1e-6
+  scan_layers: bool = False
+  remat_policy: str = "none"
+
+  def __post_init__(self):
+    if self.remat_policy not in REMAT_POLICIES:
+      raise ValueError(f"unknown remat_policy {self.remat_policy!r}; choose one of "
+                       f"{sorted(REMAT_POLICIES)}")
+
+  @property
+  def activation_dtype(self) -> jnp.dtype:
+    return jnp.dtype(self.dtype)
+
+  @property
+  def parameter_dtype(self) -> jnp.dtype:
+    return jnp.dtype(self.param_dtype)
+
+
+def _norm(cfg: T5Config, name: str) -> layers.LayerNorm:
+  return layers.LayerNorm(cfg.layer_norm_epsilon, cfg.activation_dtype,
+                          cfg.parameter_dtype, name=name)
+
+
+def _attention(cfg: T5Config, deterministic: bool, name: str) -> attention.MultiHeadAttention:
+  return attention.MultiHeadAttention(
+      cfg.num_heads, cfg.head_dim, cfg.dropout_rate, deterministic,
+      cfg.activation_dtype, cfg.parameter_dtype, name=name)
+
+
+def _relpos(cfg: T5Config) -> attention.RelativePositionBiases:
+  return attention.RelativePositionBiases(
+      cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance,
+      cfg.num_heads, cfg.activation_dtype, cfg.parameter_dtype, name="relpos_bias")
+
+
+class EncoderLayer(nn.Module):
+  """Pre-norm self-attention and MLP blocks, each with dropout and a residual."""
+
+  config: T5Config
+  deterministic: bool = True
+  scanned: bool = False
+
+  @nn.compact
+  def __call__(self, x: Array, bias: Array):
+    """`x: [batch, length, embed]`, `bias: [batch, heads, length, length]`-broadcastable."""
+    cfg = self.config
+    dropout = lambda y: nn.Dropout(cfg.dropout_rate)(y, deterministic=self.deterministic)
+    h = _norm(cfg, "pre_attention_layer_norm")(x)
+    x = x + dropout(_attention(cfg, self.deterministic, "attention")(h, h, bias))
+    h = _norm(cfg, "pre_mlp_layer_norm")(x)
+    h = layers.MlpBlock(cfg.mlp_dim, cfg.dropout_rate, self.deterministic,
+                        cfg.activation_dtype, cfg.parameter_dtype, name="mlp")(h)
+    x = layers.constrain(x + dropout(h), ("batch", "length", "embed"))
+    return (x, None) if self.scanned else x
+
+
+class DecoderLayer(nn.Module):
+  """Causal self-attention, cross-attention to the encoder, MLP; all pre-norm."""
+
+  config: T5Config
+  deterministic: bool = True
+  decode: bool = False
+  max_decode_length: Optional[int] = None
+  scanned: bool = False
+
+  @nn.compact
+  def __call__(self, x: Array, encoded: Array, self_bias: Array, cross_bias: Array,
+               decode_index: Optional[Array] = None):
+    cfg = self.config
+    dropout = lambda y: nn.Dropout(cfg.dropout_rate)(y, deterministic=self.deterministic)
+    h = _norm(cfg, "pre_self_attention_layer_norm")(x)
+    h = _attention(cfg, self.deterministic, "self_attention")(
+        h, h, self_bias, decode=self.decode, decode_index=decode_index,
+        max_decode_length=self.max_decode_length)
+    x = x + dropout(h)
+    h = _norm(cfg, "pre_cross_attention_layer_norm")(x)
+    h = _attention(cfg, self.deterministic, "encoder_decoder_attention")(
+        h, encoded, cross_bias, decode=self.decode, cross_cache=True)
+    x = x + dropout(h)
+    h = _norm(cfg, "pre_mlp_layer_norm")(x)
+    h = layers.MlpBlock(cfg.mlp_dim, cfg.dropout_rate, self.deterministic,
+                        cfg.activation_dtype, cfg.parameter_dtype, name="mlp")(h)
+    x = layers.constrain(x + dropout(h), ("batch", "length", "embed"))
+    return (x, None) if self.scanned else x
+
+
+def _run_layers(cfg: T5Config, layer_cls: type[nn.Module], num_layers: int, x: Array,
+                *args, **attrs) -> Array:
+  """Applies `num_layers` layers, as `layers_{i}` or as one scanned `layers`."""
+  policy = REMAT_POLICIES[cfg.remat_policy]
+  if cfg.remat_policy != "none":
+    layer_cls = nn.remat(layer_cls, policy=policy, prevent_cse=not cfg.scan_layers)
+  if not cfg.scan_layers:
+    for i in range(num_layers):
+      x = layer_cls(cfg, name=f"layers_{i}", **attrs)(x, *args)
+    return x
+  scanned = nn.scan(
+      layer_cls,
+      variable_axes={"params": 0, "cache": 0},
+      split_rngs={"params": True, "dropout": True},
+      in_axes=(nn.broadcast,) * len(args),
+      length=num_layers,
+      metadata_params={nn.PARTITION_NAME: "layers"},
+  )
+  x, _ = scanned(cfg, scanned=True, name="layers", **attrs)(x, *args)
+  return x
+
+
+class Encoder(nn.Module):
+  """Embeds the inputs, joins the prompt, and runs the bidirectional stack."""
+
+  config: T5Config
+  shared_embedding: nn.Module
+  prompt: Optional[prompts_lib.Prompt] = None
+
+  @nn.compact
+  def __call__(self, input_tokens: Array, *, enable_dropout: bool = False,
+               prompts: Optional[Array] = None) -> tuple[Array, Array]:
+    """Encodes `input_tokens: [batch, length]` (0 is padding).
+
+    Args:
+      input_tokens: int token ids.
+      enable_dropout: training mode.
+      prompts: optional prompts to use instead of the `prompt` variable:
+        `[P, E]`, or `[batch, P, E]` for a different prompt per example
+        (ensembles, mixed-task batches).
+
+    Returns:
+      `encoded: [batch, P + length, embed]` and `mask: [batch, P + length]`
+      (True at real tokens and prompt positions).
+    """
+    cfg = self.config
+    deterministic = not enable_dropout
+    x = self.shared_embedding(input_tokens)
+    mask = input_tokens > 0
+    if prompts is None and self.prompt is not None:
+      prompts = self.prompt()
+    if prompts is not None:
+      combine = (self.prompt.combiner() if self.prompt is not None
+                 else prompts_lib.prefix_prompt)
+      x, mask = combine(x, mask, prompts_lib.broadcast_prompt(prompts, x.shape[0]))
+    x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
+    x = layers.constrain(x.astype(cfg.activation_dtype), ("batch", "length", "embed"))
+    positions = jnp.arange(x.shape[1])
+    bias = (_relpos(cfg)(positions, positions, bidirectional=True) +
+            attention.mask_to_bias(attention.key_padding_mask(mask), cfg.activation_dtype))
+    x = _run_layers(cfg, EncoderLayer, cfg.num_encoder_layers, x, bias,
+                    deterministic=deterministic)
+    x = _norm(cfg, "encoder_norm")(x)
+    x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
+    return x, mask
+
+
+class Decoder(nn.Module):
+  """Causal decoder with cross-attention and an untied logits layer."""
+
+  config: T5Config
+  shared_embedding: nn.Module
+
+  @nn.compact
+  def __call__(self, encoded: Array, encoder_mask: Array, decoder_input_tokens: Array, *,
+               enable_dropout: bool = False, decode: bool = False,
+               max_decode_length: Optional[int] = None) -> Array:
+    """Logits for `decoder_input_tokens: [batch, length]`.
+
+    Args:
+      encoded: `[batch, enc_length, embed]` encoder output.
+      encoder_mask: `[batch, enc_length]` bool.
+      decoder_input_tokens: targets shifted right (0 starts a sequence).
+      enable_dropout: training mode.
+      decode: incremental mode: the tokens are the next `length` positions
+        (usually 1) after those already in the `cache` collection, which the
+        first call creates for `max_decode_length` positions.
+      max_decode_length: cache size in decode mode.
+
+    Returns:
+      float32 logits `[batch, length, vocab]`.
+    """
+    cfg = self.config
+    deterministic = not enable_dropout
+    x = self.shared_embedding(decoder_input_tokens)
+    x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
+    x = layers.constrain(x.astype(cfg.activation_dtype), ("batch", "length", "embed"))
+    length = x.shape[1]
+    decode_index = None
+    if decode:
+      if max_decode_length is None:
+        raise ValueError("decode=True needs max_decode_length (the cache size)")
+      position = self.variable("cache", "position", lambda: jnp.zeros((), jnp.int32))
+      decode_index = position.value
+      position.value = decode_index + length
+      query_positions = decode_index + jnp.arange(length)
+      key_positions = jnp.arange(max_decode_length)
+    else:
+      query_positions = key_positions = jnp.arange(length)
+    self_bias = (_relpos(cfg)(query_positions, key_positions, bidirectional=False) +
+                 attention.mask_to_bias(attention.causal_mask(query_positions, key_positions),
+                                        cfg.activation_dtype))
+    cross_bias = attention.mask_to_bias(attention.key_padding_mask(encoder_mask),
+                                        cfg.activation_dtype)
+    x = _run_layers(cfg, DecoderLayer, cfg.num_decoder_layers, x, encoded, self_bias,
+                    cross_bias, decode_index, deterministic=deterministic, decode=decode,
+                    max_decode_length=max_decode_length)
+    x = _norm(cfg, "decoder_norm")(x)
+    x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
+    logits = layers.Dense(cfg.vocab_size, ("embed", "vocab"), dtype=jnp.float32,
+                          param_dtype=cfg.parameter_dtype, name="logits_dense")(x)
+    return layers.constrain(logits, ("batch", "length", "vocab"))
+
+
+class Transformer(nn.Module):
+  """T5.1.1 encoder-decoder, optionally with a soft prompt.
+
+  Attributes:
+    config: the architecture.
+    prompt: the soft prompt joined to the embedded encoder inputs; None (or
+      length 0) gives the plain model.
+  """
+
+  config: T5Config
+  prompt: Optional[prompts_lib.Prompt] = None
+
+  def setup(self):
+    cfg = self.config
+    if self.prompt is not None and self.prompt.embed_dim != cfg.emb_dim:
+      raise ValueError(f"prompt embed_dim={self.prompt.embed_dim} differs from the model's "
+                       f"emb_dim={cfg.emb_dim}; set both from EMBED_DIM")
+    self.token_embedder = layers.Embed(cfg.vocab_size, cfg.emb_dim, cfg.activation_dtype,
+                                       cfg.parameter_dtype)
+    # A fresh copy, so the encoder (not this module) owns it: the variable's
+    # path is `encoder/prompt/prompt` in the `prompt` collection.
+    prompt = self.prompt.clone(parent=None) if self.prompt is not None else None
+    self.encoder = Encoder(cfg, self.token_embedder, prompt)
+    self.decoder = Decoder(cfg, self.token_embedder)
+
+  def encode(self, encoder_input_tokens: Array, *, enable_dropout: bool = False,
+             prompts: Optional[Array] = None) -> tuple[Array, Array]:
+    """See `Encoder.__call__`."""
+    return self.encoder(encoder_input_tokens, enable_dropout=enable_dropout, prompts=prompts)
+
+  def decode(self, encoded: Array, encoder_mask: Array, decoder_input_tokens: Array, *,
+             enable_dropout: bool = False, decode: bool = False,
+             max_decode_length: Optional[int] = None) -> Array:
+    """See `Decoder.__call__`."""
+    return self.decoder(encoded, encoder_mask, decoder_input_tokens,
+                        enable_dropout=enable_dropout, decode=decode,
+                        max_decode_length=max_decode_length)
+
+  def __call__(self, encoder_input_tokens: Array, decoder_input_tokens: Array, *,
+               enable_dropout: bool = False, prompts: Optional[Array] = None) -> Array:
+    """Teacher-forced logits `[batch, target_length, vocab]`."""
+    encoded, mask = self.encode(encoder_input_tokens, enable_dropout=enable_dropout,
+                                prompts=prompts)
+    return self.decode(encoded, mask, decoder_input_tokens, enable_dropout=enable_dropout)
+
+
+def init_shapes(model: Transformer) -> dict[str, Any]:
+  """The model's variables as `jax.ShapeDtypeStruct`s (boxed with axis names), unallocated."""
+  tokens = jax.ShapeDtypeStruct((1, 1), jnp.int32)
+  rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
+  return jax.eval_shape(lambda: model.init(rngs, jnp.ones((1, 1), jnp.int32),
+                                           jnp.ones((1, 1), jnp.int32)))
+
+
+def parameter_count(tree: Any) -> int:
+  """Number of scalars in a (possibly boxed, possibly abstract) variable tree."""
+  leaves = jax.tree_util.tree_leaves(nn.meta.unbox(tree))
+  return int(sum(np.prod(leaf.shape, dtype=np.int64) for leaf in leaves))
+
+
+_LAYER = re.compile(r"layers_(\d+)$")
+
+
+def stack_layers(params: dict[str, Any]) -> dict[str, Any]:
+  """`{encoder,decoder}/layers_{i}/...` -> `{encoder,decoder}/layers/...` with a leading axis."""
+  out = dict(params)
+  for stack in ("encoder", "decoder"):
+    if stack not in params:
+      continue
+    tree = dict(params[stack])
+    names = sorted((n for n in tree if _LAYER.match(n)), key=lambda n: int(_LAYER.match(n)[1]))
+    if not names:
+      continue
+    per_layer = [tree.pop(n) for n in names]
+    tree["layers"] = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *per_layer)
+    out[stack] = tree
+  return out
+
+
+def unstack_layers(params: dict[str, Any]) -> dict[str, Any]:
+  """Inverse of `stack_layers`."""
+  out = dict(params)
+  for stack in ("encoder", "decoder"):
+    if stack not in params or "layers" not in params[stack]:
+      continue
+    tree = dict(params[stack])
+    stacked = tree.pop("layers")
+    num = jax.tree_util.tree_leaves(stacked)[0].shape[0]
+    for i in range(num):
+      tree[f"layers_{i}"] = jax.tree_util.tree_map(lambda x, i=i: x[i], stacked)
+    out[stack] = tree
+  return out

@@ -1,0 +1,47 @@
+"""Prompt tuning at scale (Lester et al., 2021) on JAX/Flax, without t5x."""
+
+import setuptools
+
+# Versions seen installing together from nothing on Python 3.11 (2026-11).
+INSTALL_REQUIRES = [
+    "absl-py>=2.1",
+    "clu>=0.0.12,<0.1",
+    "flax>=0.12.8,<0.13",
+    "gin-config>=0.5,<0.6",
+    "jax>=0.10.2,<0.11",
+    "numpy>=1.26,<3",
+    "optax>=0.2.8,<0.3",
+    "orbax-checkpoint>=0.12.8,<0.13",
+    "sentencepiece>=0.2,<0.3",
+    "seqio==0.0.20",
+    # seqio needs tensorflow-text, which requires the `tensorflow` distribution
+    # itself; asking for tensorflow-cpu too would install two copies into one
+    # package directory.
+    "tensorflow>=2.21,<2.22",
+    "tensorflow-datasets>=4.9.10,<4.10",
+    "tensorstore>=0.1.70",
+]
+
+TEST_REQUIRES = [
+    "peft>=0.21.2,<0.22",
+    "pytest>=8",
+    "safetensors>=0.5",
+    "torch==2.13.0",
+    "transformers>=5.23,<5.24",
+]
+
+setuptools.setup(
+    name="prompt_tuning",
+    version="0.1.0",
+    description=(
+        "Prompt tuning of frozen T5.1.1 models (Lester et al., 2021) on "
+        "JAX/Flax, configured with gin, sharded over jax.sharding meshes."
+    ),
+    license="Apache 2.0",
+    packages=setuptools.find_packages(include=["prompt_tuning", "prompt_tuning.*"]),
+    include_package_data=True,
+    package_data={"prompt_tuning": ["configs/**/*.gin"]},
+    python_requires=">=3.10",
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"test": TEST_REQUIRES},
+)

@@ -1,0 +1,27 @@
+"""Test setup: 8 simulated CPU devices (before jax is imported), shared fixtures."""
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import pathlib  # pylint: disable=g-import-not-at-top
+
+import pytest  # pylint: disable=g-import-not-at-top
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+VOCAB_PATH = REPO_ROOT.parent / "shared" / "data" / "t5_sentencepiece.model"
+
+
+@pytest.fixture(scope="session")
+def t5_vocab_path() -> str:
+  if not VOCAB_PATH.exists():
+    pytest.skip(f"the T5 SentencePiece model is not at {VOCAB_PATH} (shared/data beside the repo)")
+  return str(VOCAB_PATH)
+
+
+@pytest.fixture(scope="session")
+def t5_vocabulary(t5_vocab_path):
+  import seqio  # pylint: disable=g-import-not-at-top
+  return seqio.SentencePieceVocabulary(t5_vocab_path)
