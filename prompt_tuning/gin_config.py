@@ -1,0 +1,205 @@
+"""Gin plumbing for entry points: search paths, parsing, and the configured model.
+
+The gin files under `configs/` use `from __gin__ import dynamic_registration`,
+so the model code never imports gin. They define macros that entry points read
+back here:
+
+* `MODEL`: the `t5.Transformer` (with its `PROMPT`), built by `build_model()`.
+* `VOCABULARY`: the `seqio.SentencePieceVocabulary`, built by `vocabulary()`.
+
+Typical use:
+
+    gin_config.parse_gin(
+        ["configs/models/t5_1_1_base_prompt.gin",
+         "configs/prompts/from_class_labels_numpy.gin"],
+        gin_config.bindings_from_flags({"PROMPT_LENGTH": "20"}))
+    model = gin_config.build_model()
+
+`configs/...` paths resolve against `config_search_paths()` (the repository
+root for an editable install, the package directory for a wheel), after the
+current directory and any user search paths.
+"""
+
+import contextlib
+import os
+import pathlib
+import re
+from typing import Any, Iterator, Mapping, Sequence
+
+import gin
+from gin import resource_reader
+
+from prompt_tuning.models import t5
+
+_PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
+_REPO_DIR = _PACKAGE_DIR.parent
+
+# Search paths this module has already given gin (gin keeps them globally and
+# `gin.clear_config` does not reset them).
+_ADDED_SEARCH_PATHS: list[str] = []
+
+# Macros that configs/prompts/*.gin files declare as `%gin.REQUIRED`. Gin does
+# not check a macro that is bound to REQUIRED (it passes the sentinel through),
+# so `build_model` checks these by name.
+REQUIRED_MACROS = ("EMBEDDING_FILE", "CLASS_LABELS", "PROMPT_STRING", "PROMPT_FILE")
+
+_UNABLE_TO_OPEN = re.compile(r"Unable to open file: (.*?)\. Searched config paths")
+
+
+@gin.configurable("configured_value", module="prompt_tuning.gin_config")
+def _configured_value(value: Any = gin.REQUIRED) -> Any:
+  """Returns `value`; bound to a macro so that gin evaluates the macro."""
+  return value
+
+
+def config_search_paths() -> list[str]:
+  """Directories against which `configs/...` gin paths resolve.
+
+  Returns:
+    The repository root when `configs/` sits beside the package (an editable
+    install or a checkout), then the package directory when it holds `configs/`
+    (a wheel built with the configs as package data).
+  """
+  paths = []
+  for root in (_REPO_DIR, _PACKAGE_DIR):
+    if (root / "configs").is_dir():
+      paths.append(str(root))
+  return paths
+
+
+def _add_search_path(path: str) -> None:
+  path = os.fspath(path)
+  if path not in _ADDED_SEARCH_PATHS:
+    gin.add_config_file_search_path(path)
+    _ADDED_SEARCH_PATHS.append(path)
+
+
+@contextlib.contextmanager
+def _namespace_safe_resource_reader() -> Iterator[None]:
+  """Works around gin 0.5 failing on paths that look like namespace packages.
+
+  After the plain file reader, gin tries each search path as a Python package
+  resource: `configs/models/x.gin` becomes package `configs.models`. When the
+  repository root is on `sys.path` (pytest, `python -m` from the root),
+  `configs/models` is a namespace package with no `origin` and gin raises a
+  TypeError instead of moving on to the next search path. This makes such a
+  package count as "not found", as gin intends.
+  """
+  original = getattr(resource_reader, "_parse_config_path", None)
+  if original is None:  # A gin without the bug's code path.
+    yield
+    return
+
+  def parse_config_path(config_path: str) -> str:
+    try:
+      return original(config_path)
+    except TypeError as e:
+      raise ValueError(f"{config_path} is not in a regular Python package") from e
+
+  resource_reader._parse_config_path = parse_config_path  # pylint: disable=protected-access
+  try:
+    yield
+  finally:
+    resource_reader._parse_config_path = original  # pylint: disable=protected-access
+
+
+def bindings_from_flags(overrides: Mapping[str, str]) -> list[str]:
+  """`{'PROMPT_LENGTH': '20'}` (from `--gin.PROMPT_LENGTH=20`) -> `['PROMPT_LENGTH = 20']`.
+
+  Values are gin expressions, used verbatim: strings need their quotes
+  (`--gin.ACTIVATION_DTYPE="'float32'"`).
+
+  Args:
+    overrides: gin binding key (a macro or `module.fn.param`) -> gin value.
+
+  Returns:
+    Binding lines for `parse_gin`, in the mapping's order.
+  """
+  bindings = []
+  for key, value in overrides.items():
+    key, value = str(key).strip(), str(value).strip()
+    if not key or not value:
+      raise ValueError(
+          f"gin override {key!r}={value!r} needs both a name and a value, as in "
+          "--gin.PROMPT_LENGTH=20")
+    bindings.append(f"{key} = {value}")
+  return bindings
+
+
+def parse_gin(gin_files: Sequence[str],
+              bindings: Sequence[str] = (),
+              search_paths: Sequence[str] = ()) -> None:
+  """Parses gin files, then bindings (later ones win), without finalizing.
+
+  Args:
+    gin_files: gin files, absolute or relative to the current directory or a
+      search path (e.g. `configs/models/t5_1_1_base_prompt.gin`).
+    bindings: binding lines such as `PROMPT_LENGTH = 20`, applied after the
+      files; see `bindings_from_flags`.
+    search_paths: extra directories searched for gin files and their includes,
+      before `config_search_paths()`.
+
+  Raises:
+    FileNotFoundError: a gin file (or one it includes) is on no search path.
+  """
+  for path in list(search_paths) + config_search_paths():
+    _add_search_path(path)
+  try:
+    with _namespace_safe_resource_reader():
+      gin.parse_config_files_and_bindings(
+          list(gin_files), list(bindings), finalize_config=False, skip_unknown=False)
+  except OSError as e:
+    match = _UNABLE_TO_OPEN.search(str(e))
+    if match is None:
+      raise
+    searched = ["<current directory>"] + _ADDED_SEARCH_PATHS
+    raise FileNotFoundError(
+        f"gin file {match[1]!r} not found in any of {searched}; give an absolute path or "
+        "one relative to a searched directory (e.g. configs/models/t5_1_1_base_prompt.gin), "
+        "or add its directory to the search paths") from None
+
+
+def _macro(name: str, hint: str) -> Any:
+  """Evaluates the macro `name` (building whatever it references)."""
+  try:
+    gin.query_parameter(f"%{name}")
+  except ValueError:
+    raise ValueError(f"the gin config defines no {name} macro; {hint}") from None
+  with gin.unlock_config():
+    gin.parse_config(f"prompt_tuning.gin_config.configured_value.value = %{name}")
+  return _configured_value()
+
+
+def build_model() -> t5.Transformer:
+  """The `MODEL` of the parsed gin config: a fresh, unbound `t5.Transformer`.
+
+  Returns:
+    The model, with its `PROMPT` (None for `configs/prompts/no_prompt.gin`).
+
+  Raises:
+    ValueError: the config defines no MODEL macro, or leaves a required macro
+      (`REQUIRED_MACROS`) unset.
+    TypeError: MODEL is not a `t5.Transformer`.
+  """
+  unset = []
+  for name in REQUIRED_MACROS:
+    try:
+      value = gin.query_parameter(f"%{name}")
+    except ValueError:
+      continue  # Not declared by the parsed files.
+    if str(value) == "%gin.REQUIRED":
+      unset.append(name)
+  if unset:
+    raise ValueError(
+        f"the gin config requires {', '.join(unset)} but they are unset; pass them, e.g. "
+        + " ".join(f"--gin.{name}=..." for name in unset))
+  model = _macro("MODEL", "parse a configs/models/*_prompt.gin file first")
+  if not isinstance(model, t5.Transformer):
+    raise TypeError(f"MODEL evaluated to {type(model).__name__}, not a t5.Transformer; "
+                    "bind MODEL = @t5.Transformer() as configs/models/t5_1_1_prompt.gin does")
+  return model
+
+
+def vocabulary() -> Any:
+  """The `VOCABULARY` of the parsed gin config (a `seqio.SentencePieceVocabulary`)."""
+  return _macro("VOCABULARY", "parse a configs/models/*_prompt.gin file first")

@@ -1,0 +1,244 @@
+"""The shipped gin configs parse, build the right models, and take overrides."""
+
+import pathlib
+import re
+
+import gin
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from prompt_tuning import gin_config
+from prompt_tuning.models import prompts
+from prompt_tuning.models import t5
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIG_FILES = sorted(
+    str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "configs").rglob("*.gin"))
+TINY = "configs/test/tiny.gin"
+
+# NUM_HEADS, NUM_{ENCODER,DECODER}_LAYERS, HEAD_DIM, EMBED_DIM, MLP_DIM.
+SIZES = {
+    "small": (6, 8, 64, 512, 1024),
+    "base": (12, 12, 64, 768, 2048),
+    "large": (16, 24, 64, 1024, 2816),
+    "xl": (32, 24, 64, 2048, 5120),
+    "xxl": (64, 24, 64, 4096, 10240),
+}
+VOCAB_SIZES = {"t5_1_1": 32128, "mt5": 250112}
+
+# Published parameter counts (T5.1.1: t5x/flaxformer model cards; mT5: Xue et
+# al., 2021, Table 1) and how far from them a count may be: 1%, or half a unit
+# in the last published digit where the number is rounded more coarsely than 1%.
+PUBLISHED = {
+    ("t5_1_1", "small"): (77e6, 0.01),
+    ("t5_1_1", "base"): (248e6, 0.01),
+    ("t5_1_1", "large"): (783e6, 0.01),
+    ("t5_1_1", "xl"): (2.85e9, 0.01),
+    ("t5_1_1", "xxl"): (11.1e9, 0.01),
+    ("mt5", "small"): (300e6, 0.01),
+    ("mt5", "base"): (580e6, 0.01),
+    ("mt5", "large"): (1.2e9, 0.05 / 1.2),  # 1.23B; published to 2 digits.
+    ("mt5", "xl"): (3.7e9, 0.05 / 3.7),  # 3.74B; published to 2 digits.
+    ("mt5", "xxl"): (13e9, 0.01),
+}
+
+PROMPT_FILES = {
+    "configs/prompts/from_random_uniform.gin": [],
+    "configs/prompts/from_sampled_vocab_numpy.gin": ["EMBEDDING_FILE"],
+    "configs/prompts/from_class_labels_numpy.gin": ["EMBEDDING_FILE", "CLASS_LABELS"],
+    "configs/prompts/from_string_numpy.gin": ["EMBEDDING_FILE", "PROMPT_STRING"],
+    "configs/prompts/from_file.gin": ["PROMPT_FILE"],
+    "configs/prompts/no_prompt.gin": [],
+}
+TINY_EMBED, TINY_PROMPT_LENGTH = 16, 4
+
+
+@pytest.fixture(autouse=True)
+def _clear_gin():
+  gin.clear_config()
+  yield
+  gin.clear_config()
+
+
+def _model_file(family: str, size: str) -> str:
+  return f"configs/models/{family}_{size}_prompt.gin"
+
+
+def _param_count(model: t5.Transformer) -> int:
+  return t5.parameter_count(t5.init_shapes(model)["params"])
+
+
+def _init(model: t5.Transformer):
+  return model.init({"params": jax.random.key(0)}, jnp.ones((2, 3), jnp.int32),
+                    jnp.ones((2, 2), jnp.int32))
+
+
+def test_every_config_is_tested():
+  named = {_model_file(f, s) for f in VOCAB_SIZES for s in SIZES}
+  named |= {f"configs/models/sizes/{s}.gin" for s in SIZES}
+  named |= {"configs/models/t5_1_1_prompt.gin", "configs/models/mt5_prompt.gin", TINY}
+  named |= set(PROMPT_FILES)
+  assert set(CONFIG_FILES) == named
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES)
+def test_config_parses(path):
+  gin_config.parse_gin([path])
+
+
+@pytest.mark.parametrize("family", sorted(VOCAB_SIZES))
+@pytest.mark.parametrize("size", sorted(SIZES))
+def test_model_config_matches_size(family, size):
+  gin_config.parse_gin([_model_file(family, size)])
+  model = gin_config.build_model()
+  assert isinstance(model, t5.Transformer)
+  heads, num_layers, head_dim, embed, mlp = SIZES[size]
+  assert model.config == t5.T5Config(
+      vocab_size=VOCAB_SIZES[family], emb_dim=embed, num_heads=heads,
+      num_encoder_layers=num_layers, num_decoder_layers=num_layers, head_dim=head_dim,
+      mlp_dim=mlp, relative_attention_num_buckets=32, relative_attention_max_distance=128,
+      dropout_rate=0.1, dtype="bfloat16", scan_layers=False, remat_policy="none")
+  assert isinstance(model.prompt, prompts.Prompt)
+  assert (model.prompt.length, model.prompt.embed_dim, model.prompt.combine) == (
+      100, embed, "prefix")
+  vocab_file = gin.query_parameter("%SENTENCEPIECE_MODEL_FILE")
+  assert ("mc4.250000" in vocab_file) == (family == "mt5")
+
+
+@pytest.mark.parametrize("family", ["t5_1_1", "mt5"])
+def test_default_size_is_base(family):
+  base_file = {"t5_1_1": "configs/models/t5_1_1_prompt.gin",
+               "mt5": "configs/models/mt5_prompt.gin"}[family]
+  gin_config.parse_gin([base_file])
+  default = gin_config.build_model().config
+  gin.clear_config()
+  gin_config.parse_gin([_model_file(family, "base")])
+  assert default == gin_config.build_model().config
+
+
+@pytest.mark.parametrize("size", sorted(SIZES))
+def test_parameter_counts(size):
+  counts = {}
+  for family in VOCAB_SIZES:
+    gin.clear_config()
+    gin_config.parse_gin([_model_file(family, size)])
+    counts[family] = _param_count(gin_config.build_model())
+    published, tolerance = PUBLISHED[family, size]
+    assert abs(counts[family] - published) <= tolerance * published, (
+        f"{family} {size}: {counts[family]:,} parameters, published {published:,.0f}")
+  # Untied input embedding and logits: the vocabulary is the only difference.
+  embed = SIZES[size][3]
+  assert counts["mt5"] - counts["t5_1_1"] == 2 * (250112 - 32128) * embed
+
+
+def _prompt_bindings(tmp_path, vocab_path):
+  table = np.random.RandomState(0).randn(32128, TINY_EMBED).astype(np.float32)
+  np.save(tmp_path / "embedding.npy", table)
+  prompt = np.random.RandomState(1).randn(TINY_PROMPT_LENGTH, TINY_EMBED).astype(np.float32)
+  np.save(tmp_path / "prompt.npy", prompt)
+  bindings = {
+      "EMBEDDING_FILE": repr(str(tmp_path / "embedding.npy")),
+      "PROMPT_FILE": repr(str(tmp_path / "prompt.npy")),
+      "SENTENCEPIECE_MODEL_FILE": repr(vocab_path),
+      "CLASS_LABELS": "['positive', 'negative']",
+      "PROMPT_STRING": "'Classify the sentiment:'",
+  }
+  return table, prompt, bindings
+
+
+@pytest.mark.parametrize("path", sorted(PROMPT_FILES))
+def test_prompt_config_initializes(path, tmp_path, t5_vocab_path, t5_vocabulary):
+  table, fixed_prompt, bindings = _prompt_bindings(tmp_path, t5_vocab_path)
+  gin_config.parse_gin([TINY, path], gin_config.bindings_from_flags(bindings))
+  model = gin_config.build_model()
+  variables = _init(model)
+  if path.endswith("no_prompt.gin"):
+    assert model.prompt is None and "prompt" not in variables
+    return
+  prompt = np.asarray(variables["prompt"]["encoder"]["prompt"]["prompt"].unbox())
+  assert prompt.shape == (TINY_PROMPT_LENGTH, TINY_EMBED)
+  if path.endswith("from_random_uniform.gin"):
+    assert np.all(np.abs(prompt) <= 0.5)
+  elif path.endswith("from_sampled_vocab_numpy.gin"):
+    assert all(any(np.array_equal(row, t) for t in table[:5000]) for row in prompt)
+  elif path.endswith("from_class_labels_numpy.gin"):
+    ids = t5_vocabulary.encode("positive")
+    np.testing.assert_allclose(prompt[0], table[ids].mean(axis=0), rtol=1e-6)
+    ids = t5_vocabulary.encode("negative")
+    np.testing.assert_allclose(prompt[1], table[ids].mean(axis=0), rtol=1e-6)
+  elif path.endswith("from_string_numpy.gin"):
+    ids = t5_vocabulary.encode("Classify the sentiment:")
+    n = min(len(ids), TINY_PROMPT_LENGTH)
+    np.testing.assert_array_equal(prompt[:n], table[ids[:n]])
+  elif path.endswith("from_file.gin"):
+    np.testing.assert_array_equal(prompt, fixed_prompt)
+
+
+def test_vocabulary(t5_vocab_path, t5_vocabulary):
+  gin_config.parse_gin([TINY], [f"SENTENCEPIECE_MODEL_FILE = {t5_vocab_path!r}"])
+  vocabulary = gin_config.vocabulary()
+  assert vocabulary.vocab_size == 32100
+  assert vocabulary.encode("positive") == t5_vocabulary.encode("positive")
+
+
+def test_flag_overrides_take_effect():
+  bindings = gin_config.bindings_from_flags(
+      {"PROMPT_LENGTH": "7", "NUM_HEADS": "3", "ACTIVATION_DTYPE": "'float32'"})
+  assert bindings == ["PROMPT_LENGTH = 7", "NUM_HEADS = 3", "ACTIVATION_DTYPE = 'float32'"]
+  gin_config.parse_gin([_model_file("t5_1_1", "small")], bindings)
+  model = gin_config.build_model()
+  assert model.prompt.length == 7
+  assert model.config.num_heads == 3
+  assert model.config.dtype == "float32"
+  assert model.config.emb_dim == 512  # The rest of the size is untouched.
+
+
+def test_later_file_overrides_earlier():
+  gin_config.parse_gin(["configs/models/t5_1_1_prompt.gin", "configs/models/sizes/xl.gin"])
+  assert gin_config.build_model().config.emb_dim == 2048
+
+
+def test_bindings_from_flags_rejects_empty_value():
+  with pytest.raises(ValueError, match="PROMPT_LENGTH"):
+    gin_config.bindings_from_flags({"PROMPT_LENGTH": ""})
+
+
+def test_unknown_gin_file_is_a_clear_error():
+  with pytest.raises(FileNotFoundError) as info:
+    gin_config.parse_gin(["configs/models/t5_1_1_huge_prompt.gin"])
+  message = str(info.value)
+  assert "\n" not in message
+  assert "configs/models/t5_1_1_huge_prompt.gin" in message
+  assert str(REPO_ROOT) in message
+
+
+def test_unknown_included_file_is_a_clear_error(tmp_path):
+  (tmp_path / "bad.gin").write_text("include 'configs/nope.gin'\n")
+  with pytest.raises(FileNotFoundError, match=re.escape("'configs/nope.gin'")):
+    gin_config.parse_gin([str(tmp_path / "bad.gin")])
+
+
+def test_user_search_path(tmp_path):
+  (tmp_path / "mine.gin").write_text(
+      "include 'configs/test/tiny.gin'\nPROMPT_LENGTH = 2\n")
+  gin_config.parse_gin(["mine.gin"], search_paths=[str(tmp_path)])
+  assert gin_config.build_model().prompt.length == 2
+
+
+def test_build_model_without_model_config():
+  gin_config.parse_gin(["configs/models/sizes/small.gin"])
+  with pytest.raises(ValueError, match="no MODEL macro"):
+    gin_config.build_model()
+
+
+def test_config_search_paths_include_repo_root():
+  assert str(REPO_ROOT) in gin_config.config_search_paths()
+
+
+@pytest.mark.parametrize("path", sorted(p for p, required in PROMPT_FILES.items() if required))
+def test_unset_required_macro_is_a_clear_error(path):
+  gin_config.parse_gin([TINY, path])
+  with pytest.raises(ValueError, match=re.escape(PROMPT_FILES[path][-1])):
+    gin_config.build_model()
