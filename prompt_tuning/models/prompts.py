@@ -129,8 +129,8 @@ class Prompt(nn.Module):
 
     def init():
       value = self.prompt_init(self.make_rng("params"), shape)
-      return nn.Partitioned(jnp.asarray(value, self.param_dtype),
-                            names=("prompt", "prompt_embed"))
+      return nn.LogicallyPartitioned(jnp.asarray(value, self.param_dtype),
+                                     names=("prompt", "prompt_embed"))
 
     return self.variable(PROMPT_COLLECTION, "prompt", init).value
 

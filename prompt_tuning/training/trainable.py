@@ -1,0 +1,61 @@
+"""What trains: a filter over variable paths, outside the model.
+
+Paths are '/'-joined and start with the collection: `prompt/encoder/prompt/prompt`,
+`params/encoder/layers_0/mlp/wi_0/kernel`. A choice is
+
+* 'prompt' (prompt tuning, the default): the `prompt` collection only;
+* 'all' (model tuning, the paper's baseline): `params` and `prompt`;
+* a list of regular expressions: the paths any of them fully matches (for
+  methods that tune chosen weights, e.g. `['params/.*/layer_norm/scale']`).
+
+`partition` splits the variables into flat `{path: array}` dicts of trainable and
+frozen leaves, so gradients and optimizer state exist only for the former;
+`merge` puts them back into the nested form the model applies.
+"""
+
+import re
+from typing import Any, Mapping, Sequence, Union
+
+from flax import traverse_util
+
+WhatTrains = Union[str, Sequence[str]]
+Flat = dict[str, Any]
+
+PROMPT_TUNING = "prompt"
+MODEL_TUNING = "all"
+
+
+def _patterns(what: WhatTrains) -> list[re.Pattern]:
+  if what == PROMPT_TUNING:
+    return [re.compile(r"prompt/.*")]
+  if what == MODEL_TUNING:
+    return [re.compile(r"(params|prompt)/.*")]
+  if isinstance(what, str):
+    raise ValueError(f"what trains must be {PROMPT_TUNING!r}, {MODEL_TUNING!r} or a list of "
+                     f"regular expressions over variable paths, got {what!r}")
+  return [re.compile(p) for p in what]
+
+
+def flatten(variables: Mapping[str, Any]) -> Flat:
+  return traverse_util.flatten_dict(dict(variables), sep="/")
+
+
+def partition(variables: Mapping[str, Any], what: WhatTrains = PROMPT_TUNING) -> tuple[Flat, Flat]:
+  """Splits variables into `(trainable, frozen)` flat dicts.
+
+  Raises:
+    ValueError: if nothing matches (a run that would train nothing).
+  """
+  patterns = _patterns(what)
+  trainable, frozen = {}, {}
+  for path, value in flatten(variables).items():
+    (trainable if any(p.fullmatch(path) for p in patterns) else frozen)[path] = value
+  if not trainable:
+    raise ValueError(f"no variable path matches what trains ({what!r}); paths look like "
+                     f"{sorted(frozen)[:3]}")
+  return trainable, frozen
+
+
+def merge(trainable: Flat, frozen: Flat) -> dict[str, Any]:
+  """Inverse of `partition`: the nested variables the model applies."""
+  return traverse_util.unflatten_dict({**frozen, **trainable}, sep="/")
