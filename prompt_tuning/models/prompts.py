@@ -15,7 +15,7 @@ tokens and extends the token mask so that the prompt is always attended to:
 The sequence grows by `length` positions in every case.
 """
 
-from typing import Callable, Optional
+from typing import Callable
 
 import flax.linen as nn
 import jax

@@ -325,7 +325,6 @@ class Transformer(nn.Module):
 
 def init_shapes(model: Transformer) -> dict[str, Any]:
   """The model's variables as `jax.ShapeDtypeStruct`s (boxed with axis names), unallocated."""
-  tokens = jax.ShapeDtypeStruct((1, 1), jnp.int32)
   rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
   return jax.eval_shape(lambda: model.init(rngs, jnp.ones((1, 1), jnp.int32),
                                            jnp.ones((1, 1), jnp.int32)))

@@ -7,7 +7,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from prompt_tuning.models import prompt_init
 from prompt_tuning.models import prompts
 from prompt_tuning.models import t5
 from tests import hf_reference

@@ -1,0 +1,138 @@
+"""The train state and the jitted, sharded train step.
+
+The state holds only what changes: the trainable variables (a flat
+`{path: array}` dict, see `trainable`), their optimizer state, the step and the
+dropout RNG. The frozen variables are a separate argument, never donated and
+never differentiated, so a prompt-tuning run keeps one copy of the frozen model.
+"""
+
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from prompt_tuning.models import t5
+from prompt_tuning.training import losses
+from prompt_tuning.training import partitioning
+from prompt_tuning.training import trainable as trainable_lib
+
+Array = jax.Array
+Batch = dict[str, Array]
+BATCH_FEATURES = ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens",
+                  "decoder_loss_weights")
+
+
+@flax.struct.dataclass
+class TrainState:
+  """What a step changes.
+
+  Attributes:
+    step: int32 scalar, steps taken.
+    trainable: flat `{path: array}` of the variables that train.
+    opt_state: the optimizer's state for them.
+    rng: uint32 `[2]` raw key; step t's dropout key is `fold_in(rng, t)`.
+  """
+
+  step: Array
+  trainable: dict[str, Array]
+  opt_state: optax.OptState
+  rng: Array
+
+
+def create(trainable: dict[str, Array], tx: optax.GradientTransformation, seed: int) -> TrainState:
+  return TrainState(step=jnp.zeros((), jnp.int32), trainable=trainable,
+                    opt_state=tx.init(trainable),
+                    rng=jax.random.key_data(jax.random.key(seed)).astype(jnp.uint32))
+
+
+def _per_variable_shardings(tree: Any, variable_shardings: dict[str, Any],
+                            replicated: Any) -> Any:
+  """Shards a leaf like its variable when it has the variable's shape (e.g. Adafactor's
+  unfactored `v`); replicates the rest (counts, factored row/column statistics)."""
+  shapes = variable_shardings["__shapes__"]
+
+  def choose(path, leaf):
+    keys = [k.key for k in path if isinstance(k, jax.tree_util.DictKey)]
+    for key in reversed(keys):
+      if key in shapes and tuple(leaf.shape) == shapes[key]:
+        return variable_shardings[key]
+    return replicated
+
+  return jax.tree_util.tree_map_with_path(choose, tree)
+
+
+def state_shardings(abstract_state: TrainState, variable_shardings: dict[str, Any],
+                    partitioner: partitioning.Partitioner) -> TrainState:
+  """Shardings of a (possibly abstract) state, given each trainable variable's sharding."""
+  replicated = partitioner.replicated()
+  table = dict(variable_shardings)
+  table["__shapes__"] = {k: tuple(v.shape) for k, v in abstract_state.trainable.items()}
+  return TrainState(step=replicated,
+                    trainable={k: variable_shardings[k] for k in abstract_state.trainable},
+                    opt_state=_per_variable_shardings(abstract_state.opt_state, table, replicated),
+                    rng=replicated)
+
+
+def make_train_step(model: t5.Transformer,
+                    tx: optax.GradientTransformation,
+                    *,
+                    z_loss: float = 1e-4,
+                    label_smoothing: float = 0.0,
+                    loss_normalizing_factor: losses.NormalizingFactor = "NUM_REAL_TARGET_TOKENS",
+                    ) -> Callable[[TrainState, dict[str, Array], Batch], tuple[TrainState, dict]]:
+  """`train_step(state, frozen, batch) -> (state, metrics)`, pure, to be jitted.
+
+  Args:
+    model: the (prompted) model.
+    tx: the optimizer over `state.trainable`.
+    z_loss: z-loss coefficient.
+    label_smoothing: label smoothing.
+    loss_normalizing_factor: see `losses`.
+
+  Returns:
+    The step. `batch` has seqio's encoder-decoder features (`BATCH_FEATURES`);
+    metrics are scalars: loss, z_loss, token accuracy, target tokens, the
+    global norm of the trainable variables' update and of the prompt.
+  """
+
+  def train_step(state: TrainState, frozen: dict[str, Array], batch: Batch):
+    dropout_rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+
+    def loss_fn(train):
+      logits = model.apply(trainable_lib.merge(train, frozen), batch["encoder_input_tokens"],
+                           batch["decoder_input_tokens"], enable_dropout=True,
+                           rngs={"dropout": dropout_rng})
+      loss, z, weight_sum = losses.weighted_cross_entropy(
+          logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"],
+          label_smoothing, z_loss, loss_normalizing_factor)
+      accuracy = losses.token_accuracy(logits, batch["decoder_target_tokens"],
+                                       batch["decoder_loss_weights"])
+      return loss, {"z_loss": z, "accuracy": accuracy, "target_tokens": weight_sum}
+
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.trainable)
+    updates, opt_state = tx.update(grads, state.opt_state, state.trainable)
+    new_trainable = optax.apply_updates(state.trainable, updates)
+    prompts = [v for k, v in new_trainable.items() if k.startswith("prompt/")]
+    metrics = {"loss": loss, **aux, "update_norm": optax.global_norm(updates),
+               "prompt_norm": optax.global_norm(prompts) if prompts else jnp.zeros(())}
+    return state.replace(step=state.step + 1, trainable=new_trainable, opt_state=opt_state), metrics
+
+  return train_step
+
+
+def jit_train_step(train_step: Callable, partitioner: partitioning.Partitioner,
+                   shardings_of_state: TrainState, frozen_shardings: dict[str, Any]) -> Callable:
+  """Jits the step with explicit in/out shardings; the state is donated."""
+  batch = {name: partitioner.batch_sharding() for name in BATCH_FEATURES}
+  jitted = jax.jit(train_step,
+                   in_shardings=(shardings_of_state, frozen_shardings, batch),
+                   out_shardings=(shardings_of_state, partitioner.replicated()),
+                   donate_argnums=(0,))
+
+  def step(state, frozen, batch_):
+    with partitioner.context():
+      return jitted(state, frozen, batch_)
+
+  return step

@@ -1,0 +1,94 @@
+"""The sharded train step: same prompt on 1 device and on (data, model) meshes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from prompt_tuning.models import prompts
+from prompt_tuning.models import t5
+from prompt_tuning.training import optimizers
+from prompt_tuning.training import partitioning
+from prompt_tuning.training import train_state
+from prompt_tuning.training import trainable
+from tests import hf_reference
+
+CFG = t5.T5Config(**{**hf_reference.TINY.__dict__, "dropout_rate": 0.1})
+
+
+def _batches(n, batch=8, seed=0):
+  rng = np.random.default_rng(seed)
+  out = []
+  for _ in range(n):
+    inputs = hf_reference.random_tokens(rng, batch, 10, CFG.vocab_size)
+    targets = hf_reference.random_tokens(rng, batch, 4, CFG.vocab_size)
+    dec = np.concatenate([np.zeros((batch, 1), np.int32), targets[:, :-1]], axis=1)
+    out.append({"encoder_input_tokens": inputs, "decoder_input_tokens": dec,
+                "decoder_target_tokens": targets,
+                "decoder_loss_weights": (targets > 0).astype(np.float32)})
+  return out
+
+
+def _run(num_partitions, what="prompt", steps=3, devices=None):
+  """Trains a few steps on a (devices / num_partitions, num_partitions) mesh."""
+  part = partitioning.Partitioner(num_partitions, devices=devices)
+  model = t5.Transformer(CFG, prompts.Prompt(4, CFG.emb_dim))
+  init = lambda key: model.init(key, jnp.ones((1, 1), jnp.int32), jnp.ones((1, 1), jnp.int32))
+  variables, shardings = part.sharded_init(init, jax.random.key(0))
+  train, frozen = trainable.partition(variables, what)
+  flat_shardings = trainable.flatten(shardings)
+  frozen_shardings = {k: flat_shardings[k] for k in frozen}
+  tx = optimizers.adafactor(0.3 if what == "prompt" else 1e-3)
+  state = jax.jit(lambda t: train_state.create(t, tx, seed=1))(train)
+  state_shardings = train_state.state_shardings(state, flat_shardings, part)
+  state = jax.device_put(state, state_shardings)
+  step = train_state.jit_train_step(train_state.make_train_step(model, tx), part,
+                                    state_shardings, frozen_shardings)
+  metrics = []
+  for batch in _batches(steps):
+    state, m = step(state, frozen, batch)
+    metrics.append(jax.device_get(m))
+  return state, frozen, variables, metrics
+
+
+@pytest.fixture(scope="module")
+def one_device():
+  return _run(1)  # 8 devices on the data axis: pure data parallelism.
+
+
+@pytest.mark.parametrize("num_partitions", [2, 4])
+def test_mesh_shapes_give_the_same_prompt(one_device, num_partitions):
+  want, _, _, want_metrics = one_device
+  state, _, _, metrics = _run(num_partitions)
+  path = "prompt/encoder/prompt/prompt"
+  np.testing.assert_allclose(np.asarray(state.trainable[path]), np.asarray(want.trainable[path]),
+                             rtol=0, atol=1e-5)
+  np.testing.assert_allclose([m["loss"] for m in metrics], [m["loss"] for m in want_metrics],
+                             rtol=1e-5)
+
+
+def test_single_device_mesh_matches_data_parallel(one_device):
+  want, _, _, _ = one_device
+  state, _, _, _ = _run(1, devices=jax.devices()[:1])
+  path = "prompt/encoder/prompt/prompt"
+  np.testing.assert_allclose(np.asarray(state.trainable[path]), np.asarray(want.trainable[path]),
+                             rtol=0, atol=1e-5)
+
+
+def test_step_trains_only_the_prompt_and_keeps_frozen_bitwise(one_device):
+  state, frozen, variables, metrics = one_device
+  assert int(state.step) == 3
+  assert list(state.trainable) == ["prompt/encoder/prompt/prompt"]
+  before = trainable.flatten(variables)
+  for path, value in frozen.items():
+    np.testing.assert_array_equal(np.asarray(value), np.asarray(before[path]))
+  assert not np.array_equal(np.asarray(state.trainable["prompt/encoder/prompt/prompt"]),
+                            np.asarray(before["prompt/encoder/prompt/prompt"]))
+  assert all(np.isfinite(m["loss"]) and m["prompt_norm"] > 0 for m in metrics)
+
+
+def test_model_tuning_shards_optimizer_state_like_the_weights():
+  state, _, _, metrics = _run(2, what="all", steps=1)
+  kernel = "params/encoder/layers_0/mlp/wi_0/kernel"
+  assert state.trainable[kernel].sharding.spec == jax.sharding.PartitionSpec(None, "model")
+  assert np.isfinite(metrics[0]["loss"])
