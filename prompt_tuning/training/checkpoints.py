@@ -1,0 +1,114 @@
+"""Checkpoints that hold only what changed, written atomically with orbax.
+
+A prompt-tuning checkpoint holds the train state (prompt, its optimizer state,
+step, RNG) plus a JSON record (data position, base checkpoint or random-init
+seed, what trains); never the frozen model. A model-tuning state holds every
+weight, so the same code saves the whole model then.
+
+Orbax writes each step into a temporary directory and renames it when
+complete, so a process killed mid-save leaves no half-written checkpoint as the
+latest. Each save also writes every trained prompt as
+`MODEL_DIR/numpy_checkpoints/checkpoint_<step>/<flattened.variable.path>.npy`
+(`[P, E]` float32), itself written to a temporary directory and renamed.
+"""
+
+import os
+import shutil
+import tempfile
+from typing import Any, Optional
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from prompt_tuning.training import train_state as train_state_lib
+
+NUMPY_DIR = "numpy_checkpoints"
+
+
+def numpy_prompt_name(path: str) -> str:
+  """`prompt/encoder/prompt/prompt` -> `encoder.prompt.prompt.npy`."""
+  parts = path.split("/")
+  if parts[0] == "prompt":
+    parts = parts[1:]
+  return ".".join(parts) + ".npy"
+
+
+class Checkpointer:
+  """Saves and restores train states under `MODEL_DIR/checkpoints`.
+
+  Attributes:
+    model_dir: the run's directory.
+  """
+
+  def __init__(self, model_dir: str, keep: Optional[int] = None):
+    """Args: model_dir: the run's directory; keep: checkpoints kept (None: all)."""
+    self.model_dir = os.fspath(model_dir)
+    try:
+      os.makedirs(self.model_dir, exist_ok=True)
+      probe = tempfile.NamedTemporaryFile(dir=self.model_dir, prefix=".write_test_")
+      probe.close()
+    except OSError as e:
+      raise PermissionError(f"MODEL_DIR {self.model_dir} is not writable ({e.strerror}); "
+                            "choose a directory you can write to") from None
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                           enable_async_checkpointing=False)
+    self._manager = ocp.CheckpointManager(os.path.join(self.model_dir, "checkpoints"),
+                                          options=options, item_names=("state", "record"))
+    self._keep = keep
+
+  def latest_step(self) -> Optional[int]:
+    """The newest complete checkpoint's step, or None."""
+    self._manager.reload()
+    return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    self._manager.reload()
+    return sorted(self._manager.all_steps())
+
+  def save(self, state: train_state_lib.TrainState, record: dict[str, Any]) -> int:
+    """Writes `state` and the JSON-serializable `record` at `state.step`; returns the step."""
+    step = int(jax.device_get(state.step))
+    self._write_numpy_prompts(step, state.trainable)
+    self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)), force=True)
+    self._manager.wait_until_finished()
+    self._prune_numpy()
+    return step
+
+  def restore(self, step: int, abstract_state: train_state_lib.TrainState,
+              shardings: Optional[train_state_lib.TrainState] = None
+              ) -> tuple[train_state_lib.TrainState, dict[str, Any]]:
+    """Reads the state at `step` onto `shardings` (structure from `abstract_state`)."""
+    if shardings is not None:
+      abstract_state = jax.tree_util.tree_map(
+          lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract_state,
+          shardings)
+    restored = self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state), record=ocp.args.JsonRestore()))
+    return restored["state"], dict(restored["record"])
+
+  def _write_numpy_prompts(self, step: int, variables: dict[str, Any]) -> None:
+    prompts = {k: v for k, v in variables.items() if k.startswith("prompt/")}
+    if not prompts:
+      return
+    root = os.path.join(self.model_dir, NUMPY_DIR)
+    os.makedirs(root, exist_ok=True)
+    final = os.path.join(root, f"checkpoint_{step}")
+    tmp = tempfile.mkdtemp(dir=root, prefix=f".tmp_checkpoint_{step}_")
+    for path, value in prompts.items():
+      np.save(os.path.join(tmp, numpy_prompt_name(path)),
+              np.asarray(jax.device_get(value), np.float32))
+    if os.path.exists(final):
+      shutil.rmtree(final)
+    os.rename(tmp, final)
+
+  def _prune_numpy(self) -> None:
+    """Keeps the numpy prompts of the checkpoints orbax kept."""
+    if self._keep is None:
+      return
+    root = os.path.join(self.model_dir, NUMPY_DIR)
+    kept = set(self.all_steps())
+    for name in os.listdir(root):
+      if name.startswith("checkpoint_") and int(name.split("_")[1]) not in kept:
+        shutil.rmtree(os.path.join(root, name))
