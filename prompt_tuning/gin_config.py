@@ -159,7 +159,7 @@ def parse_gin(gin_files: Sequence[str],
         "or add its directory to the search paths") from None
 
 
-def _macro(name: str, hint: str) -> Any:
+def macro_value(name: str, hint: str) -> Any:
   """Evaluates the macro `name` (building whatever it references)."""
   try:
     gin.query_parameter(f"%{name}")
@@ -168,6 +168,26 @@ def _macro(name: str, hint: str) -> Any:
   with gin.unlock_config():
     gin.parse_config(f"prompt_tuning.gin_config.configured_value.value = %{name}")
   return _configured_value()
+
+
+def check_required_macros(names: Sequence[str]) -> None:
+  """Raises if any declared macro among `names` is still `%gin.REQUIRED`.
+
+  Gin passes a REQUIRED macro's sentinel through instead of failing, so entry
+  points check the macros their run files declare REQUIRED.
+  """
+  unset = []
+  for name in names:
+    try:
+      value = gin.query_parameter(f"%{name}")
+    except ValueError:
+      continue  # Not declared by the parsed files.
+    if str(value) == "%gin.REQUIRED":
+      unset.append(name)
+  if unset:
+    raise ValueError(
+        f"the gin config requires {', '.join(unset)} but they are unset; pass them, e.g. "
+        + " ".join(f"--gin.{name}=..." for name in unset))
 
 
 def build_model() -> t5.Transformer:
@@ -181,19 +201,8 @@ def build_model() -> t5.Transformer:
       (`REQUIRED_MACROS`) unset.
     TypeError: MODEL is not a `t5.Transformer`.
   """
-  unset = []
-  for name in REQUIRED_MACROS:
-    try:
-      value = gin.query_parameter(f"%{name}")
-    except ValueError:
-      continue  # Not declared by the parsed files.
-    if str(value) == "%gin.REQUIRED":
-      unset.append(name)
-  if unset:
-    raise ValueError(
-        f"the gin config requires {', '.join(unset)} but they are unset; pass them, e.g. "
-        + " ".join(f"--gin.{name}=..." for name in unset))
-  model = _macro("MODEL", "parse a configs/models/*_prompt.gin file first")
+  check_required_macros(REQUIRED_MACROS)
+  model = macro_value("MODEL", "parse a configs/models/*_prompt.gin file first")
   if not isinstance(model, t5.Transformer):
     raise TypeError(f"MODEL evaluated to {type(model).__name__}, not a t5.Transformer; "
                     "bind MODEL = @t5.Transformer() as configs/models/t5_1_1_prompt.gin does")
@@ -202,4 +211,4 @@ def build_model() -> t5.Transformer:
 
 def vocabulary() -> Any:
   """The `VOCABULARY` of the parsed gin config (a `seqio.SentencePieceVocabulary`)."""
-  return _macro("VOCABULARY", "parse a configs/models/*_prompt.gin file first")
+  return macro_value("VOCABULARY", "parse a configs/models/*_prompt.gin file first")

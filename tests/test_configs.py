@@ -75,11 +75,29 @@ def _init(model: t5.Transformer):
                     jnp.ones((2, 2), jnp.int32))
 
 
+RUN_FILE = "configs/runs/prompt_finetune.gin"
+
+
+def test_run_file_lists_and_checks_its_required_macros():
+  from prompt_tuning import train  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.training import trainer  # pylint: disable=g-import-not-at-top
+  header = open(gin_config.config_search_paths()[0] + "/" + RUN_FILE).read().split("from __gin__")[0]
+  for name in train.RUN_REQUIRED_MACROS:
+    assert f"#   {name}:" in header
+  gin_config.parse_gin([TINY, RUN_FILE], ["MODEL_DIR = '/tmp/x'", "TRAIN_STEPS = 3"])
+  with pytest.raises(ValueError, match="requires MIXTURE_OR_TASK_NAME, TASK_FEATURE_LENGTHS, "
+                     "INITIAL_CHECKPOINT_PATH but they are unset"):
+    gin_config.check_required_macros(train.RUN_REQUIRED_MACROS)
+  assert gin_config.macro_value("RUN", "") is trainer.train or \
+      gin_config.macro_value("RUN", "").__wrapped__ is trainer.train
+
+
 def test_every_config_is_tested():
   named = {_model_file(f, s) for f in VOCAB_SIZES for s in SIZES}
   named |= {f"configs/models/sizes/{s}.gin" for s in SIZES}
   named |= {"configs/models/t5_1_1_prompt.gin", "configs/models/mt5_prompt.gin", TINY}
   named |= set(PROMPT_FILES)
+  named |= {RUN_FILE}  # run end to end in tests/test_train.py
   assert set(CONFIG_FILES) == named
 
 

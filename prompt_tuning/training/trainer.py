@@ -1,0 +1,155 @@
+"""The training loop: prompt tuning (or model tuning) of a T5.1.1 model.
+
+`train` is what `configs/runs/prompt_finetune.gin` binds as RUN and
+`python -m prompt_tuning.train` calls. It trains what WHAT_TRAINS selects (the
+prompt by default) on a seqio task or mixture over a (data, model) mesh,
+checkpointing only what changed; rerunning with the same MODEL_DIR resumes from
+its latest checkpoint on the same data stream and dropout keys.
+"""
+
+import os
+import time
+from typing import Any, Mapping, Optional
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from prompt_tuning.models import t5
+from prompt_tuning.training import checkpoints
+from prompt_tuning.training import data
+from prompt_tuning.training import optimizers
+from prompt_tuning.training import partitioning
+from prompt_tuning.training import train_state
+from prompt_tuning.training import trainable
+
+def _init_variables(model: t5.Transformer, part: partitioning.Partitioner,
+                    initial_checkpoint_path: Optional[str], seed: int):
+  if initial_checkpoint_path is not None:
+    raise ValueError(
+        f"INITIAL_CHECKPOINT_PATH={initial_checkpoint_path!r}: reading base checkpoints "
+        "(t5x, Hugging Face, this project's) is not in this version yet; use None for a "
+        "randomly initialized model from RANDOM_SEED")
+  init = lambda key: model.init(key, jnp.ones((1, 1), jnp.int32), jnp.ones((1, 1), jnp.int32))
+  return part.sharded_init(init, jax.random.key(seed))
+
+
+def train(*,
+          model: t5.Transformer,
+          model_dir: str,
+          mixture_or_task_name: str,
+          task_feature_lengths: Mapping[str, int],
+          train_steps: int,
+          initial_checkpoint_path: Optional[str] = None,
+          batch_size: int = 32,
+          optimizer: Optional[optax.GradientTransformation] = None,
+          what_trains: trainable.WhatTrains = trainable.PROMPT_TUNING,
+          mixture_or_task_module: Optional[str] = None,
+          use_cached_tasks: bool = False,
+          checkpoint_period: int = 1000,
+          keep_checkpoints: Optional[int] = None,
+          random_seed: int = 0,
+          num_partitions: int = 1,
+          z_loss: float = 1e-4,
+          label_smoothing: float = 0.0,
+          loss_normalizing_factor: Any = "NUM_REAL_TARGET_TOKENS",
+          log_period: int = 10) -> dict[str, Any]:
+  """Trains until `train_steps` steps (of this run's state) are done.
+
+  Args:
+    model: the model (MODEL), with its prompt.
+    model_dir: where checkpoints, numpy prompts and the config go.
+    mixture_or_task_name: a registered seqio task or mixture.
+    task_feature_lengths: `{'inputs': N, 'targets': M}`; the prompt adds P
+      encoder positions to N.
+    train_steps: total steps of this run (a resumed run counts the steps done).
+    initial_checkpoint_path: the frozen model's checkpoint; None means a random
+      model from `random_seed`.
+    batch_size: global batch size.
+    optimizer: over the trainable variables (default: the paper's Adafactor).
+    what_trains: 'prompt', 'all', or regexes over variable paths.
+    mixture_or_task_module: module to import so that the task registers.
+    use_cached_tasks: read seqio's offline cache.
+    checkpoint_period: steps between checkpoints (and one at the end).
+    keep_checkpoints: how many to keep (None: all).
+    random_seed: seeds the random init, the data order and dropout.
+    num_partitions: size of the mesh's model axis.
+    z_loss, label_smoothing, loss_normalizing_factor: the loss (see `losses`).
+    log_period: steps between console lines and summaries.
+
+  Returns:
+    The last step's metrics, the step, and the path of the last numpy prompt.
+  """
+  data.import_task_module(mixture_or_task_module)
+  data.get_task_or_mixture(mixture_or_task_name)
+  ckpt = checkpoints.Checkpointer(model_dir, keep_checkpoints)
+  optimizer = optimizer or optimizers.adafactor()
+  part = partitioning.Partitioner(num_partitions)
+
+  variables, shardings = _init_variables(model, part, initial_checkpoint_path, random_seed)
+  train_vars, frozen = trainable.partition(variables, what_trains)
+  del variables
+  flat_shardings = trainable.flatten(shardings)
+  frozen_shardings = {k: flat_shardings[k] for k in frozen}
+  num_frozen = sum(int(np.prod(v.shape)) for v in frozen.values())
+  num_trainable = sum(int(np.prod(v.shape)) for v in train_vars.values())
+  logging.info("parameters: %d total, %d trainable (%s)", num_frozen + num_trainable,
+               num_trainable, what_trains)
+
+  state = jax.jit(lambda t: train_state.create(t, optimizer, random_seed))(train_vars)
+  state_shardings = train_state.state_shardings(state, flat_shardings, part)
+  record = {"base_checkpoint": initial_checkpoint_path, "init_seed": random_seed,
+            "what_trains": what_trains, "data_position": 0}
+  latest = ckpt.latest_step()
+  if latest is not None:
+    state, saved = ckpt.restore(latest, jax.eval_shape(lambda: state), state_shardings)
+    for key in ("base_checkpoint", "init_seed", "what_trains"):
+      if saved.get(key) != record[key]:
+        raise ValueError(f"MODEL_DIR {model_dir} holds a run with {key}={saved.get(key)!r}, "
+                         f"this one has {record[key]!r}; use a new MODEL_DIR")
+    record["data_position"] = saved["data_position"]
+    logging.info("resuming from step %d (batch %d of the data)", latest, record["data_position"])
+  else:
+    state = jax.device_put(state, state_shardings)
+
+  step_fn = train_state.jit_train_step(
+      train_state.make_train_step(model, optimizer, z_loss=z_loss,
+                                  label_smoothing=label_smoothing,
+                                  loss_normalizing_factor=loss_normalizing_factor),
+      part, state_shardings, frozen_shardings)
+  batches = data.batches(mixture_or_task_name, task_feature_lengths, batch_size,
+                         seed=random_seed, start=record["data_position"],
+                         shard_index=jax.process_index(), num_shards=jax.process_count(),
+                         use_cached=use_cached_tasks)
+  step = int(state.step)
+  metrics: dict[str, Any] = {}
+  last_saved = latest
+  tick, tick_step = time.time(), step
+  while step < train_steps:
+    batch = next(batches)
+    state, metrics = step_fn(state, frozen, batch)
+    step += 1
+    record["data_position"] += 1
+    if step % log_period == 0 or step == train_steps:
+      metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      if not np.isfinite(metrics["loss"]):
+        raise FloatingPointError(
+            f"loss is {metrics['loss']} at step {step}; stopped. The last good checkpoint "
+            f"(step {last_saved}) stays the latest; lower the learning rate or check the data")
+      elapsed = time.time() - tick
+      steps_per_s = (step - tick_step) / max(elapsed, 1e-9)
+      tokens = batch["encoder_input_tokens"].size + batch["decoder_target_tokens"].size
+      logging.info("step %d/%d loss=%.4f accuracy=%.3f %.2f steps/s %.0f tokens/s ETA %.0fs",
+                   step, train_steps, metrics["loss"], metrics["accuracy"], steps_per_s,
+                   steps_per_s * tokens, (train_steps - step) / max(steps_per_s, 1e-9))
+      tick, tick_step = time.time(), step
+    if step % checkpoint_period == 0 or step == train_steps:
+      if not np.isfinite(float(metrics["loss"])):
+        raise FloatingPointError(f"loss is {float(metrics['loss'])} at step {step}; not saved. "
+                                 f"The last good checkpoint (step {last_saved}) stays the latest")
+      last_saved = ckpt.save(state, record)
+  numpy_dir = os.path.join(model_dir, checkpoints.NUMPY_DIR, f"checkpoint_{step}")
+  return {"step": step, "metrics": {k: float(v) for k, v in metrics.items()},
+          "numpy_checkpoint_dir": numpy_dir}

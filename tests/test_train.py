@@ -1,0 +1,89 @@
+"""`python -m prompt_tuning.train` end to end on the tiny model and a user's own task."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from tests import conftest
+
+USER_TASKS = textwrap.dedent('''
+    """A user's own seqio task from a Python list (what MIXTURE_OR_TASK_MODULE imports)."""
+    import os
+    import seqio
+    import tensorflow as tf
+
+    VOCAB = seqio.SentencePieceVocabulary(os.environ["T5_VOCAB"])
+    WORDS = ["great", "awful", "lovely", "boring", "superb", "dreadful", "fine", "bad"]
+    EXAMPLES = [{"inputs": f"review {i}: the film was {w}",
+                 "targets": "positive" if i % 2 == 0 else "negative"}
+                for i, w in enumerate(WORDS * 4)]
+
+    def dataset_fn(split, shuffle_files, seed=None):
+      del split, shuffle_files, seed
+      return tf.data.Dataset.from_tensor_slices(
+          {k: [e[k] for e in EXAMPLES] for k in ("inputs", "targets")})
+
+    seqio.TaskRegistry.add(
+        "user_sentiment",
+        source=seqio.FunctionDataSource(dataset_fn, splits=["train", "validation"]),
+        preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos],
+        output_features={"inputs": seqio.Feature(VOCAB, add_eos=True),
+                         "targets": seqio.Feature(VOCAB, add_eos=True)},
+        metric_fns=[])
+''')
+
+
+def _train(tmp_path, model_dir, steps, *extra):
+  env = dict(os.environ, T5_VOCAB=str(conftest.VOCAB_PATH),
+             PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+             XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  cmd = [sys.executable, "-m", "prompt_tuning.train",
+         "--gin_file=configs/test/tiny.gin", "--gin_file=configs/runs/prompt_finetune.gin",
+         f"--gin.MODEL_DIR='{model_dir}'", "--gin.MIXTURE_OR_TASK_NAME='user_sentiment'",
+         "--gin.MIXTURE_OR_TASK_MODULE='user_tasks'",
+         "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 4}",
+         f"--gin.TRAIN_STEPS={steps}", "--gin.INITIAL_CHECKPOINT_PATH=None",
+         "--gin.BATCH_SIZE=4", "--gin.CHECKPOINT_PERIOD=2", "--gin.DROPOUT_RATE=0.1", *extra]
+  return subprocess.run(cmd, cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True,
+                        timeout=300)
+
+
+def _prompt(model_dir, step):
+  return np.load(os.path.join(model_dir, "numpy_checkpoints", f"checkpoint_{step}",
+                              "encoder.prompt.prompt.npy"))
+
+
+@pytest.mark.integration
+def test_user_task_trains_saves_numpy_prompt_and_resumes_exactly(tmp_path, t5_vocab_path):
+  (tmp_path / "user_tasks.py").write_text(USER_TASKS)
+  straight = tmp_path / "straight"
+  done = _train(tmp_path, straight, 6)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert f"prompt={straight}/numpy_checkpoints/checkpoint_6" in done.stdout
+  assert (straight / "config.gin").exists()
+  final = _prompt(straight, 6)
+  assert final.shape == (4, 16) and final.dtype == np.float32
+  assert not np.array_equal(final, _prompt(straight, 2))
+
+  # Stopped after 4 steps, then the same command with the full step count.
+  resumed = tmp_path / "resumed"
+  first = _train(tmp_path, resumed, 4)
+  assert first.returncode == 0, first.stderr[-3000:]
+  second = _train(tmp_path, resumed, 6)
+  assert second.returncode == 0, second.stderr[-3000:]
+  assert "resuming from step 4" in second.stderr
+  np.testing.assert_array_equal(_prompt(resumed, 6), final)
+
+
+@pytest.mark.integration
+def test_clear_errors(tmp_path, t5_vocab_path):
+  (tmp_path / "user_tasks.py").write_text(USER_TASKS)
+  bad = _train(tmp_path, tmp_path / "a", 2, "--gin.MIXTURE_OR_TASK_NAME='user_sentimnt'")
+  assert bad.returncode != 0
+  assert "no seqio task or mixture named 'user_sentimnt'; close names: ['user_sentiment']" in bad.stderr
+  bad = _train(tmp_path, tmp_path / "b", 2, "--gin.MIXTURE_OR_TASK_MODULE='no_such_tasks'")
+  assert "MIXTURE_OR_TASK_MODULE='no_such_tasks' does not import" in bad.stderr
