@@ -19,6 +19,7 @@ INSTALL_REQUIRES = [
     # package directory.
     "tensorflow>=2.21,<2.22",
     "tensorflow-datasets>=4.9.10,<4.10",
+    "tensorboard>=2.21,<2.22",  # clu's summary writer needs it; tensorflow no longer pulls it in
     "tensorstore>=0.1.70",
 ]
 

@@ -65,6 +65,8 @@ def test_user_task_trains_saves_numpy_prompt_and_resumes_exactly(tmp_path, t5_vo
   assert done.returncode == 0, done.stderr[-3000:]
   assert f"prompt={straight}/numpy_checkpoints/checkpoint_6" in done.stdout
   assert (straight / "config.gin").exists()
+  assert any(name.startswith("events.out.tfevents") for name in os.listdir(straight))
+  assert "compiled train step: argument=" in done.stderr
   final = _prompt(straight, 6)
   assert final.shape == (4, 16) and final.dtype == np.float32
   assert not np.array_equal(final, _prompt(straight, 2))

@@ -123,16 +123,29 @@ def make_train_step(model: t5.Transformer,
 
 
 def jit_train_step(train_step: Callable, partitioner: partitioning.Partitioner,
-                   shardings_of_state: TrainState, frozen_shardings: dict[str, Any]) -> Callable:
-  """Jits the step with explicit in/out shardings; the state is donated."""
+                   shardings_of_state: TrainState, frozen_shardings: dict[str, Any]) -> Any:
+  """Jits the step with explicit in/out shardings; the state is donated.
+
+  Returns:
+    The jitted step; call it (or `.lower(...)` it) inside `partitioner.context()`.
+  """
   batch = {name: partitioner.batch_sharding() for name in BATCH_FEATURES}
-  jitted = jax.jit(train_step,
-                   in_shardings=(shardings_of_state, frozen_shardings, batch),
-                   out_shardings=(shardings_of_state, partitioner.replicated()),
-                   donate_argnums=(0,))
+  return jax.jit(train_step,
+                 in_shardings=(shardings_of_state, frozen_shardings, batch),
+                 out_shardings=(shardings_of_state, partitioner.replicated()),
+                 donate_argnums=(0,))
 
-  def step(state, frozen, batch_):
-    with partitioner.context():
-      return jitted(state, frozen, batch_)
 
-  return step
+def compile_train_step(jitted: Any, partitioner: partitioning.Partitioner, state: TrainState,
+                       frozen: dict[str, Array], batch: Batch) -> tuple[Callable, str]:
+  """Compiles the step once for these shapes; returns it and its memory analysis as text."""
+  with partitioner.context():
+    compiled = jitted.lower(state, frozen, batch).compile()
+  analysis = compiled.memory_analysis()
+  if analysis is None:
+    return compiled, "memory analysis unavailable on this backend"
+  fields = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
+            "alias_size_in_bytes", "generated_code_size_in_bytes")
+  text = ", ".join(f"{f.replace('_size_in_bytes', '')}={getattr(analysis, f, 0) / 2**20:.1f} MiB"
+                   for f in fields)
+  return compiled, text

@@ -12,6 +12,7 @@ import time
 from typing import Any, Mapping, Optional
 
 from absl import logging
+from clu import metric_writers
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -114,7 +115,7 @@ def train(*,
   else:
     state = jax.device_put(state, state_shardings)
 
-  step_fn = train_state.jit_train_step(
+  jitted = train_state.jit_train_step(
       train_state.make_train_step(model, optimizer, z_loss=z_loss,
                                   label_smoothing=label_smoothing,
                                   loss_normalizing_factor=loss_normalizing_factor),
@@ -123,17 +124,26 @@ def train(*,
                          seed=random_seed, start=record["data_position"],
                          shard_index=jax.process_index(), num_shards=jax.process_count(),
                          use_cached=use_cached_tasks)
+  writer = metric_writers.create_default_writer(model_dir, just_logging=jax.process_index() > 0,
+                                                asynchronous=False)
   step = int(state.step)
   metrics: dict[str, Any] = {}
   last_saved = latest
+  step_fn = None
   tick, tick_step = time.time(), step
   while step < train_steps:
     batch = next(batches)
+    if step_fn is None:
+      step_fn, memory = train_state.compile_train_step(jitted, part, state, frozen, batch)
+      logging.info("compiled train step: %s", memory)
+      tick = time.time()
+    step_start = time.time()
     state, metrics = step_fn(state, frozen, batch)
     step += 1
     record["data_position"] += 1
     if step % log_period == 0 or step == train_steps:
       metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      step_time = time.time() - step_start
       if not np.isfinite(metrics["loss"]):
         raise FloatingPointError(
             f"loss is {metrics['loss']} at step {step}; stopped. The last good checkpoint "
@@ -144,12 +154,16 @@ def train(*,
       logging.info("step %d/%d loss=%.4f accuracy=%.3f %.2f steps/s %.0f tokens/s ETA %.0fs",
                    step, train_steps, metrics["loss"], metrics["accuracy"], steps_per_s,
                    steps_per_s * tokens, (train_steps - step) / max(steps_per_s, 1e-9))
+      writer.write_scalars(step, {**{f"train/{k}": v for k, v in metrics.items()},
+                                  "train/steps_per_second": steps_per_s,
+                                  "train/step_time_seconds": step_time})
       tick, tick_step = time.time(), step
     if step % checkpoint_period == 0 or step == train_steps:
       if not np.isfinite(float(metrics["loss"])):
         raise FloatingPointError(f"loss is {float(metrics['loss'])} at step {step}; not saved. "
                                  f"The last good checkpoint (step {last_saved}) stays the latest")
       last_saved = ckpt.save(state, record)
+  writer.flush()
   numpy_dir = os.path.join(model_dir, checkpoints.NUMPY_DIR, f"checkpoint_{step}")
   return {"step": step, "metrics": {k: float(v) for k, v in metrics.items()},
           "numpy_checkpoint_dir": numpy_dir}

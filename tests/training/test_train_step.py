@@ -42,10 +42,13 @@ def _run(num_partitions, what="prompt", steps=3, devices=None):
   state = jax.jit(lambda t: train_state.create(t, tx, seed=1))(train)
   state_shardings = train_state.state_shardings(state, flat_shardings, part)
   state = jax.device_put(state, state_shardings)
-  step = train_state.jit_train_step(train_state.make_train_step(model, tx), part,
-                                    state_shardings, frozen_shardings)
+  jitted = train_state.jit_train_step(train_state.make_train_step(model, tx), part,
+                                      state_shardings, frozen_shardings)
+  batches = _batches(steps)
+  step, memory = train_state.compile_train_step(jitted, part, state, frozen, batches[0])
+  assert "temp=" in memory
   metrics = []
-  for batch in _batches(steps):
+  for batch in batches:
     state, m = step(state, frozen, batch)
     metrics.append(jax.device_get(m))
   return state, frozen, variables, metrics
