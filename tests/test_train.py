@@ -1,9 +1,11 @@
 """`python -m prompt_tuning.train` end to end on the tiny model and a user's own task."""
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -37,7 +39,7 @@ USER_TASKS = textwrap.dedent('''
 ''')
 
 
-def _train(tmp_path, model_dir, steps, *extra):
+def _command(tmp_path, model_dir, steps, *extra):
   env = dict(os.environ, T5_VOCAB=str(conftest.VOCAB_PATH),
              PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
              XLA_FLAGS="--xla_force_host_platform_device_count=1")
@@ -48,6 +50,11 @@ def _train(tmp_path, model_dir, steps, *extra):
          "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 4}",
          f"--gin.TRAIN_STEPS={steps}", "--gin.INITIAL_CHECKPOINT_PATH=None",
          "--gin.BATCH_SIZE=4", "--gin.CHECKPOINT_PERIOD=2", "--gin.DROPOUT_RATE=0.1", *extra]
+  return cmd, env
+
+
+def _train(tmp_path, model_dir, steps, *extra):
+  cmd, env = _command(tmp_path, model_dir, steps, *extra)
   return subprocess.run(cmd, cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True,
                         timeout=300)
 
@@ -79,6 +86,24 @@ def test_user_task_trains_saves_numpy_prompt_and_resumes_exactly(tmp_path, t5_vo
   assert second.returncode == 0, second.stderr[-3000:]
   assert "resuming from step 4" in second.stderr
   np.testing.assert_array_equal(_prompt(resumed, 6), final)
+
+  # SIGKILL mid-run with a save every step, so the kill most likely lands in or
+  # between saves; the rerun of the same command ends on the same prompt.
+  killed = tmp_path / "killed"
+  cmd, env = _command(tmp_path, killed, 6, "--gin.CHECKPOINT_PERIOD=1")
+  proc = subprocess.Popen(cmd, cwd=conftest.REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  deadline = time.time() + 240
+  while not (killed / "numpy_checkpoints" / "checkpoint_2").exists():
+    assert proc.poll() is None and time.time() < deadline, "training ended before the kill"
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert proc.returncode == -signal.SIGKILL
+  rerun = _train(tmp_path, killed, 6, "--gin.CHECKPOINT_PERIOD=1")
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert "resuming from step" in rerun.stderr
+  np.testing.assert_array_equal(_prompt(killed, 6), final)
 
 
 @pytest.mark.integration

@@ -51,8 +51,11 @@ class Checkpointer:
     except OSError as e:
       raise PermissionError(f"MODEL_DIR {self.model_dir} is not writable ({e.strerror}); "
                             "choose a directory you can write to") from None
+    # A save killed midway leaves only a temporary directory, which latest_step
+    # ignores and the next start removes.
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                           enable_async_checkpointing=False)
+                                           enable_async_checkpointing=False,
+                                           cleanup_tmp_directories=True)
     self._manager = ocp.CheckpointManager(os.path.join(self.model_dir, "checkpoints"),
                                           options=options, item_names=("state", "record"))
     self._keep = keep
@@ -95,6 +98,9 @@ class Checkpointer:
     root = os.path.join(self.model_dir, NUMPY_DIR)
     os.makedirs(root, exist_ok=True)
     final = os.path.join(root, f"checkpoint_{step}")
+    for stale in os.listdir(root):  # left by a process killed while writing
+      if stale.startswith(".tmp_checkpoint_"):
+        shutil.rmtree(os.path.join(root, stale), ignore_errors=True)
     tmp = tempfile.mkdtemp(dir=root, prefix=f".tmp_checkpoint_{step}_")
     for path, value in prompts.items():
       np.save(os.path.join(tmp, numpy_prompt_name(path)),
