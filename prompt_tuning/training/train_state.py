@@ -47,31 +47,28 @@ def create(trainable: dict[str, Array], tx: optax.GradientTransformation, seed: 
                     rng=jax.random.key_data(jax.random.key(seed)).astype(jnp.uint32))
 
 
-def _per_variable_shardings(tree: Any, variable_shardings: dict[str, Any],
-                            replicated: Any) -> Any:
-  """Shards a leaf like its variable when it has the variable's shape (e.g. Adafactor's
-  unfactored `v`); replicates the rest (counts, factored row/column statistics)."""
-  shapes = variable_shardings["__shapes__"]
+def state_shardings(abstract_state: TrainState, variable_shardings: dict[str, Any],
+                    partitioner: partitioning.Partitioner) -> TrainState:
+  """Shardings of a (possibly abstract) state, given each trainable variable's sharding.
 
-  def choose(path, leaf):
+  An optimizer-state leaf keyed by a variable's path and of that variable's shape
+  (e.g. Adafactor's unfactored `v`) is sharded like the variable; the rest
+  (counts, factored row/column statistics) is replicated.
+  """
+  replicated = partitioner.replicated()
+  shapes = {k: tuple(v.shape) for k, v in abstract_state.trainable.items()}
+
+  def opt_sharding(path, leaf):
     keys = [k.key for k in path if isinstance(k, jax.tree_util.DictKey)]
     for key in reversed(keys):
-      if key in shapes and tuple(leaf.shape) == shapes[key]:
+      if shapes.get(key) == tuple(leaf.shape):
         return variable_shardings[key]
     return replicated
 
-  return jax.tree_util.tree_map_with_path(choose, tree)
-
-
-def state_shardings(abstract_state: TrainState, variable_shardings: dict[str, Any],
-                    partitioner: partitioning.Partitioner) -> TrainState:
-  """Shardings of a (possibly abstract) state, given each trainable variable's sharding."""
-  replicated = partitioner.replicated()
-  table = dict(variable_shardings)
-  table["__shapes__"] = {k: tuple(v.shape) for k, v in abstract_state.trainable.items()}
   return TrainState(step=replicated,
-                    trainable={k: variable_shardings[k] for k in abstract_state.trainable},
-                    opt_state=_per_variable_shardings(abstract_state.opt_state, table, replicated),
+                    trainable={k: variable_shardings[k] for k in shapes},
+                    opt_state=jax.tree_util.tree_map_with_path(opt_sharding,
+                                                               abstract_state.opt_state),
                     rng=replicated)
 
 

@@ -37,6 +37,15 @@ def _init_variables(model: t5.Transformer, part: partitioning.Partitioner,
   return part.sharded_init(init, jax.random.key(seed))
 
 
+def _check_finite(loss: Any, step: int, last_saved: Optional[int]) -> None:
+  """Stops a diverged run before anything is saved from it."""
+  loss = float(loss)
+  if not np.isfinite(loss):
+    raise FloatingPointError(
+        f"loss is {loss} at step {step}; stopped without saving. The last good checkpoint "
+        f"(step {last_saved}) stays the latest; lower the learning rate or check the data")
+
+
 def train(*,
           model: t5.Transformer,
           model_dir: str,
@@ -144,10 +153,7 @@ def train(*,
     if step % log_period == 0 or step == train_steps:
       metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
       step_time = time.time() - step_start
-      if not np.isfinite(metrics["loss"]):
-        raise FloatingPointError(
-            f"loss is {metrics['loss']} at step {step}; stopped. The last good checkpoint "
-            f"(step {last_saved}) stays the latest; lower the learning rate or check the data")
+      _check_finite(metrics["loss"], step, last_saved)
       elapsed = time.time() - tick
       steps_per_s = (step - tick_step) / max(elapsed, 1e-9)
       tokens = batch["encoder_input_tokens"].size + batch["decoder_target_tokens"].size
@@ -159,9 +165,7 @@ def train(*,
                                   "train/step_time_seconds": step_time})
       tick, tick_step = time.time(), step
     if step % checkpoint_period == 0 or step == train_steps:
-      if not np.isfinite(float(metrics["loss"])):
-        raise FloatingPointError(f"loss is {float(metrics['loss'])} at step {step}; not saved. "
-                                 f"The last good checkpoint (step {last_saved}) stays the latest")
+      _check_finite(metrics["loss"], step, last_saved)
       last_saved = ckpt.save(state, record)
   writer.flush()
   numpy_dir = os.path.join(model_dir, checkpoints.NUMPY_DIR, f"checkpoint_{step}")
