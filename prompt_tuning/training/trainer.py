@@ -9,7 +9,7 @@ its latest checkpoint on the same data stream and dropout keys.
 
 import os
 import time
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, NamedTuple, Optional
 
 from absl import logging
 from clu import metric_writers
@@ -26,8 +26,20 @@ from prompt_tuning.training import partitioning
 from prompt_tuning.training import train_state
 from prompt_tuning.training import trainable
 
-def _init_variables(model: t5.Transformer, part: partitioning.Partitioner,
-                    initial_checkpoint_path: Optional[str], seed: int):
+def init_variables(model: t5.Transformer, part: partitioning.Partitioner,
+                   initial_checkpoint_path: Optional[str], seed: int) -> tuple[Any, Any]:
+  """The model's variables, each created (or read) onto its shards.
+
+  Args:
+    model: the model.
+    part: the partitioner whose mesh and rules place the variables.
+    initial_checkpoint_path: the frozen model's checkpoint; None means a random
+      model from `seed`.
+    seed: the random init's seed.
+
+  Returns:
+    `(variables, shardings)`: nested `{'params': ..., 'prompt': ...}` trees.
+  """
   if initial_checkpoint_path is not None:
     raise ValueError(
         f"INITIAL_CHECKPOINT_PATH={initial_checkpoint_path!r}: reading base checkpoints "
@@ -35,6 +47,44 @@ def _init_variables(model: t5.Transformer, part: partitioning.Partitioner,
         "randomly initialized model from RANDOM_SEED")
   init = lambda key: model.init(key, jnp.ones((1, 1), jnp.int32), jnp.ones((1, 1), jnp.int32))
   return part.sharded_init(init, jax.random.key(seed))
+
+
+class StepSetup(NamedTuple):
+  """What `setup_step` returns: the state, the frozen variables and the jitted step."""
+
+  state: train_state.TrainState
+  frozen: dict[str, Any]
+  state_shardings: train_state.TrainState
+  jitted: Any
+
+
+def setup_step(model: t5.Transformer, part: partitioning.Partitioner,
+               optimizer: optax.GradientTransformation, variables: Any, shardings: Any,
+               what_trains: trainable.WhatTrains, seed: int, **loss_options) -> StepSetup:
+  """Splits the variables by what trains and builds the state and the sharded step.
+
+  Args:
+    model: the model.
+    part: the partitioner.
+    optimizer: over the trainable variables.
+    variables, shardings: from `init_variables`.
+    what_trains: 'prompt', 'all', or regexes over variable paths.
+    seed: seeds the dropout RNG of the state.
+    **loss_options: z_loss, label_smoothing, loss_normalizing_factor.
+
+  Returns:
+    The fresh state (on its shardings), the frozen variables, the state's
+    shardings (to restore a checkpoint onto) and the jitted, donated step.
+  """
+  train_vars, frozen = trainable.partition(variables, what_trains)
+  flat_shardings = trainable.flatten(shardings)
+  state = jax.jit(lambda t: train_state.create(t, optimizer, seed))(train_vars)
+  shardings_of_state = train_state.state_shardings(state, flat_shardings, part)
+  state = jax.device_put(state, shardings_of_state)
+  jitted = train_state.jit_train_step(
+      train_state.make_train_step(model, optimizer, **loss_options), part, shardings_of_state,
+      {k: flat_shardings[k] for k in frozen})
+  return StepSetup(state, frozen, shardings_of_state, jitted)
 
 
 def _check_finite(loss: Any, step: int, last_saved: Optional[int]) -> None:
@@ -98,18 +148,16 @@ def train(*,
   optimizer = optimizer or optimizers.adafactor()
   part = partitioning.Partitioner(num_partitions)
 
-  variables, shardings = _init_variables(model, part, initial_checkpoint_path, random_seed)
-  train_vars, frozen = trainable.partition(variables, what_trains)
+  variables, shardings = init_variables(model, part, initial_checkpoint_path, random_seed)
+  state, frozen, state_shardings, jitted = setup_step(
+      model, part, optimizer, variables, shardings, what_trains, random_seed, z_loss=z_loss,
+      label_smoothing=label_smoothing, loss_normalizing_factor=loss_normalizing_factor)
   del variables
-  flat_shardings = trainable.flatten(shardings)
-  frozen_shardings = {k: flat_shardings[k] for k in frozen}
   num_frozen = sum(int(np.prod(v.shape)) for v in frozen.values())
-  num_trainable = sum(int(np.prod(v.shape)) for v in train_vars.values())
+  num_trainable = sum(int(np.prod(v.shape)) for v in state.trainable.values())
   logging.info("parameters: %d total, %d trainable (%s)", num_frozen + num_trainable,
                num_trainable, what_trains)
 
-  state = jax.jit(lambda t: train_state.create(t, optimizer, random_seed))(train_vars)
-  state_shardings = train_state.state_shardings(state, flat_shardings, part)
   record = {"base_checkpoint": initial_checkpoint_path, "init_seed": random_seed,
             "what_trains": what_trains, "data_position": 0}
   latest = ckpt.latest_step()
@@ -121,14 +169,7 @@ def train(*,
                          f"this one has {record[key]!r}; use a new MODEL_DIR")
     record["data_position"] = saved["data_position"]
     logging.info("resuming from step %d (batch %d of the data)", latest, record["data_position"])
-  else:
-    state = jax.device_put(state, state_shardings)
 
-  jitted = train_state.jit_train_step(
-      train_state.make_train_step(model, optimizer, z_loss=z_loss,
-                                  label_smoothing=label_smoothing,
-                                  loss_normalizing_factor=loss_normalizing_factor),
-      part, state_shardings, frozen_shardings)
   batches = data.batches(mixture_or_task_name, task_feature_lengths, batch_size,
                          seed=random_seed, start=record["data_position"],
                          shard_index=jax.process_index(), num_shards=jax.process_count(),
