@@ -40,6 +40,10 @@ def flatten(variables: Mapping[str, Any]) -> Flat:
   return traverse_util.flatten_dict(dict(variables), sep="/")
 
 
+def unflatten(flat: Flat) -> dict[str, Any]:
+  return traverse_util.unflatten_dict(flat, sep="/")
+
+
 def partition(variables: Mapping[str, Any], what: WhatTrains = PROMPT_TUNING) -> tuple[Flat, Flat]:
   """Splits variables into `(trainable, frozen)` flat dicts.
 
@@ -58,4 +62,4 @@ def partition(variables: Mapping[str, Any], what: WhatTrains = PROMPT_TUNING) ->
 
 def merge(trainable: Flat, frozen: Flat) -> dict[str, Any]:
   """Inverse of `partition`: the nested variables the model applies."""
-  return traverse_util.unflatten_dict({**frozen, **trainable}, sep="/")
+  return unflatten({**frozen, **trainable})

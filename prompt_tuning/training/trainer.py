@@ -13,11 +13,13 @@ from typing import Any, Mapping, NamedTuple, Optional
 
 from absl import logging
 from clu import metric_writers
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from prompt_tuning.convert import readers
 from prompt_tuning.models import t5
 from prompt_tuning.training import checkpoints
 from prompt_tuning.training import data
@@ -40,13 +42,25 @@ def init_variables(model: t5.Transformer, part: partitioning.Partitioner,
   Returns:
     `(variables, shardings)`: nested `{'params': ..., 'prompt': ...}` trees.
   """
-  if initial_checkpoint_path is not None:
-    raise ValueError(
-        f"INITIAL_CHECKPOINT_PATH={initial_checkpoint_path!r}: reading base checkpoints "
-        "(t5x, Hugging Face, this project's) is not in this version yet; use None for a "
-        "randomly initialized model from RANDOM_SEED")
   init = lambda key: model.init(key, jnp.ones((1, 1), jnp.int32), jnp.ones((1, 1), jnp.int32))
-  return part.sharded_init(init, jax.random.key(seed))
+  key = jax.random.key(seed)
+  if initial_checkpoint_path is None:
+    return part.sharded_init(init, key)
+  abstract = jax.eval_shape(init, key)
+  shardings = part.shardings(abstract)
+  abstract = nn.meta.unbox(abstract)
+  flat_shardings = trainable.flatten(shardings["params"])
+  targets = {name: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=flat_shardings[name])
+             for name, leaf in trainable.flatten(abstract["params"]).items()}
+  params = readers.load_params(initial_checkpoint_path, targets)
+  # The other collections (the prompt) from the seed; XLA drops the unused
+  # random init of `params` from this computation.
+  others = {c: s for c, s in shardings.items() if c != "params"}
+  with part.context():
+    variables = jax.jit(lambda k: {c: v for c, v in nn.meta.unbox(init(k)).items()
+                                   if c != "params"}, out_shardings=others)(key)
+  variables["params"] = trainable.unflatten(params)
+  return variables, shardings
 
 
 class StepSetup(NamedTuple):

@@ -1,0 +1,157 @@
+"""Reading a frozen model's parameters from INITIAL_CHECKPOINT_PATH onto a mesh.
+
+A reader opens one checkpoint format and answers two questions: which
+parameters it holds (flat t5x names such as `encoder/layers_0/mlp/wo/kernel`,
+with shapes) and what a slice of one of them is. `load_params` checks the
+stored shapes against the model's, then builds each parameter with
+`jax.make_array_from_callback`, so every device receives only its shard and no
+host ever holds a full copy per device. A format that can read straight onto
+shardings (orbax) overrides `read` instead.
+
+Formats are tried in `READERS` order by their `detect`; the checkpoint-interop
+work registers t5x and Hugging Face readers there. This module knows this
+project's own checkpoints: a MODEL_DIR of a model-tuning (or pretraining) run,
+its `checkpoints/` directory, or one `checkpoints/<step>` inside it.
+"""
+
+import abc
+import os
+from typing import Any, Callable, Optional
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+Index = tuple[slice, ...]
+PARAMS = "params/"
+
+
+class Reader(abc.ABC):
+  """One checkpoint's parameters, by flat t5x name (no collection prefix)."""
+
+  def __init__(self, path: str):
+    self.path = path
+
+  @abc.abstractmethod
+  def shapes(self) -> dict[str, tuple[int, ...]]:
+    """Every stored parameter's shape."""
+
+  def read_slice(self, name: str, index: Index) -> np.ndarray:
+    """`name[index]` as a numpy array (what `make_array_from_callback` asks for)."""
+    raise NotImplementedError(f"{type(self).__name__} reads whole trees; use read()")
+
+  def read(self, targets: dict[str, jax.ShapeDtypeStruct]) -> dict[str, jax.Array]:
+    """Reads each target (shape, dtype, sharding) onto its devices, shard by shard."""
+    out = {}
+    for name, target in targets.items():
+      out[name] = jax.make_array_from_callback(
+          target.shape, target.sharding,
+          lambda index, name=name, dtype=target.dtype: np.asarray(
+              self.read_slice(name, index), dtype))
+    return out
+
+
+class OwnCheckpointReader(Reader):
+  """This project's orbax checkpoints of a run that trained the model's weights."""
+
+  def __init__(self, path: str):
+    super().__init__(path)
+    self.step_dir = _own_step_dir(path)
+    state_dir = os.path.join(self.step_dir, "state")
+    self._metadata = ocp.StandardCheckpointer().metadata(state_dir)
+    self._state_dir = state_dir
+
+  @staticmethod
+  def detect(path: str) -> bool:
+    return _own_step_dir(path, strict=False) is not None
+
+  def _stored(self) -> dict[str, Any]:
+    tree = self._metadata.item_metadata.tree
+    return {k[len(PARAMS):]: v for k, v in tree["trainable"].items() if k.startswith(PARAMS)}
+
+  def shapes(self) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(meta.shape) for name, meta in self._stored().items()}
+
+  def read(self, targets: dict[str, jax.ShapeDtypeStruct]) -> dict[str, jax.Array]:
+    item = {"trainable": {PARAMS + name: t for name, t in targets.items()}}
+    restore_args = {"trainable": {
+        PARAMS + name: ocp.ArrayRestoreArgs(sharding=t.sharding, dtype=t.dtype)
+        for name, t in targets.items()}}
+    restored = ocp.PyTreeCheckpointer().restore(
+        self._state_dir, args=ocp.args.PyTreeRestore(item=item, restore_args=restore_args,
+                                                     partial_restore=True))
+    return {name[len(PARAMS):]: value for name, value in restored["trainable"].items()}
+
+
+def _own_step_dir(path: str, strict: bool = True) -> Optional[str]:
+  """The `checkpoints/<step>` directory `path` names: itself, or a run's latest one."""
+  is_step = lambda d: os.path.isdir(os.path.join(d, "state"))
+  for root in (os.path.join(path, "checkpoints"), path):
+    if os.path.isdir(root):
+      steps = [int(n) for n in os.listdir(root) if n.isdigit() and is_step(os.path.join(root, n))]
+      if steps:
+        return os.path.join(root, str(max(steps)))
+  if is_step(path):
+    return path
+  if strict:
+    raise FileNotFoundError(f"{path} holds no checkpoint of this project")
+  return None
+
+
+# (detect, open) pairs, tried in order.
+READERS: list[tuple[Callable[[str], bool], Callable[[str], Reader]]] = [
+    (OwnCheckpointReader.detect, OwnCheckpointReader),
+]
+
+
+def open_checkpoint(path: str) -> Reader:
+  """The reader for INITIAL_CHECKPOINT_PATH `path`, detected from its contents.
+
+  Raises:
+    FileNotFoundError: `path` does not exist.
+    ValueError: no reader recognizes it.
+  """
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"INITIAL_CHECKPOINT_PATH {path} does not exist; give the "
+                            "directory of a checkpoint, or None for a random model")
+  for detect, open_fn in READERS:
+    if detect(path):
+      return open_fn(path)
+  raise ValueError(f"INITIAL_CHECKPOINT_PATH {path} is not a checkpoint format this version "
+                   "reads (this project's: a MODEL_DIR, its checkpoints/ or "
+                   "checkpoints/<step>)")
+
+
+def load_params(path: str, targets: dict[str, jax.ShapeDtypeStruct]) -> dict[str, jax.Array]:
+  """Reads the parameters `targets` names from the checkpoint at `path`.
+
+  Args:
+    path: INITIAL_CHECKPOINT_PATH.
+    targets: flat t5x name -> the model's shape, dtype (stored values are cast
+      to it) and sharding.
+
+  Returns:
+    Flat name -> array on its sharding.
+
+  Raises:
+    ValueError: a parameter the model needs is missing from the checkpoint, or
+      has another shape there (the message names it and both shapes).
+  """
+  reader = open_checkpoint(path)
+  stored = reader.shapes()
+  missing = sorted(set(targets) - set(stored))
+  if missing:
+    if not stored:
+      raise ValueError(f"INITIAL_CHECKPOINT_PATH {path} holds no model weights (a prompt-"
+                       "tuning run saves only its prompt); give the frozen model's checkpoint")
+    raise ValueError(f"INITIAL_CHECKPOINT_PATH {path} lacks {len(missing)} of the model's "
+                     f"parameters, e.g. {missing[0]!r}; does the gin config (layers, "
+                     "SCAN_LAYERS) describe the checkpoint's model?")
+  for name, target in sorted(targets.items()):
+    if tuple(stored[name]) != tuple(target.shape):
+      raise ValueError(f"{name} has shape {tuple(stored[name])} in INITIAL_CHECKPOINT_PATH "
+                       f"{path}, but the gin config's model wants {tuple(target.shape)}; set "
+                       "the model's dimensions (EMBED_DIM, NUM_HEADS, HEAD_DIM, MLP_DIM, "
+                       "NUM_EMBEDDINGS, ...) to the checkpoint's")
+  return reader.read(targets)
+
