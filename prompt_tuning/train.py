@@ -28,6 +28,7 @@ import gin
 import jax
 
 from prompt_tuning import gin_config
+from prompt_tuning.training import partitioning
 
 RUN_REQUIRED_MACROS = ("MODEL_DIR", "MIXTURE_OR_TASK_NAME", "TASK_FEATURE_LENGTHS",
                        "TRAIN_STEPS", "INITIAL_CHECKPOINT_PATH")
@@ -56,16 +57,21 @@ def rewrite_gin_args(argv: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if os.environ.get("JAX_COORDINATOR_ADDRESS"):  # set on each host of a multi-host run
-    jax.distributed.initialize()
   gin_config.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_paths)
   gin_config.check_required_macros(RUN_REQUIRED_MACROS)
+  # Before anything starts JAX's backends.
+  partitioning.use_a_cpu_device_per_core(gin.query_parameter("%BATCH_SIZE"))
+  if os.environ.get("JAX_COORDINATOR_ADDRESS"):  # set on each host of a multi-host run
+    jax.distributed.initialize()
   run = gin_config.macro_value("RUN", "include configs/runs/prompt_finetune.gin")
   model_dir = gin.query_parameter("%MODEL_DIR")
-  os.makedirs(model_dir, exist_ok=True)
-  with open(os.path.join(model_dir, "config.gin"), "w") as f:
-    f.write(gin.config_str())
-  result = run()
+
+  def write_operative_config():
+    os.makedirs(model_dir, exist_ok=True)
+    with open(os.path.join(model_dir, "config.gin"), "w") as f:
+      f.write(gin.operative_config_str())
+
+  result = run(on_start=write_operative_config)
   print(f"train: step={result['step']} loss={result['metrics'].get('loss', float('nan')):.4f} "
         f"prompt={result['numpy_checkpoint_dir']}")
 

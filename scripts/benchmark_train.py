@@ -86,11 +86,13 @@ class _Ours:
   """This trainer's step, set up as `trainer.train` sets it up."""
 
   def __init__(self, args):
+    from prompt_tuning.training import partitioning  # pylint: disable=g-import-not-at-top
+    partitioning.use_a_cpu_device_per_core(args.batch_size)  # as python -m prompt_tuning.train
     import jax  # pylint: disable=g-import-not-at-top
     import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
     import numpy as np  # pylint: disable=g-import-not-at-top
     from prompt_tuning.models import prompt_init, prompts, t5  # pylint: disable=g-import-not-at-top
-    from prompt_tuning.training import optimizers, partitioning, train_state, trainer  # pylint: disable=g-import-not-at-top
+    from prompt_tuning.training import optimizers, train_state  # pylint: disable=g-import-not-at-top
 
     emb, heads, layers_, head_dim, mlp = SIZES[args.size]
     cfg = t5.T5Config(vocab_size=VOCAB_SIZE, emb_dim=emb, num_heads=heads,
@@ -100,8 +102,8 @@ class _Ours:
                                                prompt_init.random_uniform(0.5)))
     part = partitioning.Partitioner(1)
     optimizer = optimizers.adafactor(0.3)
-    variables, shardings = trainer.init_variables(model, part, None, seed=0)
-    setup = trainer.setup_step(model, part, optimizer, variables, shardings, "prompt", seed=0)
+    variables, shardings = train_state.init_variables(model, part, None, seed=0)
+    setup = train_state.setup_step(model, part, optimizer, variables, shardings, "prompt", seed=0)
     self.state, self.frozen, jitted = setup.state, setup.frozen, setup.jitted
     inputs, targets = _batch(args)
     decoder_inputs = np.concatenate([np.zeros_like(targets[:, :1]), targets[:, :-1]], axis=1)
@@ -110,7 +112,9 @@ class _Ours:
                   "decoder_loss_weights": np.ones_like(targets, np.float32)}
     self.step_fn, _ = train_state.compile_train_step(jitted, part, self.state, self.frozen,
                                                      self.batch)
-    self.flops = float(self.step_fn.cost_analysis().get("flops", 0.0))
+    # XLA's count is per device (each runs the same program on its batch shard).
+    self.flops = float(self.step_fn.cost_analysis().get("flops", 0.0)) * part.mesh.devices.size
+    self.devices = part.mesh.devices.size
     self._jax = jax
     a = jnp.ones((2048, 2048), jnp.float32)
     mm = jax.jit(lambda x: x @ x)
@@ -171,7 +175,8 @@ def _worker(args) -> None:
   for _ in range(args.warmup):
     side.step()
   print(json.dumps({"ready": True, "matmul_peak": side.matmul_peak,
-                    "flops": getattr(side, "flops", None)}), flush=True)
+                    "flops": getattr(side, "flops", None),
+                    "devices": getattr(side, "devices", None)}), flush=True)
   for line in sys.stdin:
     command = line.split()
     if command[0] == "run":
@@ -188,7 +193,7 @@ def _worker(args) -> None:
 
 def _start(side, argv):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)  # one CPU device, all cores, for both sides
+  env.pop("XLA_FLAGS", None)  # the trainer's own CPU device setting
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env["PYTHONPATH"] = repo + os.pathsep + env.get("PYTHONPATH", "")
   return subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", side, *argv],
@@ -228,7 +233,8 @@ def main(argv=None) -> None:
   tokens = args.batch_size * (args.input_length + args.prompt_length + args.target_length)
   print(f"T5.1.1 {args.size}, batch {args.batch_size}, inputs {args.input_length} + prompt "
         f"{args.prompt_length}, targets {args.target_length}, {args.dtype}, dropout "
-        f"{args.dropout}; {os.cpu_count()} cores; {len(times['ours'])} timed steps each")
+        f"{args.dropout}; {os.cpu_count()} cores (ours: {sides['ours'][1]['devices']} CPU "
+        f"devices, data parallel); {len(times['ours'])} timed steps each")
   print(f"matmul peak (2048^3 float32, best of jax and torch): {peak / 1e9:.1f} GFLOP/s; "
         f"step: {flops / 1e9:.1f} GFLOP (XLA cost analysis)")
   print(f"{'':6} {'ms/step':>9} {'tokens/s':>9} {'peak RSS MiB':>13} {'GFLOP/s':>8} "

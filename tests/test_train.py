@@ -36,6 +36,14 @@ USER_TASKS = textwrap.dedent('''
         output_features={"inputs": seqio.Feature(VOCAB, add_eos=True),
                          "targets": seqio.Feature(VOCAB, add_eos=True)},
         metric_fns=[])
+
+    seqio.TaskRegistry.add(  # the same data in bytes: not the model's vocabulary
+        "user_sentiment_bytes",
+        source=seqio.FunctionDataSource(dataset_fn, splits=["train", "validation"]),
+        preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos],
+        output_features={"inputs": seqio.Feature(seqio.ByteVocabulary(), add_eos=True),
+                         "targets": seqio.Feature(seqio.ByteVocabulary(), add_eos=True)},
+        metric_fns=[])
 ''')
 
 
@@ -49,6 +57,7 @@ def _command(tmp_path, model_dir, steps, *extra):
          "--gin.MIXTURE_OR_TASK_MODULE='user_tasks'",
          "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 4}",
          f"--gin.TRAIN_STEPS={steps}", "--gin.INITIAL_CHECKPOINT_PATH=None",
+         f"--gin.SENTENCEPIECE_MODEL_FILE='{conftest.VOCAB_PATH}'", "--gin.EVAL_PERIOD=3",
          "--gin.BATCH_SIZE=4", "--gin.CHECKPOINT_PERIOD=2", "--gin.DROPOUT_RATE=0.1", *extra]
   return cmd, env
 
@@ -71,7 +80,10 @@ def test_user_task_trains_saves_numpy_prompt_and_resumes_exactly(tmp_path, t5_vo
   done = _train(tmp_path, straight, 6)
   assert done.returncode == 0, done.stderr[-3000:]
   assert f"prompt={straight}/numpy_checkpoints/checkpoint_6" in done.stdout
-  assert (straight / "config.gin").exists()
+  operative = (straight / "config.gin").read_text()
+  assert "trainer.train.train_steps = %TRAIN_STEPS" in operative and "TRAIN_STEPS = 6" in operative
+  assert "MODEL/t5.T5Config.mlp_dim = %MLP_DIM" in operative
+  assert "eval at step 3: accuracy=" in done.stderr and "eval at step 6:" in done.stderr
   assert any(name.startswith("events.out.tfevents") for name in os.listdir(straight))
   assert "compiled train step: argument=" in done.stderr
   final = _prompt(straight, 6)
@@ -87,23 +99,56 @@ def test_user_task_trains_saves_numpy_prompt_and_resumes_exactly(tmp_path, t5_vo
   assert "resuming from step 4" in second.stderr
   np.testing.assert_array_equal(_prompt(resumed, 6), final)
 
-  # SIGKILL mid-run with a save every step, so the kill most likely lands in or
-  # between saves; the rerun of the same command ends on the same prompt.
-  killed = tmp_path / "killed"
-  cmd, env = _command(tmp_path, killed, 6, "--gin.CHECKPOINT_PERIOD=1")
-  proc = subprocess.Popen(cmd, cwd=conftest.REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
-  deadline = time.time() + 240
-  while not (killed / "numpy_checkpoints" / "checkpoint_2").exists():
-    assert proc.poll() is None and time.time() < deadline, "training ended before the kill"
-    time.sleep(0.05)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  assert proc.returncode == -signal.SIGKILL
+  # SIGKILL while orbax writes a checkpoint (its temporary directory exists and
+  # is left behind); the rerun of the same command ends on the same prompt.
+  for attempt in range(3):
+    killed = tmp_path / f"killed_{attempt}"
+    cmd, env = _command(tmp_path, killed, 6, "--gin.CHECKPOINT_PERIOD=1")
+    proc = subprocess.Popen(cmd, cwd=conftest.REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not _saving(killed, after_step=1):
+      assert proc.poll() is None and time.time() < deadline, "training ended before the kill"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    if _saving(killed, after_step=1):
+      break  # the kill landed inside a save
+  else:
+    pytest.fail("three kills all missed a save")
   rerun = _train(tmp_path, killed, 6, "--gin.CHECKPOINT_PERIOD=1")
   assert rerun.returncode == 0, rerun.stderr[-3000:]
   assert "resuming from step" in rerun.stderr
+  assert not [n for n in os.listdir(killed / "checkpoints") if "tmp" in n]
   np.testing.assert_array_equal(_prompt(killed, 6), final)
+
+
+def _saving(model_dir, after_step):
+  """Whether orbax is writing (or was killed writing) a checkpoint after `after_step`."""
+  root = model_dir / "checkpoints"
+  try:
+    names = os.listdir(root)
+  except FileNotFoundError:
+    return False
+  return any("tmp" in n and int(n.split(".")[0]) > after_step for n in names)
+
+
+@pytest.mark.integration
+def test_prompt_tuning_from_a_model_tuned_checkpoint(tmp_path, t5_vocab_path):
+  (tmp_path / "user_tasks.py").write_text(USER_TASKS)
+  base = tmp_path / "model_tuned"
+  tuned = _train(tmp_path, base, 2, "--gin.WHAT_TRAINS='all'", "--gin.LEARNING_RATE=1e-3",
+                 "--gin.PROMPT_LENGTH=0", "--gin.EVAL_PERIOD=None")
+  assert tuned.returncode == 0, tuned.stderr[-3000:]
+  prompted = _train(tmp_path, tmp_path / "prompt", 2, f"--gin.INITIAL_CHECKPOINT_PATH='{base}'")
+  assert prompted.returncode == 0, prompted.stderr[-3000:]
+  assert "parameters: " in prompted.stderr and ", 64 trainable (prompt)" in prompted.stderr
+  assert _prompt(tmp_path / "prompt", 2).shape == (4, 16)
+  wider = _train(tmp_path, tmp_path / "wider", 2, f"--gin.INITIAL_CHECKPOINT_PATH='{base}'",
+                 "--gin.MLP_DIM=64")
+  assert wider.returncode != 0
+  assert ("has shape (16, 32) in INITIAL_CHECKPOINT_PATH" in wider.stderr and
+          "model wants (16, 64)" in wider.stderr), wider.stderr[-2000:]
 
 
 @pytest.mark.integration
@@ -111,6 +156,11 @@ def test_clear_errors(tmp_path, t5_vocab_path):
   (tmp_path / "user_tasks.py").write_text(USER_TASKS)
   bad = _train(tmp_path, tmp_path / "a", 2, "--gin.MIXTURE_OR_TASK_NAME='user_sentimnt'")
   assert bad.returncode != 0
-  assert "no seqio task or mixture named 'user_sentimnt'; close names: ['user_sentiment']" in bad.stderr
+  assert "no seqio task or mixture named 'user_sentimnt'; close names: ['user_sentiment', 'user_sentiment_bytes']" in bad.stderr
   bad = _train(tmp_path, tmp_path / "b", 2, "--gin.MIXTURE_OR_TASK_MODULE='no_such_tasks'")
   assert "MIXTURE_OR_TASK_MODULE='no_such_tasks' does not import" in bad.stderr
+  bad = _train(tmp_path, tmp_path / "c", 2, "--gin.MIXTURE_OR_TASK_NAME='user_sentiment_bytes'")
+  assert "task 'user_sentiment_bytes' feature 'inputs' uses ByteVocabulary" in bad.stderr
+  assert "but the model's VOCABULARY is SentencePieceVocabulary(" in bad.stderr
+  bad = _train(tmp_path, tmp_path / "d", 2, "--gin.INITIAL_CHECKPOINT_PATH='/no/such/ckpt'")
+  assert "INITIAL_CHECKPOINT_PATH /no/such/ckpt does not exist" in bad.stderr

@@ -10,8 +10,10 @@ import difflib
 import importlib
 from typing import Iterator, Mapping, Optional
 
+from absl import logging
 import numpy as np
 import seqio
+import tensorflow as tf
 
 
 def import_task_module(module: Optional[str]) -> None:
@@ -37,6 +39,65 @@ def get_task_or_mixture(name: str):
   raise ValueError(f"no seqio task or mixture named {name!r}; {hint}")
 
 
+def _tasks(name: str) -> list:
+  provider = get_task_or_mixture(name)
+  return list(provider.tasks) if isinstance(provider, seqio.Mixture) else [provider]
+
+
+def has_split(name: str, split: str) -> bool:
+  """Whether every task of `name` has `split`."""
+  return all(split in task.splits for task in _tasks(name))
+
+
+def check_vocabulary(name: str, vocabulary, vocab_size: int) -> None:
+  """Raises if a task of `name` uses a vocabulary other than the model's.
+
+  Args:
+    name: task or mixture.
+    vocabulary: the model's VOCABULARY (None skips the identity check).
+    vocab_size: rows of the model's embedding table (NUM_EMBEDDINGS).
+  """
+  for task in _tasks(name):
+    for feature_name, feature in task.output_features.items():
+      vocab = feature.vocabulary
+      if vocab.vocab_size > vocab_size:
+        raise ValueError(
+            f"task {task.name!r} feature {feature_name!r} has a vocabulary of "
+            f"{vocab.vocab_size} ids but the model embeds {vocab_size} (NUM_EMBEDDINGS); use "
+            "the model's vocabulary for the task, or a model made for the task's vocabulary")
+      if vocabulary is None or vocab == vocabulary or _same_sentencepiece(vocab, vocabulary):
+        continue
+      raise ValueError(f"task {task.name!r} feature {feature_name!r} uses {_describe(vocab)}, "
+                       f"but the model's VOCABULARY is {_describe(vocabulary)}; set SENTENCEPIECE_MODEL_FILE to "
+                       "the task's vocabulary, or register the task with the model's")
+
+
+def _describe(vocabulary) -> str:
+  if isinstance(vocabulary, seqio.SentencePieceVocabulary):
+    return (f"SentencePieceVocabulary({vocabulary.sentencepiece_model_file}, "
+            f"extra_ids={vocabulary.extra_ids})")
+  return f"{type(vocabulary).__name__}({vocabulary.vocab_size} ids)"
+
+
+def _same_sentencepiece(a, b) -> bool:
+  """Whether two SentencePiece vocabularies map text to the same ids.
+
+  Their files may be at other paths, and their numbers of extra ids (sentinels
+  appended after the pieces) may differ: the size check covers those.
+  """
+  if not (isinstance(a, seqio.SentencePieceVocabulary) and
+          isinstance(b, seqio.SentencePieceVocabulary)):
+    return False
+  try:
+    read = lambda v: tf.io.gfile.GFile(v.sentencepiece_model_file, "rb").read()
+    return read(a) == read(b)
+  except Exception:  # pylint: disable=broad-except
+    # The model's file cannot be read here (e.g. gs:// offline): the task's
+    # vocabulary is what the data uses, so only the sizes could be checked.
+    logging.warning("could not read %s to compare it with %s", b, a)
+    return True
+
+
 def batches(name: str,
             task_feature_lengths: Mapping[str, int],
             batch_size: int,
@@ -48,7 +109,8 @@ def batches(name: str,
             start: int = 0,
             shard_index: int = 0,
             num_shards: int = 1,
-            use_cached: bool = False) -> Iterator[dict[str, np.ndarray]]:
+            use_cached: bool = False,
+            pad_last: bool = False) -> Iterator[dict[str, np.ndarray]]:
   """Yields this host's batches of `batch_size // num_shards` examples, from batch `start`.
 
   Args:
@@ -62,6 +124,8 @@ def batches(name: str,
     start: number of batches already consumed (resume).
     shard_index, num_shards: this host's shard (seqio ShardInfo).
     use_cached: read the task's offline cache.
+    pad_last: pad a last, partial batch with all-zero examples (zero loss
+      weight) to the full size (evaluation).
   """
   if batch_size % num_shards:
     raise ValueError(f"BATCH_SIZE={batch_size} is not divisible by the {num_shards} data shards")
@@ -73,5 +137,10 @@ def batches(name: str,
       batch_size=batch_size // num_shards, verbose=False)
   if start:
     ds = ds.skip(start)
+  size = batch_size // num_shards
   for batch in ds.as_numpy_iterator():
-    yield {k: np.asarray(v) for k, v in batch.items()}
+    batch = {k: np.asarray(v) for k, v in batch.items()}
+    if pad_last:
+      batch = {k: np.pad(v, [(0, size - len(v))] + [(0, 0)] * (v.ndim - 1))
+               for k, v in batch.items()}
+    yield batch

@@ -6,13 +6,15 @@ dropout RNG. The frozen variables are a separate argument, never donated and
 never differentiated, so a prompt-tuning run keeps one copy of the frozen model.
 """
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple, Optional
 
 import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
+from prompt_tuning.convert import readers
 from prompt_tuning.models import t5
 from prompt_tuning.training import losses
 from prompt_tuning.training import partitioning
@@ -119,6 +121,36 @@ def make_train_step(model: t5.Transformer,
   return train_step
 
 
+def make_eval_step(model: t5.Transformer, *, z_loss: float = 1e-4,
+                   label_smoothing: float = 0.0) -> Callable[..., dict[str, Array]]:
+  """`eval_step(trainable, frozen, batch) -> sums`, teacher-forced, without dropout.
+
+  Returns sums over the batch's real target tokens (`loss`, `z_loss`,
+  `correct`, `tokens`), so a split's metrics are sums over its batches divided
+  by its token count, whatever the batch padding.
+  """
+
+  def eval_step(trainable: dict[str, Array], frozen: dict[str, Array], batch: Batch):
+    logits = model.apply(trainable_lib.merge(trainable, frozen), batch["encoder_input_tokens"],
+                         batch["decoder_input_tokens"])
+    weights = batch["decoder_loss_weights"].astype(jnp.float32)
+    loss, z, tokens = losses.weighted_cross_entropy(
+        logits, batch["decoder_target_tokens"], weights, label_smoothing, z_loss, None)
+    correct = jnp.sum((jnp.argmax(logits, -1) == batch["decoder_target_tokens"]) * weights)
+    return {"loss": loss, "z_loss": z, "correct": correct, "tokens": tokens}
+
+  return eval_step
+
+
+def jit_eval_step(eval_step: Callable, partitioner: partitioning.Partitioner,
+                  shardings_of_state: TrainState, frozen_shardings: dict[str, Any]) -> Any:
+  """Jits `make_eval_step`'s step with the train step's shardings."""
+  batch = {name: partitioner.batch_sharding() for name in BATCH_FEATURES}
+  return jax.jit(eval_step,
+                 in_shardings=(shardings_of_state.trainable, frozen_shardings, batch),
+                 out_shardings=partitioner.replicated())
+
+
 def jit_train_step(train_step: Callable, partitioner: partitioning.Partitioner,
                    shardings_of_state: TrainState, frozen_shardings: dict[str, Any]) -> Any:
   """Jits the step with explicit in/out shardings; the state is donated.
@@ -146,3 +178,76 @@ def compile_train_step(jitted: Any, partitioner: partitioning.Partitioner, state
   text = ", ".join(f"{f.replace('_size_in_bytes', '')}={getattr(analysis, f, 0) / 2**20:.1f} MiB"
                    for f in fields)
   return compiled, text
+
+
+def init_variables(model: t5.Transformer, part: partitioning.Partitioner,
+                   initial_checkpoint_path: Optional[str], seed: int) -> tuple[Any, Any]:
+  """The model's variables, each created (or read) onto its shards.
+
+  Args:
+    model: the model.
+    part: the partitioner whose mesh and rules place the variables.
+    initial_checkpoint_path: the frozen model's checkpoint; None means a random
+      model from `seed`.
+    seed: the random init's seed.
+
+  Returns:
+    `(variables, shardings)`: nested `{'params': ..., 'prompt': ...}` trees.
+  """
+  init = lambda key: model.init(key, jnp.ones((1, 1), jnp.int32), jnp.ones((1, 1), jnp.int32))
+  key = jax.random.key(seed)
+  if initial_checkpoint_path is None:
+    return part.sharded_init(init, key)
+  abstract = jax.eval_shape(init, key)
+  shardings = part.shardings(abstract)
+  abstract = nn.meta.unbox(abstract)
+  flat_shardings = trainable_lib.flatten(shardings["params"])
+  targets = {name: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=flat_shardings[name])
+             for name, leaf in trainable_lib.flatten(abstract["params"]).items()}
+  params = readers.load_params(initial_checkpoint_path, targets)
+  # The other collections (the prompt) from the seed; XLA drops the unused
+  # random init of `params` from this computation.
+  others = {c: s for c, s in shardings.items() if c != "params"}
+  with part.context():
+    variables = jax.jit(lambda k: {c: v for c, v in nn.meta.unbox(init(k)).items()
+                                   if c != "params"}, out_shardings=others)(key)
+  variables["params"] = trainable_lib.unflatten(params)
+  return variables, shardings
+
+
+class StepSetup(NamedTuple):
+  """What `setup_step` returns: the state, the frozen variables and the jitted step."""
+
+  state: TrainState
+  frozen: dict[str, Any]
+  state_shardings: TrainState
+  jitted: Any
+
+
+def setup_step(model: t5.Transformer, part: partitioning.Partitioner,
+               optimizer: optax.GradientTransformation, variables: Any, shardings: Any,
+               what_trains: trainable_lib.WhatTrains, seed: int, **loss_options) -> StepSetup:
+  """Splits the variables by what trains and builds the state and the sharded step.
+
+  Args:
+    model: the model.
+    part: the partitioner.
+    optimizer: over the trainable variables.
+    variables, shardings: from `init_variables`.
+    what_trains: 'prompt', 'all', or regexes over variable paths.
+    seed: seeds the dropout RNG of the state.
+    **loss_options: z_loss, label_smoothing, loss_normalizing_factor.
+
+  Returns:
+    The fresh state (on its shardings), the frozen variables, the state's
+    shardings (to restore a checkpoint onto) and the jitted, donated step.
+  """
+  train_vars, frozen = trainable_lib.partition(variables, what_trains)
+  flat_shardings = trainable_lib.flatten(shardings)
+  state = jax.jit(lambda t: create(t, optimizer, seed))(train_vars)
+  shardings_of_state = state_shardings(state, flat_shardings, part)
+  state = jax.device_put(state, shardings_of_state)
+  jitted = jit_train_step(
+      make_train_step(model, optimizer, **loss_options), part, shardings_of_state,
+      {k: flat_shardings[k] for k in frozen})
+  return StepSetup(state, frozen, shardings_of_state, jitted)

@@ -13,6 +13,7 @@ frozen leaves, so gradients and optimizer state exist only for the former;
 `merge` puts them back into the nested form the model applies.
 """
 
+import math
 import re
 from typing import Any, Mapping, Sequence, Union
 
@@ -47,13 +48,16 @@ def unflatten(flat: Flat) -> dict[str, Any]:
 def partition(variables: Mapping[str, Any], what: WhatTrains = PROMPT_TUNING) -> tuple[Flat, Flat]:
   """Splits variables into `(trainable, frozen)` flat dicts.
 
+  An empty array (a prompt of length 0) has nothing to train: it stays frozen.
+
   Raises:
     ValueError: if nothing matches (a run that would train nothing).
   """
   patterns = _patterns(what)
   trainable, frozen = {}, {}
   for path, value in flatten(variables).items():
-    (trainable if any(p.fullmatch(path) for p in patterns) else frozen)[path] = value
+    trains = any(p.fullmatch(path) for p in patterns) and math.prod(value.shape) > 0
+    (trainable if trains else frozen)[path] = value
   if not trainable:
     raise ValueError(f"no variable path matches what trains ({what!r}); paths look like "
                      f"{sorted(frozen)[:3]}")

@@ -9,17 +9,14 @@ its latest checkpoint on the same data stream and dropout keys.
 
 import os
 import time
-from typing import Any, Mapping, NamedTuple, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from absl import logging
 from clu import metric_writers
-import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
-from prompt_tuning.convert import readers
 from prompt_tuning.models import t5
 from prompt_tuning.training import checkpoints
 from prompt_tuning.training import data
@@ -28,77 +25,34 @@ from prompt_tuning.training import partitioning
 from prompt_tuning.training import train_state
 from prompt_tuning.training import trainable
 
-def init_variables(model: t5.Transformer, part: partitioning.Partitioner,
-                   initial_checkpoint_path: Optional[str], seed: int) -> tuple[Any, Any]:
-  """The model's variables, each created (or read) onto its shards.
-
-  Args:
-    model: the model.
-    part: the partitioner whose mesh and rules place the variables.
-    initial_checkpoint_path: the frozen model's checkpoint; None means a random
-      model from `seed`.
-    seed: the random init's seed.
-
-  Returns:
-    `(variables, shardings)`: nested `{'params': ..., 'prompt': ...}` trees.
-  """
-  init = lambda key: model.init(key, jnp.ones((1, 1), jnp.int32), jnp.ones((1, 1), jnp.int32))
-  key = jax.random.key(seed)
-  if initial_checkpoint_path is None:
-    return part.sharded_init(init, key)
-  abstract = jax.eval_shape(init, key)
-  shardings = part.shardings(abstract)
-  abstract = nn.meta.unbox(abstract)
-  flat_shardings = trainable.flatten(shardings["params"])
-  targets = {name: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=flat_shardings[name])
-             for name, leaf in trainable.flatten(abstract["params"]).items()}
-  params = readers.load_params(initial_checkpoint_path, targets)
-  # The other collections (the prompt) from the seed; XLA drops the unused
-  # random init of `params` from this computation.
-  others = {c: s for c, s in shardings.items() if c != "params"}
-  with part.context():
-    variables = jax.jit(lambda k: {c: v for c, v in nn.meta.unbox(init(k)).items()
-                                   if c != "params"}, out_shardings=others)(key)
-  variables["params"] = trainable.unflatten(params)
-  return variables, shardings
+InferEvalFn = Callable[[int, dict[str, Any]], Mapping[str, float]]
 
 
-class StepSetup(NamedTuple):
-  """What `setup_step` returns: the state, the frozen variables and the jitted step."""
+class _Evaluator:
+  """Teacher-forced loss and token accuracy on the task's validation split."""
 
-  state: train_state.TrainState
-  frozen: dict[str, Any]
-  state_shardings: train_state.TrainState
-  jitted: Any
+  def __init__(self, model, part, state_shardings, frozen, name, task_feature_lengths,
+               batch_size, use_cached, **loss_options):
+    frozen_shardings = {k: v.sharding for k, v in frozen.items()}
+    self._step = train_state.jit_eval_step(
+        train_state.make_eval_step(model, **loss_options), part, state_shardings,
+        frozen_shardings)
+    self._part, self._frozen = part, frozen
+    self._batches = lambda: data.batches(
+        name, task_feature_lengths, batch_size, split="validation", shuffle=False,
+        num_epochs=1, shard_index=jax.process_index(), num_shards=jax.process_count(),
+        use_cached=use_cached, pad_last=True)
 
-
-def setup_step(model: t5.Transformer, part: partitioning.Partitioner,
-               optimizer: optax.GradientTransformation, variables: Any, shardings: Any,
-               what_trains: trainable.WhatTrains, seed: int, **loss_options) -> StepSetup:
-  """Splits the variables by what trains and builds the state and the sharded step.
-
-  Args:
-    model: the model.
-    part: the partitioner.
-    optimizer: over the trainable variables.
-    variables, shardings: from `init_variables`.
-    what_trains: 'prompt', 'all', or regexes over variable paths.
-    seed: seeds the dropout RNG of the state.
-    **loss_options: z_loss, label_smoothing, loss_normalizing_factor.
-
-  Returns:
-    The fresh state (on its shardings), the frozen variables, the state's
-    shardings (to restore a checkpoint onto) and the jitted, donated step.
-  """
-  train_vars, frozen = trainable.partition(variables, what_trains)
-  flat_shardings = trainable.flatten(shardings)
-  state = jax.jit(lambda t: train_state.create(t, optimizer, seed))(train_vars)
-  shardings_of_state = train_state.state_shardings(state, flat_shardings, part)
-  state = jax.device_put(state, shardings_of_state)
-  jitted = train_state.jit_train_step(
-      train_state.make_train_step(model, optimizer, **loss_options), part, shardings_of_state,
-      {k: flat_shardings[k] for k in frozen})
-  return StepSetup(state, frozen, shardings_of_state, jitted)
+  def __call__(self, trainable_vars: dict[str, Any]) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    with self._part.context():
+      for batch in self._batches():
+        sums = jax.device_get(self._step(trainable_vars, self._frozen, batch))
+        for k, v in sums.items():
+          totals[k] = totals.get(k, 0.0) + float(v)
+    tokens = max(totals.get("tokens", 0.0), 1e-8)
+    return {"loss": totals.get("loss", 0.0) / tokens, "z_loss": totals.get("z_loss", 0.0) / tokens,
+            "accuracy": totals.get("correct", 0.0) / tokens, "target_tokens": tokens}
 
 
 def _check_finite(loss: Any, step: int, last_saved: Optional[int]) -> None:
@@ -129,7 +83,12 @@ def train(*,
           z_loss: float = 1e-4,
           label_smoothing: float = 0.0,
           loss_normalizing_factor: Any = "NUM_REAL_TARGET_TOKENS",
-          log_period: int = 10) -> dict[str, Any]:
+          log_period: int = 10,
+          eval_period: Optional[int] = None,
+          learning_rate: Optional[optax.ScalarOrSchedule] = None,
+          vocabulary: Any = None,
+          infer_eval_fn: Optional[InferEvalFn] = None,
+          on_start: Optional[Callable[[], None]] = None) -> dict[str, Any]:
   """Trains until `train_steps` steps (of this run's state) are done.
 
   Args:
@@ -152,18 +111,28 @@ def train(*,
     num_partitions: size of the mesh's model axis.
     z_loss, label_smoothing, loss_normalizing_factor: the loss (see `losses`).
     log_period: steps between console lines and summaries.
+    eval_period: steps between evaluations on the task's validation split
+      (teacher-forced loss and token accuracy, plus `infer_eval_fn`'s metrics);
+      None: no evaluation.
+    learning_rate: the optimizer's learning rate (constant or schedule), for
+      the `train/learning_rate` summary.
+    vocabulary: the model's VOCABULARY; the task's must be the same.
+    infer_eval_fn: decoding-based evaluation, `fn(step, variables) -> metrics`
+      with the merged variables; its metrics are written under `eval/`.
+    on_start: called once on the first host after set-up (the entry point
+      writes the operative gin config here).
 
   Returns:
     The last step's metrics, the step, and the path of the last numpy prompt.
   """
   data.import_task_module(mixture_or_task_module)
-  data.get_task_or_mixture(mixture_or_task_name)
+  data.check_vocabulary(mixture_or_task_name, vocabulary, model.config.vocab_size)
   ckpt = checkpoints.Checkpointer(model_dir, keep_checkpoints)
   optimizer = optimizer or optimizers.adafactor()
   part = partitioning.Partitioner(num_partitions)
 
-  variables, shardings = init_variables(model, part, initial_checkpoint_path, random_seed)
-  state, frozen, state_shardings, jitted = setup_step(
+  variables, shardings = train_state.init_variables(model, part, initial_checkpoint_path, random_seed)
+  state, frozen, state_shardings, jitted = train_state.setup_step(
       model, part, optimizer, variables, shardings, what_trains, random_seed, z_loss=z_loss,
       label_smoothing=label_smoothing, loss_normalizing_factor=loss_normalizing_factor)
   del variables
@@ -188,6 +157,15 @@ def train(*,
                          seed=random_seed, start=record["data_position"],
                          shard_index=jax.process_index(), num_shards=jax.process_count(),
                          use_cached=use_cached_tasks)
+  evaluate = None
+  if eval_period and not data.has_split(mixture_or_task_name, "validation"):
+    logging.warning("%s has no validation split; EVAL_PERIOD is ignored", mixture_or_task_name)
+  elif eval_period:
+    evaluate = _Evaluator(model, part, state_shardings, frozen, mixture_or_task_name,
+                          task_feature_lengths, batch_size, use_cached_tasks,
+                          z_loss=z_loss, label_smoothing=label_smoothing)
+  if on_start is not None and jax.process_index() == 0:
+    on_start()
   writer = metric_writers.create_default_writer(model_dir, just_logging=jax.process_index() > 0,
                                                 asynchronous=False)
   step = int(state.step)
@@ -215,10 +193,20 @@ def train(*,
       logging.info("step %d/%d loss=%.4f accuracy=%.3f %.2f steps/s %.0f tokens/s ETA %.0fs",
                    step, train_steps, metrics["loss"], metrics["accuracy"], steps_per_s,
                    steps_per_s * tokens, (train_steps - step) / max(steps_per_s, 1e-9))
-      writer.write_scalars(step, {**{f"train/{k}": v for k, v in metrics.items()},
-                                  "train/steps_per_second": steps_per_s,
-                                  "train/step_time_seconds": step_time})
+      scalars = {**{f"train/{k}": v for k, v in metrics.items()},
+                 "train/steps_per_second": steps_per_s, "train/step_time_seconds": step_time}
+      if learning_rate is not None:
+        scalars["train/learning_rate"] = float(
+            learning_rate(step - 1) if callable(learning_rate) else learning_rate)
+      writer.write_scalars(step, scalars)
       tick, tick_step = time.time(), step
+    if evaluate is not None and (step % eval_period == 0 or step == train_steps):
+      eval_metrics = evaluate(state.trainable)
+      if infer_eval_fn is not None:
+        eval_metrics.update(infer_eval_fn(step, trainable.merge(state.trainable, frozen)))
+      logging.info("eval at step %d: %s", step,
+                   " ".join(f"{k}={v:.4f}" for k, v in sorted(eval_metrics.items())))
+      writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
     if step % checkpoint_period == 0 or step == train_steps:
       _check_finite(metrics["loss"], step, last_saved)
       last_saved = ckpt.save(state, record)

@@ -50,6 +50,17 @@ def test_partition_modes(setup):
                          trainable.merge(*trainable.partition(variables)), variables)
 
 
+def test_an_empty_prompt_stays_frozen():
+  model = t5.Transformer(CFG, prompts.Prompt(0, CFG.emb_dim))
+  tokens = jnp.ones((1, 3), jnp.int32)
+  variables = nn.meta.unbox(model.init(jax.random.key(0), tokens, tokens))
+  train, frozen = trainable.partition(variables, "all")  # model tuning of a plain T5
+  assert list(frozen) == ["prompt/encoder/prompt/prompt"]
+  assert set(train) == {p for p in trainable.flatten(variables) if p.startswith("params/")}
+  with pytest.raises(ValueError, match="no variable path matches"):
+    trainable.partition(variables, "prompt")
+
+
 @pytest.mark.parametrize("what", ["prompt", "all"])
 def test_steps_change_exactly_what_trains(setup, what):
   model, variables, (inputs, dec, targets) = setup
