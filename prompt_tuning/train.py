@@ -22,13 +22,19 @@ import os
 import sys
 from typing import Sequence
 
-from absl import app
+from prompt_tuning import host
+
+# First of all, before the heavy imports: restart once with glibc's huge-page
+# tunable (see host.py; 17% faster steps on CPU, measured).
+if __name__ == "__main__":
+  host.reexec_with_huge_pages()
+
+from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 import gin
 import jax
 
-from prompt_tuning import gin_config
-from prompt_tuning.training import partitioning
+from prompt_tuning import gin_config  # pylint: disable=g-import-not-at-top
 
 RUN_REQUIRED_MACROS = ("MODEL_DIR", "MIXTURE_OR_TASK_NAME", "TASK_FEATURE_LENGTHS",
                        "TRAIN_STEPS", "INITIAL_CHECKPOINT_PATH")
@@ -60,7 +66,7 @@ def main(argv: Sequence[str]) -> None:
   gin_config.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_paths)
   gin_config.check_required_macros(RUN_REQUIRED_MACROS)
   # Before anything starts JAX's backends.
-  partitioning.use_a_cpu_device_per_core(gin.query_parameter("%BATCH_SIZE"))
+  host.use_a_cpu_device_per_core(gin.query_parameter("%BATCH_SIZE"))
   if os.environ.get("JAX_COORDINATOR_ADDRESS"):  # set on each host of a multi-host run
     jax.distributed.initialize()
   run = gin_config.macro_value("RUN", "include configs/runs/prompt_finetune.gin")

@@ -35,6 +35,8 @@ import subprocess
 import sys
 import time
 
+from prompt_tuning import host
+
 SIZES = {  # emb_dim, num_heads, layers per stack, head_dim, mlp_dim
     "tiny": (64, 4, 2, 16, 128),
     "small": (512, 6, 8, 64, 1024),
@@ -55,6 +57,9 @@ def _parse(argv=None):
   parser.add_argument("--warmup", type=int, default=2, help="untimed steps per side")
   parser.add_argument("--rounds", type=int, default=5)
   parser.add_argument("--steps_per_round", type=int, default=2)
+  parser.add_argument("--peft_huge_pages", action="store_true",
+                      help="give PEFT's process the glibc huge-page tunable that "
+                      "python -m prompt_tuning.train sets for itself (ours always has it)")
   parser.add_argument("--worker", choices=("ours", "peft"), help=argparse.SUPPRESS)
   return parser.parse_args(argv)
 
@@ -86,13 +91,13 @@ class _Ours:
   """This trainer's step, set up as `trainer.train` sets it up."""
 
   def __init__(self, args):
-    from prompt_tuning.training import partitioning  # pylint: disable=g-import-not-at-top
-    partitioning.use_a_cpu_device_per_core(args.batch_size)  # as python -m prompt_tuning.train
+    from prompt_tuning import host  # pylint: disable=g-import-not-at-top
+    host.use_a_cpu_device_per_core(args.batch_size)  # as python -m prompt_tuning.train does
     import jax  # pylint: disable=g-import-not-at-top
     import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
     import numpy as np  # pylint: disable=g-import-not-at-top
     from prompt_tuning.models import prompt_init, prompts, t5  # pylint: disable=g-import-not-at-top
-    from prompt_tuning.training import optimizers, train_state  # pylint: disable=g-import-not-at-top
+    from prompt_tuning.training import optimizers, partitioning, train_state  # pylint: disable=g-import-not-at-top
 
     emb, heads, layers_, head_dim, mlp = SIZES[args.size]
     cfg = t5.T5Config(vocab_size=VOCAB_SIZE, emb_dim=emb, num_heads=heads,
@@ -191,9 +196,11 @@ def _worker(args) -> None:
       return
 
 
-def _start(side, argv):
+def _start(side, argv, huge_pages):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
   env.pop("XLA_FLAGS", None)  # the trainer's own CPU device setting
+  if huge_pages:  # what python -m prompt_tuning.train does for itself
+    env = host.huge_pages_environment(env) or env
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env["PYTHONPATH"] = repo + os.pathsep + env.get("PYTHONPATH", "")
   return subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", side, *argv],
@@ -218,7 +225,7 @@ def main(argv=None) -> None:
     return
   sides = {}
   for side in ("ours", "peft"):  # started one at a time, so set-up does not overlap
-    proc = _start(side, argv)
+    proc = _start(side, argv, huge_pages=side == "ours" or args.peft_huge_pages)
     sides[side] = (proc, _ask(proc))
   times = {"ours": [], "peft": []}
   for r in range(args.rounds):
@@ -234,7 +241,8 @@ def main(argv=None) -> None:
   print(f"T5.1.1 {args.size}, batch {args.batch_size}, inputs {args.input_length} + prompt "
         f"{args.prompt_length}, targets {args.target_length}, {args.dtype}, dropout "
         f"{args.dropout}; {os.cpu_count()} cores (ours: {sides['ours'][1]['devices']} CPU "
-        f"devices, data parallel); {len(times['ours'])} timed steps each")
+        f"devices, data parallel); {len(times['ours'])} timed steps each; glibc huge pages: "
+        f"ours{', PEFT' if args.peft_huge_pages else ''}")
   print(f"matmul peak (2048^3 float32, best of jax and torch): {peak / 1e9:.1f} GFLOP/s; "
         f"step: {flops / 1e9:.1f} GFLOP (XLA cost analysis)")
   print(f"{'':6} {'ms/step':>9} {'tokens/s':>9} {'peak RSS MiB':>13} {'GFLOP/s':>8} "

@@ -9,8 +9,6 @@ with those `out_shardings` materializes each shard only on its devices.
 """
 
 import contextlib
-import os
-import re
 from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
@@ -40,33 +38,6 @@ def standard_logical_axis_rules() -> tuple[tuple[str, Optional[str]], ...]:
       ("prompt", None),
       ("prompt_embed", None),
   )
-
-
-_DEVICE_COUNT_FLAG = "xla_force_host_platform_device_count"
-
-
-def use_a_cpu_device_per_core(batch_size: int) -> Optional[int]:
-  """Before JAX starts: one CPU device per core (a divisor of the batch), via XLA_FLAGS.
-
-  XLA's CPU backend runs each matmul on one thread and a layer's matmuls
-  mostly one after another, so a single CPU device leaves cores idle. With a
-  device per core the mesh's data axis splits the batch over them (measured in
-  BENCHMARKS.md: 1.3x faster steps on 2 cores). Accelerator platforms are
-  unaffected. Does nothing if XLA_FLAGS already sets the device count.
-
-  Args:
-    batch_size: the per-host batch; the device count divides it.
-
-  Returns:
-    The device count set, or None if it was left alone.
-  """
-  flags = os.environ.get("XLA_FLAGS", "")
-  if re.search(_DEVICE_COUNT_FLAG, flags):
-    return None
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-  count = max(d for d in range(1, max(cores or 1, 1) + 1) if batch_size % d == 0)
-  os.environ["XLA_FLAGS"] = f"{flags} --{_DEVICE_COUNT_FLAG}={count}".strip()
-  return count
 
 
 def create_mesh(num_partitions: int = 1, devices: Optional[Sequence[Any]] = None) -> Mesh:
