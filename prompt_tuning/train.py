@@ -44,6 +44,9 @@ flags.DEFINE_multi_string("gin_file", [], "Gin files, in order (later ones overr
 flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings (`--gin.NAME=VALUE` is rewritten "
                           "to this).")
 flags.DEFINE_multi_string("gin_search_paths", [], "Extra directories to find gin files in.")
+flags.DEFINE_bool("multiprocess", False, "Call jax.distributed.initialize() (one process per "
+                  "host of a TPU pod or GPU cluster; JAX finds its peers from the platform or "
+                  "from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID).")
 
 
 def rewrite_gin_args(argv: Sequence[str]) -> list[str]:
@@ -67,7 +70,7 @@ def main(argv: Sequence[str]) -> None:
   gin_config.check_required_macros(RUN_REQUIRED_MACROS)
   # Before anything starts JAX's backends.
   host.use_a_cpu_device_per_core(gin.query_parameter("%BATCH_SIZE"))
-  if os.environ.get("JAX_COORDINATOR_ADDRESS"):  # set on each host of a multi-host run
+  if FLAGS.multiprocess or os.environ.get("JAX_COORDINATOR_ADDRESS"):
     jax.distributed.initialize()
   run = gin_config.macro_value("RUN", "include configs/runs/prompt_finetune.gin")
   model_dir = gin.query_parameter("%MODEL_DIR")

@@ -99,6 +99,11 @@ class Partitioner:
     """`[batch, ...]` arrays: the batch split over the data axis."""
     return NamedSharding(self.mesh, PartitionSpec(DATA_AXIS, *([None] * (ndim - 1))))
 
+  def global_batch(self, local_batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+    """This host's rows of the batch (its seqio shard) as global arrays split over `data`."""
+    return {name: jax.make_array_from_process_local_data(self.batch_sharding(value.ndim), value)
+            for name, value in local_batch.items()}
+
   def replicated(self) -> NamedSharding:
     return NamedSharding(self.mesh, PartitionSpec())
 

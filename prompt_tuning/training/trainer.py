@@ -47,7 +47,8 @@ class _Evaluator:
     totals: dict[str, float] = {}
     with self._part.context():
       for batch in self._batches():
-        sums = jax.device_get(self._step(trainable_vars, self._frozen, batch))
+        sums = jax.device_get(self._step(trainable_vars, self._frozen,
+                                         self._part.global_batch(batch)))
         for k, v in sums.items():
           totals[k] = totals.get(k, 0.0) + float(v)
     tokens = max(totals.get("tokens", 0.0), 1e-8)
@@ -174,7 +175,7 @@ def train(*,
   step_fn = None
   tick, tick_step = time.time(), step
   while step < train_steps:
-    batch = next(batches)
+    batch = part.global_batch(next(batches))
     if step_fn is None:
       step_fn, memory = train_state.compile_train_step(jitted, part, state, frozen, batch)
       logging.info("compiled train step: %s", memory)
