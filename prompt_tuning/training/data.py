@@ -68,8 +68,9 @@ def check_vocabulary(name: str, vocabulary, vocab_size: int) -> None:
       if vocabulary is None or vocab == vocabulary or _same_sentencepiece(vocab, vocabulary):
         continue
       raise ValueError(f"task {task.name!r} feature {feature_name!r} uses {_describe(vocab)}, "
-                       f"but the model's VOCABULARY is {_describe(vocabulary)}; set SENTENCEPIECE_MODEL_FILE to "
-                       "the task's vocabulary, or register the task with the model's")
+                       f"but the model's VOCABULARY is {_describe(vocabulary)}; set "
+                       "SENTENCEPIECE_MODEL_FILE to the task's vocabulary, or register the "
+                       "task with the model's")
 
 
 def _describe(vocabulary) -> str:

@@ -4,6 +4,10 @@ The state holds only what changes: the trainable variables (a flat
 `{path: array}` dict, see `trainable`), their optimizer state, the step and the
 dropout RNG. The frozen variables are a separate argument, never donated and
 never differentiated, so a prompt-tuning run keeps one copy of the frozen model.
+
+`init_variables` creates (or reads from INITIAL_CHECKPOINT_PATH) the model's
+variables onto their shards, and `setup_step` turns them into a state, frozen
+variables and the jitted step: what the trainer and the benchmark both run.
 """
 
 from typing import Any, Callable, NamedTuple, Optional
