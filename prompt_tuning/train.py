@@ -63,6 +63,16 @@ def rewrite_gin_args(argv: Sequence[str]) -> list[str]:
   return out
 
 
+def _initialize_distributed() -> None:
+  """jax.distributed.initialize(), from the platform or the JAX_* environment variables."""
+  ids = {key: int(os.environ[name]) for key, name in
+         (("num_processes", "JAX_NUM_PROCESSES"), ("process_id", "JAX_PROCESS_ID"))
+         if name in os.environ}
+  # Collectives between CPU hosts (accelerator platforms bring their own).
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(**ids)
+
+
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -71,7 +81,7 @@ def main(argv: Sequence[str]) -> None:
   # Before anything starts JAX's backends.
   host.use_a_cpu_device_per_core(gin.query_parameter("%BATCH_SIZE"))
   if FLAGS.multiprocess or os.environ.get("JAX_COORDINATOR_ADDRESS"):
-    jax.distributed.initialize()
+    _initialize_distributed()
   run = gin_config.macro_value("RUN", "include configs/runs/prompt_finetune.gin")
   model_dir = gin.query_parameter("%MODEL_DIR")
 

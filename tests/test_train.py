@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -134,6 +135,32 @@ def _saving(model_dir, after_step):
   except FileNotFoundError:
     return False
   return any("tmp" in n and int(n.split(".")[0]) > after_step for n in names)
+
+
+@pytest.mark.integration
+def test_two_hosts_train_one_prompt(tmp_path, t5_vocab_path):
+  """Two processes (one CPU device each) on loopback, as two hosts of a cluster."""
+  (tmp_path / "user_tasks.py").write_text(USER_TASKS)
+  run_dir = tmp_path / "two_hosts"
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  procs = []
+  for host_id in range(2):
+    cmd, env = _command(tmp_path, run_dir, 4, "--multiprocess")
+    env.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
+               JAX_PROCESS_ID=str(host_id))
+    procs.append(subprocess.Popen(cmd, cwd=conftest.REPO_ROOT, env=env, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+  outs = [p.communicate(timeout=300) for p in procs]
+  for p, (_, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+  # Both hosts report the same (replicated) final loss and prompt; one host wrote it.
+  assert outs[0][0].splitlines()[-1] == outs[1][0].splitlines()[-1]
+  assert f"prompt={run_dir}/numpy_checkpoints/checkpoint_4" in outs[0][0]
+  assert "eval at step 3: accuracy=" in outs[0][1]
+  assert _prompt(run_dir, 4).shape == (4, 16)
+  assert sorted(os.listdir(run_dir / "checkpoints")) == ["2", "4"]
 
 
 @pytest.mark.integration

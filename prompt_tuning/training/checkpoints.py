@@ -93,7 +93,7 @@ class Checkpointer:
 
   def _write_numpy_prompts(self, step: int, variables: dict[str, Any]) -> None:
     prompts = {k: v for k, v in variables.items() if k.startswith("prompt/")}
-    if not prompts:
+    if not prompts or jax.process_index() > 0:  # prompts are replicated: one host writes
       return
     root = os.path.join(self.model_dir, NUMPY_DIR)
     os.makedirs(root, exist_ok=True)
@@ -111,7 +111,7 @@ class Checkpointer:
 
   def _prune_numpy(self) -> None:
     """Keeps the numpy prompts of the checkpoints orbax kept."""
-    if self._keep is None:
+    if self._keep is None or jax.process_index() > 0:
       return
     root = os.path.join(self.model_dir, NUMPY_DIR)
     kept = set(self.all_steps())

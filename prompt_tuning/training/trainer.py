@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping, Optional
 from absl import logging
 from clu import metric_writers
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 import optax
 
@@ -38,6 +39,11 @@ class _Evaluator:
         train_state.make_eval_step(model, **loss_options), part, state_shardings,
         frozen_shardings)
     self._part, self._frozen = part, frozen
+    rows = batch_size // jax.process_count()
+    self._empty = {  # a batch of padding (zero loss weight)
+        "encoder_input_tokens": np.zeros((rows, task_feature_lengths["inputs"]), np.int32),
+        **{k: np.zeros((rows, task_feature_lengths["targets"]), np.int32)
+           for k in ("decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights")}}
     self._batches = lambda: data.batches(
         name, task_feature_lengths, batch_size, split="validation", shuffle=False,
         num_epochs=1, shard_index=jax.process_index(), num_shards=jax.process_count(),
@@ -45,8 +51,12 @@ class _Evaluator:
 
   def __call__(self, trainable_vars: dict[str, Any]) -> dict[str, float]:
     totals: dict[str, float] = {}
+    batches = list(self._batches())
+    if jax.process_count() > 1:  # every host runs as many steps as the one with the most data
+      most = int(np.max(multihost_utils.process_allgather(np.int32(len(batches)))))
+      batches += [self._empty] * (most - len(batches))
     with self._part.context():
-      for batch in self._batches():
+      for batch in batches:
         sums = jax.device_get(self._step(trainable_vars, self._frozen,
                                          self._part.global_batch(batch)))
         for k, v in sums.items():
