@@ -12,6 +12,7 @@ INSTALL_REQUIRES = [
     "numpy>=1.26,<3",
     "optax>=0.2.8,<0.3",
     "orbax-checkpoint>=0.12.8,<0.13",
+    "safetensors>=0.5,<0.9",  # Hugging Face checkpoints
     "sentencepiece>=0.2,<0.3",
     "seqio==0.0.20",
     # seqio needs tensorflow-text, which requires the `tensorflow` distribution
@@ -26,7 +27,6 @@ INSTALL_REQUIRES = [
 TEST_REQUIRES = [
     "peft>=0.21.2,<0.22",
     "pytest>=8",
-    "safetensors>=0.5",
     "torch==2.13.0",
     "transformers>=5.23,<5.24",
 ]

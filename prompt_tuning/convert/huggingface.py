@@ -54,7 +54,7 @@ def name_map(num_encoder_layers: int, num_decoder_layers: int) -> dict[str, str]
   return names
 
 
-def _transposed(path: str) -> bool:
+def transposed(path: str) -> bool:
   # Kernels and the [buckets, heads] table flip; embeddings and norm scales do not.
   return path.endswith("/kernel") or path.endswith("/rel_embedding")
 
@@ -95,7 +95,7 @@ def params_from_hf(state_dict: Mapping[str, Any], num_encoder_layers: int,
     if hf_name not in state_dict:
       raise KeyError(f"Hugging Face weights lack {hf_name!r} (needed for {path})")
     value = np.asarray(state_dict[hf_name])
-    flat[path] = value.T if _transposed(path) else value
+    flat[path] = value.T if transposed(path) else value
   return unflatten(flat)
 
 
@@ -106,7 +106,7 @@ def params_to_hf(params: Mapping[str, Any], num_encoder_layers: int,
   state = {}
   for hf_name, path in name_map(num_encoder_layers, num_decoder_layers).items():
     value = np.asarray(flat[path])
-    state[hf_name] = np.ascontiguousarray(value.T if _transposed(path) else value)
+    state[hf_name] = np.ascontiguousarray(value.T if transposed(path) else value)
   state["encoder.embed_tokens.weight"] = state["shared.weight"]
   state["decoder.embed_tokens.weight"] = state["shared.weight"]
   return state

@@ -8,22 +8,27 @@ stored shapes against the model's, then builds each parameter with
 host ever holds a full copy per device. A format that can read straight onto
 shardings (orbax) overrides `read` instead.
 
-Formats are tried in `READERS` order by their `detect`; the checkpoint-interop
-work registers t5x and Hugging Face readers there. This module knows this
-project's own checkpoints: a MODEL_DIR of a model-tuning (or pretraining) run,
-its `checkpoints/` directory, or one `checkpoints/<step>` inside it.
+Formats are tried in `READERS` order by their `detect`: this project's own
+checkpoints (a MODEL_DIR of a model-tuning or pretraining run, its
+`checkpoints/` directory, or one `checkpoints/<step>` inside it) and Hugging
+Face T5/mT5 directories; t5x checkpoints are still to come.
 """
 
 import abc
+import json
 import os
 from typing import Any, Callable, Optional
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import safetensors
+
+from prompt_tuning.convert import huggingface
 
 Index = tuple[slice, ...]
 PARAMS = "params/"
+LOGITS = "decoder/logits_dense/kernel"
 
 
 class Reader(abc.ABC):
@@ -98,9 +103,92 @@ def _own_step_dir(path: str, strict: bool = True) -> Optional[str]:
   return None
 
 
+class HuggingFaceReader(Reader):
+  """A transformers T5/mT5 directory: `config.json` and safetensors (one file or
+  sharded with `model.safetensors.index.json`) or `pytorch_model.bin`.
+
+  Names map through `huggingface.name_map`; HF's `[out, in]` matrices are read
+  transposed, slice by slice (a safetensors slice reads only its bytes).
+  """
+
+  SAFETENSORS, INDEX, BIN = "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"
+
+  def __init__(self, path: str):
+    super().__init__(path)
+    with open(os.path.join(path, "config.json")) as f:
+      self.config = json.load(f)
+    encoder_layers = self.config["num_layers"]
+    decoder_layers = self.config.get("num_decoder_layers") or encoder_layers
+    self._hf_names = {ours: hf for hf, ours in
+                      huggingface.name_map(encoder_layers, decoder_layers).items()}
+    self._files: dict[str, str] = {}  # HF name -> file holding it
+    self._state: Optional[dict[str, Any]] = None  # pytorch_model.bin, memory-mapped
+    if os.path.exists(os.path.join(path, self.INDEX)):
+      with open(os.path.join(path, self.INDEX)) as f:
+        self._files = {k: os.path.join(path, v) for k, v in json.load(f)["weight_map"].items()}
+    elif os.path.exists(os.path.join(path, self.SAFETENSORS)):
+      file = os.path.join(path, self.SAFETENSORS)
+      with safetensors.safe_open(file, framework="np") as f:
+        self._files = {k: file for k in f.keys()}
+    else:
+      self._state = _load_torch_state(os.path.join(path, self.BIN))
+    held = set(self._state) if self._state is not None else set(self._files)
+    # transformers 5 ties T5's lm_head to `shared` and saves only the latter;
+    # T5.1.1 does not rescale the decoder output, original T5 (and configs
+    # that say so) multiplies it by d_model**-0.5, folded into the kernel here.
+    if "lm_head.weight" not in held:
+      self._hf_names[LOGITS] = "shared.weight"
+    scales = self.config.get("scale_decoder_outputs",
+                             self.config.get("tie_word_embeddings", True) is not False)
+    self._logits_scale = self.config["d_model"] ** -0.5 if scales else None
+    self._stored = {ours: hf for ours, hf in self._hf_names.items() if hf in held}
+
+  @classmethod
+  def detect(cls, path: str) -> bool:
+    return os.path.isfile(os.path.join(path, "config.json")) and any(
+        os.path.isfile(os.path.join(path, n)) for n in (cls.SAFETENSORS, cls.INDEX, cls.BIN))
+
+  def _hf_shape(self, hf_name: str) -> tuple[int, ...]:
+    if self._state is not None:
+      return tuple(self._state[hf_name].shape)
+    with safetensors.safe_open(self._files[hf_name], framework="np") as f:
+      return tuple(f.get_slice(hf_name).get_shape())
+
+  def shapes(self) -> dict[str, tuple[int, ...]]:
+    shapes = {}
+    for ours, hf in self._stored.items():
+      shape = self._hf_shape(hf)
+      shapes[ours] = shape[::-1] if huggingface.transposed(ours) else shape
+    return shapes
+
+  def read_slice(self, name: str, index: Index) -> np.ndarray:
+    hf = self._stored[name]
+    flip = huggingface.transposed(name)
+    hf_index = tuple(reversed(index)) if flip else index
+    if self._state is not None:
+      value = self._state[hf][hf_index].float().numpy()
+    else:
+      with safetensors.safe_open(self._files[hf], framework="np") as f:
+        value = f.get_slice(hf)[hf_index]
+    value = value.T if flip else value
+    if name == LOGITS and self._logits_scale is not None:
+      value = value.astype(np.float32) * np.float32(self._logits_scale)
+    return value
+
+
+def _load_torch_state(file: str) -> dict[str, Any]:
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise ImportError(f"reading {file} needs torch (pip install torch), or save the model "
+                      "with safetensors (save_pretrained's default)") from None
+  return torch.load(file, map_location="cpu", mmap=True, weights_only=True)
+
+
 # (detect, open) pairs, tried in order.
 READERS: list[tuple[Callable[[str], bool], Callable[[str], Reader]]] = [
     (OwnCheckpointReader.detect, OwnCheckpointReader),
+    (HuggingFaceReader.detect, HuggingFaceReader),
 ]
 
 
@@ -119,7 +207,8 @@ def open_checkpoint(path: str) -> Reader:
       return open_fn(path)
   raise ValueError(f"INITIAL_CHECKPOINT_PATH {path} is not a checkpoint format this version "
                    "reads (this project's: a MODEL_DIR, its checkpoints/ or "
-                   "checkpoints/<step>)")
+                   "checkpoints/<step>; Hugging Face: config.json with model.safetensors, "
+                   "a sharded model.safetensors.index.json, or pytorch_model.bin)")
 
 
 def load_params(path: str, targets: dict[str, jax.ShapeDtypeStruct]) -> dict[str, jax.Array]:
