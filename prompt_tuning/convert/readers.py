@@ -45,6 +45,10 @@ class Reader(abc.ABC):
     """`name[index]` as a numpy array (what `make_array_from_callback` asks for)."""
     raise NotImplementedError(f"{type(self).__name__} reads whole trees; use read()")
 
+  def read_array(self, name: str) -> np.ndarray:
+    """One whole parameter on the host, in its stored dtype (t5x layout)."""
+    return np.asarray(self.read_slice(name, tuple(slice(0, n) for n in self.shapes()[name])))
+
   def read(self, targets: dict[str, jax.ShapeDtypeStruct]) -> dict[str, jax.Array]:
     """Reads each target (shape, dtype, sharding) onto its devices, shard by shard."""
     out = {}
@@ -76,6 +80,15 @@ class OwnCheckpointReader(Reader):
 
   def shapes(self) -> dict[str, tuple[int, ...]]:
     return {name: tuple(meta.shape) for name, meta in self._stored().items()}
+
+  def read_array(self, name: str) -> np.ndarray:
+    meta = self._stored()[name]
+    item = {"trainable": {PARAMS + name: np.zeros((), meta.dtype)}}
+    restore_args = {"trainable": {PARAMS + name: ocp.RestoreArgs(restore_type=np.ndarray)}}
+    restored = ocp.PyTreeCheckpointer().restore(
+        self._state_dir, args=ocp.args.PyTreeRestore(item=item, restore_args=restore_args,
+                                                     partial_restore=True))
+    return np.asarray(restored["trainable"][PARAMS + name])
 
   def read(self, targets: dict[str, jax.ShapeDtypeStruct]) -> dict[str, jax.Array]:
     item = {"trainable": {PARAMS + name: t for name, t in targets.items()}}
@@ -166,7 +179,8 @@ class HuggingFaceReader(Reader):
     flip = huggingface.transposed(name)
     hf_index = tuple(reversed(index)) if flip else index
     if self._state is not None:
-      value = self._state[hf][hf_index].float().numpy()
+      value = self._state[hf][hf_index]
+      value = (value.float() if value.dtype == _torch_bfloat16() else value).numpy()
     else:
       with safetensors.safe_open(self._files[hf], framework="np") as f:
         value = f.get_slice(hf)[hf_index]
@@ -174,6 +188,11 @@ class HuggingFaceReader(Reader):
     if name == LOGITS and self._logits_scale is not None:
       value = value.astype(np.float32) * np.float32(self._logits_scale)
     return value
+
+
+def _torch_bfloat16():
+  import torch  # pylint: disable=g-import-not-at-top
+  return torch.bfloat16
 
 
 def _load_torch_state(file: str) -> dict[str, Any]:
