@@ -9,6 +9,7 @@ INSTALL_REQUIRES = [
     "flax>=0.12.8,<0.13",
     "gin-config>=0.5,<0.6",
     "jax>=0.10.2,<0.11",
+    "ml_dtypes>=0.5",  # bfloat16 on the host (jax needs it too)
     "numpy>=1.26,<3",
     "optax>=0.2.8,<0.3",
     "orbax-checkpoint>=0.12.8,<0.13",
