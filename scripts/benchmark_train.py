@@ -91,7 +91,6 @@ class _Ours:
   """This trainer's step, set up as `trainer.train` sets it up."""
 
   def __init__(self, args):
-    from prompt_tuning import host  # pylint: disable=g-import-not-at-top
     host.use_a_cpu_device_per_core(args.batch_size)  # as python -m prompt_tuning.train does
     import jax  # pylint: disable=g-import-not-at-top
     import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -163,7 +162,6 @@ class _Peft:
     self.inputs = torch.from_numpy(inputs).long()
     self.mask = torch.ones_like(self.inputs)
     self.labels = torch.from_numpy(targets).long()
-    self._torch = torch
     a = torch.ones((2048, 2048), dtype=torch.float32)
     self.matmul_peak = _matmul_flops_per_s(lambda: a @ a)
 

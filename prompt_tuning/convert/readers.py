@@ -81,24 +81,23 @@ class OwnCheckpointReader(Reader):
   def shapes(self) -> dict[str, tuple[int, ...]]:
     return {name: tuple(meta.shape) for name, meta in self._stored().items()}
 
+  def _restore(self, items: dict[str, Any], restore_args: dict[str, Any]) -> dict[str, Any]:
+    """Restores only the named parameters (orbax partial restore of `trainable`)."""
+    restored = ocp.PyTreeCheckpointer().restore(self._state_dir, args=ocp.args.PyTreeRestore(
+        item={"trainable": {PARAMS + n: v for n, v in items.items()}},
+        restore_args={"trainable": {PARAMS + n: a for n, a in restore_args.items()}},
+        partial_restore=True))
+    return {name[len(PARAMS):]: value for name, value in restored["trainable"].items()}
+
   def read_array(self, name: str) -> np.ndarray:
-    meta = self._stored()[name]
-    item = {"trainable": {PARAMS + name: np.zeros((), meta.dtype)}}
-    restore_args = {"trainable": {PARAMS + name: ocp.RestoreArgs(restore_type=np.ndarray)}}
-    restored = ocp.PyTreeCheckpointer().restore(
-        self._state_dir, args=ocp.args.PyTreeRestore(item=item, restore_args=restore_args,
-                                                     partial_restore=True))
-    return np.asarray(restored["trainable"][PARAMS + name])
+    restored = self._restore({name: np.zeros((), self._stored()[name].dtype)},
+                             {name: ocp.RestoreArgs(restore_type=np.ndarray)})
+    return np.asarray(restored[name])
 
   def read(self, targets: dict[str, jax.ShapeDtypeStruct]) -> dict[str, jax.Array]:
-    item = {"trainable": {PARAMS + name: t for name, t in targets.items()}}
-    restore_args = {"trainable": {
-        PARAMS + name: ocp.ArrayRestoreArgs(sharding=t.sharding, dtype=t.dtype)
-        for name, t in targets.items()}}
-    restored = ocp.PyTreeCheckpointer().restore(
-        self._state_dir, args=ocp.args.PyTreeRestore(item=item, restore_args=restore_args,
-                                                     partial_restore=True))
-    return {name[len(PARAMS):]: value for name, value in restored["trainable"].items()}
+    return self._restore(targets, {
+        name: ocp.ArrayRestoreArgs(sharding=t.sharding, dtype=t.dtype)
+        for name, t in targets.items()})
 
 
 def _own_step_dir(path: str, strict: bool = True) -> Optional[str]:

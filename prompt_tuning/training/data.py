@@ -7,6 +7,7 @@ run skips the batches it already consumed and sees the same stream.
 """
 
 import difflib
+import functools
 import importlib
 from typing import Iterator, Mapping, Optional
 
@@ -80,6 +81,13 @@ def _describe(vocabulary) -> str:
   return f"{type(vocabulary).__name__}({vocabulary.vocab_size} ids)"
 
 
+@functools.lru_cache(maxsize=8)
+def _file_bytes(path: str) -> bytes:
+  """A vocabulary file's contents, read once per path (a mixture's tasks share it)."""
+  with tf.io.gfile.GFile(path, "rb") as f:
+    return f.read()
+
+
 def _same_sentencepiece(a, b) -> bool:
   """Whether two SentencePiece vocabularies map text to the same ids.
 
@@ -90,8 +98,8 @@ def _same_sentencepiece(a, b) -> bool:
           isinstance(b, seqio.SentencePieceVocabulary)):
     return False
   try:
-    read = lambda v: tf.io.gfile.GFile(v.sentencepiece_model_file, "rb").read()
-    return read(a) == read(b)
+    return (_file_bytes(a.sentencepiece_model_file) ==
+            _file_bytes(b.sentencepiece_model_file))
   except Exception:  # pylint: disable=broad-except
     # The model's file cannot be read here (e.g. gs:// offline): the task's
     # vocabulary is what the data uses, so only the sizes could be checked.

@@ -142,7 +142,8 @@ def train(*,
   optimizer = optimizer or optimizers.adafactor()
   part = partitioning.Partitioner(num_partitions)
 
-  variables, shardings = train_state.init_variables(model, part, initial_checkpoint_path, random_seed)
+  variables, shardings = train_state.init_variables(model, part, initial_checkpoint_path,
+                                                    random_seed)
   state, frozen, state_shardings, jitted = train_state.setup_step(
       model, part, optimizer, variables, shardings, what_trains, random_seed, z_loss=z_loss,
       label_smoothing=label_smoothing, loss_normalizing_factor=loss_normalizing_factor)
