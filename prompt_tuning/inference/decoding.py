@@ -1,0 +1,295 @@
+"""Autoregressive decoding over the decoder's key/value cache: greedy, sampling, beam search.
+
+`decode` encodes the (prompted) inputs once, creates the decoder's cache with
+the first step, then runs a `lax.while_loop` of single-token steps until every
+sequence has emitted EOS or `max_length` tokens are out. Everything is one
+jittable function of the variables and the tokens.
+
+Methods (frozen dataclasses, so gin configures them and jit treats them as
+static):
+
+* `Greedy()`: the most likely token at each step.
+* `Sampling(temperature, top_k, top_p)`: ancestral sampling from the tempered
+  distribution, restricted to the `top_k` most likely tokens and to the
+  smallest set whose probability reaches `top_p` (nucleus sampling).
+* `BeamSearch(num_beams, alpha)`: beam search with t5x's brevity penalty. A
+  finished sequence of `n` tokens (EOS included) scores
+  `log p / ((5 + n) / 6) ** alpha`. Each step, every alive beam's EOS extension
+  competes for the `num_beams` finished slots and the best `num_beams`
+  non-EOS extensions stay alive; the search stops once no alive beam can still
+  enter the finished set.
+
+Every method returns the model's log-likelihood of each returned sequence
+(untempered, unnormalized) beside its ranking score.
+"""
+
+import dataclasses
+from typing import Any, NamedTuple, Optional, Union
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+
+from prompt_tuning.models import t5
+
+Array = jax.Array
+EOS_ID = 1
+NEG_INF = -1e10  # finite, so that arithmetic on "impossible" scores stays well defined
+_VALID = NEG_INF / 2  # scores above this are real
+
+
+@dataclasses.dataclass(frozen=True)
+class Greedy:
+  """The most likely token at every step."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+  """Temperature sampling with optional top-k and nucleus (top-p) truncation.
+
+  Attributes:
+    temperature: divides the logits; 0 is greedy.
+    top_k: keep only the k most likely tokens (0: all).
+    top_p: keep the smallest set of most likely tokens whose probability is at
+      least top_p (1.0: all).
+  """
+
+  temperature: float = 1.0
+  top_k: int = 0
+  top_p: float = 1.0
+
+  def __post_init__(self):
+    if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
+      raise ValueError(f"invalid sampling settings {self}: need temperature >= 0, top_k >= 0 "
+                       "and 0 < top_p <= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class BeamSearch:
+  """t5x's beam search with its brevity penalty `((5 + length) / 6) ** alpha`.
+
+  Attributes:
+    num_beams: beams kept per example.
+    alpha: brevity penalty exponent (0: raw log-likelihood, which favours
+      short outputs).
+  """
+
+  num_beams: int = 4
+  alpha: float = 0.6
+
+  def __post_init__(self):
+    if self.num_beams < 1:
+      raise ValueError(f"num_beams must be >= 1, got {self.num_beams}")
+
+
+Method = Union[Greedy, Sampling, BeamSearch]
+
+
+class DecodeOutput(NamedTuple):
+  """Decoded sequences, best first.
+
+  Attributes:
+    tokens: `[batch, n, max_length]` int32; EOS included, zeros after it. `n`
+      is num_beams for beam search, else 1.
+    scores: `[batch, n]` the method's ranking score (beam search: length
+      penalized; otherwise the log-likelihood).
+    log_likelihood: `[batch, n]` sum of the model's token log-probabilities.
+  """
+
+  tokens: Array
+  scores: Array
+  log_likelihood: Array
+
+
+def brevity_penalty(alpha: float, length: Array) -> Array:
+  """t5x's (GNMT's) length penalty `((5 + length) / 6) ** alpha`."""
+  return ((5.0 + length) / 6.0) ** alpha
+
+
+def _filter_logits(logits: Array, top_k: int, top_p: float) -> Array:
+  """Sets logits outside the top-k / nucleus to NEG_INF (rows of `[n, vocab]`)."""
+  if top_k and top_k < logits.shape[-1]:
+    kth = lax.top_k(logits, top_k)[0][:, -1:]
+    logits = jnp.where(logits < kth, NEG_INF, logits)
+  if top_p < 1.0:
+    ordered = jnp.sort(logits, axis=-1)[:, ::-1]
+    cumulative = jnp.cumsum(jax.nn.softmax(ordered, axis=-1), axis=-1)
+    # The smallest prefix whose mass reaches top_p: tokens before the crossing
+    # point and the one at it.
+    keep = (cumulative - jax.nn.softmax(ordered, axis=-1)) < top_p
+    cutoff = jnp.min(jnp.where(keep, ordered, jnp.inf), axis=-1, keepdims=True)
+    logits = jnp.where(logits < cutoff, NEG_INF, logits)
+  return logits
+
+
+class _Stepper:
+  """One decoder step over the cache: `(tokens [n], cache) -> (logits [n, vocab], cache)`."""
+
+  def __init__(self, model: t5.Transformer, variables: dict[str, Any], encoded: Array,
+               mask: Array, max_length: int):
+    self._model, self._max_length = model, max_length
+    self._variables = {k: v for k, v in variables.items() if k != "cache"}
+    self._encoded, self._mask = encoded, mask
+
+  def __call__(self, tokens: Array, cache: Optional[Any]) -> tuple[Array, Any]:
+    variables = dict(self._variables)
+    if cache is not None:
+      variables["cache"] = cache
+    logits, mutated = self._model.apply(
+        variables, self._encoded, self._mask, tokens[:, None], decode=True,
+        max_decode_length=self._max_length, method=self._model.decode, mutable=["cache"])
+    return logits[:, 0].astype(jnp.float32), mutated["cache"]
+
+
+def _gather_cache(cache: Any, index: Array) -> Any:
+  """Reorders the cache's batch rows by `index` (`[n]`); layer-stacked leaves have batch second."""
+
+  def gather(path, leaf):
+    if leaf.ndim == 0:  # the shared decode position
+      return leaf
+    scanned = any(getattr(k, "key", None) == "layers" for k in path)
+    return jnp.take(leaf, index, axis=1 if scanned else 0)
+
+  return jax.tree_util.tree_map_with_path(gather, cache)
+
+
+def _sample_loop(step: _Stepper, batch: int, max_length: int, method: Method, rng: Array,
+                 eos_id: int) -> DecodeOutput:
+  logits, cache = step(jnp.zeros((batch,), jnp.int32), None)
+  if isinstance(method, Sampling) and method.temperature > 0:
+    temperature, top_k, top_p = method.temperature, method.top_k, method.top_p
+  else:
+    temperature = 0.0
+
+  def choose(t, logits):
+    if temperature == 0.0:
+      return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    filtered = _filter_logits(logits / temperature, top_k, top_p)
+    return jax.random.categorical(jax.random.fold_in(rng, t), filtered).astype(jnp.int32)
+
+  def cond(state):
+    t, _, _, _, _, done = state
+    return (t < max_length) & ~jnp.all(done)
+
+  def body(state):
+    t, logits, cache, out, log_likelihood, done = state
+    token = jnp.where(done, 0, choose(t, logits))
+    token_logp = jnp.take_along_axis(jax.nn.log_softmax(logits), token[:, None], axis=-1)[:, 0]
+    log_likelihood = log_likelihood + jnp.where(done, 0.0, token_logp)
+    out = out.at[:, t].set(token)
+    done = done | (token == eos_id)
+    logits, cache = step(token, cache)
+    return t + 1, logits, cache, out, log_likelihood, done
+
+  state = (jnp.zeros((), jnp.int32), logits, cache, jnp.zeros((batch, max_length), jnp.int32),
+           jnp.zeros((batch,), jnp.float32), jnp.zeros((batch,), bool))
+  _, _, _, out, log_likelihood, _ = lax.while_loop(cond, body, state)
+  return DecodeOutput(out[:, None], log_likelihood[:, None], log_likelihood[:, None])
+
+
+def _beam_loop(step: _Stepper, batch: int, max_length: int, method: BeamSearch,
+               eos_id: int) -> DecodeOutput:
+  k = method.num_beams
+  penalty = lambda length: brevity_penalty(method.alpha, jnp.asarray(length, jnp.float32))
+  logits, cache = step(jnp.zeros((batch * k,), jnp.int32), None)
+  vocab = logits.shape[-1]
+  # All beams start identical; only the first may extend, or the beams would duplicate.
+  alive_logp = jnp.tile(jnp.where(jnp.arange(k) == 0, 0.0, NEG_INF)[None], (batch, 1))
+  sequences = jnp.zeros((batch, k, max_length), jnp.int32)
+  finished_score = jnp.full((batch, k), NEG_INF)
+
+  def take(x, index):  # x: [batch, m, ...], index: [batch, j] -> [batch, j, ...]
+    return jax.vmap(lambda row, i: row[i])(x, index)
+
+  def cond(state):
+    t, _, _, _, alive_logp, _, finished_score, _ = state
+    # No alive beam can finish above the worst kept finished one: its log
+    # probability only falls, and the penalty divides by at most penalty(max).
+    best_possible = jnp.where(alive_logp[:, 0] > _VALID, alive_logp[:, 0] / penalty(max_length),
+                              NEG_INF)
+    open_ = jnp.any(best_possible > jnp.min(finished_score, axis=1))
+    return (t < max_length) & open_
+
+  def body(state):
+    t, logits, cache, alive_seq, alive_logp, finished_seq, finished_score, finished_logp = state
+    total = alive_logp[:, :, None] + jax.nn.log_softmax(logits).reshape(batch, k, vocab)
+    # Finished: every alive beam's EOS extension competes with the kept ones.
+    eos_logp = total[:, :, eos_id]
+    eos_score = jnp.where(alive_logp > _VALID, eos_logp / penalty(t + 1), NEG_INF)
+    all_score = jnp.concatenate([finished_score, eos_score], axis=1)
+    all_seq = jnp.concatenate([finished_seq, alive_seq.at[:, :, t].set(eos_id)], axis=1)
+    all_logp = jnp.concatenate([finished_logp, eos_logp], axis=1)
+    finished_score, keep = lax.top_k(all_score, k)
+    finished_seq, finished_logp = take(all_seq, keep), take(all_logp, keep)
+    # Alive: the best k extensions by any other token.
+    alive_logp, flat = lax.top_k(total.at[:, :, eos_id].set(NEG_INF).reshape(batch, -1), k)
+    alive_logp = jnp.where(alive_logp > _VALID, alive_logp, NEG_INF)
+    origin, token = flat // vocab, (flat % vocab).astype(jnp.int32)
+    alive_seq = take(alive_seq, origin).at[:, :, t].set(token)
+    cache = _gather_cache(cache, (jnp.arange(batch)[:, None] * k + origin).reshape(-1))
+    logits, cache = step(token.reshape(-1), cache)
+    return (t + 1, logits, cache, alive_seq, alive_logp, finished_seq, finished_score,
+            finished_logp)
+
+  state = (jnp.zeros((), jnp.int32), logits, cache, sequences, alive_logp, sequences,
+           finished_score, jnp.full((batch, k), NEG_INF))
+  t, _, _, alive_seq, alive_logp, finished_seq, finished_score, finished_logp = lax.while_loop(
+      cond, body, state)
+  # An example with no finished beam (none emitted EOS within max_length)
+  # returns its alive beams, scored at their full length (as t5x does).
+  none_finished = jnp.all(finished_score <= _VALID, axis=1)[:, None]
+  tokens = jnp.where(none_finished[:, :, None], alive_seq, finished_seq)
+  scores = jnp.where(none_finished, alive_logp / penalty(t), finished_score)
+  log_likelihood = jnp.where(none_finished, alive_logp, finished_logp)
+  return DecodeOutput(tokens, scores, log_likelihood)
+
+
+def decode(model: t5.Transformer, variables: dict[str, Any], encoder_input_tokens: Array, *,
+           max_length: int, method: Method = Greedy(), prompts: Optional[Array] = None,
+           rng: Optional[Array] = None, eos_id: int = EOS_ID) -> DecodeOutput:
+  """Decodes up to `max_length` tokens for each row of `encoder_input_tokens`.
+
+  Args:
+    model: the model (with or without a prompt).
+    variables: its variables (`params`, and `prompt` if it has one).
+    encoder_input_tokens: `[batch, length]` right-padded input ids.
+    max_length: the most tokens generated (the targets feature length).
+    method: `Greedy()`, `Sampling(...)` or `BeamSearch(...)`.
+    prompts: per-example prompts `[batch, P, E]` (or one `[P, E]`) replacing the
+      model's prompt variable: ensembles and mixed-task batches.
+    rng: a PRNG key for sampling.
+    eos_id: the end-of-sequence id.
+
+  Returns:
+    A `DecodeOutput`, best sequence first.
+  """
+  batch = encoder_input_tokens.shape[0]
+  encoded, mask = model.apply(variables, encoder_input_tokens, prompts=prompts,
+                              method=model.encode)
+  if isinstance(method, BeamSearch):
+    repeat = lambda x: jnp.repeat(x, method.num_beams, axis=0)
+    step = _Stepper(model, variables, repeat(encoded), repeat(mask), max_length)
+    return _beam_loop(step, batch, max_length, method, eos_id)
+  if isinstance(method, Sampling) and method.temperature > 0 and rng is None:
+    raise ValueError("sampling needs an rng key")
+  step = _Stepper(model, variables, encoded, mask, max_length)
+  return _sample_loop(step, batch, max_length, method, rng, eos_id)
+
+
+def sequence_log_likelihood(model: t5.Transformer, variables: dict[str, Any],
+                            encoder_input_tokens: Array, target_tokens: Array, *,
+                            prompts: Optional[Array] = None) -> Array:
+  """`[batch]` sum of log p(target token) over the non-padding targets (teacher forced).
+
+  Args:
+    model, variables: as in `decode`.
+    encoder_input_tokens: `[batch, length]` inputs.
+    target_tokens: `[batch, target_length]` right-padded targets, EOS included.
+    prompts: as in `decode`.
+  """
+  decoder_inputs = jnp.pad(target_tokens[:, :-1], ((0, 0), (1, 0)))
+  logits = model.apply(variables, encoder_input_tokens, decoder_inputs, prompts=prompts)
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32))
+  token_logp = jnp.take_along_axis(logp, target_tokens[..., None], axis=-1)[..., 0]
+  return jnp.sum(jnp.where(target_tokens > 0, token_logp, 0.0), axis=-1)
+
