@@ -19,7 +19,6 @@ expressions: strings keep their quotes).
 """
 
 import os
-import sys
 from typing import Sequence
 
 from prompt_tuning import host
@@ -29,38 +28,21 @@ from prompt_tuning import host
 if __name__ == "__main__":
   host.reexec_with_huge_pages()
 
-from absl import app  # pylint: disable=g-import-not-at-top
-from absl import flags
+from absl import flags  # pylint: disable=g-import-not-at-top
 import gin
 import jax
 
-from prompt_tuning import gin_config  # pylint: disable=g-import-not-at-top
+from prompt_tuning import cli  # pylint: disable=g-import-not-at-top
+from prompt_tuning import gin_config
 
 RUN_REQUIRED_MACROS = ("MODEL_DIR", "MIXTURE_OR_TASK_NAME", "TASK_FEATURE_LENGTHS",
                        "TRAIN_STEPS", "INITIAL_CHECKPOINT_PATH")
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_string("gin_file", [], "Gin files, in order (later ones override).")
-flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings (`--gin.NAME=VALUE` is rewritten "
-                          "to this).")
-flags.DEFINE_multi_string("gin_search_paths", [], "Extra directories to find gin files in.")
 flags.DEFINE_bool("multiprocess", False, "Call jax.distributed.initialize() (one process per "
                   "host of a TPU pod or GPU cluster; JAX finds its peers from the platform or "
                   "from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID).")
-
-
-def rewrite_gin_args(argv: Sequence[str]) -> list[str]:
-  """`--gin.NAME=VALUE` -> `--gin_bindings=NAME = VALUE` (t5x's flag idiom)."""
-  out = []
-  for arg in argv:
-    if arg.startswith("--gin."):
-      name, sep, value = arg[len("--gin."):].partition("=")
-      if not sep:
-        raise app.UsageError(f"{arg}: write --gin.NAME=VALUE")
-      out.append(f"--gin_bindings={gin_config.bindings_from_flags({name: value})[0]}")
-    else:
-      out.append(arg)
-  return out
+rewrite_gin_args = cli.rewrite_gin_args
 
 
 def _initialize_distributed() -> None:
@@ -74,10 +56,7 @@ def _initialize_distributed() -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  gin_config.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_paths)
-  gin_config.check_required_macros(RUN_REQUIRED_MACROS)
+  cli.parse_flags_and_gin(argv, RUN_REQUIRED_MACROS)
   # Before anything starts JAX's backends.
   host.use_a_cpu_device_per_core(gin.query_parameter("%BATCH_SIZE"))
   if FLAGS.multiprocess or os.environ.get("JAX_COORDINATOR_ADDRESS"):
@@ -96,4 +75,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main, argv=rewrite_gin_args(sys.argv))
+  cli.run(main)

@@ -91,12 +91,41 @@ def test_run_file_lists_and_checks_its_required_macros():
   assert gin_config.macro_value("RUN", "").__wrapped__ is trainer.train  # gin's configurable
 
 
+INFERENCE_RUN_FILES = {
+    "configs/runs/prompt_infer.gin": ("prompt_tuning.infer", "INFER_OUTPUT_DIR"),
+    "configs/runs/prompt_eval.gin": ("prompt_tuning.eval", "EVAL_OUTPUT_DIR"),
+}
+DECODING_FILES = {
+    "configs/models/decoding/greedy.gin": "Greedy()",
+    "configs/models/decoding/beam_search.gin": "BeamSearch(num_beams=4, alpha=0.6)",
+    "configs/models/decoding/nucleus_sampling.gin": "Sampling(temperature=1.0, top_k=0, top_p=0.9)",
+}
+
+
+@pytest.mark.parametrize("run_file", sorted(INFERENCE_RUN_FILES))
+@pytest.mark.parametrize("decoding_file", sorted(DECODING_FILES))
+def test_decoding_files_set_the_method_of_inference_runs(run_file, decoding_file):
+  import importlib  # pylint: disable=g-import-not-at-top
+  module, _ = INFERENCE_RUN_FILES[run_file]
+  entry = importlib.import_module(module)
+  header = open(gin_config.config_search_paths()[0] + "/" + run_file).read().split("from __gin__")[0]
+  for name in entry.REQUIRED_MACROS:
+    assert f"#   {name}:" in header
+  gin_config.parse_gin([TINY, run_file, decoding_file])
+  method = gin_config.macro_value("DECODING", "")
+  assert repr(method).endswith(DECODING_FILES[decoding_file])
+  with pytest.raises(ValueError, match="but they are unset"):
+    gin_config.check_required_macros(entry.REQUIRED_MACROS)
+
+
 def test_every_config_is_tested():
   named = {_model_file(f, s) for f in VOCAB_SIZES for s in SIZES}
   named |= {f"configs/models/sizes/{s}.gin" for s in SIZES}
   named |= {"configs/models/t5_1_1_prompt.gin", "configs/models/mt5_prompt.gin", TINY}
   named |= set(PROMPT_FILES)
   named |= {RUN_FILE}  # run end to end in tests/test_train.py
+  named |= set(INFERENCE_RUN_FILES)  # run end to end in tests/test_infer.py, tests/test_eval.py
+  named |= set(DECODING_FILES)
   assert set(CONFIG_FILES) == named
 
 

@@ -48,8 +48,51 @@ def _load_array(value: Any, what: str) -> np.ndarray:
     path = os.fspath(value)
     if not os.path.exists(path):
       raise FileNotFoundError(f"{what} file {path} does not exist")
-    value = np.load(path)
+    value = load_prompt_file(path) if what == "prompt" else np.load(path)
   return np.asarray(value, dtype=np.float32)
+
+
+PROMPT_FILE_NAME = "encoder.prompt.prompt.npy"  # what a training run's numpy checkpoints hold
+
+
+def resolve_prompt_file(path: str) -> str:
+  """The `.npy` file a PROMPT_FILE names.
+
+  Args:
+    path: a `.npy` file; a numpy checkpoint directory
+      (`MODEL_DIR/numpy_checkpoints/checkpoint_<step>`); `numpy_checkpoints`
+      itself or a training run's MODEL_DIR (then its latest step).
+
+  Raises:
+    FileNotFoundError: nothing at `path`, or no prompt in the directory.
+  """
+  path = os.fspath(path)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"prompt file {path} does not exist")
+  if not os.path.isdir(path):
+    return path
+  if os.path.isdir(os.path.join(path, "numpy_checkpoints")):
+    path = os.path.join(path, "numpy_checkpoints")
+  steps = [(int(n.split("_")[1]), n) for n in os.listdir(path)
+           if n.startswith("checkpoint_") and n.split("_")[1].isdigit()]
+  if steps:
+    path = os.path.join(path, max(steps)[1])
+  candidates = sorted(n for n in os.listdir(path) if n.endswith(".npy"))
+  if PROMPT_FILE_NAME in candidates:
+    return os.path.join(path, PROMPT_FILE_NAME)
+  if len(candidates) == 1:
+    return os.path.join(path, candidates[0])
+  raise FileNotFoundError(
+      f"no prompt in {path}: expected {PROMPT_FILE_NAME} (or a single .npy file); give a .npy "
+      "file, a numpy_checkpoints/checkpoint_<step> directory or a training run's MODEL_DIR")
+
+
+def load_prompt_file(path: str) -> np.ndarray:
+  """A `[length, embed]` float32 prompt from a PROMPT_FILE (see `resolve_prompt_file`)."""
+  prompt = np.asarray(np.load(resolve_prompt_file(path)), np.float32)
+  if prompt.ndim != 2:
+    raise ValueError(f"prompt file {path} holds shape {prompt.shape}; a prompt is [length, embed]")
+  return prompt
 
 
 def _embedding_table(embeddings: Embeddings, embed_dim: int) -> np.ndarray:
@@ -154,7 +197,7 @@ def from_string(embeddings: Embeddings,
 
 
 def from_array(value: Any) -> Initializer:
-  """A fixed prompt: an array, a `.npy` path, or a callable returning either."""
+  """A fixed prompt: an array, a PROMPT_FILE path (see `resolve_prompt_file`), or a callable."""
 
   def init(rng: Array, shape: Sequence[int]) -> Array:
     del rng

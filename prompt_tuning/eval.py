@@ -1,0 +1,46 @@
+r"""Evaluates a frozen T5 with trained prompt(s) on a seqio task's split with its metrics.
+
+    python -m prompt_tuning.eval \
+      --gin_file=configs/models/t5_1_1_base_prompt.gin \
+      --gin_file=configs/prompts/from_file.gin \
+      --gin_file=configs/runs/prompt_eval.gin \
+      --gin.INITIAL_CHECKPOINT_PATH="'/ckpts/t5_1_1_base'" \
+      --gin.PROMPT_FILE="'/runs/sst2/numpy_checkpoints/checkpoint_30000'" \
+      --gin.MIXTURE_OR_TASK_NAME="'taskless_glue_sst2_v200'" \
+      --gin.MIXTURE_OR_TASK_MODULE="'prompt_tuning.data.tasks'" \
+      --gin.TASK_FEATURE_LENGTHS="{'inputs': 128, 'targets': 8}" \
+      --gin.EVAL_OUTPUT_DIR="'/tmp/sst2_eval'"
+
+Writes seqio's metrics and predictions (JSON lines), TensorBoard summaries and
+`metrics.json` under EVAL_OUTPUT_DIR, and prints a table. PROMPT_FILES=[...]
+evaluates an ensemble (each member and the majority vote, in one pass);
+PROMPT_FILES={task: file} gives each task of a mixture its own prompt.
+EVAL_MODE='rank' with CLASS_LABELS=[...] scores each label instead of decoding.
+"""
+
+from typing import Sequence
+
+from prompt_tuning import host
+
+if __name__ == "__main__":
+  host.reexec_with_huge_pages()
+
+import gin  # pylint: disable=g-import-not-at-top
+
+from prompt_tuning import cli  # pylint: disable=g-import-not-at-top
+from prompt_tuning import gin_config
+
+REQUIRED_MACROS = ("INITIAL_CHECKPOINT_PATH", "MIXTURE_OR_TASK_NAME", "TASK_FEATURE_LENGTHS",
+                   "EVAL_OUTPUT_DIR")
+
+
+def main(argv: Sequence[str]) -> None:
+  cli.parse_flags_and_gin(argv, REQUIRED_MACROS)
+  host.use_a_cpu_device_per_core(gin.query_parameter("%BATCH_SIZE"))
+  run = gin_config.macro_value("RUN", "include configs/runs/prompt_eval.gin")
+  run()
+  print(f"eval: metrics={gin.query_parameter('%EVAL_OUTPUT_DIR')}/metrics.json")
+
+
+if __name__ == "__main__":
+  cli.run(main)

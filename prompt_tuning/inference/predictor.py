@@ -1,0 +1,432 @@
+"""Load a frozen model and a bank of prompts once; then predict, score and rank-classify.
+
+This is the Python API for notebooks and services, and what `prompt_tuning.eval`,
+`prompt_tuning.infer` and the trainer's decoding-based evaluation run.
+
+    predictor = Predictor.from_gin(
+        ["configs/models/t5_1_1_base_prompt.gin", "configs/runs/prompt_infer.gin"],
+        {"INITIAL_CHECKPOINT_PATH": "'/ckpts/t5_base'",
+         "PROMPT_FILES": "{'sst2': '/runs/sst2', 'rte': '/runs/rte/prompt.npy'}",
+         "TASK_FEATURE_LENGTHS": "{'inputs': 128, 'targets': 8}"})
+    predictor.predict(["sentence: a gorgeous film"], tasks=["sst2"])
+    predictor.score(["sentence: a gorgeous film"], ["positive"], tasks=["sst2"])
+    predictor.predict_ensemble(["sentence: a gorgeous film"], members=["sst2", "sst2_b"])
+
+The prompt bank is a `[num_prompts, P, E]` array on the devices. Every row of a
+batch names its prompt (a task, or an ensemble member), so one batch mixes
+tasks, and an ensemble of N prompts is N rows per example in the same batch:
+one pass over the frozen model.
+"""
+
+import collections
+import contextlib
+import dataclasses
+from typing import Any, Mapping, Optional, Sequence
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from prompt_tuning.inference import decoding
+from prompt_tuning.models import prompt_init
+from prompt_tuning.models import t5
+
+DEFAULT_PROMPT = "default"
+
+
+@dataclasses.dataclass
+class Prediction:
+  """One decoded output.
+
+  Attributes:
+    inputs: the input text (or None when predicting from token ids).
+    prediction: the decoded text.
+    score: its log-likelihood under the model (with its prompt).
+    tokens: the output ids, EOS excluded.
+    task: the prompt (task or ensemble member) that produced it.
+  """
+
+  inputs: Optional[str]
+  prediction: str
+  score: float
+  tokens: list[int]
+  task: str
+
+
+@dataclasses.dataclass
+class EnsemblePrediction:
+  """An ensemble's output for one example, and each member's.
+
+  Attributes:
+    prediction: the majority vote over the members' texts (ties go to the
+      candidate with the higher mean log-likelihood among its voters).
+    votes: members voting for `prediction`.
+    members: member name -> its own `Prediction`.
+  """
+
+  prediction: str
+  votes: int
+  members: dict[str, Prediction]
+
+
+def cut_at_eos(ids: Sequence[int], eos_id: int = decoding.EOS_ID) -> list[int]:
+  ids = [int(i) for i in ids]
+  return ids[:ids.index(eos_id)] if eos_id in ids else ids
+
+
+def majority_vote(candidates: Sequence[str], scores: Sequence[float]) -> tuple[str, int]:
+  """The most frequent candidate; ties go to the higher mean score, then to the first seen."""
+  groups: dict[str, list[float]] = collections.OrderedDict()
+  for c, s in zip(candidates, scores):
+    groups.setdefault(c, []).append(float(s))
+  best = max(groups, key=lambda c: (len(groups[c]), np.mean(groups[c])))
+  return best, len(groups[best])
+
+
+class Predictor:
+  """A frozen model, its prompt bank and jitted decoding and scoring.
+
+  Attributes:
+    model: the `t5.Transformer`.
+    vocabulary: the seqio vocabulary of inputs and outputs.
+    task_feature_lengths: `{'inputs': N, 'targets': M}`: inputs are truncated
+      to N tokens (EOS kept), outputs decoded up to M.
+    batch_size: rows per jitted call (the last batch is padded).
+    method: the decoding method (`decoding.Greedy()` etc.).
+    prompt_names: names of the prompts in the bank, in bank order.
+  """
+
+  def __init__(self, model: t5.Transformer, params: Any, vocabulary: Any, *,
+               task_feature_lengths: Mapping[str, int],
+               prompts: Optional[Mapping[str, Any]] = None, batch_size: int = 32,
+               method: decoding.Method = decoding.Greedy(), seed: int = 0,
+               partitioner: Any = None):
+    """Builds the predictor.
+
+    Args:
+      model: the model.
+      params: its frozen `params` collection (unboxed, on the devices).
+      vocabulary: the seqio vocabulary.
+      task_feature_lengths: inputs and targets lengths.
+      prompts: name -> `[P, E]` prompt (array or PROMPT_FILE path); all of one
+        length. None or empty: the plain model (no prompt).
+      batch_size: rows per call.
+      method: decoding method.
+      seed: seeds sampling.
+      partitioner: places each batch along its data axis (optional).
+    """
+    self.model, self.vocabulary = model, vocabulary
+    self.task_feature_lengths = dict(task_feature_lengths)
+    self.batch_size, self.method = int(batch_size), method
+    self._params, self._part = params, partitioner
+    self._rng = jax.random.key(seed)
+    self._calls = 0
+    self.set_prompts(prompts or {})
+    self._decode = jax.jit(self._decode_rows)
+    self._score = jax.jit(self._score_rows)
+
+  @classmethod
+  def from_gin(cls, gin_files: Sequence[str], overrides: Mapping[str, str] = (),
+               **kwargs) -> "Predictor":
+    """Parses gin files and `--gin.`-style overrides, then builds from the config's macros."""
+    from prompt_tuning import gin_config  # pylint: disable=g-import-not-at-top
+    gin_config.parse_gin(gin_files, gin_config.bindings_from_flags(dict(overrides)))
+    return from_config(**kwargs)
+
+  # The prompt bank.
+
+  def set_prompts(self, prompts: Mapping[str, Any]) -> None:
+    """Replaces the bank: name -> `[P, E]` array or PROMPT_FILE path."""
+    arrays = {name: prompt_init.load_prompt_file(p) if isinstance(p, str) else
+              np.asarray(jax.device_get(p), np.float32) for name, p in prompts.items()}
+    shapes = {name: a.shape for name, a in arrays.items()}
+    width = self.model.config.emb_dim
+    if len(set(shapes.values())) > 1:
+      raise ValueError(f"the prompts in one bank must share one shape, got {shapes}; pad or "
+                       "retrain them to one PROMPT_LENGTH")
+    for name, shape in shapes.items():
+      if len(shape) != 2 or shape[1] != width:
+        raise ValueError(f"prompt {name!r} has shape {shape}; this model needs [P, {width}]")
+    self.prompt_names = list(arrays)
+    self._bank = (jnp.asarray(np.stack([arrays[n] for n in self.prompt_names]))
+                  if arrays else None)
+
+  def set_params(self, params: Any) -> None:
+    """Replaces the frozen model's parameters (same shapes: nothing recompiles)."""
+    self._params = params
+
+  def prompt_index(self, tasks: Optional[Sequence[Optional[str]]], n: int) -> np.ndarray:
+    """Bank rows of the prompts that `tasks` names (None: the bank's only prompt)."""
+    if self._bank is None:
+      if tasks is not None and any(t is not None for t in tasks):
+        raise ValueError("examples name prompts, but this predictor has no prompt bank; pass "
+                         "prompts (PROMPT_FILES)")
+      return np.zeros(n, np.int32)
+    if tasks is None:
+      if len(self.prompt_names) > 1:
+        raise ValueError(f"the bank holds {len(self.prompt_names)} prompts "
+                         f"({self.prompt_names}); say which one each example uses (tasks=...)")
+      return np.zeros(n, np.int32)
+    index = {name: i for i, name in enumerate(self.prompt_names)}
+    unknown = sorted({t for t in tasks if t not in index and t is not None})
+    if unknown:
+      raise ValueError(f"no prompt named {unknown} in the bank; it holds {self.prompt_names}")
+    default = 0 if len(self.prompt_names) == 1 else None
+    if default is None and any(t is None for t in tasks):
+      raise ValueError(f"an example names no prompt, and the bank holds several "
+                       f"({self.prompt_names}); give each example its task")
+    return np.asarray([default if t is None else index[t] for t in tasks], np.int32)
+
+  # Jitted row functions.
+
+  def _prompts_for(self, bank, index):
+    if bank is not None:
+      return bank[index]
+    if self.model.prompt is not None:  # a prompt module of length 0: the plain model
+      return jnp.zeros((index.shape[0], 0, self.model.config.emb_dim), jnp.float32)
+    return None
+
+  def _decode_rows(self, params, bank, tokens, index, rng):
+    return decoding.decode(self.model, {"params": params}, tokens,
+                           max_length=self.task_feature_lengths["targets"], method=self.method,
+                           prompts=self._prompts_for(bank, index), rng=rng)
+
+  def _score_rows(self, params, bank, tokens, targets, index):
+    return decoding.sequence_log_likelihood(self.model, {"params": params}, tokens, targets,
+                                            prompts=self._prompts_for(bank, index))
+
+  def _batches(self, *arrays: np.ndarray):
+    """Chunks of `batch_size` rows; the last is padded by repeating its first row."""
+    n = len(arrays[0])
+    for start in range(0, n, self.batch_size):
+      chunk = [a[start:start + self.batch_size] for a in arrays]
+      real = len(chunk[0])
+      if real < self.batch_size:
+        chunk = [np.concatenate([c, np.repeat(c[:1], self.batch_size - real, axis=0)])
+                 for c in chunk]
+      if self._part is not None and self.batch_size % self._part.data_size == 0:
+        rows = jax.sharding.NamedSharding(self._part.mesh, jax.sharding.PartitionSpec("data"))
+        chunk = [jax.device_put(c, rows) for c in chunk]
+      yield real, chunk
+
+  def _context(self):
+    return self._part.context() if self._part is not None else contextlib.nullcontext()
+
+  # Token-level API (what seqio's evaluator feeds).
+
+  def predict_tokens(self, tokens: np.ndarray, prompt_index: Optional[np.ndarray] = None
+                     ) -> decoding.DecodeOutput:
+    """Decodes `[n, length]` input ids; `prompt_index[i]` picks row i's prompt from the bank.
+
+    Returns:
+      numpy `DecodeOutput` with n rows.
+    """
+    tokens = np.asarray(tokens, np.int32)
+    if prompt_index is None:
+      prompt_index = np.zeros(len(tokens), np.int32)
+    outputs = []
+    with self._context():
+      for real, (x, idx) in self._batches(tokens, np.asarray(prompt_index, np.int32)):
+        self._calls += 1
+        rng = jax.random.fold_in(self._rng, self._calls)
+        out = jax.device_get(self._decode(self._params, self._bank, x, idx, rng))
+        outputs.append(jax.tree_util.tree_map(lambda a, real=real: a[:real], out))
+    if not outputs:
+      width = self.task_feature_lengths["targets"]
+      return decoding.DecodeOutput(np.zeros((0, 1, width), np.int32), np.zeros((0, 1)),
+                                   np.zeros((0, 1)))
+    return decoding.DecodeOutput(*(np.concatenate(parts) for parts in zip(*outputs)))
+
+  def score_tokens(self, tokens: np.ndarray, targets: np.ndarray,
+                   prompt_index: Optional[np.ndarray] = None) -> np.ndarray:
+    """`[n]` log-likelihoods of right-padded target ids (EOS included) given input ids."""
+    tokens, targets = np.asarray(tokens, np.int32), np.asarray(targets, np.int32)
+    if prompt_index is None:
+      prompt_index = np.zeros(len(tokens), np.int32)
+    scores = []
+    with self._context():
+      for real, (x, y, idx) in self._batches(tokens, targets, np.asarray(prompt_index, np.int32)):
+        scores.append(np.asarray(jax.device_get(self._score(self._params, self._bank, x, y,
+                                                            idx)))[:real])
+    return np.concatenate(scores) if scores else np.zeros((0,), np.float32)
+
+  # Text API.
+
+  def encode(self, texts: Sequence[str], feature: str = "inputs") -> np.ndarray:
+    """Tokenizes, truncates to the feature's length with EOS kept last, and right-pads."""
+    length = self.task_feature_lengths[feature]
+    rows = np.zeros((len(texts), length), np.int32)
+    truncated = 0
+    for i, text in enumerate(texts):
+      ids = list(self.vocabulary.encode(text))
+      if len(ids) > length - 1:
+        truncated += 1
+        ids = ids[:length - 1]
+      ids.append(decoding.EOS_ID)
+      rows[i, :len(ids)] = ids
+    if truncated:
+      logging.warning("%d of %d %s were longer than %d tokens and were truncated (raise "
+                      "TASK_FEATURE_LENGTHS['%s'] to keep them whole)", truncated, len(texts),
+                      feature, length, feature)
+    return rows
+
+  def decode_ids(self, ids: Sequence[int]) -> str:
+    return self.vocabulary.decode(cut_at_eos(ids))
+
+  def predict(self, inputs: Sequence[str],
+              tasks: Optional[Sequence[Optional[str]]] = None) -> list[Prediction]:
+    """Decodes each input with its task's prompt (`tasks[i]`; optional with one prompt)."""
+    inputs = list(inputs)
+    index = self.prompt_index(tasks, len(inputs))
+    out = self.predict_tokens(self.encode(inputs), index)
+    return [self._prediction(text, out.tokens[i, 0], out.log_likelihood[i, 0], index[i])
+            for i, text in enumerate(inputs)]
+
+  def _prediction(self, text, ids, score, prompt_index) -> Prediction:
+    ids = cut_at_eos(ids)
+    name = self.prompt_names[prompt_index] if self._bank is not None else DEFAULT_PROMPT
+    return Prediction(text, self.vocabulary.decode(ids), float(score), ids, name)
+
+  def score(self, inputs: Sequence[str], targets: Sequence[str],
+            tasks: Optional[Sequence[Optional[str]]] = None) -> np.ndarray:
+    """`[n]` log-likelihood of each target text (EOS included) given its input."""
+    if len(inputs) != len(targets):
+      raise ValueError(f"{len(inputs)} inputs but {len(targets)} targets")
+    index = self.prompt_index(tasks, len(inputs))
+    return self.score_tokens(self.encode(inputs), self.encode(targets, "targets"), index)
+
+  def _ensemble_index(self, members: Optional[Sequence[str]]) -> list[int]:
+    members = list(members) if members is not None else list(self.prompt_names)
+    if not members:
+      raise ValueError("an ensemble needs prompts in the bank (PROMPT_FILES)")
+    return list(self.prompt_index(members, len(members)))
+
+  def predict_ensemble_tokens(self, tokens: np.ndarray, members: Optional[Sequence[str]] = None
+                              ) -> decoding.DecodeOutput:
+    """Decodes every example with every member in one pass: `[n, members, ...]` outputs."""
+    member_index = self._ensemble_index(members)
+    m = len(member_index)
+    rows = np.repeat(np.asarray(tokens, np.int32), m, axis=0)
+    index = np.tile(np.asarray(member_index, np.int32), len(tokens))
+    out = self.predict_tokens(rows, index)
+    return decoding.DecodeOutput(*(a.reshape((len(tokens), m) + a.shape[1:]) for a in out))
+
+  def predict_ensemble(self, inputs: Sequence[str], members: Optional[Sequence[str]] = None
+                       ) -> list[EnsemblePrediction]:
+    """Majority vote of the members' predictions (default: every prompt in the bank)."""
+    inputs = list(inputs)
+    names = list(members) if members is not None else list(self.prompt_names)
+    member_index = self._ensemble_index(names)
+    out = self.predict_ensemble_tokens(self.encode(inputs), names)
+    results = []
+    for i, text in enumerate(inputs):
+      preds = {name: self._prediction(text, out.tokens[i, j, 0], out.log_likelihood[i, j, 0],
+                                      member_index[j]) for j, name in enumerate(names)}
+      vote, votes = majority_vote([p.prediction for p in preds.values()],
+                                  [p.score for p in preds.values()])
+      results.append(EnsemblePrediction(vote, votes, preds))
+    return results
+
+  def rank_classify(self, inputs: Sequence[str], labels: Sequence[str],
+                    tasks: Optional[Sequence[Optional[str]]] = None,
+                    members: Optional[Sequence[str]] = None) -> tuple[np.ndarray, np.ndarray]:
+    """Scores every label for every input and picks the most likely (score mode).
+
+    Args:
+      inputs: texts.
+      labels: the fixed label set (verbalizers).
+      tasks: each input's prompt (not with `members`).
+      members: an ensemble: the label log-likelihoods are averaged over them.
+
+    Returns:
+      `(best [n] label indices, log-likelihoods [n, labels])`.
+    """
+    x, y = self.encode(inputs), self.encode(labels, "targets")
+    n, k = len(x), len(y)
+    if members is not None:
+      if tasks is not None:
+        raise ValueError("give tasks or ensemble members, not both")
+      member_index = self._ensemble_index(members)
+    else:
+      member_index = None
+    index = (self.prompt_index(tasks, n)[:, None] if member_index is None
+             else np.asarray(member_index, np.int32)[None, :].repeat(n, 0))  # [n, m]
+    m = index.shape[1]
+    rows_x = np.repeat(x, m, axis=0)
+    scores = self.rank_scores_tokens(rows_x, y, index.reshape(-1)).reshape(n, m, k).mean(axis=1)
+    return np.argmax(scores, axis=1), scores
+
+  def rank_scores_tokens(self, tokens: np.ndarray, label_tokens: np.ndarray,
+                         prompt_index: Optional[np.ndarray] = None) -> np.ndarray:
+    """`[n, labels]` log-likelihood of every label's ids (EOS included) for every input row."""
+    n, k = len(tokens), len(label_tokens)
+    if prompt_index is None:
+      prompt_index = np.zeros(n, np.int32)
+    rows_x = np.repeat(np.asarray(tokens, np.int32), k, axis=0)
+    rows_y = np.tile(np.asarray(label_tokens, np.int32), (n, 1))
+    rows_i = np.repeat(np.asarray(prompt_index, np.int32), k)
+    return self.score_tokens(rows_x, rows_y, rows_i).reshape(n, k)
+
+
+def from_config(**kwargs) -> Predictor:
+  """A predictor from the parsed gin config's macros (see configs/runs/prompt_infer.gin).
+
+  Reads MODEL, VOCABULARY, INITIAL_CHECKPOINT_PATH, TASK_FEATURE_LENGTHS,
+  BATCH_SIZE, DECODING, RANDOM_SEED, NUM_PARTITIONS and the prompts:
+  PROMPT_FILES (a list or a name -> file dict) if set, else the model's own
+  prompt (PROMPT_INIT, e.g. configs/prompts/from_file.gin's PROMPT_FILE).
+  Keyword arguments override the macros (`batch_size=...`, `method=...`).
+  """
+  from prompt_tuning import gin_config  # pylint: disable=g-import-not-at-top
+  import gin  # pylint: disable=g-import-not-at-top
+
+  def macro(name, default=None):
+    try:
+      gin.query_parameter(f"%{name}")
+    except ValueError:
+      return default
+    return gin_config.macro_value(name, "")
+
+  gin_config.check_required_macros(("INITIAL_CHECKPOINT_PATH", "TASK_FEATURE_LENGTHS"))
+  model = gin_config.build_model()
+  return build(model, gin_config.vocabulary(), macro("INITIAL_CHECKPOINT_PATH"),
+               task_feature_lengths=kwargs.pop("task_feature_lengths",
+                                               macro("TASK_FEATURE_LENGTHS")),
+               prompt_files=kwargs.pop("prompt_files", macro("PROMPT_FILES")),
+               batch_size=kwargs.pop("batch_size", macro("BATCH_SIZE", 32)),
+               method=kwargs.pop("method", macro("DECODING", decoding.Greedy())),
+               seed=kwargs.pop("seed", macro("RANDOM_SEED", 0)),
+               num_partitions=kwargs.pop("num_partitions", macro("NUM_PARTITIONS", 1)),
+               **kwargs)
+
+
+def prompt_bank(prompt_files: Any) -> dict[str, Any]:
+  """PROMPT_FILES as a bank: a dict stays; a list is named by position ('0', '1', ...)."""
+  if prompt_files is None:
+    return {}
+  if isinstance(prompt_files, str):
+    return {DEFAULT_PROMPT: prompt_files}
+  if isinstance(prompt_files, Mapping):
+    return {str(k): v for k, v in prompt_files.items()}
+  return {str(i): p for i, p in enumerate(prompt_files)}
+
+
+def build(model: t5.Transformer, vocabulary: Any, initial_checkpoint_path: Optional[str], *,
+          task_feature_lengths: Mapping[str, int], prompt_files: Any = None,
+          batch_size: int = 32, method: decoding.Method = decoding.Greedy(), seed: int = 0,
+          num_partitions: int = 1) -> Predictor:
+  """Reads the frozen model (random from `seed` when the path is None) and the prompts."""
+  from prompt_tuning.training import partitioning  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.training import train_state  # pylint: disable=g-import-not-at-top
+  part = partitioning.Partitioner(num_partitions)
+  variables, _ = train_state.init_variables(model, part, initial_checkpoint_path, seed)
+  prompts = prompt_bank(prompt_files)
+  if not prompts and "prompt" in variables:
+    own = jax.tree_util.tree_leaves(variables["prompt"])
+    if own and own[0].shape[0] > 0:
+      prompts = {DEFAULT_PROMPT: own[0]}
+  return Predictor(model, variables["params"], vocabulary,
+                   task_feature_lengths=task_feature_lengths, prompts=prompts,
+                   batch_size=batch_size, method=method, seed=seed, partitioner=part)
+

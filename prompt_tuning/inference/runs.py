@@ -1,0 +1,372 @@
+"""What `python -m prompt_tuning.infer` and `python -m prompt_tuning.eval` run.
+
+`infer` writes predictions for a user's own file (`--input_file`, no task
+needed) or for a seqio task's split; `evaluate` runs seqio's evaluator (the
+task's postprocessors and metrics) on a split and writes metrics and
+predictions. Both take the prompts as PROMPT_FILES:
+
+* None: the model's own prompt (PROMPT_INIT; `configs/prompts/from_file.gin`
+  reads it from PROMPT_FILE);
+* a list: an ensemble, every member decoded in the same batch and combined by
+  majority vote (or by mean log-likelihood in rank mode);
+* a dict `{task: file}`: a prompt bank; each example uses its task's prompt
+  (infer lines carry `"task"`; eval gives every task of a mixture its own).
+"""
+
+import json
+import os
+from typing import Any, Mapping, Optional, Sequence
+
+from absl import logging
+from clu import metric_writers
+import numpy as np
+import seqio
+
+from prompt_tuning.inference import decoding
+from prompt_tuning.inference import predictor as predictor_lib
+from prompt_tuning.models import t5
+from prompt_tuning.training import data
+
+
+def _bank_kind(prompt_files: Any) -> str:
+  if prompt_files is None or isinstance(prompt_files, str):
+    return "single"
+  if isinstance(prompt_files, Mapping):
+    return "tasks"
+  return "ensemble" if len(prompt_files) > 1 else "single"
+
+
+def read_inputs(path: str) -> list[dict[str, Any]]:
+  """`.jsonl`: one object per line with an "inputs" string (and optionally "task");
+  any other file: one input per line. Blank lines are skipped."""
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"--input_file {path} does not exist")
+  rows = []
+  with open(path, encoding="utf-8") as f:
+    for number, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      if not path.endswith(".jsonl"):
+        rows.append({"inputs": line.rstrip("\n")})
+        continue
+      try:
+        row = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise ValueError(f"{path} line {number} is not JSON ({e.msg}); write one object per "
+                         'line, e.g. {"inputs": "..."}') from None
+      if not isinstance(row, dict) or not isinstance(row.get("inputs"), str):
+        raise ValueError(f'{path} line {number} has no "inputs" string; write one object per '
+                         'line, e.g. {"inputs": "...", "task": "..."}')
+      rows.append(row)
+  return rows
+
+
+def _write_jsonl(path: str, rows: Sequence[Mapping[str, Any]]) -> None:
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  tmp = f"{path}.tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    for row in rows:
+      f.write(json.dumps(row, ensure_ascii=False) + "\n")
+  os.replace(tmp, path)  # never a half-written output file
+
+
+def _predict_rows(pred: predictor_lib.Predictor, kind: str, texts: Sequence[str],
+                  tasks: Optional[Sequence[Optional[str]]]) -> list[dict[str, Any]]:
+  if kind == "ensemble":
+    rows = []
+    for text, result in zip(texts, pred.predict_ensemble(texts)):
+      members = {name: {"prediction": p.prediction, "score": p.score}
+                 for name, p in result.members.items()}
+      rows.append({"inputs": text, "prediction": result.prediction, "votes": result.votes,
+                   "members": members})
+    return rows
+  predictions = pred.predict(texts, tasks if kind == "tasks" else None)
+  rows = []
+  for p in predictions:
+    row = {"inputs": p.inputs, "prediction": p.prediction, "score": p.score}
+    if kind == "tasks":
+      row["task"] = p.task
+    rows.append(row)
+  return rows
+
+
+def _split_examples(name: str, split: str, feature_lengths: Mapping[str, int],
+                    use_cached: bool) -> list[tuple[str, dict[str, Any]]]:
+  """(task name, preprocessed example) of every example of the split, in order."""
+  provider = data.get_task_or_mixture(name)
+  tasks = provider.tasks if isinstance(provider, seqio.Mixture) else [provider]
+  out = []
+  for task in tasks:
+    ds = task.get_dataset(dict(feature_lengths), split=split, shuffle=False, num_epochs=1,
+                          use_cached=use_cached)
+    out.extend((task.name, ex) for ex in ds.as_numpy_iterator())
+  return out
+
+
+def infer(*, model: t5.Transformer, vocabulary: Any, initial_checkpoint_path: Optional[str],
+          task_feature_lengths: Mapping[str, int], prompt_files: Any = None,
+          batch_size: int = 32, method: decoding.Method = decoding.Greedy(),
+          random_seed: int = 0, num_partitions: int = 1,
+          mixture_or_task_name: Optional[str] = None,
+          mixture_or_task_module: Optional[str] = None, split: str = "validation",
+          use_cached_tasks: bool = False, output_dir: Optional[str] = None,
+          input_file: Optional[str] = None, output_file: Optional[str] = None) -> str:
+  """Writes predictions as JSON lines; returns the output path.
+
+  Args:
+    model, vocabulary: MODEL and VOCABULARY.
+    initial_checkpoint_path: the frozen model (None: random, from the seed).
+    task_feature_lengths: inputs are truncated to 'inputs' tokens (with a
+      warning); up to 'targets' tokens are decoded.
+    prompt_files: see the module docstring.
+    batch_size, method, random_seed, num_partitions: decoding.
+    mixture_or_task_name, mixture_or_task_module, split, use_cached_tasks: the
+      task whose split is predicted when there is no input file.
+    output_dir: where a task's predictions go (`<task>-<split>.jsonl`) when
+      there is no output file.
+    input_file: `.jsonl` with "inputs" (and "task" for a task bank) per line,
+      or a text file with one input per line.
+    output_file: one JSON object per input, in order: "inputs", "prediction",
+      "score" (the prediction's log-likelihood); "task" for a task bank;
+      "votes" and "members" for an ensemble.
+  """
+  kind = _bank_kind(prompt_files)
+  if input_file is None and mixture_or_task_name is None:
+    raise ValueError("nothing to predict: pass --input_file=in.jsonl, or set "
+                     "MIXTURE_OR_TASK_NAME to predict a task's split")
+  data.import_task_module(mixture_or_task_module)
+  pred = predictor_lib.build(model, vocabulary, initial_checkpoint_path,
+                             task_feature_lengths=task_feature_lengths,
+                             prompt_files=prompt_files, batch_size=batch_size, method=method,
+                             seed=random_seed, num_partitions=num_partitions)
+  if input_file is not None:
+    rows = read_inputs(input_file)
+    texts = [r["inputs"] for r in rows]
+    tasks = [r.get("task") for r in rows] if kind == "tasks" else None
+    output_file = output_file or os.path.splitext(input_file)[0] + ".predictions.jsonl"
+  else:
+    examples = _split_examples(mixture_or_task_name, split, task_feature_lengths,
+                               use_cached_tasks)
+    texts = [_text(ex, vocabulary) for _, ex in examples]
+    tasks = [task for task, _ in examples] if kind == "tasks" else None
+    if output_file is None:
+      if output_dir is None:
+        raise ValueError("set INFER_OUTPUT_DIR or pass --output_file")
+      output_file = os.path.join(output_dir, f"{mixture_or_task_name}-{split}.jsonl")
+  results = _predict_rows(pred, kind, texts, tasks)
+  _write_jsonl(output_file, results)
+  logging.info("wrote %d predictions to %s", len(results), output_file)
+  return output_file
+
+
+def _text(example: Mapping[str, Any], vocabulary: Any) -> str:
+  if "inputs_pretokenized" in example:
+    value = example["inputs_pretokenized"]
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+  return vocabulary.decode(predictor_lib.cut_at_eos(example["inputs"]))
+
+
+ENSEMBLE_VIEW = "ensemble"
+MODES = ("predict", "rank")
+
+
+def _vote_tokens(tokens: np.ndarray, log_likelihood: np.ndarray) -> list[list[int]]:
+  """Majority vote over members' `[n, members, length]` outputs (ties: mean log-likelihood)."""
+  voted = []
+  for row, scores in zip(tokens, log_likelihood):
+    keys = [tuple(predictor_lib.cut_at_eos(ids)) for ids in row]
+    best, _ = predictor_lib.majority_vote([repr(k) for k in keys], scores)
+    voted.append(list(keys[[repr(k) for k in keys].index(best)]))
+  return voted
+
+
+class TaskEvaluator:
+  """seqio's evaluator for one task, once per view (the model, or each ensemble member and the vote).
+
+  The model runs once per evaluation: the first view's `predict_fn` computes
+  every view's outputs (all members in the same batches); the others read them.
+  """
+
+  def __init__(self, task_name: str, *, split: str, task_feature_lengths: Mapping[str, int],
+               views: Sequence[str], output_dir: Optional[str], use_cached: bool = False,
+               num_examples: Optional[int] = None):
+    loggers = (seqio.JSONLogger, seqio.TensorBoardLogger) if output_dir else ()
+    self.task_name, self.views = task_name, list(views)
+    for view in self.views if output_dir else ():
+      os.makedirs(os.path.normpath(os.path.join(output_dir, view)), exist_ok=True)
+    self._evaluators = {
+        view: seqio.Evaluator(
+            task_name, seqio.EncDecFeatureConverter(pack=False), eval_split=split,
+            use_cached=use_cached, sequence_length=dict(task_feature_lengths),
+            num_examples=num_examples, logger_cls=loggers,
+            log_dir=os.path.normpath(os.path.join(output_dir, view)) if output_dir else None,
+            async_compute_metrics=False)
+        for view in self.views}
+
+  def evaluate(self, pred: predictor_lib.Predictor, members: Optional[Sequence[str]], *,
+               step: int = 0, mode: str = "predict",
+               class_labels: Optional[Sequence[str]] = None) -> dict[str, dict[str, float]]:
+    """Runs the model and seqio's metrics; returns `{view: {metric: value}}`.
+
+    Args:
+      pred: the predictor (its bank holds the prompts).
+      members: the bank names this task uses: one (its prompt) or an ensemble
+        (views are then "ensemble" and each member's name); None: the bank's
+        only prompt, or the plain model.
+      step: the step recorded with the metrics.
+      mode: 'predict' decodes; 'rank' scores each of `class_labels` and
+        predicts the most likely (the ensemble averages log-likelihoods).
+      class_labels: the label set of rank mode.
+    """
+    if mode not in MODES:
+      raise ValueError(f"EVAL_MODE={mode!r}; choose one of {MODES}")
+    if mode == "rank" and not class_labels:
+      raise ValueError("EVAL_MODE='rank' scores a fixed label set: set CLASS_LABELS, e.g. "
+                       "['positive', 'negative']")
+    cache: dict[str, Any] = {}
+
+    def features(ds):
+      rows = list(ds.as_numpy_iterator())
+      return [i for i, _ in rows], {k: np.stack([ex[k] for _, ex in rows]) for k in rows[0][1]}
+
+    names = list(members) if members else [None]
+    ensemble = len(self.views) > 1
+    cut = predictor_lib.cut_at_eos
+
+    def index_of(name, n):
+      return None if name is None else pred.prompt_index([name] * n, n)
+
+    def compute_predictions(ds):
+      indices, feats = features(ds)
+      x = feats["encoder_input_tokens"]
+      if mode == "rank":
+        labels = pred.encode(class_labels, "targets")
+        per_member = [pred.rank_scores_tokens(x, labels, index_of(n, len(x))) for n in names]
+        best = lambda s: [cut(labels[k]) for k in np.argmax(s, axis=1)]
+        outputs = {name: best(s) for name, s in zip(names, per_member)}
+        outputs[ENSEMBLE_VIEW] = best(np.mean(per_member, axis=0))
+      elif ensemble:
+        out = pred.predict_ensemble_tokens(x, names)
+        outputs = {name: [cut(t) for t in out.tokens[:, j, 0]] for j, name in enumerate(names)}
+        outputs[ENSEMBLE_VIEW] = _vote_tokens(out.tokens[:, :, 0], out.log_likelihood[:, :, 0])
+      else:
+        out = pred.predict_tokens(x, index_of(names[0], len(x)))
+        outputs = {names[0]: [cut(t) for t in out.tokens[:, 0]]}
+      if not ensemble:
+        outputs = {".": outputs[names[0]]}
+      cache["predictions"] = {view: list(zip(indices, outs)) for view, outs in outputs.items()}
+
+    def compute_scores(ds):
+      indices, feats = features(ds)
+      n = len(indices)
+      per_member = [pred.score_tokens(feats["encoder_input_tokens"],
+                                      feats["decoder_target_tokens"], index_of(name, n))
+                    for name in names]
+      scores = dict(zip(names, per_member))
+      scores[ENSEMBLE_VIEW] = np.mean(per_member, axis=0)
+      if not ensemble:
+        scores = {".": per_member[0]}
+      cache["scores"] = {view: list(zip(indices, s.tolist())) for view, s in scores.items()}
+
+    results = {}
+    for view in self.views:
+      def predict_fn(ds, shapes=None, view=view):
+        del shapes
+        if "predictions" not in cache:
+          compute_predictions(ds)
+        return cache["predictions"][view]
+
+      def score_fn(ds, shapes=None, view=view):
+        del shapes
+        if "scores" not in cache:
+          compute_scores(ds)
+        return cache["scores"][view]
+
+      future, _ = self._evaluators[view].evaluate(compute_metrics=True, step=step,
+                                                  predict_fn=predict_fn, score_fn=score_fn)
+      metrics = future.result()[self.task_name]
+      results[view] = {k: _scalar(v) for k, v in metrics.items()}
+    return results
+
+
+def _scalar(value: Any) -> float:
+  for attribute in ("value",):
+    if hasattr(value, attribute):
+      value = getattr(value, attribute)
+  return float(np.asarray(value))
+
+
+def _views(kind: str, prompt_files: Any) -> list[str]:
+  if kind == "ensemble":
+    return [ENSEMBLE_VIEW] + list(predictor_lib.prompt_bank(prompt_files))
+  return ["."]
+
+
+def format_table(results: Mapping[str, Mapping[str, Mapping[str, float]]]) -> str:
+  """`{task: {view: {metric: value}}}` as an aligned text table."""
+  lines = []
+  rows = [(task, view, metric, value) for task, views in results.items()
+          for view, metrics in views.items() for metric, value in sorted(metrics.items())]
+  widths = [max([len(str(r[i])) for r in rows] + [len(h)]) for i, h in
+            enumerate(("task", "prompt", "metric"))]
+  header = ("task", "prompt", "metric", "value")
+  lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths + [0])).rstrip())
+  for task, view, metric, value in rows:
+    cells = (task, "model" if view == "." else view, metric)
+    lines.append("  ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + f"  {value:.4f}")
+  return "\n".join(lines)
+
+
+def evaluate(*, model: t5.Transformer, vocabulary: Any, initial_checkpoint_path: Optional[str],
+             mixture_or_task_name: str, task_feature_lengths: Mapping[str, int],
+             eval_output_dir: str, prompt_files: Any = None, split: str = "validation",
+             batch_size: int = 32, method: decoding.Method = decoding.Greedy(),
+             random_seed: int = 0, num_partitions: int = 1,
+             mixture_or_task_module: Optional[str] = None, use_cached_tasks: bool = False,
+             mode: str = "predict", class_labels: Optional[Sequence[str]] = None,
+             num_examples: Optional[int] = None, step: int = 0
+             ) -> dict[str, dict[str, dict[str, float]]]:
+  """Evaluates on every task of MIXTURE_OR_TASK_NAME's split with seqio's metrics.
+
+  Writes, under EVAL_OUTPUT_DIR (per view: the model, or `ensemble/` and one
+  directory per member): seqio's `<task>-metrics.jsonl` and
+  `<task>-<step>.jsonl` predictions, TensorBoard summaries, and `metrics.json`
+  with everything; returns `{task: {view: {metric: value}}}`.
+  """
+  kind = _bank_kind(prompt_files)
+  data.import_task_module(mixture_or_task_module)
+  data.check_vocabulary(mixture_or_task_name, vocabulary, model.config.vocab_size)
+  provider = data.get_task_or_mixture(mixture_or_task_name)
+  task_names = ([t.name for t in provider.tasks] if isinstance(provider, seqio.Mixture)
+                else [provider.name])
+  bank = predictor_lib.prompt_bank(prompt_files)
+  if kind == "tasks":
+    missing = [t for t in task_names if t not in bank]
+    if missing:
+      raise ValueError(f"PROMPT_FILES has no prompt for {missing}; it names {sorted(bank)}")
+  pred = predictor_lib.build(model, vocabulary, initial_checkpoint_path,
+                             task_feature_lengths=task_feature_lengths,
+                             prompt_files=prompt_files, batch_size=batch_size, method=method,
+                             seed=random_seed, num_partitions=num_partitions)
+  results = {}
+  for task in task_names:
+    members = ([task] if kind == "tasks" else list(bank) if kind == "ensemble" else
+               (list(bank) or None))
+    evaluator = TaskEvaluator(task, split=split, task_feature_lengths=task_feature_lengths,
+                              views=_views(kind, prompt_files), output_dir=eval_output_dir,
+                              use_cached=use_cached_tasks, num_examples=num_examples)
+    results[task] = evaluator.evaluate(pred, members, step=step, mode=mode,
+                                       class_labels=class_labels)
+  os.makedirs(eval_output_dir, exist_ok=True)
+  _write_json(os.path.join(eval_output_dir, "metrics.json"), {"step": step, "split": split,
+                                                              "results": results})
+  print(format_table(results))
+  return results
+
+
+def _write_json(path: str, value: Any) -> None:
+  tmp = f"{path}.tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(value, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)

@@ -1,0 +1,97 @@
+"""`python -m prompt_tuning.eval`: seqio metrics that the written predictions reproduce."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests import conftest
+
+
+def _eval(tmp_path, out_dir, *extra):
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1",
+             T5_VOCAB=str(conftest.VOCAB_PATH))
+  cmd = [sys.executable, "-m", "prompt_tuning.eval", "--gin_file=configs/test/tiny.gin",
+         *[a for a in extra if a.startswith("--gin_file")],
+         "--gin_file=configs/runs/prompt_eval.gin",
+         "--gin.INITIAL_CHECKPOINT_PATH=None",
+         f"--gin.SENTENCEPIECE_MODEL_FILE='{conftest.VOCAB_PATH}'",
+         "--gin.MIXTURE_OR_TASK_MODULE='tests.eval_tasks'",
+         "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 4}", "--gin.BATCH_SIZE=4",
+         f"--gin.EVAL_OUTPUT_DIR='{out_dir}'",
+         *[a for a in extra if not a.startswith("--gin_file")]]
+  result = subprocess.run(cmd, cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result
+
+
+def _predictions(directory, task):
+  with open(os.path.join(directory, f"{task}-000000.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def _accuracy(rows):
+  return 100.0 * np.mean([r["target"] == r["prediction"] for r in rows])
+
+
+def _prompt_files(tmp_path, n):
+  paths = []
+  for i in range(n):
+    path = tmp_path / f"prompt_{i}.npy"
+    np.save(path, np.random.default_rng(i).uniform(-0.5, 0.5, (4, 16)).astype(np.float32))
+    paths.append(str(path))
+  return paths
+
+
+@pytest.mark.integration
+def test_rank_mode_metrics_are_recomputed_from_the_written_predictions(tmp_path):
+  (prompt,) = _prompt_files(tmp_path, 1)
+  out = tmp_path / "eval"
+  result = _eval(tmp_path, out, "--gin_file=configs/prompts/from_file.gin",
+                 f"--gin.PROMPT_FILE='{prompt}'", "--gin.MIXTURE_OR_TASK_NAME='eval_sentiment'",
+                 "--gin.EVAL_MODE='rank'", "--gin.CLASS_LABELS=['positive', 'negative']")
+  metrics = json.loads((out / "metrics.json").read_text())["results"]["eval_sentiment"]["."]
+  rows = _predictions(out / ".", "eval_sentiment")
+  assert len(rows) == 13 and {r["prediction"] for r in rows} <= {"positive", "negative"}
+  np.testing.assert_allclose(metrics["accuracy"], _accuracy(rows))
+  assert "eval_sentiment" in result.stdout and "accuracy" in result.stdout  # the table
+  assert any(f.startswith("events.out.tfevents") for _, _, files in os.walk(out) for f in files)
+
+
+@pytest.mark.integration
+def test_ensemble_reports_each_member_and_the_majority_vote(tmp_path):
+  prompts = _prompt_files(tmp_path, 3)
+  out = tmp_path / "eval"
+  _eval(tmp_path, out, "--gin.MIXTURE_OR_TASK_NAME='eval_sentiment'",
+        f"--gin.PROMPT_FILES={prompts}")
+  results = json.loads((out / "metrics.json").read_text())["results"]["eval_sentiment"]
+  assert set(results) == {"ensemble", "0", "1", "2"}
+  members = [_predictions(out / str(i), "eval_sentiment") for i in range(3)]
+  ensemble = _predictions(out / "ensemble", "eval_sentiment")
+  for i, rows in enumerate(members):
+    np.testing.assert_allclose(results[str(i)]["accuracy"], _accuracy(rows))
+  np.testing.assert_allclose(results["ensemble"]["accuracy"], _accuracy(ensemble))
+  for k, row in enumerate(ensemble):
+    votes = [m[k]["prediction"] for m in members]
+    assert votes.count(row["prediction"]) == max(votes.count(v) for v in votes)
+  assert len({tuple(r["prediction"] for r in m) for m in members}) > 1  # the prompts differ
+
+
+@pytest.mark.integration
+def test_a_mixture_gives_each_task_its_own_prompt(tmp_path):
+  a, b = _prompt_files(tmp_path, 2)
+  out = tmp_path / "mixed"
+  _eval(tmp_path, out, "--gin.MIXTURE_OR_TASK_NAME='eval_sentiment_mixture'",
+        f"--gin.PROMPT_FILES={{'eval_sentiment': '{a}', 'eval_sentiment_copy': '{b}'}}")
+  single = tmp_path / "single"
+  _eval(tmp_path, single, "--gin.MIXTURE_OR_TASK_NAME='eval_sentiment'",
+        f"--gin.PROMPT_FILES=['{b}']")
+  # The copy task (same data) under prompt b predicts what the single run with b does.
+  assert ([r["prediction"] for r in _predictions(out / ".", "eval_sentiment_copy")] ==
+          [r["prediction"] for r in _predictions(single / ".", "eval_sentiment")])
+  assert ([r["prediction"] for r in _predictions(out / ".", "eval_sentiment")] !=
+          [r["prediction"] for r in _predictions(single / ".", "eval_sentiment")])
