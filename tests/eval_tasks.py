@@ -26,7 +26,7 @@ def _dataset_fn(split, shuffle_files, seed=None):
 for name in ("eval_sentiment", "eval_sentiment_copy"):
   seqio.TaskRegistry.add(
       name,
-      source=seqio.FunctionDataSource(_dataset_fn, splits=["validation"]),
+      source=seqio.FunctionDataSource(_dataset_fn, splits=["train", "validation"]),
       preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos],
       output_features={"inputs": seqio.Feature(VOCAB, add_eos=True),
                        "targets": seqio.Feature(VOCAB, add_eos=True)},

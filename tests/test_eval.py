@@ -95,3 +95,27 @@ def test_a_mixture_gives_each_task_its_own_prompt(tmp_path):
           [r["prediction"] for r in _predictions(single / ".", "eval_sentiment")])
   assert ([r["prediction"] for r in _predictions(out / ".", "eval_sentiment")] !=
           [r["prediction"] for r in _predictions(single / ".", "eval_sentiment")])
+
+
+@pytest.mark.integration
+def test_training_evaluation_decodes_and_reports_the_tasks_metrics(tmp_path):
+  model_dir = tmp_path / "run"
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1",
+             T5_VOCAB=str(conftest.VOCAB_PATH))
+  cmd = [sys.executable, "-m", "prompt_tuning.train", "--gin_file=configs/test/tiny.gin",
+         "--gin_file=configs/runs/prompt_finetune.gin", f"--gin.MODEL_DIR='{model_dir}'",
+         "--gin.MIXTURE_OR_TASK_NAME='eval_sentiment'",
+         "--gin.MIXTURE_OR_TASK_MODULE='tests.eval_tasks'",
+         "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 4}", "--gin.TRAIN_STEPS=2",
+         "--gin.INITIAL_CHECKPOINT_PATH=None", "--gin.EVAL_PERIOD=2", "--gin.BATCH_SIZE=4",
+         f"--gin.SENTENCEPIECE_MODEL_FILE='{conftest.VOCAB_PATH}'"]
+  result = subprocess.run(cmd, cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "eval_sentiment/accuracy=" in result.stderr
+  out = model_dir / "inference_eval"
+  rows = [json.loads(line) for line in (out / "eval_sentiment-000002.jsonl").open()]
+  assert len(rows) == 13
+  logged = json.loads((out / "eval_sentiment-metrics.jsonl").read_text().splitlines()[-1])
+  assert logged["step"] == 2
+  np.testing.assert_allclose(logged["accuracy"], _accuracy(rows))

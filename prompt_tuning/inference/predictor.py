@@ -101,7 +101,7 @@ class Predictor:
                task_feature_lengths: Mapping[str, int],
                prompts: Optional[Mapping[str, Any]] = None, batch_size: int = 32,
                method: decoding.Method = decoding.Greedy(), seed: int = 0,
-               partitioner: Any = None):
+               partitioner: Any = None, eos_id: int = decoding.EOS_ID):
     """Builds the predictor.
 
     Args:
@@ -115,11 +115,13 @@ class Predictor:
       method: decoding method.
       seed: seeds sampling.
       partitioner: places each batch along its data axis (optional).
+      eos_id: the id that ends a decoded sequence (benchmarks pass one that
+        never occurs, to decode a fixed number of tokens).
     """
     self.model, self.vocabulary = model, vocabulary
     self.task_feature_lengths = dict(task_feature_lengths)
     self.batch_size, self.method = int(batch_size), method
-    self._params, self._part = params, partitioner
+    self._params, self._part, self._eos_id = params, partitioner, eos_id
     self._rng = jax.random.key(seed)
     self._calls = 0
     self.set_prompts(prompts or {})
@@ -190,7 +192,7 @@ class Predictor:
   def _decode_rows(self, params, bank, tokens, index, rng):
     return decoding.decode(self.model, {"params": params}, tokens,
                            max_length=self.task_feature_lengths["targets"], method=self.method,
-                           prompts=self._prompts_for(bank, index), rng=rng)
+                           prompts=self._prompts_for(bank, index), rng=rng, eos_id=self._eos_id)
 
   def _score_rows(self, params, bank, tokens, targets, index):
     return decoding.sequence_log_likelihood(self.model, {"params": params}, tokens, targets,
@@ -205,7 +207,10 @@ class Predictor:
       if real < self.batch_size:
         chunk = [np.concatenate([c, np.repeat(c[:1], self.batch_size - real, axis=0)])
                  for c in chunk]
-      if self._part is not None and self.batch_size % self._part.data_size == 0:
+      # Rows split over the data axis; with several hosts every host holds the whole
+      # batch (the same on each), which jit takes as replicated.
+      if (self._part is not None and jax.process_count() == 1 and
+          self.batch_size % self._part.data_size == 0):
         rows = jax.sharding.NamedSharding(self._part.mesh, jax.sharding.PartitionSpec("data"))
         chunk = [jax.device_put(c, rows) for c in chunk]
       yield real, chunk

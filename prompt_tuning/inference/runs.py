@@ -18,7 +18,7 @@ import os
 from typing import Any, Mapping, Optional, Sequence
 
 from absl import logging
-from clu import metric_writers
+import jax
 import numpy as np
 import seqio
 
@@ -370,3 +370,54 @@ def _write_json(path: str, value: Any) -> None:
   with open(tmp, "w", encoding="utf-8") as f:
     json.dump(value, f, indent=2, sort_keys=True)
   os.replace(tmp, path)
+
+
+def _tasks_with_metrics(name: str) -> list[str]:
+  provider = data.get_task_or_mixture(name)
+  tasks = provider.tasks if isinstance(provider, seqio.Mixture) else [provider]
+  return [t.name for t in tasks if t.metric_objs]
+
+
+class InferEval:
+  """The trainer's decoding-based evaluation (t5x's infer_eval): seqio metrics on a split.
+
+  Called as `fn(step, variables)` with the merged variables of the run; the
+  model's prompt (if any) is the bank's one prompt. Predictions and metrics go
+  under `MODEL_DIR/inference_eval`; the returned metrics are named
+  `<task>/<metric>`.
+  """
+
+  def __init__(self, model: t5.Transformer, vocabulary: Any, mixture_or_task_name: str,
+               task_feature_lengths: Mapping[str, int], *, output_dir: Optional[str],
+               batch_size: int = 32, method: decoding.Method = decoding.Greedy(),
+               split: str = "validation", use_cached: bool = False, partitioner: Any = None,
+               num_examples: Optional[int] = None):
+    self._model, self._vocabulary = model, vocabulary
+    self._lengths, self._batch_size, self._method = task_feature_lengths, batch_size, method
+    self._part = partitioner
+    self._evaluators = [
+        TaskEvaluator(task, split=split, task_feature_lengths=task_feature_lengths,
+                      views=["."], output_dir=output_dir, use_cached=use_cached,
+                      num_examples=num_examples)
+        for task in _tasks_with_metrics(mixture_or_task_name)]
+    self._predictor: Optional[predictor_lib.Predictor] = None
+
+  def __bool__(self) -> bool:
+    return bool(self._evaluators)
+
+  def __call__(self, step: int, variables: Mapping[str, Any]) -> dict[str, float]:
+    prompt = jax.tree_util.tree_leaves(variables.get("prompt", {}))
+    prompts = {predictor_lib.DEFAULT_PROMPT: prompt[0]} if prompt and prompt[0].shape[0] else {}
+    if self._predictor is None:
+      self._predictor = predictor_lib.Predictor(
+          self._model, variables["params"], self._vocabulary,
+          task_feature_lengths=self._lengths, prompts=prompts, batch_size=self._batch_size,
+          method=self._method, partitioner=self._part)
+    else:
+      self._predictor.set_params(variables["params"])
+      self._predictor.set_prompts(prompts)
+    metrics = {}
+    for evaluator in self._evaluators:
+      for name, value in evaluator.evaluate(self._predictor, None, step=step)["."].items():
+        metrics[f"{evaluator.task_name}/{name}"] = value
+    return metrics

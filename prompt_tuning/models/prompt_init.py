@@ -88,7 +88,15 @@ def resolve_prompt_file(path: str) -> str:
 
 
 def load_prompt_file(path: str) -> np.ndarray:
-  """A `[length, embed]` float32 prompt from a PROMPT_FILE (see `resolve_prompt_file`)."""
+  """A `[length, embed]` float32 prompt from a PROMPT_FILE.
+
+  Args:
+    path: what `resolve_prompt_file` accepts, or a Hugging Face PEFT
+      prompt-tuning adapter directory (`adapter_config.json`).
+  """
+  from prompt_tuning.convert import peft  # pylint: disable=g-import-not-at-top
+  if peft.is_adapter(os.fspath(path)):
+    return peft.read_prompt(os.fspath(path))
   prompt = np.asarray(np.load(resolve_prompt_file(path)), np.float32)
   if prompt.ndim != 2:
     raise ValueError(f"prompt file {path} holds shape {prompt.shape}; a prompt is [length, embed]")

@@ -45,6 +45,11 @@ def _tasks(name: str) -> list:
   return list(provider.tasks) if isinstance(provider, seqio.Mixture) else [provider]
 
 
+def targets_vocabulary(name: str):
+  """The vocabulary of the first task's targets."""
+  return _tasks(name)[0].output_features["targets"].vocabulary
+
+
 def has_split(name: str, split: str) -> bool:
   """Whether every task of `name` has `split`."""
   return all(split in task.splits for task in _tasks(name))

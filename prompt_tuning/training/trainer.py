@@ -18,6 +18,8 @@ from jax.experimental import multihost_utils
 import numpy as np
 import optax
 
+from prompt_tuning.inference import decoding
+from prompt_tuning.inference import runs
 from prompt_tuning.models import t5
 from prompt_tuning.training import checkpoints
 from prompt_tuning.training import data
@@ -98,6 +100,8 @@ def train(*,
           eval_period: Optional[int] = None,
           learning_rate: Optional[optax.ScalarOrSchedule] = None,
           vocabulary: Any = None,
+          infer_eval: bool = True,
+          decoding_method: decoding.Method = decoding.Greedy(),
           infer_eval_fn: Optional[InferEvalFn] = None,
           on_start: Optional[Callable[[], None]] = None) -> dict[str, Any]:
   """Trains until `train_steps` steps (of this run's state) are done.
@@ -128,8 +132,12 @@ def train(*,
     learning_rate: the optimizer's learning rate (constant or schedule), for
       the `train/learning_rate` summary.
     vocabulary: the model's VOCABULARY; the task's must be the same.
-    infer_eval_fn: decoding-based evaluation, `fn(step, variables) -> metrics`
-      with the merged variables; its metrics are written under `eval/`.
+    infer_eval: at each evaluation, also decode the validation split and
+      compute the seqio metrics of every task that defines some (t5x's
+      infer_eval); predictions go under `MODEL_DIR/inference_eval`.
+    decoding_method: how infer_eval decodes (DECODING).
+    infer_eval_fn: replaces the built-in infer_eval: `fn(step, variables) ->
+      metrics` with the merged variables; its metrics are written under `eval/`.
     on_start: called once on the first host after set-up (the entry point
       writes the operative gin config here).
 
@@ -176,6 +184,14 @@ def train(*,
     evaluate = _Evaluator(model, part, state_shardings, frozen, mixture_or_task_name,
                           task_feature_lengths, batch_size, use_cached_tasks,
                           z_loss=z_loss, label_smoothing=label_smoothing)
+  if evaluate is not None and infer_eval and infer_eval_fn is None:
+    builtin = runs.InferEval(
+        model, vocabulary or data.targets_vocabulary(mixture_or_task_name),
+        mixture_or_task_name, task_feature_lengths,
+        output_dir=os.path.join(model_dir, "inference_eval") if jax.process_index() == 0 else None,
+        batch_size=batch_size, method=decoding_method, use_cached=use_cached_tasks,
+        partitioner=part)
+    infer_eval_fn = builtin if builtin else None
   if on_start is not None and jax.process_index() == 0:
     on_start()
   writer = metric_writers.create_default_writer(model_dir, just_logging=jax.process_index() > 0,

@@ -1,0 +1,106 @@
+"""Prompts exchanged with Hugging Face PEFT's prompt-tuning adapters.
+
+A PEFT prompt-tuning adapter directory holds `adapter_config.json` (peft_type
+PROMPT_TUNING) and `adapter_model.safetensors` with the prompt as
+`prompt_embeddings`, `[num_transformer_submodules * P, E]`. For T5, one
+submodule means the encoder only, which is the paper's method and what this
+project trains; PEFT's seq2seq default of 2 also prompts the decoder, which
+this project's model has no place for.
+"""
+
+import json
+import os
+from typing import Any, Optional
+
+import numpy as np
+from safetensors import numpy as safetensors_numpy
+
+CONFIG_FILE = "adapter_config.json"
+WEIGHTS_FILE = "adapter_model.safetensors"
+PROMPT_KEY = "prompt_embeddings"
+
+
+def is_adapter(path: str) -> bool:
+  return os.path.isdir(path) and os.path.exists(os.path.join(path, CONFIG_FILE))
+
+
+def read_prompt(path: str) -> np.ndarray:
+  """The `[P, E]` float32 prompt of a PEFT prompt-tuning adapter directory.
+
+  Raises:
+    ValueError: not a prompt-tuning adapter, or prompts on the decoder too.
+    FileNotFoundError: no `adapter_model.safetensors`.
+  """
+  with open(os.path.join(path, CONFIG_FILE)) as f:
+    config = json.load(f)
+  if config.get("peft_type") != "PROMPT_TUNING":
+    raise ValueError(f"{path} is a PEFT {config.get('peft_type')} adapter, not PROMPT_TUNING; "
+                     "only prompt-tuning adapters hold a soft prompt")
+  submodules = int(config.get("num_transformer_submodules") or 1)
+  if submodules != 1:
+    raise ValueError(
+        f"{path} puts prompts on both encoder and decoder (num_transformer_submodules="
+        f"{submodules}); this project prompts the encoder only: retrain the adapter with "
+        "num_transformer_submodules=1")
+  weights = os.path.join(path, WEIGHTS_FILE)
+  if not os.path.exists(weights):
+    raise FileNotFoundError(f"{path} has no {WEIGHTS_FILE}; save the adapter with "
+                            "safe_serialization=True (PEFT's default)")
+  tensors = safetensors_numpy.load_file(weights)
+  if PROMPT_KEY not in tensors:
+    raise ValueError(f"{weights} holds {sorted(tensors)}, not {PROMPT_KEY!r}")
+  prompt = tensors[PROMPT_KEY]
+  length = config.get("num_virtual_tokens")
+  if length is not None and prompt.shape[0] != length:
+    raise ValueError(f"{weights}: prompt_embeddings has {prompt.shape[0]} rows but "
+                     f"num_virtual_tokens={length}")
+  return np.asarray(prompt, np.float32)
+
+
+def write_adapter(prompt: np.ndarray, output_dir: str, base_model_name_or_path: Optional[str],
+                  num_layers: Optional[int] = None,
+                  num_attention_heads: Optional[int] = None) -> dict[str, Any]:
+  """Writes a PEFT prompt-tuning adapter (encoder prompt only) for a T5 base model.
+
+  Args:
+    prompt: `[P, E]`.
+    output_dir: the adapter directory (created).
+    base_model_name_or_path: the transformers model the prompt was trained
+      for (a hub name or a directory), recorded for `PeftModel.from_pretrained`.
+    num_layers, num_attention_heads: the base model's, recorded as PEFT does
+      (PEFT fills them from the model when absent).
+
+  Returns:
+    The adapter config written.
+  """
+  prompt = np.ascontiguousarray(np.asarray(prompt, np.float32))
+  if prompt.ndim != 2:
+    raise ValueError(f"a prompt is [length, embed], got shape {prompt.shape}")
+  os.makedirs(output_dir, exist_ok=True)
+  config = {
+      "auto_mapping": None,
+      "base_model_name_or_path": base_model_name_or_path,
+      "inference_mode": True,
+      "modules_to_save": None,
+      "num_attention_heads": num_attention_heads,
+      "num_layers": num_layers,
+      "num_transformer_submodules": 1,
+      "num_virtual_tokens": int(prompt.shape[0]),
+      "peft_type": "PROMPT_TUNING",
+      "prompt_tuning_init": "RANDOM",
+      "prompt_tuning_init_text": None,
+      "revision": None,
+      "task_type": "SEQ_2_SEQ_LM",
+      "token_dim": int(prompt.shape[1]),
+      "tokenizer_kwargs": None,
+      "tokenizer_name_or_path": None,
+  }
+  # Weights first, config last: a directory with a config is a complete adapter.
+  weights = os.path.join(output_dir, WEIGHTS_FILE)
+  safetensors_numpy.save_file({PROMPT_KEY: prompt}, weights + ".tmp")
+  os.replace(weights + ".tmp", weights)
+  tmp = os.path.join(output_dir, CONFIG_FILE + ".tmp")
+  with open(tmp, "w") as f:
+    json.dump(config, f, indent=2, sort_keys=True)
+  os.replace(tmp, os.path.join(output_dir, CONFIG_FILE))
+  return config

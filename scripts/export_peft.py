@@ -1,0 +1,59 @@
+r"""Writes a prompt trained here as a Hugging Face PEFT prompt-tuning adapter.
+
+    python scripts/export_peft.py --prompt_file=/runs/sst2/numpy_checkpoints/checkpoint_30000 \
+      --output_dir=/tmp/sst2_adapter --base_model_name_or_path=google/t5-base-lm-adapt
+
+Then, with transformers and peft:
+
+    model = transformers.T5ForConditionalGeneration.from_pretrained("google/t5-base-lm-adapt")
+    model = peft.PeftModel.from_pretrained(model, "/tmp/sst2_adapter")
+    model.generate(input_ids=..., attention_mask=...)
+
+--prompt_file takes what PROMPT_FILE does (a .npy file, a numpy checkpoint
+directory, a training run's MODEL_DIR, or another PEFT adapter). The adapter
+prompts the encoder only (num_transformer_submodules=1), as the paper and this
+project do. The reverse needs no script: a PEFT prompt-tuning adapter directory
+is accepted wherever a PROMPT_FILE is.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+from prompt_tuning.convert import peft
+from prompt_tuning.models import prompt_init
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   epilog=__doc__.split("\n", 2)[2])
+  parser.add_argument("--prompt_file", required=True, help="the prompt (see PROMPT_FILE)")
+  parser.add_argument("--output_dir", required=True, help="the adapter directory to write")
+  parser.add_argument("--base_model_name_or_path", required=True,
+                      help="the transformers T5 the prompt belongs to (hub name or directory)")
+  args = parser.parse_args(argv)
+  try:
+    prompt = prompt_init.load_prompt_file(args.prompt_file)
+  except (OSError, ValueError) as e:
+    print(f"export_peft: {e}", file=sys.stderr)
+    return 2
+  layers = heads = None
+  config_path = os.path.join(args.base_model_name_or_path, "config.json")
+  if os.path.exists(config_path):  # a local base model: record its shape as PEFT does
+    with open(config_path) as f:
+      base = json.load(f)
+    layers, heads = base.get("num_layers"), base.get("num_heads")
+    if base.get("d_model") not in (None, prompt.shape[1]):
+      print(f"export_peft: the prompt is {prompt.shape[1]} wide but {config_path} has "
+            f"d_model={base['d_model']}; export it for the model it was trained with",
+            file=sys.stderr)
+      return 2
+  peft.write_adapter(prompt, args.output_dir, args.base_model_name_or_path, layers, heads)
+  print(f"export_peft: wrote a {prompt.shape[0]}x{prompt.shape[1]} prompt to {args.output_dir}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
