@@ -10,8 +10,9 @@ shardings (orbax) overrides `read` instead.
 
 Formats are tried in `READERS` order by their `detect`: this project's own
 checkpoints (a MODEL_DIR of a model-tuning or pretraining run, its
-`checkpoints/` directory, or one `checkpoints/<step>` inside it) and Hugging
-Face T5/mT5 directories; t5x checkpoints are still to come.
+`checkpoints/` directory, or one `checkpoints/<step>` inside it), Hugging
+Face T5/mT5 directories, and t5x's legacy checkpoints (`checkpoint_<step>/`
+with its msgpack `checkpoint` file, or the directory holding them).
 """
 
 import abc
@@ -25,6 +26,7 @@ import orbax.checkpoint as ocp
 import safetensors
 
 from prompt_tuning.convert import huggingface
+from prompt_tuning.convert import t5x
 
 Index = tuple[slice, ...]
 PARAMS = "params/"
@@ -203,10 +205,29 @@ def _load_torch_state(file: str) -> dict[str, Any]:
   return torch.load(file, map_location="cpu", mmap=True, weights_only=True)
 
 
+class T5xReader(Reader):
+  """A t5x checkpoint (`checkpoint_<step>/`, or a directory of them: the latest)."""
+
+  def __init__(self, path: str):
+    super().__init__(path)
+    self._checkpoint = t5x.T5xCheckpoint(path)
+
+  @staticmethod
+  def detect(path: str) -> bool:
+    return t5x.step_dir(path) is not None
+
+  def shapes(self) -> dict[str, tuple[int, ...]]:
+    return {name: self._checkpoint.shape(name) for name in self._checkpoint.names()}
+
+  def read_slice(self, name: str, index: Index) -> np.ndarray:
+    return self._checkpoint.read_slice(name, index)
+
+
 # (detect, open) pairs, tried in order.
 READERS: list[tuple[Callable[[str], bool], Callable[[str], Reader]]] = [
     (OwnCheckpointReader.detect, OwnCheckpointReader),
     (HuggingFaceReader.detect, HuggingFaceReader),
+    (T5xReader.detect, T5xReader),
 ]
 
 
@@ -226,7 +247,8 @@ def open_checkpoint(path: str) -> Reader:
   raise ValueError(f"INITIAL_CHECKPOINT_PATH {path} is not a checkpoint format this version "
                    "reads (this project's: a MODEL_DIR, its checkpoints/ or "
                    "checkpoints/<step>; Hugging Face: config.json with model.safetensors, "
-                   "a sharded model.safetensors.index.json, or pytorch_model.bin)")
+                   "a sharded model.safetensors.index.json, or pytorch_model.bin; t5x: "
+                   "checkpoint_<step>/ with its 'checkpoint' file)")
 
 
 def load_params(path: str, targets: dict[str, jax.ShapeDtypeStruct]) -> dict[str, jax.Array]:
