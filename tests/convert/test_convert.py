@@ -1,0 +1,93 @@
+"""scripts/convert_checkpoint.py: ours -> Hugging Face -> ours is bitwise; HF and t5x -> ours."""
+
+import flax.linen as nn
+import jax
+import ml_dtypes
+import numpy as np
+import pytest
+import torch
+import transformers
+
+from prompt_tuning.convert import convert
+from prompt_tuning.convert import huggingface
+from prompt_tuning.models import t5
+from scripts import convert_checkpoint
+from tests import hf_reference
+from tests.convert import t5x_writer
+
+CFG = hf_reference.TINY
+
+
+def _random_params(dtype=np.float32):
+  x = np.ones((1, 3), np.int32)
+  params = jax.device_get(nn.meta.unbox(t5.Transformer(CFG).init(jax.random.key(1), x, x)))
+  flat = huggingface.flatten(params["params"])
+  return {k: np.asarray(v).astype(dtype) for k, v in flat.items()}
+
+
+def _assert_same(a, b):
+  assert sorted(a) == sorted(b)
+  for name in a:
+    assert a[name].dtype == b[name].dtype, name
+    np.testing.assert_array_equal(np.ascontiguousarray(a[name]).view(np.uint8),
+                                  np.ascontiguousarray(b[name]).view(np.uint8), err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, ml_dtypes.bfloat16], ids=["float32", "bfloat16"])
+def test_ours_to_huggingface_and_back_is_bitwise(tmp_path, dtype):
+  params = _random_params(dtype)
+  convert.to_own(params, str(tmp_path / "ours"))
+  assert convert_checkpoint.main([f"--input={tmp_path / 'ours'}", f"--output={tmp_path / 'hf'}",
+                                  "--to=huggingface",
+                                  f"--relative_attention_max_distance={CFG.relative_attention_max_distance}"]) == 0
+  assert convert_checkpoint.main([f"--input={tmp_path / 'hf'}", f"--output={tmp_path / 'back'}",
+                                  "--to=ours"]) == 0
+  _assert_same(convert.read_all(str(tmp_path / "ours")), params)
+  _assert_same(convert.read_all(str(tmp_path / "back")), params)
+
+
+def test_transformers_serves_the_converted_model_with_its_untied_logits(tmp_path):
+  params = _random_params()
+  convert.to_own(params, str(tmp_path / "ours"))
+  convert_checkpoint.main([f"--input={tmp_path / 'ours'}", f"--output={tmp_path / 'hf'}",
+                           "--to=huggingface",
+                           f"--relative_attention_max_distance={CFG.relative_attention_max_distance}"])
+  hf = transformers.T5ForConditionalGeneration.from_pretrained(str(tmp_path / "hf")).eval()
+  np.testing.assert_array_equal(hf.lm_head.weight.detach().numpy(),
+                                params["decoder/logits_dense/kernel"].T)
+  assert not np.array_equal(hf.lm_head.weight.detach().numpy(), hf.shared.weight.detach().numpy())
+  rng = np.random.default_rng(0)
+  inputs = hf_reference.random_tokens(rng, 3, 9, CFG.vocab_size)
+  decoder_inputs = rng.integers(0, CFG.vocab_size, size=(3, 5)).astype(np.int32)
+  ours = t5.Transformer(CFG).apply({"params": huggingface.unflatten(params)}, inputs,
+                                   decoder_inputs)
+  with torch.no_grad():
+    theirs = hf(input_ids=torch.from_numpy(inputs.astype(np.int64)),
+                attention_mask=torch.from_numpy((inputs > 0).astype(np.int64)),
+                decoder_input_ids=torch.from_numpy(decoder_inputs.astype(np.int64))).logits
+  np.testing.assert_allclose(np.asarray(ours), theirs.numpy(), atol=1e-4)
+
+
+def test_huggingface_and_t5x_to_ours_keep_every_array(tmp_path):
+  hf = hf_reference.random_hf_model(CFG, seed=2)
+  hf.save_pretrained(tmp_path / "hf")
+  assert convert_checkpoint.main([f"--input={tmp_path / 'hf'}", f"--output={tmp_path / 'a'}",
+                                  "--to=ours"]) == 0
+  _assert_same(convert.read_all(str(tmp_path / "a")), convert.read_all(str(tmp_path / "hf")))
+
+  params = _random_params()
+  t5x_writer.write(str(tmp_path / "t5x"), 7, huggingface.unflatten(params), {})
+  assert convert_checkpoint.main([f"--input={tmp_path / 't5x'}", f"--output={tmp_path / 'b'}",
+                                  "--to=ours"]) == 0
+  _assert_same(convert.read_all(str(tmp_path / "b")), params)
+
+
+def test_conversion_errors_are_one_line(tmp_path, capsys):
+  assert convert_checkpoint.main([f"--input={tmp_path / 'missing'}",
+                                  f"--output={tmp_path / 'x'}", "--to=ours"]) == 2
+  assert "does not exist" in capsys.readouterr().err
+  params = _random_params()
+  convert.to_own(params, str(tmp_path / "ours"))
+  assert convert_checkpoint.main([f"--input={tmp_path / 'ours'}",
+                                  f"--output={tmp_path / 'ours'}", "--to=ours"]) == 2
+  assert "already holds checkpoints" in capsys.readouterr().err
