@@ -50,6 +50,9 @@ PROMPT_FILES = {
     "configs/prompts/from_class_labels_numpy.gin": ["EMBEDDING_FILE", "CLASS_LABELS"],
     "configs/prompts/from_string_numpy.gin": ["EMBEDDING_FILE", "PROMPT_STRING"],
     "configs/prompts/from_file.gin": ["PROMPT_FILE"],
+    "configs/prompts/from_sampled_vocab.gin": [],
+    "configs/prompts/from_class_labels.gin": ["CLASS_LABELS"],
+    "configs/prompts/from_string.gin": ["PROMPT_STRING"],
     "configs/prompts/no_prompt.gin": [],
 }
 TINY_EMBED, TINY_PROMPT_LENGTH = 16, 4
@@ -184,7 +187,11 @@ def _prompt_bindings(tmp_path, vocab_path):
   np.save(tmp_path / "embedding.npy", table)
   prompt = np.random.RandomState(1).randn(TINY_PROMPT_LENGTH, TINY_EMBED).astype(np.float32)
   np.save(tmp_path / "prompt.npy", prompt)
+  from prompt_tuning.convert import convert  # pylint: disable=g-import-not-at-top
+  # The same table as the frozen model's checkpoint (this project's format).
+  convert.to_own({"token_embedder/embedding": table}, str(tmp_path / "frozen"))
   bindings = {
+      "INITIAL_CHECKPOINT_PATH": repr(str(tmp_path / "frozen")),
       "EMBEDDING_FILE": repr(str(tmp_path / "embedding.npy")),
       "PROMPT_FILE": repr(str(tmp_path / "prompt.npy")),
       "SENTENCEPIECE_MODEL_FILE": repr(vocab_path),
@@ -205,16 +212,17 @@ def test_prompt_config_initializes(path, tmp_path, t5_vocab_path, t5_vocabulary)
     return
   prompt = np.asarray(variables["prompt"]["encoder"]["prompt"]["prompt"].unbox())
   assert prompt.shape == (TINY_PROMPT_LENGTH, TINY_EMBED)
+  path = path.replace("_numpy.gin", ".gin")  # both variants read the same table
   if path.endswith("from_random_uniform.gin"):
     assert np.all(np.abs(prompt) <= 0.5)
-  elif path.endswith("from_sampled_vocab_numpy.gin"):
+  elif path.endswith("from_sampled_vocab.gin"):
     assert all(any(np.array_equal(row, t) for t in table[:5000]) for row in prompt)
-  elif path.endswith("from_class_labels_numpy.gin"):
+  elif path.endswith("from_class_labels.gin"):
     ids = t5_vocabulary.encode("positive")
     np.testing.assert_allclose(prompt[0], table[ids].mean(axis=0), rtol=1e-6)
     ids = t5_vocabulary.encode("negative")
     np.testing.assert_allclose(prompt[1], table[ids].mean(axis=0), rtol=1e-6)
-  elif path.endswith("from_string_numpy.gin"):
+  elif path.endswith("from_string.gin"):
     ids = t5_vocabulary.encode("Classify the sentiment:")
     n = min(len(ids), TINY_PROMPT_LENGTH)
     np.testing.assert_array_equal(prompt[:n], table[ids[:n]])

@@ -51,6 +51,19 @@ def hf_checkpoint(tmp_path_factory):
   return model, str(directory)
 
 
+@pytest.fixture(scope="module")
+def hf_checkpoint_formats(hf_checkpoint, tmp_path_factory):
+  """The same model as save_pretrained writes it: one safetensors file, sharded, and .bin."""
+  model, single = hf_checkpoint
+  sharded = tmp_path_factory.mktemp("hf_sharded")
+  model.save_pretrained(sharded, max_shard_size="100KB")
+  assert os.path.exists(sharded / "model.safetensors.index.json")
+  binary = tmp_path_factory.mktemp("hf_bin")
+  model.config.save_pretrained(binary)
+  torch.save(model.state_dict(), binary / "pytorch_model.bin")
+  return model, {"safetensors": single, "sharded": str(sharded), "bin": str(binary)}
+
+
 def _reference(model, vocabulary, prompt, text):
   """HF greedy generate() on [prompt; embedded tokens] and the output's log-likelihood."""
   ids = list(vocabulary.encode(text))[:LENGTHS["inputs"] - 1] + [decoding.EOS_ID]
@@ -70,10 +83,13 @@ def _reference(model, vocabulary, prompt, text):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("prompt_length", [5, 0], ids=["prompted", "plain_t5"])
-def test_infer_file_equals_transformers_greedy_generate(tmp_path, hf_checkpoint, t5_vocabulary,
-                                                        prompt_length):
-  model, hf_dir = hf_checkpoint
+@pytest.mark.parametrize("prompt_length,kind", [(5, "safetensors"), (5, "sharded"), (5, "bin"),
+                                                (0, "safetensors")],
+                         ids=["prompted", "prompted_sharded", "prompted_bin", "plain_t5"])
+def test_infer_file_equals_transformers_greedy_generate(tmp_path, hf_checkpoint_formats,
+                                                        t5_vocabulary, prompt_length, kind):
+  model, dirs = hf_checkpoint_formats
+  hf_dir = dirs[kind]
   prompt = np.random.default_rng(3).normal(size=(prompt_length, 16)).astype(np.float32)
   np.save(tmp_path / "prompt.npy", prompt)
   input_file = tmp_path / "in.jsonl"

@@ -251,6 +251,30 @@ def open_checkpoint(path: str) -> Reader:
                    "checkpoint_<step>/ with its 'checkpoint' file)")
 
 
+EMBEDDING = "token_embedder/embedding"
+
+
+def embedding_table(checkpoint_path: Optional[str]) -> Callable[[], np.ndarray]:
+  """A zero-argument callable that reads the checkpoint's token embedding (float32).
+
+  What configs/prompts/from_{class_labels,sampled_vocab,string}.gin give the
+  initializers as `embeddings`: the table is read when the prompt is
+  initialized, from INITIAL_CHECKPOINT_PATH in any format this module reads.
+  """
+  def read() -> np.ndarray:
+    if checkpoint_path is None:
+      raise ValueError("this prompt initializer reads the embedding table from "
+                       "INITIAL_CHECKPOINT_PATH, which is None (a random model); give the "
+                       "frozen model's checkpoint, or use the configs/prompts/*_numpy.gin "
+                       "variant with EMBEDDING_FILE")
+    reader = open_checkpoint(checkpoint_path)
+    if EMBEDDING not in reader.shapes():
+      raise ValueError(f"INITIAL_CHECKPOINT_PATH {checkpoint_path} holds no {EMBEDDING}")
+    return np.asarray(reader.read_array(EMBEDDING), np.float32)
+
+  return read
+
+
 def load_params(path: str, targets: dict[str, jax.ShapeDtypeStruct]) -> dict[str, jax.Array]:
   """Reads the parameters `targets` names from the checkpoint at `path`.
 
