@@ -11,8 +11,9 @@ shardings (orbax) overrides `read` instead.
 Formats are tried in `READERS` order by their `detect`: this project's own
 checkpoints (a MODEL_DIR of a model-tuning or pretraining run, its
 `checkpoints/` directory, or one `checkpoints/<step>` inside it), Hugging
-Face T5/mT5 directories, and t5x's legacy checkpoints (`checkpoint_<step>/`
-with its msgpack `checkpoint` file, or the directory holding them).
+Face T5/mT5 directories, t5x's legacy checkpoints (`checkpoint_<step>/` with
+its msgpack `checkpoint` file, or the directory holding them), and the
+checkpoints t5x writes with Orbax (`checkpoint_<step>/state/`).
 """
 
 import abc
@@ -74,7 +75,8 @@ class OwnCheckpointReader(Reader):
 
   @staticmethod
   def detect(path: str) -> bool:
-    return _own_step_dir(path, strict=False) is not None
+    step_dir = _own_step_dir(path, strict=False)
+    return step_dir is not None and _orbax_tree_has(os.path.join(step_dir, "state"), "trainable")
 
   def _stored(self) -> dict[str, Any]:
     tree = self._metadata.item_metadata.tree
@@ -100,6 +102,15 @@ class OwnCheckpointReader(Reader):
     return self._restore(targets, {
         name: ocp.ArrayRestoreArgs(sharding=t.sharding, dtype=t.dtype)
         for name, t in targets.items()})
+
+
+def _orbax_tree_has(directory: str, key: str) -> bool:
+  """Whether the orbax PyTree checkpoint in `directory` has top-level `key`."""
+  try:
+    tree = ocp.PyTreeCheckpointer().metadata(directory).item_metadata.tree
+  except Exception:  # pylint: disable=broad-except
+    return False  # not an orbax checkpoint
+  return isinstance(tree, dict) and key in tree
 
 
 def _own_step_dir(path: str, strict: bool = True) -> Optional[str]:
@@ -223,11 +234,63 @@ class T5xReader(Reader):
     return self._checkpoint.read_slice(name, index)
 
 
+class T5xOrbaxReader(Reader):
+  """A checkpoint that t5x wrote with Orbax: `checkpoint_<step>/state/` is an orbax
+  PyTree of t5x's state dict, `{"target": params, "state": {"step",
+  "param_states"}}`. Orbax reads it without t5x (partial restore of `target`,
+  onto the shardings); the optimizer state is never read."""
+
+  def __init__(self, path: str):
+    super().__init__(path)
+    self.step_dir = _t5x_orbax_step_dir(path)
+    self._state_dir = os.path.join(self.step_dir, "state")
+    tree = ocp.PyTreeCheckpointer().metadata(self._state_dir).item_metadata.tree
+    self._meta = t5x._flatten(tree["target"])  # pylint: disable=protected-access
+
+  @staticmethod
+  def detect(path: str) -> bool:
+    return _t5x_orbax_step_dir(path) is not None
+
+  def shapes(self) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(meta.shape) for name, meta in self._meta.items()}
+
+  def _restore(self, items: dict[str, Any], restore_args: dict[str, Any]) -> dict[str, Any]:
+    nest = huggingface.unflatten
+    restored = ocp.PyTreeCheckpointer().restore(self._state_dir, args=ocp.args.PyTreeRestore(
+        item={"target": nest(items)}, restore_args={"target": nest(restore_args)},
+        partial_restore=True))
+    return huggingface.flatten(restored["target"])
+
+  def read_array(self, name: str) -> np.ndarray:
+    restored = self._restore({name: np.zeros((), self._meta[name].dtype)},
+                             {name: ocp.RestoreArgs(restore_type=np.ndarray)})
+    return np.asarray(restored[name])
+
+  def read(self, targets: dict[str, jax.ShapeDtypeStruct]) -> dict[str, jax.Array]:
+    return self._restore(targets, {name: ocp.ArrayRestoreArgs(sharding=t.sharding, dtype=t.dtype)
+                                   for name, t in targets.items()})
+
+
+def _t5x_orbax_step_dir(path: str) -> Optional[str]:
+  """`checkpoint_<step>` (itself, or the latest in `path`) holding a t5x orbax `state/`."""
+  candidates = [path]
+  if os.path.isdir(path):
+    steps = sorted((int(n.split("_", 1)[1]), n) for n in os.listdir(path)
+                   if n.startswith("checkpoint_") and n.split("_", 1)[1].isdigit())
+    candidates = [os.path.join(path, steps[-1][1])] if steps else [path]
+  for step_dir in candidates:
+    state = os.path.join(step_dir, "state")
+    if os.path.isdir(state) and _orbax_tree_has(state, "target"):
+      return step_dir
+  return None
+
+
 # (detect, open) pairs, tried in order.
 READERS: list[tuple[Callable[[str], bool], Callable[[str], Reader]]] = [
     (OwnCheckpointReader.detect, OwnCheckpointReader),
     (HuggingFaceReader.detect, HuggingFaceReader),
     (T5xReader.detect, T5xReader),
+    (T5xOrbaxReader.detect, T5xOrbaxReader),
 ]
 
 
@@ -248,7 +311,8 @@ def open_checkpoint(path: str) -> Reader:
                    "reads (this project's: a MODEL_DIR, its checkpoints/ or "
                    "checkpoints/<step>; Hugging Face: config.json with model.safetensors, "
                    "a sharded model.safetensors.index.json, or pytorch_model.bin; t5x: "
-                   "checkpoint_<step>/ with its 'checkpoint' file)")
+                   "checkpoint_<step>/ with its 'checkpoint' file, or with the state/ "
+                   "directory t5x writes with Orbax)")
 
 
 EMBEDDING = "token_embedder/embedding"

@@ -92,3 +92,28 @@ def test_t5x_shape_mismatch_and_non_checkpoints_are_clear_errors(t5x_checkpoint,
   (tmp_path / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')  # a TF checkpoint
   with pytest.raises(ValueError, match="is not a checkpoint format this version reads"):
     readers.open_checkpoint(str(tmp_path))
+
+
+def test_checkpoints_t5x_writes_with_orbax_load_bitwise(t5x_checkpoint, tmp_path):
+  """t5x's Orbax layout: checkpoint_<step>/state/ holds {"target", "state"} as an orbax PyTree."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  _, _, expected = t5x_checkpoint
+  nested = {}
+  for name, value in expected.items():
+    node = nested
+    *parents, leaf = name.split("/")
+    for p in parents:
+      node = node.setdefault(p, {})
+    node[leaf] = np.asarray(value, np.float32)
+  state = {"target": nested, "state": {"step": np.int32(5),
+                                       "param_states": {"count": np.zeros((3,), np.float32)}}}
+  ocp.PyTreeCheckpointer().save(str(tmp_path / "checkpoint_5" / "state"), state)
+  reader = readers.open_checkpoint(str(tmp_path))
+  assert isinstance(reader, readers.T5xOrbaxReader)
+  variables, _ = train_state.init_variables(_model(), partitioning.Partitioner(2),
+                                            str(tmp_path / "checkpoint_5"), seed=0)
+  flat = trainable.flatten(variables)
+  for name, value in expected.items():
+    np.testing.assert_array_equal(np.asarray(flat["params/" + name]),
+                                  np.asarray(value, np.float32), err_msg=name)
+    np.testing.assert_array_equal(reader.read_array(name), np.asarray(value, np.float32))
