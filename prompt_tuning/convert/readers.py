@@ -301,7 +301,7 @@ def open_checkpoint(path: str) -> Reader:
     FileNotFoundError: `path` does not exist.
     ValueError: no reader recognizes it.
   """
-  if not os.path.exists(path):
+  if not (os.path.exists(path) or (path.startswith("gs://") and t5x.gfile.exists(path))):
     raise FileNotFoundError(f"INITIAL_CHECKPOINT_PATH {path} does not exist; give the "
                             "directory of a checkpoint, or None for a random model")
   for detect, open_fn in READERS:

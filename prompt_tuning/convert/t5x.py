@@ -24,26 +24,27 @@ from typing import Any, Optional
 from flax import serialization
 import numpy as np
 import tensorstore as ts
+from tensorflow.io import gfile  # local paths and gs:// alike
 
 CHECKPOINT_FILE = "checkpoint"
 
 
 def step_dir(path: str) -> Optional[str]:
   """The `checkpoint_<step>` directory `path` names: itself, or the latest inside it."""
-  if os.path.isfile(os.path.join(path, CHECKPOINT_FILE)) and _is_msgpack_tree(
-      os.path.join(path, CHECKPOINT_FILE)):
+  file = os.path.join(path, CHECKPOINT_FILE)
+  if gfile.exists(file) and not gfile.isdir(file) and _is_msgpack_tree(file):
     return path
-  if os.path.isdir(path):
-    steps = [(int(n.split("_", 1)[1]), n) for n in os.listdir(path)
-             if n.startswith("checkpoint_") and n.split("_", 1)[1].isdigit()
-             and os.path.isfile(os.path.join(path, n, CHECKPOINT_FILE))]
-    if steps:
-      return os.path.join(path, max(steps)[1])
+  if gfile.isdir(path):
+    steps = [(int(n.rstrip("/").split("_", 1)[1]), n.rstrip("/")) for n in gfile.listdir(path)
+             if n.startswith("checkpoint_") and n.rstrip("/").split("_", 1)[1].isdigit()]
+    for _, name in sorted(steps, reverse=True):
+      if gfile.exists(os.path.join(path, name, CHECKPOINT_FILE)):
+        return os.path.join(path, name)
   return None
 
 
 def _is_msgpack_tree(file: str) -> bool:
-  with open(file, "rb") as f:
+  with gfile.GFile(file, "rb") as f:
     head = f.read(1)
   # A msgpack map: fixmap (0x80-0x8f), map16 (0xde) or map32 (0xdf).
   return bool(head) and (0x80 <= head[0] <= 0x8F or head[0] in (0xDE, 0xDF))
@@ -95,7 +96,7 @@ class T5xCheckpoint:
       raise FileNotFoundError(f"{path} holds no t5x checkpoint (a checkpoint_<step> directory "
                               f"with a '{CHECKPOINT_FILE}' file)")
     self.directory = directory
-    with open(os.path.join(directory, CHECKPOINT_FILE), "rb") as f:
+    with gfile.GFile(os.path.join(directory, CHECKPOINT_FILE), "rb") as f:
       tree = serialization.msgpack_restore(f.read())
     try:
       target = tree["optimizer"]["target"]
