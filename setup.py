@@ -23,7 +23,20 @@ INSTALL_REQUIRES = [
     "tensorflow-datasets>=4.9.10,<4.10",
     "tensorboard>=2.21,<2.22",  # clu's summary writer needs it; tensorflow no longer pulls it in
     "tensorstore>=0.1.70",
+    # t5 0.9.4's data and evaluation modules (its GLUE/SuperGLUE preprocessors,
+    # postprocessors and metrics, span corruption) import these. t5 itself is
+    # installed with --no-deps (see the Makefile): its declared dependencies
+    # pull seqio-nightly and tfds-nightly, which would overwrite seqio and
+    # tensorflow-datasets in the same package directories.
+    "babel>=2.18,<3",
+    "editdistance>=0.8,<0.9",
+    "immutabledict>=4.3",
+    "nltk>=3.10,<4",
+    "rouge_score==0.1.2",
+    "sacrebleu>=2.6,<3",
+    "scikit-learn>=1.9,<2",
 ]
+T5_PACKAGE = "t5==0.9.4"  # installed with --no-deps
 
 TEST_REQUIRES = [
     "peft>=0.21.2,<0.22",
@@ -42,7 +55,8 @@ setuptools.setup(
     license="Apache 2.0",
     packages=setuptools.find_packages(include=["prompt_tuning", "prompt_tuning.*"]),
     include_package_data=True,
-    package_data={"prompt_tuning": ["configs/**/*.gin"]},
+    package_data={"prompt_tuning": ["configs/**/*.gin", "data/wordnet/*",
+                                    "data/wordnet_tiny/*"]},
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TEST_REQUIRES},

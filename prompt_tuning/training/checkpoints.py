@@ -114,6 +114,8 @@ class Checkpointer:
     if self._keep is None or jax.process_index() > 0:
       return
     root = os.path.join(self.model_dir, NUMPY_DIR)
+    if not os.path.isdir(root):  # nothing trained is a prompt (model tuning without one)
+      return
     kept = set(self.all_steps())
     for name in os.listdir(root):
       if name.startswith("checkpoint_") and int(name.split("_")[1]) not in kept:

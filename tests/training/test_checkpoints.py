@@ -70,6 +70,19 @@ def test_keeps_n_and_restores_onto_shardings(tmp_path):
   np.testing.assert_array_equal(restored.trainable[PATH], state.trainable[PATH])
 
 
+def test_keeping_n_model_tuning_checkpoints_without_a_prompt(tmp_path):
+  model = t5.Transformer(hf_reference.TINY)  # no prompt: nothing numpy to write or prune
+  variables = nn.meta.unbox(model.init(jax.random.key(0), jnp.ones((1, 1), jnp.int32),
+                                       jnp.ones((1, 1), jnp.int32)))
+  train, _ = trainable.partition(variables, "all")
+  state = train_state.create(train, optimizers.adafactor(), seed=0)
+  ckpt = checkpoints.Checkpointer(str(tmp_path), keep=1)
+  for step in (1, 2):
+    ckpt.save(state.replace(step=jnp.asarray(step, jnp.int32)), {"data_position": step})
+  assert ckpt.all_steps() == [2]
+  assert not os.path.exists(tmp_path / "numpy_checkpoints")
+
+
 def test_unwritable_model_dir_is_a_clear_error(tmp_path):
   blocker = tmp_path / "a_file"
   blocker.write_text("")  # a file where MODEL_DIR's parent should be: fails even for root

@@ -1,0 +1,113 @@
+"""The bundled WordNet 3.0 data as seqio tasks (built by scripts/build_wordnet_data.py).
+
+* `wordnet_supersense`: "<lemma>: <definition>" -> the noun's supersense, one
+  of eight plain words (`LABELS`); splits train/validation/test, disjoint by
+  lemma; metric: accuracy.
+* `wordnet_span_corruption`: T5's pretraining objective (15% noise, mean span
+  3) on the glosses and examples of `corpus.txt.gz`.
+* `wordnet_prefix_lm`: prefix language modeling on the same corpus, the
+  objective of T5.1.1's "LM adaptation".
+
+All use `VOCABULARY`, the SentencePiece model trained on the corpus (4000
+pieces + 100 sentinels; T5's ids: pad 0, EOS 1, unk 2).
+"""
+
+import functools
+import gzip
+import hashlib
+import json
+import os
+
+import seqio
+from t5.data import preprocessors as t5_preprocessors
+from t5.evaluation import metrics as t5_metrics
+import tensorflow as tf
+
+DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wordnet")
+VOCABULARY_FILE = os.path.join(DATA_DIR, "spm.model")
+VOCABULARY = seqio.SentencePieceVocabulary(VOCABULARY_FILE, extra_ids=100)
+LABELS = ("animal", "artifact", "body", "food", "location", "person", "plant", "substance")
+FEATURES = {"inputs": seqio.Feature(VOCABULARY, add_eos=True),
+            "targets": seqio.Feature(VOCABULARY, add_eos=True)}
+
+
+@functools.lru_cache(maxsize=None)
+def read_split(split: str) -> tuple[dict[str, str], ...]:
+  """The supersense examples of `split` (train, validation, test), in file order."""
+  path = os.path.join(DATA_DIR, f"supersense_{split}.jsonl.gz")
+  with gzip.open(path, "rt", encoding="utf-8") as f:
+    return tuple(json.loads(line) for line in f)
+
+
+@functools.lru_cache(maxsize=None)
+def read_corpus() -> tuple[str, ...]:
+  with gzip.open(os.path.join(DATA_DIR, "corpus.txt.gz"), "rt", encoding="utf-8") as f:
+    return tuple(line.rstrip("\n") for line in f)
+
+
+def _supersense_dataset(split, shuffle_files=False, seed=None):
+  del shuffle_files, seed
+  rows = read_split(split)
+  return tf.data.Dataset.from_tensor_slices(
+      {k: [r[k] for r in rows] for k in ("inputs", "targets", "lemma")})
+
+
+def _corpus_split(line: str) -> str:
+  """1% of the lines (by hash) are validation text."""
+  return "validation" if hashlib.sha256(line.encode()).digest()[0] < 3 else "train"
+
+
+def _corpus_dataset(split, shuffle_files=False, seed=None):
+  del shuffle_files, seed
+  lines = [line for line in read_corpus() if _corpus_split(line) == split]
+  return tf.data.Dataset.from_tensor_slices({"text": lines})
+
+
+def register() -> None:
+  """Registers the tasks (once)."""
+  if "wordnet_supersense" in seqio.TaskRegistry.names():
+    return
+  seqio.TaskRegistry.add(
+      "wordnet_supersense",
+      source=seqio.FunctionDataSource(_supersense_dataset,
+                                      splits=["train", "validation", "test"]),
+      preprocessors=[seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
+                     seqio.preprocessors.append_eos_after_trim],
+      output_features=FEATURES,
+      metric_fns=[t5_metrics.accuracy])
+  corpus = seqio.FunctionDataSource(_corpus_dataset, splits=["train", "validation"])
+  to_targets = functools.partial(t5_preprocessors.rekey,
+                                 key_map={"inputs": None, "targets": "text"})
+  seqio.TaskRegistry.add(
+      "wordnet_span_corruption", source=corpus,
+      preprocessors=[to_targets, seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
+                     functools.partial(t5_preprocessors.span_corruption,
+                                       noise_density=0.15, mean_noise_span_length=3.0),
+                     seqio.preprocessors.append_eos_after_trim],
+      output_features=FEATURES, metric_fns=[])
+  seqio.TaskRegistry.add(
+      "wordnet_prefix_lm", source=corpus,
+      preprocessors=[to_targets, seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
+                     t5_preprocessors.prefix_lm, seqio.preprocessors.append_eos_after_trim],
+      output_features=FEATURES, metric_fns=[])
+
+
+register()
+
+
+def bundled_vocabulary() -> seqio.SentencePieceVocabulary:
+  """The bundled vocabulary (what configs/models/wordnet_tiny_prompt.gin binds as VOCABULARY)."""
+  return VOCABULARY
+
+
+CHECKPOINT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wordnet_tiny")
+
+
+def bundled_checkpoint() -> str:
+  """The bundled tiny model pretrained on the corpus (scripts/build_wordnet_tiny_model.py)."""
+  return CHECKPOINT_DIR
+
+
+def labels() -> list[str]:
+  """The supersense task's labels, for CLASS_LABELS."""
+  return list(LABELS)

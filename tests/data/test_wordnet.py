@@ -1,0 +1,65 @@
+"""The bundled WordNet tasks: splits disjoint by lemma, real preprocessing, metric, vocabulary."""
+
+import numpy as np
+import seqio
+
+from prompt_tuning.data import tasks  # pylint: disable=unused-import
+from prompt_tuning.data import wordnet
+
+
+def test_supersense_splits_are_balanced_and_disjoint_by_lemma():
+  splits = {name: wordnet.read_split(name) for name in ("train", "validation", "test")}
+  for name, per_class in (("train", 1000), ("validation", 50), ("test", 100)):
+    labels = [r["targets"] for r in splits[name]]
+    assert sorted(set(labels)) == list(wordnet.LABELS)
+    assert all(labels.count(label) == per_class for label in wordnet.LABELS)
+  lemmas = {name: {r["lemma"].lower() for r in rows} for name, rows in splits.items()}
+  assert not lemmas["train"] & lemmas["validation"]
+  assert not lemmas["train"] & lemmas["test"]
+  assert not lemmas["validation"] & lemmas["test"]
+  for row in splits["validation"]:
+    assert row["inputs"].startswith(row["lemma"] + ": ")
+  # No held-out synset (its lemmas with its definition) is in the pretraining corpus.
+  corpus = wordnet.read_corpus()
+  for row in splits["validation"][:50]:
+    definition = row["inputs"][len(row["lemma"]) + 2:]
+    heads = (row["lemma"] + ": ", row["lemma"] + ", ")
+    assert not any(line.startswith(heads) and f": {definition}" in line for line in corpus)
+
+
+def test_vocabulary_has_t5_ids():
+  vocab = wordnet.VOCABULARY
+  assert vocab.vocab_size == 4100
+  assert (vocab.pad_id, vocab.eos_id, vocab.unk_id) == (0, 1, 2)
+  assert vocab.decode(vocab.encode("a member of the genus Canis")) == "a member of the genus Canis"
+
+
+def test_supersense_task_produces_text_to_text_examples_and_accuracy():
+  task = seqio.get_mixture_or_task("wordnet_supersense")
+  ds = task.get_dataset({"inputs": 48, "targets": 4}, split="validation", shuffle=False)
+  examples = list(ds.as_numpy_iterator())
+  assert len(examples) == 400
+  first, row = examples[0], wordnet.read_split("validation")[0]
+  ids = wordnet.VOCABULARY.encode(row["inputs"])[:47] + [1]  # truncated, EOS kept
+  assert first["inputs"].tolist() == ids
+  assert first["targets"].tolist() == wordnet.VOCABULARY.encode(row["targets"]) + [1]
+  targets = [r["targets"] for r in wordnet.read_split("validation")]
+  (metric,) = task.metric_fns
+  assert metric(targets, targets) == {"accuracy": 100.0}
+  wrong = targets[1:] + targets[:1]
+  expected = 100.0 * np.mean([a == b for a, b in zip(targets, wrong)])
+  assert metric(targets, wrong) == {"accuracy": expected}
+
+
+def test_pretraining_tasks_corrupt_spans_and_split_prefixes():
+  vocab = wordnet.VOCABULARY
+  sentinel = vocab.vocab_size - 1  # <extra_id_0>
+  span = seqio.get_mixture_or_task("wordnet_span_corruption").get_dataset(
+      {"inputs": 64, "targets": 16}, split="train", shuffle=False, seed=0)
+  for ex in span.take(3).as_numpy_iterator():
+    assert sentinel in ex["inputs"] and ex["targets"][0] == sentinel
+    assert ex["inputs"][-1] == 1 and ex["targets"][-1] == 1
+  prefix = seqio.get_mixture_or_task("wordnet_prefix_lm").get_dataset(
+      {"inputs": 64, "targets": 16}, split="train", shuffle=False, seed=0)
+  ex = next(prefix.as_numpy_iterator())
+  assert sentinel not in ex["inputs"] and len(ex["targets"]) > 1
