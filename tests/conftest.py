@@ -12,6 +12,8 @@ import pytest  # pylint: disable=g-import-not-at-top
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 VOCAB_PATH = REPO_ROOT.parent / "shared" / "data" / "t5_sentencepiece.model"
+# The paper's tasks read T5's vocabulary from here (offline) rather than gs://.
+os.environ.setdefault("PROMPT_TUNING_T5_VOCABULARY", str(VOCAB_PATH))
 
 
 @pytest.fixture(scope="session")

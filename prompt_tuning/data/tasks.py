@@ -3,7 +3,11 @@
     --gin.MIXTURE_OR_TASK_MODULE="'prompt_tuning.data.tasks'"
 
 Bundled (offline): `wordnet_supersense`, `wordnet_span_corruption`,
-`wordnet_prefix_lm` (see `prompt_tuning.data.wordnet`).
+`wordnet_prefix_lm` (see `prompt_tuning.data.wordnet`). The paper's SuperGLUE,
+GLUE and domain-transfer tasks, reading tfds (see
+`prompt_tuning.data.paper_tasks`), e.g. `taskless_super_glue_boolq_v102`,
+`taskless_glue_sst2_v200`, `super_glue_v102`, `mrqa_bioasq_v100`.
 """
 
 from prompt_tuning.data import wordnet  # pylint: disable=unused-import
+from prompt_tuning.data import paper_tasks  # pylint: disable=unused-import,g-bad-import-order
