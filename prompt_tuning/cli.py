@@ -41,7 +41,24 @@ def parse_flags_and_gin(argv: Sequence[str], required: Sequence[str]) -> None:
   gin_config.check_required_macros(required)
 
 
+# What a user's input can cause (a missing file, a wrong shape, an unset macro):
+# reported as one line, without a traceback (set PROMPT_TUNING_TRACEBACKS=1 for one).
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, ImportError,
+               KeyError)
+
+
 def run(main) -> None:
-  """`app.run(main)` with `--gin.NAME=VALUE` flags rewritten."""
+  """`app.run(main)` with `--gin.NAME=VALUE` flags rewritten and user errors on one line."""
+  import os  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
-  app.run(main, argv=rewrite_gin_args(sys.argv))
+
+  def guarded(argv):
+    try:
+      return main(argv)
+    except USER_ERRORS as e:
+      if os.environ.get("PROMPT_TUNING_TRACEBACKS"):
+        raise
+      message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+      sys.exit(f"error: {message}")
+
+  app.run(guarded, argv=rewrite_gin_args(sys.argv))

@@ -121,6 +121,31 @@ def test_decoding_files_set_the_method_of_inference_runs(run_file, decoding_file
     gin_config.check_required_macros(entry.REQUIRED_MACROS)
 
 
+WORDNET_FILES = ("configs/models/wordnet_tiny_prompt.gin", "configs/runs/pretrain.gin",
+                 "configs/runs/lm_adapt.gin", "configs/runs/wordnet_demo.gin")
+
+
+def test_bundled_model_config_reads_the_bundled_checkpoint():
+  """The demo's config: the tiny model, its vocabulary, and its checkpoint's shapes agree."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.convert import readers  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.data import wordnet  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.training import trainable  # pylint: disable=g-import-not-at-top
+  gin_config.parse_gin(["configs/runs/wordnet_demo.gin"], ["MODEL_DIR = '/tmp/unused'"])
+  assert gin_config.vocabulary() is wordnet.VOCABULARY
+  assert gin_config.macro_value("CLASS_LABELS", "") == list(wordnet.LABELS)
+  path = gin_config.macro_value("INITIAL_CHECKPOINT_PATH", "")
+  assert path == wordnet.CHECKPOINT_DIR
+  gin.clear_config()
+  gin_config.parse_gin(["configs/models/wordnet_tiny_prompt.gin",
+                        "configs/prompts/no_prompt.gin"])
+  model = gin_config.build_model()
+  expected = {k: tuple(v.shape) for k, v in
+              trainable.flatten(nn.meta.unbox(t5.init_shapes(model)["params"])).items()}
+  assert readers.open_checkpoint(path).shapes() == expected
+  assert wordnet.VOCABULARY.vocab_size <= model.config.vocab_size
+
+
 def test_every_config_is_tested():
   named = {_model_file(f, s) for f in VOCAB_SIZES for s in SIZES}
   named |= {f"configs/models/sizes/{s}.gin" for s in SIZES}
@@ -129,6 +154,7 @@ def test_every_config_is_tested():
   named |= {RUN_FILE}  # run end to end in tests/test_train.py
   named |= set(INFERENCE_RUN_FILES)  # run end to end in tests/test_infer.py, tests/test_eval.py
   named |= set(DECODING_FILES)
+  named |= set(WORDNET_FILES)
   assert set(CONFIG_FILES) == named
 
 

@@ -133,4 +133,5 @@ def test_infer_reads_text_files_and_rejects_bad_lines(tmp_path, hf_checkpoint):
       cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert result.returncode != 0
   assert 'bad.jsonl line 2 has no "inputs" string' in result.stderr
+  assert "Traceback" not in result.stderr  # one line, not a stack
   assert not (tmp_path / "bad_out.jsonl").exists()

@@ -78,6 +78,9 @@ def to_huggingface(params: dict[str, np.ndarray], output_dir: str, *,
   dims = architecture(params)
   state = huggingface.params_to_hf(huggingface.unflatten(params), dims["num_layers"],
                                    dims["num_decoder_layers"])
+  # transformers ties both stacks' embed_tokens to `shared`: one copy in the file.
+  for tied in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight"):
+    state.pop(tied, None)
   dtypes = {v.dtype for v in state.values()}
   if len(dtypes) != 1:
     raise ValueError(f"the parameters mix dtypes {sorted(str(d) for d in dtypes)}; "

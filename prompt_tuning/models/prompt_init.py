@@ -153,9 +153,10 @@ def _token_rows(vocabulary: Vocabulary, text: str, what: str) -> list[int]:
 def _fill(rng: Array, rows: list[np.ndarray], shape: tuple[int, int],
           fallback: Initializer) -> Array:
   length, _ = shape
-  rest = np.asarray(fallback(rng, shape), np.float32)
-  head = np.stack(rows) if rows else np.zeros((0, shape[1]), np.float32)
-  return jnp.asarray(np.concatenate([head, rest[len(rows):length]], axis=0))
+  # jnp throughout: the trainer initializes under jit, where `rng` is traced.
+  rest = jnp.asarray(fallback(rng, shape), jnp.float32)
+  head = np.stack(rows).astype(np.float32) if rows else np.zeros((0, shape[1]), np.float32)
+  return jnp.concatenate([jnp.asarray(head), rest[len(rows):length]], axis=0)
 
 
 def class_labels(embeddings: Embeddings,

@@ -95,3 +95,14 @@ def test_embedding_file_path(tmp_path, table):
   np.save(path, table[:100])
   ids = _row_ids(prompt_init.sampled_vocab(str(path), 100)(RNG, (10, E)), table)
   assert len(set(ids)) == 10
+
+
+def test_initializers_run_under_jit_with_a_traced_key(table, t5_vocabulary):
+  """The trainer initializes the prompt inside jit; every initializer must trace."""
+  for init in (prompt_init.class_labels(table, t5_vocabulary, ["positive", "negative"]),
+               prompt_init.from_string(table, t5_vocabulary, "Classify the sentiment:"),
+               prompt_init.sampled_vocab(table, population_size=50),
+               prompt_init.random_uniform()):
+    eager = np.asarray(init(RNG, (20, E)))
+    traced = np.asarray(jax.jit(lambda key, init=init: init(key, (20, E)))(RNG))
+    np.testing.assert_array_equal(traced, eager)
