@@ -255,7 +255,12 @@ class TaskEvaluator:
         outputs = {names[0]: [cut(t) for t in out.tokens[:, 0]]}
       if not ensemble:
         outputs = {".": outputs[names[0]]}
-      cache["predictions"] = {view: list(zip(indices, outs)) for view, outs in outputs.items()}
+      # seqio stacks the outputs into one array: same length each, EOS then padding.
+      width = pred.task_feature_lengths["targets"]
+      fixed = lambda ids: np.asarray((list(ids) + [decoding.EOS_ID] + [0] * width)[:width],
+                                     np.int32)
+      cache["predictions"] = {view: [(i, fixed(ids)) for i, ids in zip(indices, outs)]
+                              for view, outs in outputs.items()}
 
     def compute_scores(ds):
       indices, feats = features(ds)
