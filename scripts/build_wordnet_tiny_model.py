@@ -13,9 +13,10 @@ r"""Pretrains the bundled tiny T5.1.1 the paper's way, on the bundled WordNet co
     python scripts/build_wordnet_tiny_model.py [--work_dir=/tmp/wordnet_tiny]
 
 The architecture is configs/models/wordnet_tiny_prompt.gin. Training is
-seeded (RANDOM_SEED 0) and XLA's CPU computations are deterministic for a
-given device count, so rerunning on a machine with the same number of cores
-rebuilds the same weights.
+seeded (RANDOM_SEED 0: initialization, data order, dropout), so a rerun on a
+machine with the same number of cores is meant to rebuild the same weights;
+that has not been checked yet by a second full build (about 20 minutes on 2
+cores).
 """
 
 import argparse
