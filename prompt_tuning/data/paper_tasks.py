@@ -123,16 +123,22 @@ def _add(name, source, preprocessors, features, metric_fns, postprocess_fn=None)
                            postprocess_fn=postprocess_fn)
 
 
-def _super_glue(prefix: str, features) -> None:
-  configs = tfds.text.super_glue.SuperGlue.builder_configs
-  for name in SUPER_GLUE:
+def _add_benchmark(prefix, features, configs, names, tfds_name: str, task_name: str, index,
+                   metric_fns) -> None:
+  """Every variant of each of a GLUE-style benchmark's `names` (T5's text format and metrics)."""
+  for name in names:
     config = configs[name]
-    source = seqio.TfdsDataSource(tfds_name=f"super_glue/{name}:1.0.2")
-    for task, preprocessors in _variants(f"super_glue_{name}_v102",
-                                         glue_utils.get_glue_text_preprocessor(config),
-                                         SUPER_GLUE_INDEX[name]).items():
-      _add(prefix + task, source, preprocessors, features,
-           glue_utils.get_super_glue_metric(name), glue_utils.get_glue_postprocess_fn(config))
+    source = seqio.TfdsDataSource(tfds_name=tfds_name.format(name))
+    text = glue_utils.get_glue_text_preprocessor(config)
+    for task, preprocessors in _variants(task_name.format(name), text, index[name]).items():
+      _add(prefix + task, source, preprocessors, features, metric_fns(name),
+           glue_utils.get_glue_postprocess_fn(config))
+
+
+def _super_glue(prefix: str, features) -> None:
+  _add_benchmark(prefix, features, tfds.text.super_glue.SuperGlue.builder_configs, SUPER_GLUE,
+                 "super_glue/{}:1.0.2", "super_glue_{}_v102", SUPER_GLUE_INDEX,
+                 glue_utils.get_super_glue_metric)
   # WSC as T5 casts it: generate the referent; train on correct referents only.
   for split_name, splits, correct_only in (("train", ["train"], True),
                                            ("eval", ["validation", "test"], False)):
@@ -171,14 +177,8 @@ def _examples_rate(task: seqio.Task) -> float:
 
 def _glue(prefix: str, features) -> None:
   configs = tfds.text.glue.Glue.builder_configs
-  for name in GLUE:
-    config = configs[name]
-    source = seqio.TfdsDataSource(tfds_name=f"glue/{name}:2.0.0")
-    for task, preprocessors in _variants(f"glue_{name}_v200",
-                                         glue_utils.get_glue_text_preprocessor(config),
-                                         GLUE_INDEX[name]).items():
-      _add(prefix + task, source, preprocessors, features, glue_utils.get_glue_metric(name),
-           glue_utils.get_glue_postprocess_fn(config))
+  _add_benchmark(prefix, features, configs, GLUE, "glue/{}:2.0.0", "glue_{}_v200", GLUE_INDEX,
+                 glue_utils.get_glue_metric)
   # Zero-shot paraphrase transfer: one dataset in the other's format and labels.
   for data, like in (("mrpc", "qqp"), ("qqp", "mrpc")):
     rename = {"mrpc": {"sentence1": "question1", "sentence2": "question2"},
