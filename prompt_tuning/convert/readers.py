@@ -63,38 +63,36 @@ class Reader(abc.ABC):
     return out
 
 
-class OwnCheckpointReader(Reader):
-  """This project's orbax checkpoints of a run that trained the model's weights."""
+class _OrbaxTreeReader(Reader):
+  """Parameters held in an orbax PyTree checkpoint, read by orbax's partial restore.
 
-  def __init__(self, path: str):
+  Subclasses say where the parameters sit in the tree: `_nest` turns flat
+  names into that tree, `_unnest` turns a restored tree back into flat names.
+  """
+
+  def __init__(self, path: str, state_dir: str):
     super().__init__(path)
-    self.step_dir = _own_step_dir(path)
-    state_dir = os.path.join(self.step_dir, "state")
-    self._metadata = ocp.StandardCheckpointer().metadata(state_dir)
     self._state_dir = state_dir
+    tree = ocp.PyTreeCheckpointer().metadata(state_dir).item_metadata.tree
+    self._meta = self._unnest(tree)
 
-  @staticmethod
-  def detect(path: str) -> bool:
-    step_dir = _own_step_dir(path, strict=False)
-    return step_dir is not None and _orbax_tree_has(os.path.join(step_dir, "state"), "trainable")
+  def _nest(self, flat: dict[str, Any]) -> dict[str, Any]:
+    raise NotImplementedError
 
-  def _stored(self) -> dict[str, Any]:
-    tree = self._metadata.item_metadata.tree
-    return {k[len(PARAMS):]: v for k, v in tree["trainable"].items() if k.startswith(PARAMS)}
+  def _unnest(self, tree: dict[str, Any]) -> dict[str, Any]:
+    raise NotImplementedError
 
   def shapes(self) -> dict[str, tuple[int, ...]]:
-    return {name: tuple(meta.shape) for name, meta in self._stored().items()}
+    return {name: tuple(meta.shape) for name, meta in self._meta.items()}
 
   def _restore(self, items: dict[str, Any], restore_args: dict[str, Any]) -> dict[str, Any]:
-    """Restores only the named parameters (orbax partial restore of `trainable`)."""
+    """Restores only the named parameters (orbax partial restore)."""
     restored = ocp.PyTreeCheckpointer().restore(self._state_dir, args=ocp.args.PyTreeRestore(
-        item={"trainable": {PARAMS + n: v for n, v in items.items()}},
-        restore_args={"trainable": {PARAMS + n: a for n, a in restore_args.items()}},
-        partial_restore=True))
-    return {name[len(PARAMS):]: value for name, value in restored["trainable"].items()}
+        item=self._nest(items), restore_args=self._nest(restore_args), partial_restore=True))
+    return self._unnest(restored)
 
   def read_array(self, name: str) -> np.ndarray:
-    restored = self._restore({name: np.zeros((), self._stored()[name].dtype)},
+    restored = self._restore({name: np.zeros((), self._meta[name].dtype)},
                              {name: ocp.RestoreArgs(restore_type=np.ndarray)})
     return np.asarray(restored[name])
 
@@ -102,6 +100,25 @@ class OwnCheckpointReader(Reader):
     return self._restore(targets, {
         name: ocp.ArrayRestoreArgs(sharding=t.sharding, dtype=t.dtype)
         for name, t in targets.items()})
+
+
+class OwnCheckpointReader(_OrbaxTreeReader):
+  """This project's orbax checkpoints of a run that trained the model's weights."""
+
+  def __init__(self, path: str):
+    self.step_dir = _own_step_dir(path)
+    super().__init__(path, os.path.join(self.step_dir, "state"))
+
+  @staticmethod
+  def detect(path: str) -> bool:
+    step_dir = _own_step_dir(path, strict=False)
+    return step_dir is not None and _orbax_tree_has(os.path.join(step_dir, "state"), "trainable")
+
+  def _nest(self, flat):  # the train state's flat `trainable` dict, `params/`-prefixed
+    return {"trainable": {PARAMS + n: v for n, v in flat.items()}}
+
+  def _unnest(self, tree):
+    return {k[len(PARAMS):]: v for k, v in tree["trainable"].items() if k.startswith(PARAMS)}
 
 
 def _orbax_tree_has(directory: str, key: str) -> bool:
@@ -234,41 +251,25 @@ class T5xReader(Reader):
     return self._checkpoint.read_slice(name, index)
 
 
-class T5xOrbaxReader(Reader):
+class T5xOrbaxReader(_OrbaxTreeReader):
   """A checkpoint that t5x wrote with Orbax: `checkpoint_<step>/state/` is an orbax
   PyTree of t5x's state dict, `{"target": params, "state": {"step",
   "param_states"}}`. Orbax reads it without t5x (partial restore of `target`,
   onto the shardings); the optimizer state is never read."""
 
   def __init__(self, path: str):
-    super().__init__(path)
     self.step_dir = _t5x_orbax_step_dir(path)
-    self._state_dir = os.path.join(self.step_dir, "state")
-    tree = ocp.PyTreeCheckpointer().metadata(self._state_dir).item_metadata.tree
-    self._meta = t5x._flatten(tree["target"])  # pylint: disable=protected-access
+    super().__init__(path, os.path.join(self.step_dir, "state"))
 
   @staticmethod
   def detect(path: str) -> bool:
     return _t5x_orbax_step_dir(path) is not None
 
-  def shapes(self) -> dict[str, tuple[int, ...]]:
-    return {name: tuple(meta.shape) for name, meta in self._meta.items()}
+  def _nest(self, flat):  # t5x's nested parameter tree under `target`
+    return {"target": huggingface.unflatten(flat)}
 
-  def _restore(self, items: dict[str, Any], restore_args: dict[str, Any]) -> dict[str, Any]:
-    nest = huggingface.unflatten
-    restored = ocp.PyTreeCheckpointer().restore(self._state_dir, args=ocp.args.PyTreeRestore(
-        item={"target": nest(items)}, restore_args={"target": nest(restore_args)},
-        partial_restore=True))
-    return huggingface.flatten(restored["target"])
-
-  def read_array(self, name: str) -> np.ndarray:
-    restored = self._restore({name: np.zeros((), self._meta[name].dtype)},
-                             {name: ocp.RestoreArgs(restore_type=np.ndarray)})
-    return np.asarray(restored[name])
-
-  def read(self, targets: dict[str, jax.ShapeDtypeStruct]) -> dict[str, jax.Array]:
-    return self._restore(targets, {name: ocp.ArrayRestoreArgs(sharding=t.sharding, dtype=t.dtype)
-                                   for name, t in targets.items()})
+  def _unnest(self, tree):
+    return huggingface.flatten(tree["target"])
 
 
 def _t5x_orbax_step_dir(path: str) -> Optional[str]:

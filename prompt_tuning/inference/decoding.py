@@ -156,15 +156,12 @@ def _gather_cache(cache: Any, index: Array) -> Any:
 def _sample_loop(step: _Stepper, batch: int, max_length: int, method: Method, rng: Array,
                  eos_id: int) -> DecodeOutput:
   logits, cache = step(jnp.zeros((batch,), jnp.int32), None)
-  if isinstance(method, Sampling) and method.temperature > 0:
-    temperature, top_k, top_p = method.temperature, method.top_k, method.top_p
-  else:
-    temperature = 0.0
+  sampling = method if isinstance(method, Sampling) and method.temperature > 0 else None
 
   def choose(t, logits):
-    if temperature == 0.0:
+    if sampling is None:  # greedy (or temperature 0)
       return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    filtered = _filter_logits(logits / temperature, top_k, top_p)
+    filtered = _filter_logits(logits / sampling.temperature, sampling.top_k, sampling.top_p)
     return jax.random.categorical(jax.random.fold_in(rng, t), filtered).astype(jnp.int32)
 
   def cond(state):

@@ -75,8 +75,8 @@ def cut_at_eos(ids: Sequence[int], eos_id: int = decoding.EOS_ID) -> list[int]:
   return ids[:ids.index(eos_id)] if eos_id in ids else ids
 
 
-def majority_vote(candidates: Sequence[str], scores: Sequence[float]) -> tuple[str, int]:
-  """The most frequent candidate; ties go to the higher mean score, then to the first seen."""
+def majority_vote(candidates: Sequence[Any], scores: Sequence[float]) -> tuple[Any, int]:
+  """The most frequent (hashable) candidate; ties go to the higher mean score, then the first."""
   groups: dict[str, list[float]] = collections.OrderedDict()
   for c, s in zip(candidates, scores):
     groups.setdefault(c, []).append(float(s))
@@ -220,6 +220,19 @@ class Predictor:
 
   # Token-level API (what seqio's evaluator feeds).
 
+  def _over_batches(self, call, *arrays: np.ndarray) -> list[Any]:
+    """`call(*chunk)` on every padded chunk; each result cut back to its real rows."""
+    outputs = []
+    with self._context():
+      for real, chunk in self._batches(*arrays):
+        out = jax.device_get(call(*chunk))
+        outputs.append(jax.tree_util.tree_map(lambda a, real=real: np.asarray(a)[:real], out))
+    return outputs
+
+  @staticmethod
+  def _rows_index(prompt_index: Optional[np.ndarray], n: int) -> np.ndarray:
+    return np.zeros(n, np.int32) if prompt_index is None else np.asarray(prompt_index, np.int32)
+
   def predict_tokens(self, tokens: np.ndarray, prompt_index: Optional[np.ndarray] = None
                      ) -> decoding.DecodeOutput:
     """Decodes `[n, length]` input ids; `prompt_index[i]` picks row i's prompt from the bank.
@@ -228,15 +241,13 @@ class Predictor:
       numpy `DecodeOutput` with n rows.
     """
     tokens = np.asarray(tokens, np.int32)
-    if prompt_index is None:
-      prompt_index = np.zeros(len(tokens), np.int32)
-    outputs = []
-    with self._context():
-      for real, (x, idx) in self._batches(tokens, np.asarray(prompt_index, np.int32)):
-        self._calls += 1
-        rng = jax.random.fold_in(self._rng, self._calls)
-        out = jax.device_get(self._decode(self._params, self._bank, x, idx, rng))
-        outputs.append(jax.tree_util.tree_map(lambda a, real=real: a[:real], out))
+
+    def call(x, idx):
+      self._calls += 1
+      rng = jax.random.fold_in(self._rng, self._calls)
+      return self._decode(self._params, self._bank, x, idx, rng)
+
+    outputs = self._over_batches(call, tokens, self._rows_index(prompt_index, len(tokens)))
     if not outputs:
       width = self.task_feature_lengths["targets"]
       return decoding.DecodeOutput(np.zeros((0, 1, width), np.int32), np.zeros((0, 1)),
@@ -247,13 +258,9 @@ class Predictor:
                    prompt_index: Optional[np.ndarray] = None) -> np.ndarray:
     """`[n]` log-likelihoods of right-padded target ids (EOS included) given input ids."""
     tokens, targets = np.asarray(tokens, np.int32), np.asarray(targets, np.int32)
-    if prompt_index is None:
-      prompt_index = np.zeros(len(tokens), np.int32)
-    scores = []
-    with self._context():
-      for real, (x, y, idx) in self._batches(tokens, targets, np.asarray(prompt_index, np.int32)):
-        scores.append(np.asarray(jax.device_get(self._score(self._params, self._bank, x, y,
-                                                            idx)))[:real])
+    call = lambda x, y, idx: self._score(self._params, self._bank, x, y, idx)
+    scores = self._over_batches(call, tokens, targets,
+                                self._rows_index(prompt_index, len(tokens)))
     return np.concatenate(scores) if scores else np.zeros((0,), np.float32)
 
   # Text API.
@@ -275,9 +282,6 @@ class Predictor:
                       "TASK_FEATURE_LENGTHS['%s'] to keep them whole)", truncated, len(texts),
                       feature, length, feature)
     return rows
-
-  def decode_ids(self, ids: Sequence[int]) -> str:
-    return self.vocabulary.decode(cut_at_eos(ids))
 
   def predict(self, inputs: Sequence[str],
               tasks: Optional[Sequence[Optional[str]]] = None) -> list[Prediction]:
@@ -366,11 +370,9 @@ class Predictor:
                          prompt_index: Optional[np.ndarray] = None) -> np.ndarray:
     """`[n, labels]` log-likelihood of every label's ids (EOS included) for every input row."""
     n, k = len(tokens), len(label_tokens)
-    if prompt_index is None:
-      prompt_index = np.zeros(n, np.int32)
     rows_x = np.repeat(np.asarray(tokens, np.int32), k, axis=0)
     rows_y = np.tile(np.asarray(label_tokens, np.int32), (n, 1))
-    rows_i = np.repeat(np.asarray(prompt_index, np.int32), k)
+    rows_i = np.repeat(self._rows_index(prompt_index, n), k)
     return self.score_tokens(rows_x, rows_y, rows_i).reshape(n, k)
 
 
@@ -406,6 +408,12 @@ def from_config(**kwargs) -> Predictor:
                **kwargs)
 
 
+def own_prompt(variables: Mapping[str, Any]) -> dict[str, Any]:
+  """The model's own prompt variable as a one-prompt bank (empty for no prompt or P = 0)."""
+  leaves = jax.tree_util.tree_leaves(variables.get("prompt", {}))
+  return {DEFAULT_PROMPT: leaves[0]} if leaves and leaves[0].shape[0] else {}
+
+
 def prompt_bank(prompt_files: Any) -> dict[str, Any]:
   """PROMPT_FILES as a bank: a dict stays; a list is named by position ('0', '1', ...)."""
   if prompt_files is None:
@@ -426,11 +434,7 @@ def build(model: t5.Transformer, vocabulary: Any, initial_checkpoint_path: Optio
   from prompt_tuning.training import train_state  # pylint: disable=g-import-not-at-top
   part = partitioning.Partitioner(num_partitions)
   variables, _ = train_state.init_variables(model, part, initial_checkpoint_path, seed)
-  prompts = prompt_bank(prompt_files)
-  if not prompts and "prompt" in variables:
-    own = jax.tree_util.tree_leaves(variables["prompt"])
-    if own and own[0].shape[0] > 0:
-      prompts = {DEFAULT_PROMPT: own[0]}
+  prompts = prompt_bank(prompt_files) or own_prompt(variables)
   return Predictor(model, variables["params"], vocabulary,
                    task_feature_lengths=task_feature_lengths, prompts=prompts,
                    batch_size=batch_size, method=method, seed=seed, partitioner=part)

@@ -18,7 +18,6 @@ import os
 from typing import Any, Mapping, Optional, Sequence
 
 from absl import logging
-import jax
 import numpy as np
 import seqio
 
@@ -94,10 +93,8 @@ def _predict_rows(pred: predictor_lib.Predictor, kind: str, texts: Sequence[str]
 def _split_examples(name: str, split: str, feature_lengths: Mapping[str, int],
                     use_cached: bool) -> list[tuple[str, dict[str, Any]]]:
   """(task name, preprocessed example) of every example of the split, in order."""
-  provider = data.get_task_or_mixture(name)
-  tasks = provider.tasks if isinstance(provider, seqio.Mixture) else [provider]
   out = []
-  for task in tasks:
+  for task in data.tasks_of(name):
     ds = task.get_dataset(dict(feature_lengths), split=split, shuffle=False, num_epochs=1,
                           use_cached=use_cached)
     out.extend((task.name, ex) for ex in ds.as_numpy_iterator())
@@ -175,9 +172,9 @@ def _vote_tokens(tokens: np.ndarray, log_likelihood: np.ndarray) -> list[list[in
   """Majority vote over members' `[n, members, length]` outputs (ties: mean log-likelihood)."""
   voted = []
   for row, scores in zip(tokens, log_likelihood):
-    keys = [tuple(predictor_lib.cut_at_eos(ids)) for ids in row]
-    best, _ = predictor_lib.majority_vote([repr(k) for k in keys], scores)
-    voted.append(list(keys[[repr(k) for k in keys].index(best)]))
+    best, _ = predictor_lib.majority_vote([tuple(predictor_lib.cut_at_eos(ids)) for ids in row],
+                                          scores)
+    voted.append(list(best))
   return voted
 
 
@@ -226,9 +223,12 @@ class TaskEvaluator:
                        "['positive', 'negative']")
     cache: dict[str, Any] = {}
 
-    def features(ds):
-      rows = list(ds.as_numpy_iterator())
-      return [i for i, _ in rows], {k: np.stack([ex[k] for _, ex in rows]) for k in rows[0][1]}
+    def features(ds):  # read once, whether predictions, scores or both need it
+      if "features" not in cache:
+        rows = list(ds.as_numpy_iterator())
+        cache["features"] = ([i for i, _ in rows],
+                             {k: np.stack([ex[k] for _, ex in rows]) for k in rows[0][1]})
+      return cache["features"]
 
     names = list(members) if members else [None]
     ensemble = len(self.views) > 1
@@ -296,10 +296,8 @@ class TaskEvaluator:
 
 
 def _scalar(value: Any) -> float:
-  for attribute in ("value",):
-    if hasattr(value, attribute):
-      value = getattr(value, attribute)
-  return float(np.asarray(value))
+  """A metric as a float (seqio gives clu `Scalar`s or plain numbers)."""
+  return float(np.asarray(getattr(value, "value", value)))
 
 
 def _views(kind: str, prompt_files: Any) -> list[str]:
@@ -342,9 +340,7 @@ def evaluate(*, model: t5.Transformer, vocabulary: Any, initial_checkpoint_path:
   kind = _bank_kind(prompt_files)
   data.import_task_module(mixture_or_task_module)
   data.check_vocabulary(mixture_or_task_name, vocabulary, model.config.vocab_size)
-  provider = data.get_task_or_mixture(mixture_or_task_name)
-  task_names = ([t.name for t in provider.tasks] if isinstance(provider, seqio.Mixture)
-                else [provider.name])
+  task_names = [t.name for t in data.tasks_of(mixture_or_task_name)]
   bank = predictor_lib.prompt_bank(prompt_files)
   if kind == "tasks":
     missing = [t for t in task_names if t not in bank]
@@ -356,8 +352,7 @@ def evaluate(*, model: t5.Transformer, vocabulary: Any, initial_checkpoint_path:
                              seed=random_seed, num_partitions=num_partitions)
   results = {}
   for task in task_names:
-    members = ([task] if kind == "tasks" else list(bank) if kind == "ensemble" else
-               (list(bank) or None))
+    members = [task] if kind == "tasks" else (list(bank) or None)
     evaluator = TaskEvaluator(task, split=split, task_feature_lengths=task_feature_lengths,
                               views=_views(kind, prompt_files), output_dir=eval_output_dir,
                               use_cached=use_cached_tasks, num_examples=num_examples)
@@ -378,9 +373,7 @@ def _write_json(path: str, value: Any) -> None:
 
 
 def _tasks_with_metrics(name: str) -> list[str]:
-  provider = data.get_task_or_mixture(name)
-  tasks = provider.tasks if isinstance(provider, seqio.Mixture) else [provider]
-  return [t.name for t in tasks if t.metric_objs]
+  return [t.name for t in data.tasks_of(name) if t.metric_objs]
 
 
 class InferEval:
@@ -411,8 +404,7 @@ class InferEval:
     return bool(self._evaluators)
 
   def __call__(self, step: int, variables: Mapping[str, Any]) -> dict[str, float]:
-    prompt = jax.tree_util.tree_leaves(variables.get("prompt", {}))
-    prompts = {predictor_lib.DEFAULT_PROMPT: prompt[0]} if prompt and prompt[0].shape[0] else {}
+    prompts = predictor_lib.own_prompt(variables)
     if self._predictor is None:
       self._predictor = predictor_lib.Predictor(
           self._model, variables["params"], self._vocabulary,

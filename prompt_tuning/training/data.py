@@ -40,19 +40,20 @@ def get_task_or_mixture(name: str):
   raise ValueError(f"no seqio task or mixture named {name!r}; {hint}")
 
 
-def _tasks(name: str) -> list:
+def tasks_of(name: str) -> list:
+  """The tasks of a mixture, or the task itself, by name."""
   provider = get_task_or_mixture(name)
   return list(provider.tasks) if isinstance(provider, seqio.Mixture) else [provider]
 
 
 def targets_vocabulary(name: str):
   """The vocabulary of the first task's targets."""
-  return _tasks(name)[0].output_features["targets"].vocabulary
+  return tasks_of(name)[0].output_features["targets"].vocabulary
 
 
 def has_split(name: str, split: str) -> bool:
   """Whether every task of `name` has `split`."""
-  return all(split in task.splits for task in _tasks(name))
+  return all(split in task.splits for task in tasks_of(name))
 
 
 def check_vocabulary(name: str, vocabulary, vocab_size: int) -> None:
@@ -63,7 +64,7 @@ def check_vocabulary(name: str, vocabulary, vocab_size: int) -> None:
     vocabulary: the model's VOCABULARY (None skips the identity check).
     vocab_size: rows of the model's embedding table (NUM_EMBEDDINGS).
   """
-  for task in _tasks(name):
+  for task in tasks_of(name):
     for feature_name, feature in task.output_features.items():
       vocab = feature.vocabulary
       if vocab.vocab_size > vocab_size:
