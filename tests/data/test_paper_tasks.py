@@ -129,32 +129,43 @@ def well_formed_pronouns(mock_tfds, request):
     yield
 
 
+# Every task also has an mt5_ variant: the same preprocessing with the mT5 vocabulary
+# (a stand-in here, see conftest.py).
+PREFIXES = ("", "mt5_")
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
 @pytest.mark.parametrize("name,tfds_name,split,word,keys", CASES, ids=[c[0] for c in CASES])
-def test_task_formats_and_metrics(mock_tfds, name, tfds_name, split, word, keys):
+def test_task_formats_and_metrics(mock_tfds, name, tfds_name, split, word, keys, prefix):
   del mock_tfds, tfds_name
-  _check_task(name, split, word, keys)
+  _check_task(name, split, word, keys, prefix)
 
 
 @pytest.mark.parametrize("well_formed_pronouns,name,split,word,keys",
                          [(c[1], c[0], c[2], c[3], c[4]) for c in PRONOUN_CASES],
                          ids=[c[0] for c in PRONOUN_CASES], indirect=["well_formed_pronouns"])
-def test_pronoun_tasks_formats_and_metrics(well_formed_pronouns, name, split, word, keys):
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_pronoun_tasks_formats_and_metrics(well_formed_pronouns, name, split, word, keys,
+                                           prefix):
   del well_formed_pronouns
-  _check_task(name, split, word, keys)
-  task, examples = _examples(name, split)
+  _check_task(name, split, word, keys, prefix)
+  task, examples = _examples(prefix + name, split)
   assert "*they*" in _decode(task, examples[0]["inputs"]) or "*it*" in _decode(
       task, examples[0]["inputs"])
 
 
-def _check_task(name, split, word, keys):
-  task, examples = _examples(name, split)
+def _check_task(name, split, word, keys, prefix=""):
+  task, examples = _examples(prefix + name, split)
   assert examples, name
+  vocabulary = paper_tasks.MT5_VOCABULARY if prefix == "mt5_" else paper_tasks.T5_VOCABULARY
+  for feature in task.output_features.values():
+    assert feature.vocabulary.sentencepiece_model_file == vocabulary
   text = _decode(task, examples[0]["inputs"])
   assert text.split(" ", 1)[0] == word, text[:80]
   # taskless drops that first word; task_index puts the task's sentinel there.
-  taskless, taskless_examples = _examples("taskless_" + name, split)
+  taskless, taskless_examples = _examples(prefix + "taskless_" + name, split)
   assert _decode(taskless, taskless_examples[0]["inputs"]) == text.split(" ", 1)[1]
-  indexed, indexed_examples = _examples("task_index_" + name, split)
+  indexed, indexed_examples = _examples(prefix + "task_index_" + name, split)
   vocab = indexed.output_features["inputs"].vocabulary
   first = int(indexed_examples[0]["inputs"][0])
   assert vocab.decode([first]).startswith("<extra_id_")
@@ -168,27 +179,29 @@ def _check_task(name, split, word, keys):
   for key in keys - {"matthews_corrcoef", "pearson_corrcoef", "spearman_corrcoef"}:
     assert metrics[key] == pytest.approx(perfect), (key, metrics)
   # The _examples twin reports sample pairs as text beside the same metrics.
-  twin = seqio.get_mixture_or_task(name + "_examples")
+  twin = seqio.get_mixture_or_task(prefix + name + "_examples")
   assert len(twin.metric_fns) == len(task.metric_fns) + 1
 
 
 @pytest.mark.parametrize("name,tfds_name", QA, ids=[q[0] for q in QA])
-def test_qa_tasks_format_and_score_f1_em(mock_tfds, name, tfds_name):
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_qa_tasks_format_and_score_f1_em(mock_tfds, name, tfds_name, prefix):
   del tfds_name
-  task, examples = _examples(name, "validation")
+  task, examples = _examples(prefix + name, "validation")
   text = _decode(task, examples[0]["inputs"])
   assert text.startswith("question:") and " context:" in text
   metrics = _perfect_metrics(task, examples)
   assert metrics == {"em": pytest.approx(100.0), "f1": pytest.approx(100.0)}
 
 
-def test_paraphrase_transfer_uses_the_other_tasks_format_and_labels(mock_tfds):
-  task, examples = _examples("taskless_glue_mrpc_as_qqp_v200", "validation")
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_paraphrase_transfer_uses_the_other_tasks_format_and_labels(mock_tfds, prefix):
+  task, examples = _examples(prefix + "taskless_glue_mrpc_as_qqp_v200", "validation")
   assert _decode(task, examples[0]["inputs"]).startswith("question1:")
   vocab = task.output_features["targets"].vocabulary
   labels = {vocab.decode([int(i) for i in ex["targets"] if i != 1]) for ex in examples}
   assert labels <= {"not_duplicate", "duplicate"}
-  task, examples = _examples("taskless_glue_qqp_as_mrpc_v200", "validation")
+  task, examples = _examples(prefix + "taskless_glue_qqp_as_mrpc_v200", "validation")
   assert _decode(task, examples[0]["inputs"]).startswith("sentence1:")
 
 
