@@ -212,3 +212,41 @@ def build_model() -> t5.Transformer:
 def vocabulary() -> Any:
   """The `VOCABULARY` of the parsed gin config (a `seqio.SentencePieceVocabulary`)."""
   return macro_value("VOCABULARY", "parse a configs/models/*_prompt.gin file first")
+
+
+def predictor(gin_files: Sequence[str], overrides: Mapping[str, str] = (), **kwargs) -> Any:
+  """A `Predictor` from gin files and `--gin.`-style overrides (the Python API's entry).
+
+  Reads MODEL, VOCABULARY, INITIAL_CHECKPOINT_PATH, TASK_FEATURE_LENGTHS,
+  BATCH_SIZE, DECODING, RANDOM_SEED, NUM_PARTITIONS and the prompts:
+  PROMPT_FILES (a list or a name -> file dict) if set, else the model's own
+  prompt (PROMPT_INIT, e.g. configs/prompts/from_file.gin's PROMPT_FILE).
+  Keyword arguments override the macros (`batch_size=...`, `method=...`).
+
+      predictor = gin_config.predictor(
+          ["configs/models/t5_1_1_base_prompt.gin", "configs/runs/prompt_infer.gin"],
+          {"INITIAL_CHECKPOINT_PATH": "'/ckpts/t5_base'", "PROMPT_FILE": "'/runs/sst2'",
+           "TASK_FEATURE_LENGTHS": "{'inputs': 128, 'targets': 8}"})
+  """
+  # The Predictor sits below the entry points' layer; only this function knows gin.
+  from prompt_tuning.inference import decoding  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.inference import predictor as predictor_lib  # pylint: disable=g-import-not-at-top
+  parse_gin(gin_files, bindings_from_flags(dict(overrides)))
+
+  def macro(name, default=None):
+    try:
+      gin.query_parameter(f"%{name}")
+    except ValueError:
+      return default
+    return macro_value(name, "")
+
+  check_required_macros(("INITIAL_CHECKPOINT_PATH", "TASK_FEATURE_LENGTHS"))
+  return predictor_lib.build(
+      build_model(), vocabulary(), macro("INITIAL_CHECKPOINT_PATH"),
+      task_feature_lengths=kwargs.pop("task_feature_lengths", macro("TASK_FEATURE_LENGTHS")),
+      prompt_files=kwargs.pop("prompt_files", macro("PROMPT_FILES")),
+      batch_size=kwargs.pop("batch_size", macro("BATCH_SIZE", 32)),
+      method=kwargs.pop("method", macro("DECODING", decoding.Greedy())),
+      seed=kwargs.pop("seed", macro("RANDOM_SEED", 0)),
+      num_partitions=kwargs.pop("num_partitions", macro("NUM_PARTITIONS", 1)),
+      **kwargs)

@@ -54,11 +54,11 @@ def main(argv=None):
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
 
-  from prompt_tuning.convert import huggingface  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.checkpoints import huggingface  # pylint: disable=g-import-not-at-top
   from prompt_tuning.inference import predictor as predictor_lib  # pylint: disable=g-import-not-at-top
   from prompt_tuning.models import prompts  # pylint: disable=g-import-not-at-top
   from prompt_tuning.models import t5  # pylint: disable=g-import-not-at-top
-  from prompt_tuning.training import partitioning  # pylint: disable=g-import-not-at-top
+  from prompt_tuning import partitioning  # pylint: disable=g-import-not-at-top
 
   emb, heads, layers, head_dim, mlp = SIZES[args.size]
   cfg = t5.T5Config(vocab_size=VOCAB_SIZE, emb_dim=emb, num_heads=heads,

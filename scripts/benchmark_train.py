@@ -96,7 +96,9 @@ class _Ours:
     import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
     import numpy as np  # pylint: disable=g-import-not-at-top
     from prompt_tuning.models import prompt_init, prompts, t5  # pylint: disable=g-import-not-at-top
-    from prompt_tuning.training import optimizers, partitioning, train_state  # pylint: disable=g-import-not-at-top
+    from prompt_tuning import partitioning  # pylint: disable=g-import-not-at-top
+    from prompt_tuning.checkpoints import variables as variables_lib  # pylint: disable=g-import-not-at-top
+    from prompt_tuning.training import optimizers, train_state  # pylint: disable=g-import-not-at-top
 
     emb, heads, layers_, head_dim, mlp = SIZES[args.size]
     cfg = t5.T5Config(vocab_size=VOCAB_SIZE, emb_dim=emb, num_heads=heads,
@@ -106,7 +108,7 @@ class _Ours:
                                                prompt_init.random_uniform(0.5)))
     part = partitioning.Partitioner(1)
     optimizer = optimizers.adafactor(0.3)
-    variables, shardings = train_state.init_variables(model, part, None, seed=0)
+    variables, shardings = variables_lib.init_variables(model, part, None, seed=0)
     setup = train_state.setup_step(model, part, optimizer, variables, shardings, "prompt", seed=0)
     self.state, self.frozen, jitted = setup.state, setup.frozen, setup.jitted
     inputs, targets = _batch(args)

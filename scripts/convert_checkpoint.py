@@ -26,7 +26,7 @@ nor rescales it); the tokenizer is not written (use the base model's).
 import argparse
 import sys
 
-from prompt_tuning.convert import convert
+from prompt_tuning.checkpoints import convert
 
 
 def main(argv=None) -> int:

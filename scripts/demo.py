@@ -43,15 +43,15 @@ def _random_checkpoint(directory: str) -> str:
   """The bundled model's shape with random weights (seed 0), as a Hugging Face directory."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.checkpoints import tree
   from prompt_tuning import gin_config  # pylint: disable=g-import-not-at-top
-  from prompt_tuning.convert import convert  # pylint: disable=g-import-not-at-top
-  from prompt_tuning.convert import huggingface  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.checkpoints import convert  # pylint: disable=g-import-not-at-top
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   gin_config.parse_gin(["configs/models/wordnet_tiny_prompt.gin", "configs/prompts/no_prompt.gin"])
   model = gin_config.build_model()
   x = np.ones((1, 2), np.int32)
   params = jax.device_get(nn.meta.unbox(model.init(jax.random.key(0), x, x)))["params"]
-  convert.to_huggingface({k: np.asarray(v) for k, v in huggingface.flatten(params).items()},
+  convert.to_huggingface({k: np.asarray(v) for k, v in tree.flatten(params).items()},
                          directory)
   return directory
 

@@ -21,8 +21,8 @@ import json
 import os
 import sys
 
-from prompt_tuning.convert import peft
-from prompt_tuning.models import prompt_init
+from prompt_tuning.checkpoints import prompt_files
+from prompt_tuning.checkpoints import peft
 
 
 def main(argv=None) -> int:
@@ -35,7 +35,7 @@ def main(argv=None) -> int:
                       help="the transformers T5 the prompt belongs to (hub name or directory)")
   args = parser.parse_args(argv)
   try:
-    prompt = prompt_init.load_prompt_file(args.prompt_file)
+    prompt = prompt_files.load_prompt_file(args.prompt_file)
   except (OSError, ValueError) as e:
     print(f"export_peft: {e}", file=sys.stderr)
     return 2

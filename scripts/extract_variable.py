@@ -18,7 +18,7 @@ import sys
 import ml_dtypes
 import numpy as np
 
-from prompt_tuning.convert import readers
+from prompt_tuning.checkpoints import readers
 
 
 def main(argv=None) -> None:

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 import transformers
 
-from prompt_tuning.convert import huggingface
+from prompt_tuning.checkpoints import huggingface
 from prompt_tuning.models import t5
 
 TINY = t5.T5Config(vocab_size=64, emb_dim=32, num_heads=4, num_encoder_layers=2,
@@ -29,20 +29,25 @@ def hf_config(cfg: t5.T5Config) -> transformers.T5Config:
 
 
 def random_hf_model(cfg: t5.T5Config, seed: int = 0) -> transformers.T5ForConditionalGeneration:
-  """A randomly initialized HF T5, drawn the way T5.1.1 is.
+  """A randomly initialized HF T5, drawn the way T5.1.1 is, with an untied `lm_head`.
 
-  transformers draws an untied `lm_head` with std 1 (its init assumes tied
-  embeddings rescaled by d_model**-0.5), which at width 512 gives logits near
-  +-300, where float32 rounding of the final matmul alone exceeds 1e-4 (measured
-  against float64: 1.2e-4 for XLA, 0.9e-4 for numpy's BLAS). T5.1.1 draws the
-  logits kernel with fan-in variance scaling, std 1/sqrt(d_model), as we do here,
-  so logits have the magnitude of a real checkpoint's. Layer-norm scales are
-  perturbed away from 1 so that they are tested too.
+  transformers 5 always ties T5's `lm_head` to `shared` in memory (its T5Config
+  forces `tie_word_embeddings=True`), which would make the embedding and the
+  logits tables equal, so a model computing logits from the embedding would
+  pass every comparison. Here the head gets its own tensor, drawn as T5.1.1
+  draws its logits kernel (fan-in variance scaling, std 1/sqrt(d_model), so
+  logits have a real checkpoint's magnitude: transformers' std 1 would give
+  logits near +-300 at width 512, where float32 rounding of the final matmul
+  alone exceeds 1e-4), and the config says `tie_word_embeddings: false` so that
+  `save_pretrained` stores it and `from_pretrained` keeps it. Layer-norm scales
+  are perturbed away from 1 so that they are tested too.
   """
   torch.manual_seed(seed)
   model = transformers.T5ForConditionalGeneration(hf_config(cfg)).eval()
   with torch.no_grad():
-    model.lm_head.weight.normal_(0.0, cfg.emb_dim ** -0.5)
+    model.lm_head.weight = torch.nn.Parameter(
+        torch.empty_like(model.shared.weight).normal_(0.0, cfg.emb_dim ** -0.5))
+    model.config.tie_word_embeddings = False
     for name, p in model.named_parameters():
       if "layer_norm" in name:
         p.mul_(1 + 0.2 * torch.randn_like(p))
@@ -72,3 +77,10 @@ def random_tokens(rng: np.random.Generator, batch: int, length: int, vocab: int,
   lengths[0] = length  # one full row
   tokens[np.arange(length)[None, :] >= lengths[:, None]] = 0
   return tokens.astype(np.int32)
+
+
+def assert_untied(model: transformers.T5ForConditionalGeneration) -> None:
+  """The reference's logits table is not its embedding (in memory, not only by name)."""
+  head, shared = model.lm_head.weight, model.shared.weight
+  assert head.data_ptr() != shared.data_ptr()
+  assert not torch.equal(head, shared)

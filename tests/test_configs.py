@@ -128,7 +128,7 @@ WORDNET_FILES = ("configs/models/wordnet_tiny_prompt.gin", "configs/runs/pretrai
 def test_bundled_model_config_reads_the_bundled_checkpoint():
   """The demo's config: the tiny model, its vocabulary, and its checkpoint's shapes agree."""
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
-  from prompt_tuning.convert import readers  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.checkpoints import readers  # pylint: disable=g-import-not-at-top
   from prompt_tuning.data import wordnet  # pylint: disable=g-import-not-at-top
   from prompt_tuning.training import trainable  # pylint: disable=g-import-not-at-top
   gin_config.parse_gin(["configs/runs/wordnet_demo.gin"], ["MODEL_DIR = '/tmp/unused'"])
@@ -213,7 +213,7 @@ def _prompt_bindings(tmp_path, vocab_path):
   np.save(tmp_path / "embedding.npy", table)
   prompt = np.random.RandomState(1).randn(TINY_PROMPT_LENGTH, TINY_EMBED).astype(np.float32)
   np.save(tmp_path / "prompt.npy", prompt)
-  from prompt_tuning.convert import convert  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.checkpoints import convert  # pylint: disable=g-import-not-at-top
   # The same table as the frozen model's checkpoint (this project's format).
   convert.to_own({"token_embedder/embedding": table}, str(tmp_path / "frozen"))
   bindings = {

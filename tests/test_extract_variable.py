@@ -7,9 +7,10 @@ import sys
 import jax.numpy as jnp
 import numpy as np
 
-from prompt_tuning.training import checkpoints
+from prompt_tuning.checkpoints import variables as variables_lib
+from prompt_tuning.checkpoints import checkpointer
 from prompt_tuning.training import optimizers
-from prompt_tuning.training import partitioning
+from prompt_tuning import partitioning
 from prompt_tuning.training import train_state
 from prompt_tuning.training import trainable
 from prompt_tuning.models import prompts
@@ -31,13 +32,13 @@ def _extract(checkpoint_dir, variable, output):
 def test_extracts_exactly_from_own_and_hugging_face_checkpoints(tmp_path):
   # This project's model-tuned run, with a bfloat16 weight to check the dtype is kept.
   model = t5.Transformer(CFG, prompts.Prompt(2, CFG.emb_dim))
-  variables, _ = train_state.init_variables(model, partitioning.Partitioner(1), None, seed=1)
+  variables, _ = variables_lib.init_variables(model, partitioning.Partitioner(1), None, seed=1)
   train, _ = trainable.partition(variables, "all")
   train["params/encoder/encoder_norm/scale"] = train["params/encoder/encoder_norm/scale"].astype(
       jnp.bfloat16) + 0.5
   state = train_state.create(train, optimizers.adafactor(), 0).replace(
       step=jnp.asarray(4, jnp.int32))
-  checkpoints.Checkpointer(str(tmp_path / "run")).save(state, {"data_position": 4})
+  checkpointer.Checkpointer(str(tmp_path / "run")).save(state, {"data_position": 4})
   for name in ("token_embedder/embedding", "encoder/encoder_norm/scale",
                "decoder/layers_1/mlp/wo/kernel"):
     out = tmp_path / "own.npy"

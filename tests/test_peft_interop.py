@@ -7,9 +7,9 @@ import peft as peft_lib
 import pytest
 import torch
 
-from prompt_tuning.convert import peft
+from prompt_tuning.checkpoints import prompt_files
+from prompt_tuning.checkpoints import peft
 from prompt_tuning.inference import decoding
-from prompt_tuning.models import prompt_init
 from scripts import export_peft
 from tests import test_infer
 from tests.test_infer import hf_checkpoint  # pylint: disable=unused-import
@@ -41,7 +41,7 @@ def test_exported_adapter_serves_with_peft_like_infer_and_imports_back(
               "PROMPT_TUNING", "SEQ_2_SEQ_LM", 5, 16, 1)
 
   # Imported back: the identical array, and usable as PROMPT_FILE.
-  np.testing.assert_array_equal(prompt_init.load_prompt_file(str(adapter)), prompt)
+  np.testing.assert_array_equal(prompt_files.load_prompt_file(str(adapter)), prompt)
   input_file = tmp_path / "in.jsonl"
   input_file.write_text("".join(json.dumps({"inputs": t}) + "\n" for t in test_infer.TEXTS))
   output_file = tmp_path / "out.jsonl"
@@ -64,8 +64,8 @@ def test_adapters_this_project_cannot_use_are_clear_errors(tmp_path):
   config.update(num_transformer_submodules=2, num_virtual_tokens=4)
   config_path.write_text(json.dumps(config))
   with pytest.raises(ValueError, match="puts prompts on both encoder and decoder"):
-    prompt_init.load_prompt_file(str(tmp_path / "both"))
+    prompt_files.load_prompt_file(str(tmp_path / "both"))
   config.update(peft_type="LORA")
   config_path.write_text(json.dumps(config))
   with pytest.raises(ValueError, match="PEFT LORA adapter, not PROMPT_TUNING"):
-    prompt_init.load_prompt_file(str(tmp_path / "both"))
+    prompt_files.load_prompt_file(str(tmp_path / "both"))

@@ -1,4 +1,4 @@
-"""The README's Python API example (the block using Predictor) runs as written."""
+"""The README's Python API example (the block building a Predictor) runs as written."""
 
 import os
 import re
@@ -14,7 +14,7 @@ from tests import conftest
 def test_readme_python_example_runs(tmp_path, t5_vocab_path):
   readme = (conftest.REPO_ROOT / "README.md").read_text()
   blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S)
-            if "Predictor" in b]
+            if "gin_config.predictor(" in b]
   assert len(blocks) == 1
   script = tmp_path / "example.py"
   script.write_text(blocks[0])

@@ -3,7 +3,8 @@
 This is the Python API for notebooks and services, and what `prompt_tuning.eval`,
 `prompt_tuning.infer` and the trainer's decoding-based evaluation run.
 
-    predictor = Predictor.from_gin(
+    from prompt_tuning import gin_config
+    predictor = gin_config.predictor(
         ["configs/models/t5_1_1_base_prompt.gin", "configs/runs/prompt_infer.gin"],
         {"INITIAL_CHECKPOINT_PATH": "'/ckpts/t5_base'",
          "PROMPT_FILES": "{'sst2': '/runs/sst2', 'rte': '/runs/rte/prompt.npy'}",
@@ -28,8 +29,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from prompt_tuning import partitioning
+from prompt_tuning.checkpoints import layout
+from prompt_tuning.checkpoints import prompt_files
+from prompt_tuning.checkpoints import variables as variables_lib
 from prompt_tuning.inference import decoding
-from prompt_tuning.models import prompt_init
 from prompt_tuning.models import t5
 
 DEFAULT_PROMPT = "default"
@@ -128,19 +132,11 @@ class Predictor:
     self._decode = jax.jit(self._decode_rows)
     self._score = jax.jit(self._score_rows)
 
-  @classmethod
-  def from_gin(cls, gin_files: Sequence[str], overrides: Mapping[str, str] = (),
-               **kwargs) -> "Predictor":
-    """Parses gin files and `--gin.`-style overrides, then builds from the config's macros."""
-    from prompt_tuning import gin_config  # pylint: disable=g-import-not-at-top
-    gin_config.parse_gin(gin_files, gin_config.bindings_from_flags(dict(overrides)))
-    return from_config(**kwargs)
-
   # The prompt bank.
 
   def set_prompts(self, prompts: Mapping[str, Any]) -> None:
     """Replaces the bank: name -> `[P, E]` array or PROMPT_FILE path."""
-    arrays = {name: prompt_init.load_prompt_file(p) if isinstance(p, str) else
+    arrays = {name: prompt_files.load_prompt_file(p) if isinstance(p, str) else
               np.asarray(jax.device_get(p), np.float32) for name, p in prompts.items()}
     shapes = {name: a.shape for name, a in arrays.items()}
     width = self.model.config.emb_dim
@@ -376,41 +372,9 @@ class Predictor:
     return self.score_tokens(rows_x, rows_y, rows_i).reshape(n, k)
 
 
-def from_config(**kwargs) -> Predictor:
-  """A predictor from the parsed gin config's macros (see configs/runs/prompt_infer.gin).
-
-  Reads MODEL, VOCABULARY, INITIAL_CHECKPOINT_PATH, TASK_FEATURE_LENGTHS,
-  BATCH_SIZE, DECODING, RANDOM_SEED, NUM_PARTITIONS and the prompts:
-  PROMPT_FILES (a list or a name -> file dict) if set, else the model's own
-  prompt (PROMPT_INIT, e.g. configs/prompts/from_file.gin's PROMPT_FILE).
-  Keyword arguments override the macros (`batch_size=...`, `method=...`).
-  """
-  from prompt_tuning import gin_config  # pylint: disable=g-import-not-at-top
-  import gin  # pylint: disable=g-import-not-at-top
-
-  def macro(name, default=None):
-    try:
-      gin.query_parameter(f"%{name}")
-    except ValueError:
-      return default
-    return gin_config.macro_value(name, "")
-
-  gin_config.check_required_macros(("INITIAL_CHECKPOINT_PATH", "TASK_FEATURE_LENGTHS"))
-  model = gin_config.build_model()
-  return build(model, gin_config.vocabulary(), macro("INITIAL_CHECKPOINT_PATH"),
-               task_feature_lengths=kwargs.pop("task_feature_lengths",
-                                               macro("TASK_FEATURE_LENGTHS")),
-               prompt_files=kwargs.pop("prompt_files", macro("PROMPT_FILES")),
-               batch_size=kwargs.pop("batch_size", macro("BATCH_SIZE", 32)),
-               method=kwargs.pop("method", macro("DECODING", decoding.Greedy())),
-               seed=kwargs.pop("seed", macro("RANDOM_SEED", 0)),
-               num_partitions=kwargs.pop("num_partitions", macro("NUM_PARTITIONS", 1)),
-               **kwargs)
-
-
 def own_prompt(variables: Mapping[str, Any]) -> dict[str, Any]:
   """The model's own prompt variable as a one-prompt bank (empty for no prompt or P = 0)."""
-  leaves = jax.tree_util.tree_leaves(variables.get("prompt", {}))
+  leaves = jax.tree_util.tree_leaves(variables.get(layout.PROMPT_COLLECTION, {}))
   return {DEFAULT_PROMPT: leaves[0]} if leaves and leaves[0].shape[0] else {}
 
 
@@ -430,10 +394,8 @@ def build(model: t5.Transformer, vocabulary: Any, initial_checkpoint_path: Optio
           batch_size: int = 32, method: decoding.Method = decoding.Greedy(), seed: int = 0,
           num_partitions: int = 1) -> Predictor:
   """Reads the frozen model (random from `seed` when the path is None) and the prompts."""
-  from prompt_tuning.training import partitioning  # pylint: disable=g-import-not-at-top
-  from prompt_tuning.training import train_state  # pylint: disable=g-import-not-at-top
   part = partitioning.Partitioner(num_partitions)
-  variables, _ = train_state.init_variables(model, part, initial_checkpoint_path, seed)
+  variables, _ = variables_lib.init_variables(model, part, initial_checkpoint_path, seed)
   prompts = prompt_bank(prompt_files) or own_prompt(variables)
   return Predictor(model, variables["params"], vocabulary,
                    task_feature_lengths=task_feature_lengths, prompts=prompts,

@@ -8,11 +8,11 @@
   label i's sub-tokens; remaining rows come from a fallback initializer.
 * `from_string(embeddings, vocabulary, text)`: one token embedding per row, the
   rest from the fallback.
-* `from_array(value)`: a given `[P, E]` array or `.npy` file, shape checked.
+* `from_array(value)`: a given `[P, E]` array, shape checked.
 
-`embeddings` is a `[vocab, embed]` array, a `.npy` path, or a zero-argument
-callable returning the table (so a checkpoint is read only when the prompt is
-initialized). `vocabulary` is anything with `encode(str) -> list[int]`, such as
+`embeddings` is a `[vocab, embed]` array or a zero-argument callable returning
+the table (so a checkpoint is read only when the prompt is initialized; files
+are read by `prompt_tuning.checkpoints`, never here). `vocabulary` is anything with `encode(str) -> list[int]`, such as
 a `seqio.SentencePieceVocabulary`.
 """
 
@@ -26,7 +26,7 @@ import numpy as np
 
 Array = jax.Array
 Initializer = Callable[[Array, Sequence[int]], Array]
-Embeddings = Any  # array-like, a .npy path, or a callable returning one.
+Embeddings = Any  # array-like, or a zero-argument callable returning one.
 
 
 class Vocabulary(Protocol):
@@ -42,65 +42,13 @@ def _shape(shape: Sequence[int]) -> tuple[int, int]:
 
 
 def _load_array(value: Any, what: str) -> np.ndarray:
+  if isinstance(value, (str, bytes, os.PathLike)):
+    raise ValueError(f"the {what} is a path ({os.fspath(value)!r}); the model takes arrays: "
+                    "give an array or a zero-argument callable returning one (the gin files "
+                    "use prompt_tuning.checkpoints.prompt_files to read files)")
   if callable(value):
     value = value()
-  if isinstance(value, (str, os.PathLike)):
-    path = os.fspath(value)
-    if not os.path.exists(path):
-      raise FileNotFoundError(f"{what} file {path} does not exist")
-    value = load_prompt_file(path) if what == "prompt" else np.load(path)
   return np.asarray(value, dtype=np.float32)
-
-
-PROMPT_FILE_NAME = "encoder.prompt.prompt.npy"  # what a training run's numpy checkpoints hold
-
-
-def resolve_prompt_file(path: str) -> str:
-  """The `.npy` file a PROMPT_FILE names.
-
-  Args:
-    path: a `.npy` file; a numpy checkpoint directory
-      (`MODEL_DIR/numpy_checkpoints/checkpoint_<step>`); `numpy_checkpoints`
-      itself or a training run's MODEL_DIR (then its latest step).
-
-  Raises:
-    FileNotFoundError: nothing at `path`, or no prompt in the directory.
-  """
-  path = os.fspath(path)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"prompt file {path} does not exist")
-  if not os.path.isdir(path):
-    return path
-  if os.path.isdir(os.path.join(path, "numpy_checkpoints")):
-    path = os.path.join(path, "numpy_checkpoints")
-  steps = [(int(n.split("_")[1]), n) for n in os.listdir(path)
-           if n.startswith("checkpoint_") and n.split("_")[1].isdigit()]
-  if steps:
-    path = os.path.join(path, max(steps)[1])
-  candidates = sorted(n for n in os.listdir(path) if n.endswith(".npy"))
-  if PROMPT_FILE_NAME in candidates:
-    return os.path.join(path, PROMPT_FILE_NAME)
-  if len(candidates) == 1:
-    return os.path.join(path, candidates[0])
-  raise FileNotFoundError(
-      f"no prompt in {path}: expected {PROMPT_FILE_NAME} (or a single .npy file); give a .npy "
-      "file, a numpy_checkpoints/checkpoint_<step> directory or a training run's MODEL_DIR")
-
-
-def load_prompt_file(path: str) -> np.ndarray:
-  """A `[length, embed]` float32 prompt from a PROMPT_FILE.
-
-  Args:
-    path: what `resolve_prompt_file` accepts, or a Hugging Face PEFT
-      prompt-tuning adapter directory (`adapter_config.json`).
-  """
-  from prompt_tuning.convert import peft  # pylint: disable=g-import-not-at-top
-  if peft.is_adapter(os.fspath(path)):
-    return peft.read_prompt(os.fspath(path))
-  prompt = np.asarray(np.load(resolve_prompt_file(path)), np.float32)
-  if prompt.ndim != 2:
-    raise ValueError(f"prompt file {path} holds shape {prompt.shape}; a prompt is [length, embed]")
-  return prompt
 
 
 def _embedding_table(embeddings: Embeddings, embed_dim: int) -> np.ndarray:
@@ -206,15 +154,18 @@ def from_string(embeddings: Embeddings,
 
 
 def from_array(value: Any) -> Initializer:
-  """A fixed prompt: an array, a PROMPT_FILE path (see `resolve_prompt_file`), or a callable."""
+  """A fixed prompt: an array, or a zero-argument callable returning one.
+
+  A callable's `source` attribute, if any, names it in errors (the gin files
+  pass `checkpoints.prompt_files.prompt_file(PROMPT_FILE)`).
+  """
 
   def init(rng: Array, shape: Sequence[int]) -> Array:
     del rng
     length, embed_dim = _shape(shape)
     prompt = _load_array(value, "prompt")
     if prompt.shape != (length, embed_dim):
-      source = f"prompt file {os.fspath(value)}" if isinstance(
-          value, (str, os.PathLike)) else "prompt array"
+      source = getattr(value, "source", "prompt array")
       raise ValueError(
           f"{source} has shape {prompt.shape}; the config says "
           f"PROMPT_LENGTH={length}, EMBED_DIM={embed_dim}")

@@ -6,111 +6,12 @@ of TASK_FEATURE_LENGTHS; the prompt adds P encoder positions on top of
 run skips the batches it already consumed and sees the same stream.
 """
 
-import difflib
-import functools
-import importlib
 from typing import Iterator, Mapping, Optional
 
-from absl import logging
 import numpy as np
 import seqio
-import tensorflow as tf
 
-
-def import_task_module(module: Optional[str]) -> None:
-  """Imports MIXTURE_OR_TASK_MODULE so that its tasks register."""
-  if not module:
-    return
-  try:
-    importlib.import_module(module)
-  except ImportError as e:
-    raise ImportError(f"MIXTURE_OR_TASK_MODULE={module!r} does not import ({e}); pass a module "
-                      "on the Python path that registers your seqio tasks") from None
-
-
-def get_task_or_mixture(name: str):
-  """The registered task or mixture, or an error listing close names."""
-  if name in seqio.MixtureRegistry.names():
-    return seqio.get_mixture_or_task(name)
-  if name in seqio.TaskRegistry.names():
-    return seqio.get_mixture_or_task(name)
-  known = list(seqio.TaskRegistry.names()) + list(seqio.MixtureRegistry.names())
-  close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
-  hint = f"close names: {close}" if close else "set MIXTURE_OR_TASK_MODULE to the module that registers it"
-  raise ValueError(f"no seqio task or mixture named {name!r}; {hint}")
-
-
-def tasks_of(name: str) -> list:
-  """The tasks of a mixture, or the task itself, by name."""
-  provider = get_task_or_mixture(name)
-  return list(provider.tasks) if isinstance(provider, seqio.Mixture) else [provider]
-
-
-def targets_vocabulary(name: str):
-  """The vocabulary of the first task's targets."""
-  return tasks_of(name)[0].output_features["targets"].vocabulary
-
-
-def has_split(name: str, split: str) -> bool:
-  """Whether every task of `name` has `split`."""
-  return all(split in task.splits for task in tasks_of(name))
-
-
-def check_vocabulary(name: str, vocabulary, vocab_size: int) -> None:
-  """Raises if a task of `name` uses a vocabulary other than the model's.
-
-  Args:
-    name: task or mixture.
-    vocabulary: the model's VOCABULARY (None skips the identity check).
-    vocab_size: rows of the model's embedding table (NUM_EMBEDDINGS).
-  """
-  for task in tasks_of(name):
-    for feature_name, feature in task.output_features.items():
-      vocab = feature.vocabulary
-      if vocab.vocab_size > vocab_size:
-        raise ValueError(
-            f"task {task.name!r} feature {feature_name!r} has a vocabulary of "
-            f"{vocab.vocab_size} ids but the model embeds {vocab_size} (NUM_EMBEDDINGS); use "
-            "the model's vocabulary for the task, or a model made for the task's vocabulary")
-      if vocabulary is None or vocab == vocabulary or _same_sentencepiece(vocab, vocabulary):
-        continue
-      raise ValueError(f"task {task.name!r} feature {feature_name!r} uses {_describe(vocab)}, "
-                       f"but the model's VOCABULARY is {_describe(vocabulary)}; set "
-                       "SENTENCEPIECE_MODEL_FILE to the task's vocabulary, or register the "
-                       "task with the model's")
-
-
-def _describe(vocabulary) -> str:
-  if isinstance(vocabulary, seqio.SentencePieceVocabulary):
-    return (f"SentencePieceVocabulary({vocabulary.sentencepiece_model_file}, "
-            f"extra_ids={vocabulary.extra_ids})")
-  return f"{type(vocabulary).__name__}({vocabulary.vocab_size} ids)"
-
-
-@functools.lru_cache(maxsize=8)
-def _file_bytes(path: str) -> bytes:
-  """A vocabulary file's contents, read once per path (a mixture's tasks share it)."""
-  with tf.io.gfile.GFile(path, "rb") as f:
-    return f.read()
-
-
-def _same_sentencepiece(a, b) -> bool:
-  """Whether two SentencePiece vocabularies map text to the same ids.
-
-  Their files may be at other paths, and their numbers of extra ids (sentinels
-  appended after the pieces) may differ: the size check covers those.
-  """
-  if not (isinstance(a, seqio.SentencePieceVocabulary) and
-          isinstance(b, seqio.SentencePieceVocabulary)):
-    return False
-  try:
-    return (_file_bytes(a.sentencepiece_model_file) ==
-            _file_bytes(b.sentencepiece_model_file))
-  except Exception:  # pylint: disable=broad-except
-    # The model's file cannot be read here (e.g. gs:// offline): the task's
-    # vocabulary is what the data uses, so only the sizes could be checked.
-    logging.warning("could not read %s to compare it with %s", b, a)
-    return True
+from prompt_tuning.data import registry
 
 
 def batches(name: str,
@@ -144,7 +45,7 @@ def batches(name: str,
   """
   if batch_size % num_shards:
     raise ValueError(f"BATCH_SIZE={batch_size} is not divisible by the {num_shards} data shards")
-  get_task_or_mixture(name)
+  registry.get_task_or_mixture(name)
   ds = seqio.get_dataset(
       name, dict(task_feature_lengths), seqio.EncDecFeatureConverter(pack=False),
       dataset_split=split, use_cached=use_cached, shuffle=shuffle, num_epochs=num_epochs,

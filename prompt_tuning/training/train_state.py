@@ -5,23 +5,22 @@ The state holds only what changes: the trainable variables (a flat
 dropout RNG. The frozen variables are a separate argument, never donated and
 never differentiated, so a prompt-tuning run keeps one copy of the frozen model.
 
-`init_variables` creates (or reads from INITIAL_CHECKPOINT_PATH) the model's
-variables onto their shards, and `setup_step` turns them into a state, frozen
-variables and the jitted step: what the trainer and the benchmark both run.
+`setup_step` turns the model's variables (`checkpoints.variables`) into a
+state, frozen variables and the jitted step: what the trainer and the
+benchmark both run.
 """
 
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple
 
 import flax
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
-from prompt_tuning.convert import readers
+from prompt_tuning import partitioning
+from prompt_tuning.checkpoints import layout
 from prompt_tuning.models import t5
 from prompt_tuning.training import losses
-from prompt_tuning.training import partitioning
 from prompt_tuning.training import trainable as trainable_lib
 
 Array = jax.Array
@@ -117,7 +116,7 @@ def make_train_step(model: t5.Transformer,
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.trainable)
     updates, opt_state = tx.update(grads, state.opt_state, state.trainable)
     new_trainable = optax.apply_updates(state.trainable, updates)
-    prompts = [v for k, v in new_trainable.items() if k.startswith("prompt/")]
+    prompts = [v for k, v in new_trainable.items() if layout.is_prompt(k)]
     metrics = {"loss": loss, **aux, "update_norm": optax.global_norm(updates),
                "prompt_norm": optax.global_norm(prompts) if prompts else jnp.zeros(())}
     return state.replace(step=state.step + 1, trainable=new_trainable, opt_state=opt_state), metrics
@@ -184,41 +183,6 @@ def compile_train_step(jitted: Any, partitioner: partitioning.Partitioner, state
   return compiled, text
 
 
-def init_variables(model: t5.Transformer, part: partitioning.Partitioner,
-                   initial_checkpoint_path: Optional[str], seed: int) -> tuple[Any, Any]:
-  """The model's variables, each created (or read) onto its shards.
-
-  Args:
-    model: the model.
-    part: the partitioner whose mesh and rules place the variables.
-    initial_checkpoint_path: the frozen model's checkpoint; None means a random
-      model from `seed`.
-    seed: the random init's seed.
-
-  Returns:
-    `(variables, shardings)`: nested `{'params': ..., 'prompt': ...}` trees.
-  """
-  init = lambda key: model.init(key, jnp.ones((1, 1), jnp.int32), jnp.ones((1, 1), jnp.int32))
-  key = jax.random.key(seed)
-  if initial_checkpoint_path is None:
-    return part.sharded_init(init, key)
-  abstract = jax.eval_shape(init, key)
-  shardings = part.shardings(abstract)
-  abstract = nn.meta.unbox(abstract)
-  flat_shardings = trainable_lib.flatten(shardings["params"])
-  targets = {name: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=flat_shardings[name])
-             for name, leaf in trainable_lib.flatten(abstract["params"]).items()}
-  params = readers.load_params(initial_checkpoint_path, targets)
-  # The other collections (the prompt) from the seed; XLA drops the unused
-  # random init of `params` from this computation.
-  others = {c: s for c, s in shardings.items() if c != "params"}
-  with part.context():
-    variables = jax.jit(lambda k: {c: v for c, v in nn.meta.unbox(init(k)).items()
-                                   if c != "params"}, out_shardings=others)(key)
-  variables["params"] = trainable_lib.unflatten(params)
-  return variables, shardings
-
-
 class StepSetup(NamedTuple):
   """What `setup_step` returns: the state, the frozen variables and the jitted step."""
 
@@ -237,7 +201,7 @@ def setup_step(model: t5.Transformer, part: partitioning.Partitioner,
     model: the model.
     part: the partitioner.
     optimizer: over the trainable variables.
-    variables, shardings: from `init_variables`.
+    variables, shardings: from `checkpoints.variables.init_variables`.
     what_trains: 'prompt', 'all', or regexes over variable paths.
     seed: seeds the dropout RNG of the state.
     **loss_options: z_loss, label_smoothing, loss_normalizing_factor.

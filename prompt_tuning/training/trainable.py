@@ -17,7 +17,8 @@ import math
 import re
 from typing import Any, Mapping, Sequence, Union
 
-from flax import traverse_util
+from prompt_tuning.checkpoints import layout
+from prompt_tuning.checkpoints import tree
 
 WhatTrains = Union[str, Sequence[str]]
 Flat = dict[str, Any]
@@ -28,21 +29,17 @@ MODEL_TUNING = "all"
 
 def _patterns(what: WhatTrains) -> list[re.Pattern]:
   if what == PROMPT_TUNING:
-    return [re.compile(r"prompt/.*")]
+    return [re.compile(re.escape(layout.PROMPT_PREFIX) + ".*")]
   if what == MODEL_TUNING:
-    return [re.compile(r"(params|prompt)/.*")]
+    return [re.compile(r"params/.*"), re.compile(re.escape(layout.PROMPT_PREFIX) + ".*")]
   if isinstance(what, str):
     raise ValueError(f"what trains must be {PROMPT_TUNING!r}, {MODEL_TUNING!r} or a list of "
                      f"regular expressions over variable paths, got {what!r}")
   return [re.compile(p) for p in what]
 
 
-def flatten(variables: Mapping[str, Any]) -> Flat:
-  return traverse_util.flatten_dict(dict(variables), sep="/")
-
-
-def unflatten(flat: Flat) -> dict[str, Any]:
-  return traverse_util.unflatten_dict(flat, sep="/")
+flatten = tree.flatten
+unflatten = tree.unflatten
 
 
 def partition(variables: Mapping[str, Any], what: WhatTrains = PROMPT_TUNING) -> tuple[Flat, Flat]:

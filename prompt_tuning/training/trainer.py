@@ -7,7 +7,6 @@ checkpointing only what changed; rerunning with the same MODEL_DIR resumes from
 its latest checkpoint on the same data stream and dropout keys.
 """
 
-import os
 import time
 from typing import Any, Callable, Mapping, Optional
 
@@ -18,17 +17,23 @@ from jax.experimental import multihost_utils
 import numpy as np
 import optax
 
-from prompt_tuning.inference import decoding
-from prompt_tuning.inference import runs
+from prompt_tuning import partitioning
+from prompt_tuning.checkpoints import checkpointer
+from prompt_tuning.checkpoints import layout
+from prompt_tuning.checkpoints import variables as variables_lib
+from prompt_tuning.data import registry
 from prompt_tuning.models import t5
-from prompt_tuning.training import checkpoints
 from prompt_tuning.training import data
 from prompt_tuning.training import optimizers
-from prompt_tuning.training import partitioning
 from prompt_tuning.training import train_state
 from prompt_tuning.training import trainable
 
+# `fn(step, merged variables) -> {name: value}`: metrics beside the teacher-forced ones.
 InferEvalFn = Callable[[int, dict[str, Any]], Mapping[str, float]]
+# Builds the InferEvalFn once the partitioner exists: `(partitioner, output
+# directory or None on other hosts) -> fn or None`. The entry point hands in
+# `inference.evaluation.infer_eval(...)` (configs/runs/prompt_finetune.gin).
+InferEvalFactory = Callable[[partitioning.Partitioner, Optional[str]], Optional[InferEvalFn]]
 
 
 class _Evaluator:
@@ -100,9 +105,7 @@ def train(*,
           eval_period: Optional[int] = None,
           learning_rate: Optional[optax.ScalarOrSchedule] = None,
           vocabulary: Any = None,
-          infer_eval: bool = True,
-          decoding_method: decoding.Method = decoding.Greedy(),
-          infer_eval_fn: Optional[InferEvalFn] = None,
+          infer_eval: Optional[InferEvalFactory] = None,
           on_start: Optional[Callable[[], None]] = None) -> dict[str, Any]:
   """Trains until `train_steps` steps (of this run's state) are done.
 
@@ -127,31 +130,30 @@ def train(*,
     z_loss, label_smoothing, loss_normalizing_factor: the loss (see `losses`).
     log_period: steps between console lines and summaries.
     eval_period: steps between evaluations on the task's validation split
-      (teacher-forced loss and token accuracy, plus `infer_eval_fn`'s metrics);
+      (teacher-forced loss and token accuracy, plus `infer_eval`'s metrics);
       None: no evaluation.
     learning_rate: the optimizer's learning rate (constant or schedule), for
       the `train/learning_rate` summary.
     vocabulary: the model's VOCABULARY; the task's must be the same.
-    infer_eval: at each evaluation, also decode the validation split and
-      compute the seqio metrics of every task that defines some (t5x's
-      infer_eval); predictions go under `MODEL_DIR/inference_eval`.
-    decoding_method: how infer_eval decodes (DECODING).
-    infer_eval_fn: replaces the built-in infer_eval: `fn(step, variables) ->
-      metrics` with the merged variables; its metrics are written under `eval/`.
+    infer_eval: at each evaluation, also run the function this factory builds
+      (`InferEvalFactory`; the run file hands in the decoding of the
+      validation split with every task's seqio metrics, t5x's infer_eval,
+      writing under `MODEL_DIR/inference_eval`); its metrics are written under
+      `eval/`. None: teacher-forced metrics only.
     on_start: called once on the first host after set-up (the entry point
       writes the operative gin config here).
 
   Returns:
     The last step's metrics, the step, and the path of the last numpy prompt.
   """
-  data.import_task_module(mixture_or_task_module)
-  data.check_vocabulary(mixture_or_task_name, vocabulary, model.config.vocab_size)
-  ckpt = checkpoints.Checkpointer(model_dir, keep_checkpoints)
+  registry.import_task_module(mixture_or_task_module)
+  registry.check_vocabulary(mixture_or_task_name, vocabulary, model.config.vocab_size)
+  ckpt = checkpointer.Checkpointer(model_dir, keep_checkpoints)
   optimizer = optimizer or optimizers.adafactor()
   part = partitioning.Partitioner(num_partitions)
 
-  variables, shardings = train_state.init_variables(model, part, initial_checkpoint_path,
-                                                    random_seed)
+  variables, shardings = variables_lib.init_variables(model, part, initial_checkpoint_path,
+                                                      random_seed)
   state, frozen, state_shardings, jitted = train_state.setup_step(
       model, part, optimizer, variables, shardings, what_trains, random_seed, z_loss=z_loss,
       label_smoothing=label_smoothing, loss_normalizing_factor=loss_normalizing_factor)
@@ -177,21 +179,16 @@ def train(*,
                          seed=random_seed, start=record["data_position"],
                          shard_index=jax.process_index(), num_shards=jax.process_count(),
                          use_cached=use_cached_tasks)
-  evaluate = None
-  if eval_period and not data.has_split(mixture_or_task_name, "validation"):
+  evaluate, infer_eval_fn = None, None
+  if eval_period and not registry.has_split(mixture_or_task_name, "validation"):
     logging.warning("%s has no validation split; EVAL_PERIOD is ignored", mixture_or_task_name)
   elif eval_period:
     evaluate = _Evaluator(model, part, state_shardings, frozen, mixture_or_task_name,
                           task_feature_lengths, batch_size, use_cached_tasks,
                           z_loss=z_loss, label_smoothing=label_smoothing)
-  if evaluate is not None and infer_eval and infer_eval_fn is None:
-    builtin = runs.InferEval(
-        model, vocabulary or data.targets_vocabulary(mixture_or_task_name),
-        mixture_or_task_name, task_feature_lengths,
-        output_dir=os.path.join(model_dir, "inference_eval") if jax.process_index() == 0 else None,
-        batch_size=batch_size, method=decoding_method, use_cached=use_cached_tasks,
-        partitioner=part)
-    infer_eval_fn = builtin if builtin else None
+  if evaluate is not None and infer_eval is not None:
+    infer_eval_fn = infer_eval(
+        part, layout.inference_eval_dir(model_dir) if jax.process_index() == 0 else None)
   if on_start is not None and jax.process_index() == 0:
     on_start()
   writer = metric_writers.create_default_writer(model_dir, just_logging=jax.process_index() > 0,
@@ -239,6 +236,6 @@ def train(*,
       _check_finite(metrics["loss"], step, last_saved)
       last_saved = ckpt.save(state, record)
   writer.flush()
-  numpy_dir = os.path.join(model_dir, checkpoints.NUMPY_DIR, f"checkpoint_{step}")
+  numpy_dir = layout.numpy_step_dir(model_dir, step)
   return {"step": step, "metrics": {k: float(v) for k, v in metrics.items()},
           "numpy_checkpoint_dir": numpy_dir}

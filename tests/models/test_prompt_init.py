@@ -77,24 +77,23 @@ def test_from_string_one_token_per_row(table, t5_vocabulary, caplog):
   assert "dropped the last" in caplog.text
 
 
-def test_from_array_and_npy_file(tmp_path):
+def test_from_array_and_a_callable():
   value = np.random.default_rng(1).normal(size=(5, E)).astype(np.float32)
   np.testing.assert_array_equal(prompt_init.from_array(value)(RNG, (5, E)), value)
-  path = tmp_path / "prompt.npy"
-  np.save(path, value)
-  np.testing.assert_array_equal(prompt_init.from_array(str(path))(RNG, (5, E)), value)
-  with pytest.raises(ValueError, match=r"prompt file .*prompt.npy has shape \(5, 16\); "
+  np.testing.assert_array_equal(prompt_init.from_array(lambda: value)(RNG, (5, E)), value)
+  with pytest.raises(ValueError, match=r"prompt array has shape \(5, 16\); "
                      r"the config says PROMPT_LENGTH=100, EMBED_DIM=16"):
-    prompt_init.from_array(str(path))(RNG, (100, E))
-  with pytest.raises(FileNotFoundError, match="does not exist"):
-    prompt_init.from_array(str(tmp_path / "missing.npy"))(RNG, (5, E))
+    prompt_init.from_array(value)(RNG, (100, E))
 
 
-def test_embedding_file_path(tmp_path, table):
-  path = tmp_path / "embedding.npy"
-  np.save(path, table[:100])
-  ids = _row_ids(prompt_init.sampled_vocab(str(path), 100)(RNG, (10, E)), table)
-  assert len(set(ids)) == 10
+def test_the_model_layer_refuses_paths(tmp_path):
+  """models/ takes arrays: files are the loading layer's (checkpoints.prompt_files)."""
+  path = tmp_path / "prompt.npy"
+  np.save(path, np.zeros((5, E), np.float32))
+  with pytest.raises(ValueError, match="the model takes arrays"):
+    prompt_init.from_array(str(path))(RNG, (5, E))
+  with pytest.raises(ValueError, match="the model takes arrays"):
+    prompt_init.sampled_vocab(path, 100)(RNG, (5, E))
 
 
 def test_initializers_run_under_jit_with_a_traced_key(table, t5_vocabulary):

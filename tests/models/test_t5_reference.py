@@ -21,6 +21,7 @@ def _embed(params, tokens):
                          ids=["tiny", "small_widths_2_layers"])
 def test_plain_model_matches_transformers(cfg):
   hf = hf_reference.random_hf_model(cfg)
+  hf_reference.assert_untied(hf)
   params = hf_reference.params_of(hf, cfg)
   rng = np.random.default_rng(0)
   inputs = hf_reference.random_tokens(rng, 3, 13, cfg.vocab_size)
@@ -63,6 +64,7 @@ def _reference_layout(combine, embedded, mask, prompt):
                          ids=["tiny", "small_widths_2_layers"])
 def test_prompted_model_matches_transformers_inputs_embeds(cfg, combine):
   hf = hf_reference.random_hf_model(cfg, seed=1)
+  hf_reference.assert_untied(hf)
   params = hf_reference.params_of(hf, cfg)
   rng = np.random.default_rng(1)
   prompt_length = 5
@@ -101,3 +103,24 @@ def test_per_example_prompts_match_transformers():
   ref_mask = np.concatenate([np.ones((3, 4), bool), inputs > 0], axis=1)
   _, ref_logits = hf_reference.run_hf(hf, ref_embeds, ref_mask, decoder_inputs)
   np.testing.assert_allclose(np.asarray(logits), ref_logits, rtol=0, atol=ATOL)
+
+
+def test_logits_taken_from_the_embedding_fail_the_comparison():
+  """The reference's logits and embedding tables differ, so the comparison sees which one a
+  model uses: the same model with the embedding as its logits table is far outside ATOL."""
+  cfg = hf_reference.TINY
+  hf = hf_reference.random_hf_model(cfg)
+  params = hf_reference.params_of(hf, cfg)
+  embedding = np.asarray(params["token_embedder"]["embedding"])
+  assert not np.array_equal(np.asarray(params["decoder"]["logits_dense"]["kernel"]), embedding.T)
+  rng = np.random.default_rng(0)
+  inputs = hf_reference.random_tokens(rng, 3, 13, cfg.vocab_size)
+  decoder_inputs = rng.integers(0, cfg.vocab_size, size=(3, 7)).astype(np.int32)
+  _, ref_logits = hf_reference.run_hf(hf, _embed(params, inputs), inputs > 0, decoder_inputs)
+  model = t5.Transformer(cfg)
+  right = np.asarray(model.apply({"params": params}, inputs, decoder_inputs))
+  np.testing.assert_allclose(right, ref_logits, rtol=0, atol=ATOL)
+  wrong_params = jax.tree_util.tree_map(np.asarray, params)
+  wrong_params["decoder"]["logits_dense"]["kernel"] = embedding.T.copy()
+  wrong = np.asarray(model.apply({"params": wrong_params}, inputs, decoder_inputs))
+  assert np.abs(wrong - ref_logits).max() > 100 * ATOL

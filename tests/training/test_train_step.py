@@ -8,7 +8,7 @@ import pytest
 from prompt_tuning.models import prompts
 from prompt_tuning.models import t5
 from prompt_tuning.training import optimizers
-from prompt_tuning.training import partitioning
+from prompt_tuning import partitioning
 from prompt_tuning.training import train_state
 from prompt_tuning.training import trainable
 from tests import hf_reference

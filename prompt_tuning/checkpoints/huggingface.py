@@ -10,6 +10,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from prompt_tuning.checkpoints import tree
+
 _ATTENTION = {"q": "query", "k": "key", "v": "value", "o": "out"}
 
 
@@ -59,30 +61,6 @@ def transposed(path: str) -> bool:
   return path.endswith("/kernel") or path.endswith("/rel_embedding")
 
 
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-  """Nested dict -> {'a/b/c': leaf}."""
-  flat = {}
-  for key, value in tree.items():
-    path = f"{prefix}{key}"
-    if isinstance(value, Mapping):
-      flat.update(flatten(value, path + "/"))
-    else:
-      flat[path] = value
-  return flat
-
-
-def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
-  """{'a/b/c': leaf} -> nested dict."""
-  tree: dict[str, Any] = {}
-  for path, value in flat.items():
-    node = tree
-    *parents, leaf = path.split("/")
-    for p in parents:
-      node = node.setdefault(p, {})
-    node[leaf] = value
-  return tree
-
-
 def params_from_hf(state_dict: Mapping[str, Any], num_encoder_layers: int,
                    num_decoder_layers: int) -> dict[str, Any]:
   """HF state dict (numpy-convertible values) -> nested t5x-named params.
@@ -96,13 +74,13 @@ def params_from_hf(state_dict: Mapping[str, Any], num_encoder_layers: int,
       raise KeyError(f"Hugging Face weights lack {hf_name!r} (needed for {path})")
     value = np.asarray(state_dict[hf_name])
     flat[path] = value.T if transposed(path) else value
-  return unflatten(flat)
+  return tree.unflatten(flat)
 
 
 def params_to_hf(params: Mapping[str, Any], num_encoder_layers: int,
                  num_decoder_layers: int) -> dict[str, np.ndarray]:
   """Nested t5x-named params -> HF state dict of numpy arrays (tied embeddings included)."""
-  flat = flatten(params)
+  flat = tree.flatten(params)
   state = {}
   for hf_name, path in name_map(num_encoder_layers, num_decoder_layers).items():
     value = np.asarray(flat[path])

@@ -10,9 +10,9 @@ import pytest
 
 from prompt_tuning.models import prompts
 from prompt_tuning.models import t5
-from prompt_tuning.training import checkpoints
+from prompt_tuning.checkpoints import checkpointer
 from prompt_tuning.training import optimizers
-from prompt_tuning.training import partitioning
+from prompt_tuning import partitioning
 from prompt_tuning.training import train_state
 from prompt_tuning.training import trainable
 from tests import hf_reference
@@ -39,7 +39,7 @@ def test_small_size_prompt_checkpoint_is_small_and_restores_exactly(tmp_path):
   state, tx = _state(small, 100)
   state = state.replace(step=jnp.asarray(7, jnp.int32),
                         trainable={PATH: state.trainable[PATH] + 1.0})
-  ckpt = checkpoints.Checkpointer(str(tmp_path / "run"))
+  ckpt = checkpointer.Checkpointer(str(tmp_path / "run"))
   record = {"data_position": 224, "base_checkpoint": None, "init_seed": 0}
   assert ckpt.save(state, record) == 7
   assert ckpt.latest_step() == 7
@@ -56,7 +56,7 @@ def test_small_size_prompt_checkpoint_is_small_and_restores_exactly(tmp_path):
 
 def test_keeps_n_and_restores_onto_shardings(tmp_path):
   state, _ = _state(hf_reference.TINY, 4)
-  ckpt = checkpoints.Checkpointer(str(tmp_path), keep=2)
+  ckpt = checkpointer.Checkpointer(str(tmp_path), keep=2)
   for step in (1, 2, 3):
     ckpt.save(state.replace(step=jnp.asarray(step, jnp.int32)), {"data_position": step})
   assert ckpt.all_steps() == [2, 3]
@@ -76,7 +76,7 @@ def test_keeping_n_model_tuning_checkpoints_without_a_prompt(tmp_path):
                                        jnp.ones((1, 1), jnp.int32)))
   train, _ = trainable.partition(variables, "all")
   state = train_state.create(train, optimizers.adafactor(), seed=0)
-  ckpt = checkpoints.Checkpointer(str(tmp_path), keep=1)
+  ckpt = checkpointer.Checkpointer(str(tmp_path), keep=1)
   for step in (1, 2):
     ckpt.save(state.replace(step=jnp.asarray(step, jnp.int32)), {"data_position": step})
   assert ckpt.all_steps() == [2]
@@ -87,4 +87,4 @@ def test_unwritable_model_dir_is_a_clear_error(tmp_path):
   blocker = tmp_path / "a_file"
   blocker.write_text("")  # a file where MODEL_DIR's parent should be: fails even for root
   with pytest.raises(PermissionError, match="MODEL_DIR .*a_file/run is not writable"):
-    checkpoints.Checkpointer(str(blocker / "run"))
+    checkpointer.Checkpointer(str(blocker / "run"))

@@ -9,16 +9,16 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from prompt_tuning.convert import readers
+from prompt_tuning.checkpoints import variables as variables_lib
+from prompt_tuning.checkpoints import readers
 from prompt_tuning.models import prompt_init
 from prompt_tuning.models import prompts
 from prompt_tuning.models import t5
-from prompt_tuning.training import partitioning
-from prompt_tuning.training import train_state
+from prompt_tuning import partitioning
 from prompt_tuning.training import trainable
 from scripts import extract_variable
 from tests import hf_reference
-from tests.convert import t5x_writer
+from tests.checkpoints import t5x_writer
 
 CFG = hf_reference.TINY
 
@@ -54,7 +54,7 @@ def test_t5x_checkpoint_loads_bitwise_onto_model_shards(t5x_checkpoint):
 
   for path in (root, directory):  # the latest step of a directory, or one step
     part = partitioning.Partitioner(4)
-    variables, shardings = train_state.init_variables(_model(), part, path, seed=0)
+    variables, shardings = variables_lib.init_variables(_model(), part, path, seed=0)
     flat, flat_shardings = trainable.flatten(variables), trainable.flatten(shardings)
     params = {k[len("params/"):]: v for k, v in flat.items() if k.startswith("params/")}
     assert set(params) == set(expected)
@@ -88,7 +88,7 @@ def test_t5x_shape_mismatch_and_non_checkpoints_are_clear_errors(t5x_checkpoint,
   wide = t5.Transformer(t5.T5Config(**{**CFG.__dict__, "mlp_dim": CFG.mlp_dim + 1}))
   with pytest.raises(ValueError, match=r"mlp/wi_0/kernel has shape \(32, 48\) in "
                      r"INITIAL_CHECKPOINT_PATH .* wants \(32, 49\)"):
-    train_state.init_variables(wide, partitioning.Partitioner(1), directory, seed=0)
+    variables_lib.init_variables(wide, partitioning.Partitioner(1), directory, seed=0)
   (tmp_path / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')  # a TF checkpoint
   with pytest.raises(ValueError, match="is not a checkpoint format this version reads"):
     readers.open_checkpoint(str(tmp_path))
@@ -110,7 +110,7 @@ def test_checkpoints_t5x_writes_with_orbax_load_bitwise(t5x_checkpoint, tmp_path
   ocp.PyTreeCheckpointer().save(str(tmp_path / "checkpoint_5" / "state"), state)
   reader = readers.open_checkpoint(str(tmp_path))
   assert isinstance(reader, readers.T5xOrbaxReader)
-  variables, _ = train_state.init_variables(_model(), partitioning.Partitioner(2),
+  variables, _ = variables_lib.init_variables(_model(), partitioning.Partitioner(2),
                                             str(tmp_path / "checkpoint_5"), seed=0)
   flat = trainable.flatten(variables)
   for name, value in expected.items():

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from prompt_tuning.convert import readers
+from prompt_tuning.checkpoints import variables as variables_lib
+from prompt_tuning.checkpoints import readers
 from prompt_tuning.models import prompt_init
 from prompt_tuning.models import prompts
 from prompt_tuning.models import t5
-from prompt_tuning.training import partitioning
-from prompt_tuning.training import train_state
+from prompt_tuning import partitioning
 from prompt_tuning.training import trainable
 from tests import hf_reference
 
@@ -45,7 +45,7 @@ def _model(cfg=CFG):
 def test_hugging_face_weights_load_bitwise_onto_model_shards(tmp_path, hf_model, kind):
   path = _save(hf_model, tmp_path / kind, kind)
   part = partitioning.Partitioner(4)
-  variables, shardings = train_state.init_variables(_model(), part, path, seed=0)
+  variables, shardings = variables_lib.init_variables(_model(), part, path, seed=0)
   expected = trainable.flatten({"params": hf_reference.params_of(hf_model, CFG)})
   flat, flat_shardings = trainable.flatten(variables), trainable.flatten(shardings)
   params = {k: v for k, v in flat.items() if k.startswith("params/")}
@@ -61,7 +61,7 @@ def test_hugging_face_dimension_mismatch_names_both_shapes(tmp_path, hf_model):
   wider = _model(dataclasses.replace(CFG, mlp_dim=64))
   with pytest.raises(ValueError, match=r"decoder/layers_0/mlp/wi_0/kernel has shape \(32, 48\) "
                      r"in INITIAL_CHECKPOINT_PATH .* the gin config's model wants \(32, 64\)"):
-    train_state.init_variables(wider, partitioning.Partitioner(1), path, seed=0)
+    variables_lib.init_variables(wider, partitioning.Partitioner(1), path, seed=0)
   with open(os.path.join(path, "config.json")) as f:
     assert json.load(f)["d_ff"] == 48
   assert isinstance(readers.open_checkpoint(path), readers.HuggingFaceReader)
@@ -76,7 +76,7 @@ def test_logits_kernel_of_an_original_t5_folds_in_its_output_scale(tmp_path, hf_
   config["scale_decoder_outputs"] = True
   with open(config_file, "w") as f:
     json.dump(config, f)
-  variables, _ = train_state.init_variables(_model(), partitioning.Partitioner(1), path, seed=0)
+  variables, _ = variables_lib.init_variables(_model(), partitioning.Partitioner(1), path, seed=0)
   shared = hf_model.shared.weight.detach().numpy()
   np.testing.assert_array_equal(np.asarray(variables["params"]["decoder"]["logits_dense"]["kernel"]),
                                 shared.T * np.float32(CFG.emb_dim ** -0.5))

@@ -26,8 +26,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 import safetensors
 
-from prompt_tuning.convert import huggingface
-from prompt_tuning.convert import t5x
+from prompt_tuning.checkpoints import huggingface
+from prompt_tuning.checkpoints import layout
+from prompt_tuning.checkpoints import storage
+from prompt_tuning.checkpoints import t5x
+from prompt_tuning.checkpoints import tree as tree_lib
 
 Index = tuple[slice, ...]
 PARAMS = "params/"
@@ -107,12 +110,13 @@ class OwnCheckpointReader(_OrbaxTreeReader):
 
   def __init__(self, path: str):
     self.step_dir = _own_step_dir(path)
-    super().__init__(path, os.path.join(self.step_dir, "state"))
+    super().__init__(path, os.path.join(self.step_dir, layout.STATE_ITEM))
 
   @staticmethod
   def detect(path: str) -> bool:
     step_dir = _own_step_dir(path, strict=False)
-    return step_dir is not None and _orbax_tree_has(os.path.join(step_dir, "state"), "trainable")
+    return step_dir is not None and _orbax_tree_has(os.path.join(step_dir, layout.STATE_ITEM),
+                                                    "trainable")
 
   def _nest(self, flat):  # the train state's flat `trainable` dict, `params/`-prefixed
     return {"trainable": {PARAMS + n: v for n, v in flat.items()}}
@@ -132,8 +136,8 @@ def _orbax_tree_has(directory: str, key: str) -> bool:
 
 def _own_step_dir(path: str, strict: bool = True) -> Optional[str]:
   """The `checkpoints/<step>` directory `path` names: itself, or a run's latest one."""
-  is_step = lambda d: os.path.isdir(os.path.join(d, "state"))
-  for root in (os.path.join(path, "checkpoints"), path):
+  is_step = lambda d: os.path.isdir(os.path.join(d, layout.STATE_ITEM))
+  for root in (layout.checkpoints_dir(path), path):
     if os.path.isdir(root):
       steps = [int(n) for n in os.listdir(root) if n.isdigit() and is_step(os.path.join(root, n))]
       if steps:
@@ -266,10 +270,10 @@ class T5xOrbaxReader(_OrbaxTreeReader):
     return _t5x_orbax_step_dir(path) is not None
 
   def _nest(self, flat):  # t5x's nested parameter tree under `target`
-    return {"target": huggingface.unflatten(flat)}
+    return {"target": tree_lib.unflatten(flat)}
 
   def _unnest(self, tree):
-    return huggingface.flatten(tree["target"])
+    return tree_lib.flatten(tree["target"])
 
 
 def _t5x_orbax_step_dir(path: str) -> Optional[str]:
@@ -301,8 +305,9 @@ def open_checkpoint(path: str) -> Reader:
   Raises:
     FileNotFoundError: `path` does not exist.
     ValueError: no reader recognizes it.
+    storage.StorageError: a gs:// path could not be read.
   """
-  if not (os.path.exists(path) or (path.startswith("gs://") and t5x.gfile.exists(path))):
+  if not storage.exists(path):
     raise FileNotFoundError(f"INITIAL_CHECKPOINT_PATH {path} does not exist; give the "
                             "directory of a checkpoint, or None for a random model")
   for detect, open_fn in READERS:

@@ -8,12 +8,12 @@ import pytest
 import torch
 import transformers
 
-from prompt_tuning.convert import convert
-from prompt_tuning.convert import huggingface
+from prompt_tuning.checkpoints import tree
+from prompt_tuning.checkpoints import convert
 from prompt_tuning.models import t5
 from scripts import convert_checkpoint
 from tests import hf_reference
-from tests.convert import t5x_writer
+from tests.checkpoints import t5x_writer
 
 CFG = hf_reference.TINY
 
@@ -21,7 +21,7 @@ CFG = hf_reference.TINY
 def _random_params(dtype=np.float32):
   x = np.ones((1, 3), np.int32)
   params = jax.device_get(nn.meta.unbox(t5.Transformer(CFG).init(jax.random.key(1), x, x)))
-  flat = huggingface.flatten(params["params"])
+  flat = tree.flatten(params["params"])
   return {k: np.asarray(v).astype(dtype) for k, v in flat.items()}
 
 
@@ -59,7 +59,7 @@ def test_transformers_serves_the_converted_model_with_its_untied_logits(tmp_path
   rng = np.random.default_rng(0)
   inputs = hf_reference.random_tokens(rng, 3, 9, CFG.vocab_size)
   decoder_inputs = rng.integers(0, CFG.vocab_size, size=(3, 5)).astype(np.int32)
-  ours = t5.Transformer(CFG).apply({"params": huggingface.unflatten(params)}, inputs,
+  ours = t5.Transformer(CFG).apply({"params": tree.unflatten(params)}, inputs,
                                    decoder_inputs)
   with torch.no_grad():
     theirs = hf(input_ids=torch.from_numpy(inputs.astype(np.int64)),
@@ -76,7 +76,7 @@ def test_huggingface_and_t5x_to_ours_keep_every_array(tmp_path):
   _assert_same(convert.read_all(str(tmp_path / "a")), convert.read_all(str(tmp_path / "hf")))
 
   params = _random_params()
-  t5x_writer.write(str(tmp_path / "t5x"), 7, huggingface.unflatten(params), {})
+  t5x_writer.write(str(tmp_path / "t5x"), 7, tree.unflatten(params), {})
   assert convert_checkpoint.main([f"--input={tmp_path / 't5x'}", f"--output={tmp_path / 'b'}",
                                   "--to=ours"]) == 0
   _assert_same(convert.read_all(str(tmp_path / "b")), params)

@@ -15,23 +15,22 @@ latest. Each save also writes every trained prompt as
 import os
 import shutil
 import tempfile
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from prompt_tuning.training import train_state as train_state_lib
+from prompt_tuning.checkpoints import layout
 
-NUMPY_DIR = "numpy_checkpoints"
+# A train state: a pytree with `step` (int scalar) and `trainable` (flat
+# `{path: array}`) among its fields or keys, such as
+# `training.train_state.TrainState`.
+State = Any
 
 
-def numpy_prompt_name(path: str) -> str:
-  """`prompt/encoder/prompt/prompt` -> `encoder.prompt.prompt.npy`."""
-  parts = path.split("/")
-  if parts[0] == "prompt":
-    parts = parts[1:]
-  return ".".join(parts) + ".npy"
+def _field(state: State, name: str) -> Any:
+  return state[name] if isinstance(state, Mapping) else getattr(state, name)
 
 
 class Checkpointer:
@@ -56,8 +55,9 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=False,
                                            cleanup_tmp_directories=True)
-    self._manager = ocp.CheckpointManager(os.path.join(self.model_dir, "checkpoints"),
-                                          options=options, item_names=("state", "record"))
+    self._manager = ocp.CheckpointManager(layout.checkpoints_dir(self.model_dir),
+                                          options=options,
+                                          item_names=(layout.STATE_ITEM, layout.RECORD_ITEM))
     self._keep = keep
 
   def latest_step(self) -> Optional[int]:
@@ -69,41 +69,43 @@ class Checkpointer:
     self._manager.reload()
     return sorted(self._manager.all_steps())
 
-  def save(self, state: train_state_lib.TrainState, record: dict[str, Any]) -> int:
+  def save(self, state: State, record: dict[str, Any]) -> int:
     """Writes `state` and the JSON-serializable `record` at `state.step`; returns the step."""
-    step = int(jax.device_get(state.step))
-    self._write_numpy_prompts(step, state.trainable)
+    step = int(jax.device_get(_field(state, "step")))
+    self._write_numpy_prompts(step, _field(state, "trainable"))
     self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)), force=True)
+        **{layout.STATE_ITEM: ocp.args.StandardSave(state),
+           layout.RECORD_ITEM: ocp.args.JsonSave(record)}), force=True)
     self._manager.wait_until_finished()
     self._prune_numpy()
     return step
 
-  def restore(self, step: int, abstract_state: train_state_lib.TrainState,
-              shardings: Optional[train_state_lib.TrainState] = None
-              ) -> tuple[train_state_lib.TrainState, dict[str, Any]]:
+  def restore(self, step: int, abstract_state: State,
+              shardings: Optional[State] = None
+              ) -> tuple[State, dict[str, Any]]:
     """Reads the state at `step` onto `shardings` (structure from `abstract_state`)."""
     if shardings is not None:
       abstract_state = jax.tree_util.tree_map(
           lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract_state,
           shardings)
     restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), record=ocp.args.JsonRestore()))
-    return restored["state"], dict(restored["record"])
+        **{layout.STATE_ITEM: ocp.args.StandardRestore(abstract_state),
+           layout.RECORD_ITEM: ocp.args.JsonRestore()}))
+    return restored[layout.STATE_ITEM], dict(restored[layout.RECORD_ITEM])
 
   def _write_numpy_prompts(self, step: int, variables: dict[str, Any]) -> None:
-    prompts = {k: v for k, v in variables.items() if k.startswith("prompt/")}
+    prompts = {k: v for k, v in variables.items() if layout.is_prompt(k)}
     if not prompts or jax.process_index() > 0:  # prompts are replicated: one host writes
       return
-    root = os.path.join(self.model_dir, NUMPY_DIR)
+    root = layout.numpy_dir(self.model_dir)
     os.makedirs(root, exist_ok=True)
-    final = os.path.join(root, f"checkpoint_{step}")
+    final = layout.numpy_step_dir(self.model_dir, step)
     for stale in os.listdir(root):  # left by a process killed while writing
       if stale.startswith(".tmp_checkpoint_"):
         shutil.rmtree(os.path.join(root, stale), ignore_errors=True)
     tmp = tempfile.mkdtemp(dir=root, prefix=f".tmp_checkpoint_{step}_")
     for path, value in prompts.items():
-      np.save(os.path.join(tmp, numpy_prompt_name(path)),
+      np.save(os.path.join(tmp, layout.numpy_prompt_name(path)),
               np.asarray(jax.device_get(value), np.float32))
     if os.path.exists(final):
       shutil.rmtree(final)
@@ -113,10 +115,11 @@ class Checkpointer:
     """Keeps the numpy prompts of the checkpoints orbax kept."""
     if self._keep is None or jax.process_index() > 0:
       return
-    root = os.path.join(self.model_dir, NUMPY_DIR)
+    root = layout.numpy_dir(self.model_dir)
     if not os.path.isdir(root):  # nothing trained is a prompt (model tuning without one)
       return
     kept = set(self.all_steps())
     for name in os.listdir(root):
-      if name.startswith("checkpoint_") and int(name.split("_")[1]) not in kept:
+      step = layout.numpy_step(name)
+      if step is not None and step not in kept:
         shutil.rmtree(os.path.join(root, name))

@@ -1,33 +1,32 @@
-"""What `python -m prompt_tuning.infer` and `python -m prompt_tuning.eval` run.
+"""What `python -m prompt_tuning.eval` runs, and the trainer's decoding-based evaluation.
 
-`infer` writes predictions for a user's own file (`--input_file`, no task
-needed) or for a seqio task's split; `evaluate` runs seqio's evaluator (the
-task's postprocessors and metrics) on a split and writes metrics and
-predictions. Both take the prompts as PROMPT_FILES:
+`evaluate` runs seqio's evaluator (the task's postprocessors and metrics) on a
+split and writes metrics and predictions; `infer_eval` gives the trainer the
+same evaluation as a function of its variables (t5x's infer_eval). The prompts
+come as PROMPT_FILES:
 
 * None: the model's own prompt (PROMPT_INIT; `configs/prompts/from_file.gin`
   reads it from PROMPT_FILE);
 * a list: an ensemble, every member decoded in the same batch and combined by
   majority vote (or by mean log-likelihood in rank mode);
 * a dict `{task: file}`: a prompt bank; each example uses its task's prompt
-  (infer lines carry `"task"`; eval gives every task of a mixture its own).
+  (eval gives every task of a mixture its own).
 """
 
 import json
 import os
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
-from absl import logging
 import numpy as np
 import seqio
 
+from prompt_tuning.data import registry
 from prompt_tuning.inference import decoding
 from prompt_tuning.inference import predictor as predictor_lib
 from prompt_tuning.models import t5
-from prompt_tuning.training import data
 
 
-def _bank_kind(prompt_files: Any) -> str:
+def bank_kind(prompt_files: Any) -> str:
   if prompt_files is None or isinstance(prompt_files, str):
     return "single"
   if isinstance(prompt_files, Mapping):
@@ -35,136 +34,9 @@ def _bank_kind(prompt_files: Any) -> str:
   return "ensemble" if len(prompt_files) > 1 else "single"
 
 
-def read_inputs(path: str) -> list[dict[str, Any]]:
-  """`.jsonl`: one object per line with an "inputs" string (and optionally "task");
-  any other file: one input per line. Blank lines are skipped."""
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"--input_file {path} does not exist")
-  rows = []
-  with open(path, encoding="utf-8") as f:
-    for number, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      if not path.endswith(".jsonl"):
-        rows.append({"inputs": line.rstrip("\n")})
-        continue
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{path} line {number} is not JSON ({e.msg}); write one object per "
-                         'line, e.g. {"inputs": "..."}') from None
-      if not isinstance(row, dict) or not isinstance(row.get("inputs"), str):
-        raise ValueError(f'{path} line {number} has no "inputs" string; write one object per '
-                         'line, e.g. {"inputs": "...", "task": "..."}')
-      rows.append(row)
-  return rows
-
-
-def _write_jsonl(path: str, rows: Sequence[Mapping[str, Any]]) -> None:
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  tmp = f"{path}.tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    for row in rows:
-      f.write(json.dumps(row, ensure_ascii=False) + "\n")
-  os.replace(tmp, path)  # never a half-written output file
-
-
-def _predict_rows(pred: predictor_lib.Predictor, kind: str, texts: Sequence[str],
-                  tasks: Optional[Sequence[Optional[str]]]) -> list[dict[str, Any]]:
-  if kind == "ensemble":
-    rows = []
-    for text, result in zip(texts, pred.predict_ensemble(texts)):
-      members = {name: {"prediction": p.prediction, "score": p.score}
-                 for name, p in result.members.items()}
-      rows.append({"inputs": text, "prediction": result.prediction, "votes": result.votes,
-                   "members": members})
-    return rows
-  predictions = pred.predict(texts, tasks if kind == "tasks" else None)
-  rows = []
-  for p in predictions:
-    row = {"inputs": p.inputs, "prediction": p.prediction, "score": p.score}
-    if kind == "tasks":
-      row["task"] = p.task
-    rows.append(row)
-  return rows
-
-
-def _split_examples(name: str, split: str, feature_lengths: Mapping[str, int],
-                    use_cached: bool) -> list[tuple[str, dict[str, Any]]]:
-  """(task name, preprocessed example) of every example of the split, in order."""
-  out = []
-  for task in data.tasks_of(name):
-    ds = task.get_dataset(dict(feature_lengths), split=split, shuffle=False, num_epochs=1,
-                          use_cached=use_cached)
-    out.extend((task.name, ex) for ex in ds.as_numpy_iterator())
-  return out
-
-
-def infer(*, model: t5.Transformer, vocabulary: Any, initial_checkpoint_path: Optional[str],
-          task_feature_lengths: Mapping[str, int], prompt_files: Any = None,
-          batch_size: int = 32, method: decoding.Method = decoding.Greedy(),
-          random_seed: int = 0, num_partitions: int = 1,
-          mixture_or_task_name: Optional[str] = None,
-          mixture_or_task_module: Optional[str] = None, split: str = "validation",
-          use_cached_tasks: bool = False, output_dir: Optional[str] = None,
-          input_file: Optional[str] = None, output_file: Optional[str] = None) -> str:
-  """Writes predictions as JSON lines; returns the output path.
-
-  Args:
-    model, vocabulary: MODEL and VOCABULARY.
-    initial_checkpoint_path: the frozen model (None: random, from the seed).
-    task_feature_lengths: inputs are truncated to 'inputs' tokens (with a
-      warning); up to 'targets' tokens are decoded.
-    prompt_files: see the module docstring.
-    batch_size, method, random_seed, num_partitions: decoding.
-    mixture_or_task_name, mixture_or_task_module, split, use_cached_tasks: the
-      task whose split is predicted when there is no input file.
-    output_dir: where a task's predictions go (`<task>-<split>.jsonl`) when
-      there is no output file.
-    input_file: `.jsonl` with "inputs" (and "task" for a task bank) per line,
-      or a text file with one input per line.
-    output_file: one JSON object per input, in order: "inputs", "prediction",
-      "score" (the prediction's log-likelihood); "task" for a task bank;
-      "votes" and "members" for an ensemble.
-  """
-  kind = _bank_kind(prompt_files)
-  if input_file is None and mixture_or_task_name is None:
-    raise ValueError("nothing to predict: pass --input_file=in.jsonl, or set "
-                     "MIXTURE_OR_TASK_NAME to predict a task's split")
-  data.import_task_module(mixture_or_task_module)
-  pred = predictor_lib.build(model, vocabulary, initial_checkpoint_path,
-                             task_feature_lengths=task_feature_lengths,
-                             prompt_files=prompt_files, batch_size=batch_size, method=method,
-                             seed=random_seed, num_partitions=num_partitions)
-  if input_file is not None:
-    rows = read_inputs(input_file)
-    texts = [r["inputs"] for r in rows]
-    tasks = [r.get("task") for r in rows] if kind == "tasks" else None
-    output_file = output_file or os.path.splitext(input_file)[0] + ".predictions.jsonl"
-  else:
-    examples = _split_examples(mixture_or_task_name, split, task_feature_lengths,
-                               use_cached_tasks)
-    texts = [_text(ex, vocabulary) for _, ex in examples]
-    tasks = [task for task, _ in examples] if kind == "tasks" else None
-    if output_file is None:
-      if output_dir is None:
-        raise ValueError("set INFER_OUTPUT_DIR or pass --output_file")
-      output_file = os.path.join(output_dir, f"{mixture_or_task_name}-{split}.jsonl")
-  results = _predict_rows(pred, kind, texts, tasks)
-  _write_jsonl(output_file, results)
-  logging.info("wrote %d predictions to %s", len(results), output_file)
-  return output_file
-
-
-def _text(example: Mapping[str, Any], vocabulary: Any) -> str:
-  if "inputs_pretokenized" in example:
-    value = example["inputs_pretokenized"]
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-  return vocabulary.decode(predictor_lib.cut_at_eos(example["inputs"]))
-
-
 ENSEMBLE_VIEW = "ensemble"
+
+
 MODES = ("predict", "rank")
 
 
@@ -337,10 +209,10 @@ def evaluate(*, model: t5.Transformer, vocabulary: Any, initial_checkpoint_path:
   `<task>-<step>.jsonl` predictions, TensorBoard summaries, and `metrics.json`
   with everything; returns `{task: {view: {metric: value}}}`.
   """
-  kind = _bank_kind(prompt_files)
-  data.import_task_module(mixture_or_task_module)
-  data.check_vocabulary(mixture_or_task_name, vocabulary, model.config.vocab_size)
-  task_names = [t.name for t in data.tasks_of(mixture_or_task_name)]
+  kind = bank_kind(prompt_files)
+  registry.import_task_module(mixture_or_task_module)
+  registry.check_vocabulary(mixture_or_task_name, vocabulary, model.config.vocab_size)
+  task_names = [t.name for t in registry.tasks_of(mixture_or_task_name)]
   bank = predictor_lib.prompt_bank(prompt_files)
   if kind == "tasks":
     missing = [t for t in task_names if t not in bank]
@@ -373,7 +245,7 @@ def _write_json(path: str, value: Any) -> None:
 
 
 def _tasks_with_metrics(name: str) -> list[str]:
-  return [t.name for t in data.tasks_of(name) if t.metric_objs]
+  return [t.name for t in registry.tasks_of(name) if t.metric_objs]
 
 
 class InferEval:
@@ -418,3 +290,42 @@ class InferEval:
       for name, value in evaluator.evaluate(self._predictor, None, step=step)["."].items():
         metrics[f"{evaluator.task_name}/{name}"] = value
     return metrics
+
+
+# What the trainer takes as `infer_eval`: given its partitioner and the output
+# directory (None on hosts other than the first), the evaluation function
+# `fn(step, variables) -> {'<task>/<metric>': value}`, or None (no task of
+# the mixture defines metrics).
+InferEvalFactory = Callable[[Any, Optional[str]], Optional[InferEval]]
+
+
+def infer_eval(*, model: t5.Transformer, mixture_or_task_name: str,
+               task_feature_lengths: Mapping[str, int], vocabulary: Any = None,
+               enabled: bool = True, batch_size: int = 32,
+               method: decoding.Method = decoding.Greedy(), split: str = "validation",
+               use_cached: bool = False,
+               num_examples: Optional[int] = None) -> Optional[InferEvalFactory]:
+  """The trainer's decoding-based evaluation (INFER_EVAL), handed to `trainer.train`.
+
+  Args:
+    model, vocabulary: MODEL and VOCABULARY (None: the task's targets vocabulary).
+    mixture_or_task_name, task_feature_lengths: what is evaluated.
+    enabled: INFER_EVAL; False gives None (no decoding during training).
+    batch_size, method: decoding (BATCH_SIZE, DECODING).
+    split, use_cached, num_examples: the split read.
+
+  Returns:
+    A factory the trainer calls once its partitioner exists, or None.
+  """
+  if not enabled:
+    return None
+
+  def make(partitioner: Any, output_dir: Optional[str]) -> Optional[InferEval]:
+    evaluator = InferEval(
+        model, vocabulary or registry.targets_vocabulary(mixture_or_task_name),
+        mixture_or_task_name, task_feature_lengths, output_dir=output_dir,
+        batch_size=batch_size, method=method, split=split, use_cached=use_cached,
+        partitioner=partitioner, num_examples=num_examples)
+    return evaluator if evaluator else None
+
+  return make

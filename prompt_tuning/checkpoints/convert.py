@@ -23,8 +23,11 @@ import ml_dtypes
 import numpy as np
 from safetensors import numpy as safetensors_numpy
 
-from prompt_tuning.convert import huggingface
-from prompt_tuning.convert import readers
+from prompt_tuning.checkpoints import checkpointer
+from prompt_tuning.checkpoints import huggingface
+from prompt_tuning.checkpoints import layout
+from prompt_tuning.checkpoints import readers
+from prompt_tuning.checkpoints import tree
 
 _LAYER = re.compile(r"^(encoder|decoder)/layers_(\d+)/")
 
@@ -37,19 +40,17 @@ def read_all(path: str) -> dict[str, np.ndarray]:
 
 def to_own(params: dict[str, np.ndarray], output_dir: str, source: Optional[str] = None) -> str:
   """Writes `params` as this project's checkpoint under `output_dir`; returns its step dir."""
-  from prompt_tuning.training import checkpoints  # pylint: disable=g-import-not-at-top
-  from prompt_tuning.training import train_state  # pylint: disable=g-import-not-at-top
-  if os.path.isdir(os.path.join(output_dir, "checkpoints")) and os.listdir(
-      os.path.join(output_dir, "checkpoints")):
+  if os.path.isdir(layout.checkpoints_dir(output_dir)) and os.listdir(
+      layout.checkpoints_dir(output_dir)):
     raise FileExistsError(f"{output_dir} already holds checkpoints; convert into a new directory")
-  state = train_state.TrainState(
-      step=np.zeros((), np.int32),
-      trainable={readers.PARAMS + name: value for name, value in params.items()},
-      opt_state={}, rng=np.zeros((2,), np.uint32))
+  # A train state's fields (training.train_state.TrainState), nothing trained.
+  state = {"step": np.zeros((), np.int32),
+           "trainable": {readers.PARAMS + name: value for name, value in params.items()},
+           "opt_state": {}, "rng": np.zeros((2,), np.uint32)}
   record = {"base_checkpoint": source, "init_seed": None, "what_trains": "converted",
             "data_position": 0}
-  step = checkpoints.Checkpointer(output_dir).save(jax.device_put(state), record)
-  return os.path.join(output_dir, "checkpoints", str(step))
+  step = checkpointer.Checkpointer(output_dir).save(jax.device_put(state), record)
+  return layout.checkpoint_step_dir(output_dir, step)
 
 
 def architecture(params: dict[str, np.ndarray]) -> dict[str, int]:
@@ -76,7 +77,7 @@ def to_huggingface(params: dict[str, np.ndarray], output_dir: str, *,
                    layer_norm_epsilon: float = 1e-6) -> dict[str, Any]:
   """Writes a transformers T5 directory; returns its config."""
   dims = architecture(params)
-  state = huggingface.params_to_hf(huggingface.unflatten(params), dims["num_layers"],
+  state = huggingface.params_to_hf(tree.unflatten(params), dims["num_layers"],
                                    dims["num_decoder_layers"])
   # transformers ties both stacks' embed_tokens to `shared`: one copy in the file.
   for tied in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight"):

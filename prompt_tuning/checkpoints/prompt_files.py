@@ -1,0 +1,75 @@
+"""Prompts on disk, in every form PROMPT_FILE and PROMPT_FILES accept.
+
+* a `.npy` file holding `[P, E]`;
+* a numpy checkpoint directory (`MODEL_DIR/numpy_checkpoints/checkpoint_<step>`),
+  `numpy_checkpoints` itself or a training run's MODEL_DIR (its latest step);
+* a Hugging Face PEFT prompt-tuning adapter directory (`adapter_config.json`).
+
+The model's initializers take arrays or zero-argument callables; `prompt_file`
+and `npy_file` are the callables the gin files hand them, so a file is read
+only when the prompt is initialized.
+"""
+
+import os
+from typing import Callable
+
+import numpy as np
+
+from prompt_tuning.checkpoints import layout
+from prompt_tuning.checkpoints import peft
+
+
+def resolve_prompt_file(path: str) -> str:
+  """The `.npy` file a PROMPT_FILE names (see the module docstring).
+
+  Raises:
+    FileNotFoundError: nothing at `path`, or no prompt in the directory.
+  """
+  path = os.fspath(path)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"prompt file {path} does not exist")
+  if not os.path.isdir(path):
+    return path
+  if os.path.isdir(layout.numpy_dir(path)):
+    path = layout.numpy_dir(path)
+  steps = [(layout.numpy_step(n), n) for n in os.listdir(path) if layout.numpy_step(n) is not None]
+  if steps:
+    path = os.path.join(path, max(steps)[1])
+  candidates = sorted(n for n in os.listdir(path) if n.endswith(".npy"))
+  if layout.PROMPT_FILE_NAME in candidates:
+    return os.path.join(path, layout.PROMPT_FILE_NAME)
+  if len(candidates) == 1:
+    return os.path.join(path, candidates[0])
+  raise FileNotFoundError(
+      f"no prompt in {path}: expected {layout.PROMPT_FILE_NAME} (or a single .npy file); give a "
+      f".npy file, a {layout.NUMPY_DIR}/checkpoint_<step> directory or a training run's "
+      "MODEL_DIR")
+
+
+def load_prompt_file(path: str) -> np.ndarray:
+  """A `[length, embed]` float32 prompt from any form the module docstring lists."""
+  path = os.fspath(path)
+  if peft.is_adapter(path):
+    return peft.read_prompt(path)
+  prompt = np.asarray(np.load(resolve_prompt_file(path)), np.float32)
+  if prompt.ndim != 2:
+    raise ValueError(f"prompt file {path} holds shape {prompt.shape}; a prompt is [length, embed]")
+  return prompt
+
+
+def prompt_file(path: str) -> Callable[[], np.ndarray]:
+  """A zero-argument callable reading PROMPT_FILE `path` (for `prompt_init.from_array`)."""
+  def read() -> np.ndarray:
+    return load_prompt_file(path)
+  read.source = f"prompt file {path}"
+  return read
+
+
+def npy_file(path: str) -> Callable[[], np.ndarray]:
+  """A zero-argument callable reading a `.npy` array, e.g. EMBEDDING_FILE."""
+  def read() -> np.ndarray:
+    if not os.path.exists(path):
+      raise FileNotFoundError(f"{path} does not exist; give a .npy file")
+    return np.asarray(np.load(path), np.float32)
+  read.source = f"file {path}"
+  return read
