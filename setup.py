@@ -41,6 +41,8 @@ T5_PACKAGE = "t5==0.9.4"  # installed with --no-deps
 TEST_REQUIRES = [
     "peft>=0.21.2,<0.22",
     "pytest>=8",
+    "pytest-timeout>=2.4,<3",
+    "gcp-storage-emulator==2026.7.19",  # a GCS server on localhost for the gs:// tests
     "torch==2.13.0",
     "transformers>=5.23,<5.24",
 ]

@@ -11,6 +11,7 @@ from absl import app
 from absl import flags
 
 from prompt_tuning import gin_config
+from prompt_tuning.checkpoints import storage
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("gin_file", [], "Gin files, in order (later ones override).")
@@ -44,7 +45,7 @@ def parse_flags_and_gin(argv: Sequence[str], required: Sequence[str]) -> None:
 # What a user's input can cause (a missing file, a wrong shape, an unset macro):
 # reported as one line, without a traceback (set PROMPT_TUNING_TRACEBACKS=1 for one).
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, ImportError,
-               KeyError)
+               KeyError, storage.StorageError)
 
 
 def run(main) -> None:

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from prompt_tuning import host
 from tests import conftest
 
 USER_TASKS = textwrap.dedent('''
@@ -48,8 +49,8 @@ USER_TASKS = textwrap.dedent('''
 ''')
 
 
-def _command(tmp_path, model_dir, steps, *extra):
-  env = dict(os.environ, T5_VOCAB=str(conftest.VOCAB_PATH),
+def _command(tmp_path, model_dir, steps, *extra, env=None):
+  env = dict(os.environ, **(env or {}), T5_VOCAB=str(conftest.VOCAB_PATH),
              PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
              XLA_FLAGS="--xla_force_host_platform_device_count=1")
   cmd = [sys.executable, "-m", "prompt_tuning.train",
@@ -63,8 +64,8 @@ def _command(tmp_path, model_dir, steps, *extra):
   return cmd, env
 
 
-def _train(tmp_path, model_dir, steps, *extra):
-  cmd, env = _command(tmp_path, model_dir, steps, *extra)
+def _train(tmp_path, model_dir, steps, *extra, env=None):
+  cmd, env = _command(tmp_path, model_dir, steps, *extra, env=env)
   return subprocess.run(cmd, cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True,
                         timeout=300)
 
@@ -108,11 +109,18 @@ def test_user_task_trains_saves_numpy_prompt_and_resumes_exactly(tmp_path, t5_vo
     proc = subprocess.Popen(cmd, cwd=conftest.REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    if attempt == 0:  # the entry point restarted itself with glibc's huge-page tunable
+    # The entry point restarts itself once with glibc's huge-page tunable (same pid);
+    # wait for that exec, so the kill reaches the training process. Where the C library
+    # has no such tunable (not glibc) there is no restart to wait for.
+    if attempt == 0 and host.huge_pages_environment(dict(env)) is not None:
       while b"hugetlb" not in open(f"/proc/{proc.pid}/environ", "rb").read():
         assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.01)
+    # Poll for orbax's temporary directory; the short sleep leaves the cores to the
+    # process being watched (a save lasts far longer than one poll).
     while not _saving(killed, after_step=1):
       assert proc.poll() is None and time.time() < deadline, "training ended before the kill"
+      time.sleep(0.002)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
@@ -163,17 +171,61 @@ def test_two_hosts_train_one_prompt(tmp_path, t5_vocab_path):
   assert sorted(os.listdir(run_dir / "checkpoints")) == ["2", "4"]
 
 
+# What the trainer holds at its last evaluation, saved by the function it is handed as
+# `infer_eval` (the hook the run file uses for decoding-based evaluation).
+CAPTURE_MODULE = textwrap.dedent('''
+    import os
+    import numpy as np
+    from flax import traverse_util
+
+    def factory():
+      def make(partitioner, output_dir):
+        def capture(step, variables):
+          flat = traverse_util.flatten_dict(dict(variables), sep="/")
+          np.savez(os.environ["CAPTURE_FILE"], step=step,
+                   **{k: np.asarray(v) for k, v in flat.items()})
+          return {}
+        return capture
+      return make
+''')
+CAPTURE_GIN = textwrap.dedent('''
+    from __gin__ import dynamic_registration
+    from prompt_tuning.training import trainer
+    import capture_variables
+    trainer.train.infer_eval = @capture_variables.factory()
+''')
+
+
 @pytest.mark.integration
 def test_prompt_tuning_from_a_model_tuned_checkpoint(tmp_path, t5_vocab_path):
+  from prompt_tuning.checkpoints import convert  # pylint: disable=g-import-not-at-top
   (tmp_path / "user_tasks.py").write_text(USER_TASKS)
   base = tmp_path / "model_tuned"
   tuned = _train(tmp_path, base, 2, "--gin.WHAT_TRAINS='all'", "--gin.LEARNING_RATE=1e-3",
                  "--gin.PROMPT_LENGTH=0", "--gin.EVAL_PERIOD=None")
   assert tuned.returncode == 0, tuned.stderr[-3000:]
-  prompted = _train(tmp_path, tmp_path / "prompt", 2, f"--gin.INITIAL_CHECKPOINT_PATH='{base}'")
+  # Host copies of the frozen model, read from disk before prompt tuning from it.
+  before = convert.read_all(str(base))
+  (tmp_path / "capture_variables.py").write_text(CAPTURE_MODULE)
+  (tmp_path / "capture.gin").write_text(CAPTURE_GIN)
+  held = tmp_path / "held.npz"
+  prompted = _train(tmp_path, tmp_path / "prompt", 2, f"--gin.INITIAL_CHECKPOINT_PATH='{base}'",
+                    f"--gin_file={tmp_path / 'capture.gin'}", env={"CAPTURE_FILE": str(held)})
   assert prompted.returncode == 0, prompted.stderr[-3000:]
   assert "parameters: " in prompted.stderr and ", 64 trainable (prompt)" in prompted.stderr
   assert _prompt(tmp_path / "prompt", 2).shape == (4, 16)
+  # The frozen weights the trainer held at its last step, and the checkpoint on disk after
+  # the run, are bitwise the copies taken before; the prompt it held is the one it saved.
+  held = np.load(held)
+  assert int(held["step"]) == 2
+  after = convert.read_all(str(base))
+  assert set(after) == set(before) and len(before) > 10
+  for name, value in before.items():
+    assert held[f"params/{name}"].dtype == value.dtype
+    np.testing.assert_array_equal(held[f"params/{name}"], value, err_msg=name)
+    np.testing.assert_array_equal(after[name], value, err_msg=name)
+  np.testing.assert_array_equal(held["prompt/encoder/prompt/prompt"],
+                                _prompt(tmp_path / "prompt", 2))
   wider = _train(tmp_path, tmp_path / "wider", 2, f"--gin.INITIAL_CHECKPOINT_PATH='{base}'",
                  "--gin.MLP_DIM=64")
   assert wider.returncode != 0

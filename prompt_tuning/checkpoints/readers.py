@@ -307,12 +307,18 @@ def open_checkpoint(path: str) -> Reader:
     ValueError: no reader recognizes it.
     storage.StorageError: a gs:// path could not be read.
   """
-  if not storage.exists(path):
-    raise FileNotFoundError(f"INITIAL_CHECKPOINT_PATH {path} does not exist; give the "
-                            "directory of a checkpoint, or None for a random model")
-  for detect, open_fn in READERS:
-    if detect(path):
-      return open_fn(path)
+  try:
+    if not storage.exists(path):
+      raise FileNotFoundError(f"INITIAL_CHECKPOINT_PATH {path} does not exist; give the "
+                              "directory of a checkpoint, or None for a random model")
+    for detect, open_fn in READERS:
+      if detect(path):
+        return open_fn(path)
+  except storage.StorageError as e:
+    raise storage.StorageError(
+        f"INITIAL_CHECKPOINT_PATH {path} could not be read ({e}); check the network and "
+        "credentials, or point tensorstore at another GCS endpoint with "
+        "TENSORSTORE_GCS_HTTP_URL") from None
   raise ValueError(f"INITIAL_CHECKPOINT_PATH {path} is not a checkpoint format this version "
                    "reads (this project's: a MODEL_DIR, its checkpoints/ or "
                    "checkpoints/<step>; Hugging Face: config.json with model.safetensors, "

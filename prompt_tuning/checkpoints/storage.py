@@ -17,6 +17,11 @@ from typing import Any, Optional
 import tensorstore as ts
 
 GS = "gs://"
+# tensorstore retries a failing GCS request 32 times with backoff up to 32 s
+# by default, so an unreachable store (offline, wrong endpoint) hangs for many
+# minutes. These retries still ride out transient errors and give up within
+# about 10 s.
+GCS_RETRIES = {"max_retries": 8, "initial_delay": "100ms", "max_delay": "2s"}
 
 
 class StorageError(OSError):
@@ -46,7 +51,7 @@ def kvstore_spec(path: str) -> dict[str, Any]:
   """tensorstore's kvstore spec of a local or gs:// path."""
   if is_remote(path):
     bucket, key = split_gs(path)
-    return {"driver": "gcs", "bucket": bucket, "path": key}
+    return {"driver": "gcs", "bucket": bucket, "path": key, "gcs_request_retries": GCS_RETRIES}
   return {"driver": "file", "path": os.path.abspath(path)}
 
 

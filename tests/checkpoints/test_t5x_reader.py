@@ -66,6 +66,18 @@ def test_t5x_checkpoint_loads_bitwise_onto_model_shards(t5x_checkpoint):
   assert readers.open_checkpoint(root).__class__ is readers.T5xReader
 
 
+@pytest.mark.parametrize("spec_form", ["absolute", "gcs", "gcs_top_level_path"])
+def test_local_copies_of_every_spec_form_read_bitwise(t5x_checkpoint, tmp_path, spec_form):
+  """Absolute file paths, and checkpoints t5x wrote on GCS then copied here (their gcs specs
+  name a placeholder bucket: the arrays are beside the msgpack file, as t5x reads them)."""
+  _, _, expected = t5x_checkpoint
+  directory = t5x_writer.write(str(tmp_path), 9, trainable.unflatten(expected), {},
+                               spec_form=spec_form)
+  reader = readers.open_checkpoint(directory)
+  for name, value in expected.items():
+    np.testing.assert_array_equal(reader.read_array(name), np.asarray(value), err_msg=name)
+
+
 def test_extract_variable_returns_each_stored_t5x_array_exactly(t5x_checkpoint, tmp_path, capsys):
   _, directory, expected = t5x_checkpoint
   for name, value in expected.items():

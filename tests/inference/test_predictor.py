@@ -1,5 +1,7 @@
 """The Python API: ensembles and mixed-task batches in one pass equal separate runs."""
 
+import math
+
 import flax.linen as nn
 import jax
 import numpy as np
@@ -58,7 +60,13 @@ def test_mixed_task_batch_gives_each_example_its_own_tasks_prediction(setup):
 def test_ensemble_in_one_pass_equals_separate_runs_and_votes(setup):
   bank = setup[3]
   pred = _predictor(setup, bank, batch_size=5)
+  calls = []
+  decode = pred._decode  # pylint: disable=protected-access
+  pred._decode = lambda *args: calls.append(1) or decode(*args)  # pylint: disable=protected-access
   results = pred.predict_ensemble(TEXTS)
+  # One pass: examples x members rows in batches of 5 (members run one by one would take
+  # len(bank) * ceil(7 / 5) = 6 calls).
+  assert len(calls) == math.ceil(len(TEXTS) * len(bank) / 5) == 5
   separate = {n: _predictor(setup, {n: bank[n]}).predict(TEXTS) for n in bank}
   for i, result in enumerate(results):
     assert set(result.members) == set(bank)

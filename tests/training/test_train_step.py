@@ -35,6 +35,8 @@ def _run(num_partitions, what="prompt", steps=3, devices=None):
   model = t5.Transformer(CFG, prompts.Prompt(4, CFG.emb_dim))
   init = lambda key: model.init(key, jnp.ones((1, 1), jnp.int32), jnp.ones((1, 1), jnp.int32))
   variables, shardings = part.sharded_init(init, jax.random.key(0))
+  # Host copies, taken before any step (the step donates its state).
+  before = {k: np.array(v) for k, v in trainable.flatten(variables).items()}
   train, frozen = trainable.partition(variables, what)
   flat_shardings = trainable.flatten(shardings)
   frozen_shardings = {k: flat_shardings[k] for k in frozen}
@@ -51,7 +53,7 @@ def _run(num_partitions, what="prompt", steps=3, devices=None):
   for batch in batches:
     state, m = step(state, frozen, batch)
     metrics.append(jax.device_get(m))
-  return state, frozen, variables, metrics
+  return state, frozen, before, metrics
 
 
 @pytest.fixture(scope="module")
@@ -79,19 +81,28 @@ def test_single_device_mesh_matches_data_parallel(one_device):
 
 
 def test_step_trains_only_the_prompt_and_keeps_frozen_bitwise(one_device):
-  state, frozen, variables, metrics = one_device
+  state, frozen, before, metrics = one_device
   assert int(state.step) == 3
   assert list(state.trainable) == ["prompt/encoder/prompt/prompt"]
-  before = trainable.flatten(variables)
-  for path, value in frozen.items():
-    np.testing.assert_array_equal(np.asarray(value), np.asarray(before[path]))
-  assert not np.array_equal(np.asarray(state.trainable["prompt/encoder/prompt/prompt"]),
-                            np.asarray(before["prompt/encoder/prompt/prompt"]))
+  # The variables the model runs with after 3 steps, against host copies from before.
+  after = trainable.flatten(trainable.merge(state.trainable, frozen))
+  assert set(after) == set(before)
+  for path, value in before.items():
+    if path != "prompt/encoder/prompt/prompt":
+      np.testing.assert_array_equal(np.asarray(after[path]), value, err_msg=path)
+  assert not np.array_equal(np.asarray(after["prompt/encoder/prompt/prompt"]),
+                            before["prompt/encoder/prompt/prompt"])
   assert all(np.isfinite(m["loss"]) and m["prompt_norm"] > 0 for m in metrics)
 
 
 def test_model_tuning_shards_optimizer_state_like_the_weights():
   state, _, _, metrics = _run(2, what="all", steps=1)
   kernel = "params/encoder/layers_0/mlp/wi_0/kernel"
-  assert state.trainable[kernel].sharding.spec == jax.sharding.PartitionSpec(None, "model")
+  by_model = jax.sharding.PartitionSpec(None, "model")
+  assert state.trainable[kernel].sharding.spec == by_model
+  # The optimizer's statistics of that kernel (unfactored at this width: its shape).
+  stats = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(state.opt_state)
+           if kernel in jax.tree_util.keystr(path) and leaf.shape == state.trainable[kernel].shape]
+  assert stats and all(leaf.sharding.spec == by_model for leaf in stats)
+  assert all(len(leaf.sharding.device_set) == 8 for leaf in stats)
   assert np.isfinite(metrics[0]["loss"])

@@ -64,6 +64,7 @@ def test_an_empty_prompt_stays_frozen():
 @pytest.mark.parametrize("what", ["prompt", "all"])
 def test_steps_change_exactly_what_trains(setup, what):
   model, variables, (inputs, dec, targets) = setup
+  before = {k: np.array(v) for k, v in trainable.flatten(variables).items()}  # host copies
   train, frozen = trainable.partition(variables, what)
   tx = optimizers.adafactor(0.3 if what == "prompt" else 1e-3)
   opt_state = tx.init(train)
@@ -91,9 +92,12 @@ def test_steps_change_exactly_what_trains(setup, what):
   _, _, last = step(train, opt_state)
   assert float(last) < first
   after = trainable.flatten(trainable.merge(train, frozen))
-  for path, value in trainable.flatten(variables).items():
+  assert set(after) == set(before)
+  for path, value in before.items():
     if path in frozen:
-      np.testing.assert_array_equal(after[path], value)  # bitwise unchanged
+      np.testing.assert_array_equal(np.asarray(after[path]), value, err_msg=path)  # bitwise
+    else:
+      assert not np.array_equal(np.asarray(after[path]), value), path
 
 
 def test_prompt_second_moments_are_not_factored():
