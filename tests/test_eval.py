@@ -82,6 +82,7 @@ def test_ensemble_reports_each_member_and_the_majority_vote(tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_a_mixture_gives_each_task_its_own_prompt(tmp_path):
   a, b = _prompt_files(tmp_path, 2)
   out = tmp_path / "mixed"

@@ -76,6 +76,7 @@ def _prompt(model_dir, step):
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_user_task_trains_saves_numpy_prompt_and_resumes_exactly(tmp_path, t5_vocab_path):
   (tmp_path / "user_tasks.py").write_text(USER_TASKS)
   straight = tmp_path / "straight"
@@ -146,6 +147,7 @@ def _saving(model_dir, after_step):
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_two_hosts_train_one_prompt(tmp_path, t5_vocab_path):
   """Two processes (one CPU device each) on loopback, as two hosts of a cluster."""
   (tmp_path / "user_tasks.py").write_text(USER_TASKS)
@@ -197,6 +199,7 @@ CAPTURE_GIN = textwrap.dedent('''
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_prompt_tuning_from_a_model_tuned_checkpoint(tmp_path, t5_vocab_path):
   from prompt_tuning.checkpoints import convert  # pylint: disable=g-import-not-at-top
   (tmp_path / "user_tasks.py").write_text(USER_TASKS)
@@ -234,6 +237,7 @@ def test_prompt_tuning_from_a_model_tuned_checkpoint(tmp_path, t5_vocab_path):
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_clear_errors(tmp_path, t5_vocab_path):
   (tmp_path / "user_tasks.py").write_text(USER_TASKS)
   bad = _train(tmp_path, tmp_path / "a", 2, "--gin.MIXTURE_OR_TASK_NAME='user_sentimnt'")

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from prompt_tuning import partitioning
-from prompt_tuning.checkpoints import storage
 from prompt_tuning.checkpoints import t5x
 from prompt_tuning.checkpoints import tree
 from prompt_tuning.checkpoints import variables as variables_lib
@@ -123,6 +122,7 @@ def _resolves(host: str) -> bool:
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_the_training_command_reads_gs_and_fails_on_one_line_without_the_emulator(
     gcs, tmp_path, t5_vocab_path):
   path = f"gs://{BUCKET}/{FORMS['gcs']}checkpoint_{STEP}"

@@ -5,6 +5,7 @@ import json
 import os
 
 import numpy as np
+from safetensors import numpy as safetensors_numpy
 import pytest
 import torch
 
@@ -68,12 +69,20 @@ def test_hugging_face_dimension_mismatch_names_both_shapes(tmp_path, hf_model):
 
 
 def test_logits_kernel_of_an_original_t5_folds_in_its_output_scale(tmp_path, hf_model):
-  """Original T5 (tied, decoder output scaled by d_model**-0.5) as an untied T5.1.1 layer."""
+  """Original T5 (tied, decoder output scaled by d_model**-0.5) as an untied T5.1.1 layer.
+
+  A tied checkpoint stores no `lm_head.weight` (what transformers 5 saves for a tied T5).
+  """
   path = _save(hf_model, tmp_path / "t5", "safetensors")
+  weights = os.path.join(path, "model.safetensors")
+  tensors = safetensors_numpy.load_file(weights)
+  del tensors["lm_head.weight"]
+  safetensors_numpy.save_file(tensors, weights, metadata={"format": "pt"})
   config_file = os.path.join(path, "config.json")
   with open(config_file) as f:
     config = json.load(f)
   config["scale_decoder_outputs"] = True
+  config["tie_word_embeddings"] = True
   with open(config_file, "w") as f:
     json.dump(config, f)
   variables, _ = variables_lib.init_variables(_model(), partitioning.Partitioner(1), path, seed=0)
