@@ -2,13 +2,17 @@
 
 `python -m prompt_tuning.{train,eval,infer}` take `--gin_file=...` (repeated,
 later files override), `--gin.NAME=VALUE` (any binding, after the files; values
-are gin expressions, so strings keep their quotes) and `--gin_search_paths`.
+are gin expressions, so strings keep their quotes), `--gin_search_paths` and
+`--verbose` (the libraries' INFO logs too).
 """
 
+import logging
+import os
 from typing import Sequence
 
 from absl import app
 from absl import flags
+from absl import logging as absl_logging
 
 from prompt_tuning import gin_config
 from prompt_tuning.checkpoints import storage
@@ -18,6 +22,27 @@ flags.DEFINE_multi_string("gin_file", [], "Gin files, in order (later ones overr
 flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings (`--gin.NAME=VALUE` is rewritten "
                           "to this).")
 flags.DEFINE_multi_string("gin_search_paths", [], "Extra directories to find gin files in.")
+flags.DEFINE_bool("verbose", False, "Also show the libraries' INFO logs (orbax, seqio, "
+                  "TensorFlow); by default only this project's INFO lines and everyone's "
+                  "warnings reach the console.")
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+class _OwnInfoOnly(logging.Filter):
+  """Lets through warnings and errors from anyone, INFO only from this package."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or record.pathname.startswith(_PACKAGE_DIR)
+
+
+def quiet_libraries() -> None:
+  """Unless --verbose: the libraries' INFO chatter (~15 orbax lines per checkpoint) stays
+  off the console, where the step lines are."""
+  if FLAGS.verbose:
+    return
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO lines
+  absl_logging.get_absl_handler().addFilter(_OwnInfoOnly())
 
 
 def rewrite_gin_args(argv: Sequence[str]) -> list[str]:
@@ -34,12 +59,20 @@ def rewrite_gin_args(argv: Sequence[str]) -> list[str]:
   return out
 
 
-def parse_flags_and_gin(argv: Sequence[str], required: Sequence[str]) -> None:
-  """Parses the gin files and bindings of the flags, and checks the REQUIRED macros."""
+# Macros every entry point reads itself, beside those its run's bindings reference.
+READ_BY_ENTRY_POINTS = ("RUN", "BATCH_SIZE")
+
+
+def parse_flags_and_gin(argv: Sequence[str], required: Sequence[str],
+                        read_directly: Sequence[str] = ()) -> None:
+  """Parses the gin files and bindings of the flags; checks the REQUIRED macros are set and
+  that every macro set is read (`read_directly`: those the entry point reads itself)."""
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  quiet_libraries()
   gin_config.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_paths)
   gin_config.check_required_macros(required)
+  gin_config.check_every_macro_is_read(READ_BY_ENTRY_POINTS + tuple(read_directly))
 
 
 # What a user's input can cause (a missing file, a wrong shape, an unset macro):
@@ -50,8 +83,10 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, 
 
 def run(main) -> None:
   """`app.run(main)` with `--gin.NAME=VALUE` flags rewritten and user errors on one line."""
-  import os  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
+
+  def first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
   def guarded(argv):
     try:
@@ -59,7 +94,18 @@ def run(main) -> None:
     except USER_ERRORS as e:
       if os.environ.get("PROMPT_TUNING_TRACEBACKS"):
         raise
-      message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-      sys.exit(f"error: {message}")
+      exit_now(f"error: {first_line(e)}", 1)
+    except KeyboardInterrupt as e:  # Ctrl-C, or the trainer's TrainingInterrupted
+      if os.environ.get("PROMPT_TUNING_TRACEBACKS"):
+        raise
+      message = first_line(e) if str(e).strip() else "interrupted; nothing was saved"
+      exit_now(f"error: {message}", getattr(e, "exit_code", 130))
+
+  def exit_now(line: str, code: int) -> None:
+    # os._exit, not sys.exit: interpreter shutdown would let libraries' worker
+    # threads (orbax's) print their own tracebacks after the one line.
+    sys.stdout.flush()
+    print(line, file=sys.stderr, flush=True)
+    os._exit(code)  # pylint: disable=protected-access
 
   app.run(guarded, argv=rewrite_gin_args(sys.argv))

@@ -16,6 +16,12 @@ Writes seqio's metrics and predictions (JSON lines), TensorBoard summaries and
 evaluates an ensemble (each member and the majority vote, in one pass);
 PROMPT_FILES={task: file} gives each task of a mixture its own prompt.
 EVAL_MODE='rank' with CLASS_LABELS=[...] scores each label instead of decoding.
+
+REQUIRED macros (configs/runs/prompt_eval.gin): INITIAL_CHECKPOINT_PATH,
+MIXTURE_OR_TASK_NAME, TASK_FEATURE_LENGTHS, EVAL_OUTPUT_DIR, and PROMPT_FILE with
+configs/prompts/from_file.gin (PROMPT_LENGTH comes from the file). The others,
+with their defaults, are listed in the header of that run file and of
+configs/models/t5_1_1_prompt.gin. `python -m prompt_tuning.tasks` lists the tasks.
 """
 
 from typing import Sequence
@@ -35,7 +41,8 @@ REQUIRED_MACROS = ("INITIAL_CHECKPOINT_PATH", "MIXTURE_OR_TASK_NAME", "TASK_FEAT
 
 
 def main(argv: Sequence[str]) -> None:
-  cli.parse_flags_and_gin(argv, REQUIRED_MACROS)
+  cli.parse_flags_and_gin(argv, REQUIRED_MACROS, read_directly=("EVAL_OUTPUT_DIR",))
+  gin_config.check_prompt_sources()
   host.use_a_cpu_device_per_core(gin.query_parameter("%BATCH_SIZE"))
   run = gin_config.macro_value("RUN", "include configs/runs/prompt_eval.gin")
   run()

@@ -21,6 +21,7 @@ current directory and any user search paths.
 """
 
 import contextlib
+import difflib
 import os
 import pathlib
 import re
@@ -190,6 +191,72 @@ def check_required_macros(names: Sequence[str]) -> None:
         + " ".join(f"--gin.{name}=..." for name in unset))
 
 
+_MACRO = "gin.macro"
+
+
+def _macro_references(value: Any, found: set[str]) -> None:
+  """Adds the names of the macros `value` references (`%NAME`), looking inside containers."""
+  if isinstance(value, gin.config.ConfigurableReference):
+    scoped = value.scoped_selector
+    if scoped.endswith("/" + _MACRO):
+      found.add(scoped[:-len(_MACRO) - 1])
+  elif isinstance(value, Mapping):
+    for item in list(value.keys()) + list(value.values()):
+      _macro_references(item, found)
+  elif isinstance(value, (list, tuple, set, frozenset)):
+    for item in value:
+      _macro_references(item, found)
+
+
+def check_every_macro_is_read(read_directly: Sequence[str]) -> None:
+  """Raises if the parsed config sets a macro that nothing reads (a misspelled setting).
+
+  A macro is read when a binding of a configurable (or another macro) references
+  it, or when the entry point reads it itself (`read_directly`: RUN, BATCH_SIZE,
+  MODEL_DIR, ...). Gin itself rejects a parameter that a configurable does not
+  have; a macro nobody references would otherwise change nothing, silently.
+
+  Raises:
+    ValueError: naming each unread macro and the closest macros that are read.
+  """
+  config = gin.config._CONFIG  # pylint: disable=protected-access
+  defined = {scope for scope, selector in config if selector == _MACRO and scope}
+  read = set(read_directly)
+  for params in config.values():
+    for value in params.values():
+      _macro_references(value, read)
+  unread = sorted(defined - read)
+  if not unread:
+    return
+  known = sorted(defined & read)
+  hints = []
+  for name in unread:
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.8)
+    hints.append(f"{name} (did you mean {' or '.join(close)}?)" if close else name)
+  raise ValueError(
+      f"the gin config sets {', '.join(hints)}, which nothing in this run reads; a misspelled "
+      "or stray setting would change nothing, so fix or remove it (the macros a run reads "
+      "are in its run file's header and configs/models/*.gin)")
+
+
+def check_prompt_sources() -> None:
+  """Raises if PROMPT_FILES and configs/prompts/from_file.gin both give the prompt.
+
+  PROMPT_FILES (an ensemble, a prompt per task) replaces the model's own prompt,
+  which from_file.gin reads from PROMPT_FILE: one of the two must go.
+  """
+  try:
+    gin.query_parameter("%PROMPT_FILES")
+    gin.query_parameter("%PROMPT_FILE")
+  except ValueError:
+    return  # one of them is not in this config
+  if macro_value("PROMPT_FILES", "") is not None:
+    raise ValueError("PROMPT_FILES replaces the model's own prompt, which "
+                     "configs/prompts/from_file.gin reads from PROMPT_FILE; remove "
+                     "--gin_file=configs/prompts/from_file.gin and --gin.PROMPT_FILE from the "
+                     "command (or PROMPT_FILES, to use the one prompt)")
+
+
 def build_model() -> t5.Transformer:
   """The `MODEL` of the parsed gin config: a fresh, unbound `t5.Transformer`.
 
@@ -212,6 +279,10 @@ def build_model() -> t5.Transformer:
 def vocabulary() -> Any:
   """The `VOCABULARY` of the parsed gin config (a `seqio.SentencePieceVocabulary`)."""
   return macro_value("VOCABULARY", "parse a configs/models/*_prompt.gin file first")
+
+
+PREDICTOR_MACROS = ("MODEL", "VOCABULARY", "INITIAL_CHECKPOINT_PATH", "TASK_FEATURE_LENGTHS",
+                    "PROMPT_FILES", "BATCH_SIZE", "DECODING", "RANDOM_SEED", "NUM_PARTITIONS")
 
 
 def predictor(gin_files: Sequence[str], overrides: Mapping[str, str] = (), **kwargs) -> Any:
@@ -241,6 +312,8 @@ def predictor(gin_files: Sequence[str], overrides: Mapping[str, str] = (), **kwa
     return macro_value(name, "")
 
   check_required_macros(("INITIAL_CHECKPOINT_PATH", "TASK_FEATURE_LENGTHS"))
+  check_every_macro_is_read(PREDICTOR_MACROS + ("RUN",))
+  check_prompt_sources()
   return predictor_lib.build(
       build_model(), vocabulary(), macro("INITIAL_CHECKPOINT_PATH"),
       task_feature_lengths=kwargs.pop("task_feature_lengths", macro("TASK_FEATURE_LENGTHS")),

@@ -17,6 +17,11 @@ file: one input per line); `out.jsonl` gets, in the same order, "inputs",
 split is predicted into INFER_OUTPUT_DIR. Add
 configs/models/decoding/beam_search.gin (or nucleus_sampling.gin) after the
 run file for other decoding.
+
+REQUIRED macros (configs/runs/prompt_infer.gin): INITIAL_CHECKPOINT_PATH,
+TASK_FEATURE_LENGTHS, and PROMPT_FILE with configs/prompts/from_file.gin
+(PROMPT_LENGTH comes from the file). The others, with their defaults, are listed
+in the header of that run file and of configs/models/t5_1_1_prompt.gin.
 """
 
 from typing import Sequence
@@ -43,6 +48,7 @@ flags.DEFINE_string("output_file", None, "Where predictions go, one JSON object 
 
 def main(argv: Sequence[str]) -> None:
   cli.parse_flags_and_gin(argv, REQUIRED_MACROS)
+  gin_config.check_prompt_sources()
   host.use_a_cpu_device_per_core(gin.query_parameter("%BATCH_SIZE"))
   run = gin_config.macro_value("RUN", "include configs/runs/prompt_infer.gin")
   path = run(input_file=FLAGS.input_file, output_file=FLAGS.output_file)

@@ -15,7 +15,16 @@ the same command resumes from MODEL_DIR's latest checkpoint.
       --gin.INITIAL_CHECKPOINT_PATH=None
 
 `--gin.NAME=VALUE` overrides any binding after the gin files (values are gin
-expressions: strings keep their quotes).
+expressions: strings keep their quotes). A macro that nothing reads (a typo)
+stops the run before anything is written.
+
+REQUIRED macros (configs/runs/prompt_finetune.gin): MODEL_DIR,
+MIXTURE_OR_TASK_NAME, TASK_FEATURE_LENGTHS, TRAIN_STEPS, INITIAL_CHECKPOINT_PATH.
+The others, with their defaults, are listed in the header of that run file and of
+configs/models/t5_1_1_prompt.gin (the model) and configs/prompts/*.gin (the
+prompt's initialization). `python -m prompt_tuning.tasks` lists the tasks.
+Ctrl-C (or SIGTERM) saves the current step and stops; rerun to resume.
+--verbose also shows the libraries' INFO logs (orbax, seqio, TensorFlow).
 """
 
 import os
@@ -56,7 +65,7 @@ def _initialize_distributed() -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-  cli.parse_flags_and_gin(argv, RUN_REQUIRED_MACROS)
+  cli.parse_flags_and_gin(argv, RUN_REQUIRED_MACROS, read_directly=("MODEL_DIR",))
   # Before anything starts JAX's backends.
   host.use_a_cpu_device_per_core(gin.query_parameter("%BATCH_SIZE"))
   if FLAGS.multiprocess or os.environ.get("JAX_COORDINATOR_ADDRESS"):

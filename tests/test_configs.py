@@ -322,3 +322,37 @@ def test_unset_required_macro_is_a_clear_error(path):
   gin_config.parse_gin([TINY, path])
   with pytest.raises(ValueError, match=re.escape(PROMPT_FILES[path][-1])):
     gin_config.build_model()
+
+
+RUN_FILES = {  # run file -> the macros its entry point reads itself
+    "configs/runs/prompt_finetune.gin": ("RUN", "BATCH_SIZE", "MODEL_DIR"),
+    "configs/runs/pretrain.gin": ("RUN", "BATCH_SIZE", "MODEL_DIR"),
+    "configs/runs/lm_adapt.gin": ("RUN", "BATCH_SIZE", "MODEL_DIR"),
+    "configs/runs/prompt_eval.gin": ("RUN", "BATCH_SIZE", "EVAL_OUTPUT_DIR"),
+    "configs/runs/prompt_infer.gin": ("RUN", "BATCH_SIZE"),
+}
+
+
+@pytest.mark.parametrize("prompt_file", sorted(PROMPT_FILES))
+@pytest.mark.parametrize("run_file", sorted(RUN_FILES))
+def test_every_macro_of_the_shipped_configs_is_read(run_file, prompt_file):
+  """No shipped combination sets a macro that its run leaves unread (that check stops runs)."""
+  gin_config.parse_gin([TINY, prompt_file, run_file, "configs/models/decoding/beam_search.gin"])
+  gin_config.check_every_macro_is_read(RUN_FILES[run_file])
+
+
+def test_the_demo_run_file_sets_only_read_macros():
+  gin_config.parse_gin(["configs/runs/wordnet_demo.gin"])
+  gin_config.check_every_macro_is_read(RUN_FILES["configs/runs/prompt_finetune.gin"])
+
+
+def test_a_misspelled_macro_is_an_error_naming_the_close_one():
+  gin_config.parse_gin([TINY, RUN_FILE], ["PROMPT_LENGHT = 5", "LEARNING_RATE = 0.1"])
+  with pytest.raises(ValueError, match=r"sets PROMPT_LENGHT \(did you mean PROMPT_LENGTH\?\), "
+                     "which nothing in this run reads"):
+    gin_config.check_every_macro_is_read(RUN_FILES[RUN_FILE])
+
+
+def test_a_misspelled_parameter_is_an_error():
+  with pytest.raises(ValueError, match="doesn't have a parameter named 'train_step'"):
+    gin_config.parse_gin([TINY, RUN_FILE], ["trainer.train.train_step = 5"])

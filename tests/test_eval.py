@@ -11,7 +11,7 @@ import pytest
 from tests import conftest
 
 
-def _eval(tmp_path, out_dir, *extra):
+def _eval(tmp_path, out_dir, *extra, ok=True):
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1",
              T5_VOCAB=str(conftest.VOCAB_PATH))
   cmd = [sys.executable, "-m", "prompt_tuning.eval", "--gin_file=configs/test/tiny.gin",
@@ -25,7 +25,7 @@ def _eval(tmp_path, out_dir, *extra):
          *[a for a in extra if not a.startswith("--gin_file")]]
   result = subprocess.run(cmd, cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True,
                           timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
+  assert (result.returncode == 0) == ok, result.stderr[-3000:]
   return result
 
 
@@ -38,18 +38,19 @@ def _accuracy(rows):
   return 100.0 * np.mean([r["target"] == r["prediction"] for r in rows])
 
 
-def _prompt_files(tmp_path, n):
+def _prompt_files(tmp_path, n, length=4):
   paths = []
   for i in range(n):
     path = tmp_path / f"prompt_{i}.npy"
-    np.save(path, np.random.default_rng(i).uniform(-0.5, 0.5, (4, 16)).astype(np.float32))
+    np.save(path, np.random.default_rng(i).uniform(-0.5, 0.5, (length, 16)).astype(np.float32))
     paths.append(str(path))
   return paths
 
 
 @pytest.mark.integration
 def test_rank_mode_metrics_are_recomputed_from_the_written_predictions(tmp_path):
-  (prompt,) = _prompt_files(tmp_path, 1)
+  # 6 tokens where configs/test/tiny.gin says PROMPT_LENGTH=4: from_file.gin takes the file's.
+  (prompt,) = _prompt_files(tmp_path, 1, length=6)
   out = tmp_path / "eval"
   result = _eval(tmp_path, out, "--gin_file=configs/prompts/from_file.gin",
                  f"--gin.PROMPT_FILE='{prompt}'", "--gin.MIXTURE_OR_TASK_NAME='eval_sentiment'",
@@ -120,3 +121,25 @@ def test_training_evaluation_decodes_and_reports_the_tasks_metrics(tmp_path):
   logged = json.loads((out / "eval_sentiment-metrics.jsonl").read_text().splitlines()[-1])
   assert logged["step"] == 2
   np.testing.assert_allclose(logged["accuracy"], _accuracy(rows))
+
+
+def _one_error_line(result):
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+  return errors[0]
+
+
+@pytest.mark.integration
+def test_prompt_sources_that_disagree_are_one_line_errors(tmp_path):
+  (prompt,) = _prompt_files(tmp_path, 1, length=6)
+  common = ("--gin_file=configs/prompts/from_file.gin", f"--gin.PROMPT_FILE='{prompt}'",
+            "--gin.MIXTURE_OR_TASK_NAME='eval_sentiment'")
+  length = _eval(tmp_path, tmp_path / "a", *common, "--gin.PROMPT_LENGTH=4", ok=False)
+  assert _one_error_line(length) == (
+      f"error: prompt file {prompt} has shape (6, 16); the config says PROMPT_LENGTH=4, "
+      "EMBED_DIM=16")
+  both = _eval(tmp_path, tmp_path / "b", *common, f"--gin.PROMPT_FILES=['{prompt}']", ok=False)
+  assert _one_error_line(both).startswith(
+      "error: PROMPT_FILES replaces the model's own prompt, which configs/prompts/from_file.gin "
+      "reads from PROMPT_FILE; remove --gin_file=configs/prompts/from_file.gin")
+  assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

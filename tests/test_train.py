@@ -50,9 +50,9 @@ USER_TASKS = textwrap.dedent('''
 
 
 def _command(tmp_path, model_dir, steps, *extra, env=None):
-  env = dict(os.environ, **(env or {}), T5_VOCAB=str(conftest.VOCAB_PATH),
-             PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-             XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  env = {**os.environ, "T5_VOCAB": str(conftest.VOCAB_PATH),
+         "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=1", **(env or {})}
   cmd = [sys.executable, "-m", "prompt_tuning.train",
          "--gin_file=configs/test/tiny.gin", "--gin_file=configs/runs/prompt_finetune.gin",
          f"--gin.MODEL_DIR='{model_dir}'", "--gin.MIXTURE_OR_TASK_NAME='user_sentiment'",
@@ -89,14 +89,16 @@ def test_user_task_trains_saves_numpy_prompt_and_resumes_exactly(tmp_path, t5_vo
   assert "eval at step 3: accuracy=" in done.stderr and "eval at step 6:" in done.stderr
   assert any(name.startswith("events.out.tfevents") for name in os.listdir(straight))
   assert "compiled train step: argument=" in done.stderr
+  assert "checkpoint_manager.py" not in done.stderr  # orbax's INFO lines need --verbose
   final = _prompt(straight, 6)
   assert final.shape == (4, 16) and final.dtype == np.float32
   assert not np.array_equal(final, _prompt(straight, 2))
 
   # Stopped after 4 steps, then the same command with the full step count.
   resumed = tmp_path / "resumed"
-  first = _train(tmp_path, resumed, 4)
+  first = _train(tmp_path, resumed, 4, "--verbose")
   assert first.returncode == 0, first.stderr[-3000:]
+  assert "checkpoint_manager.py" in first.stderr
   second = _train(tmp_path, resumed, 6)
   assert second.returncode == 0, second.stderr[-3000:]
   assert "resuming from step 4" in second.stderr
@@ -134,6 +136,41 @@ def test_user_task_trains_saves_numpy_prompt_and_resumes_exactly(tmp_path, t5_vo
   assert "resuming from step" in rerun.stderr
   assert not [n for n in os.listdir(killed / "checkpoints") if "tmp" in n]
   np.testing.assert_array_equal(_prompt(killed, 6), final)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_sigint_saves_the_current_step_and_the_rerun_finishes_alike(tmp_path, t5_vocab_path):
+  (tmp_path / "user_tasks.py").write_text(USER_TASKS)
+  steps, long_run = 100, ("--gin.EVAL_PERIOD=None", "--gin.CHECKPOINT_PERIOD=1000")
+  straight = _train(tmp_path, tmp_path / "straight", steps, *long_run)
+  assert straight.returncode == 0, straight.stderr[-3000:]
+
+  stopped = tmp_path / "stopped"
+  cmd, env = _command(tmp_path, stopped, steps, *long_run)
+  proc = subprocess.Popen(cmd, cwd=conftest.REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  seen = []
+  for line in proc.stderr:  # the loop starts once the step is compiled
+    seen.append(line)
+    if "compiled train step" in line:
+      proc.send_signal(signal.SIGINT)
+      break
+  rest, err = proc.communicate(timeout=300)
+  err = "".join(seen) + err
+  assert proc.returncode == 130, err[-3000:]
+  errors = [line for line in err.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1 and "SIGINT stopped training at step" in errors[0], err[-3000:]
+  assert "Traceback" not in err
+  step = int(errors[0].split("at step ")[1].split(";")[0])
+  assert 0 < step < steps
+  assert os.listdir(stopped / "checkpoints") == [str(step)]
+  assert _prompt(stopped, step).shape == (4, 16)
+
+  rerun = _train(tmp_path, stopped, steps, *long_run)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert f"resuming from step {step}" in rerun.stderr
+  np.testing.assert_array_equal(_prompt(stopped, steps), _prompt(tmp_path / "straight", steps))
 
 
 def _saving(model_dir, after_step):
@@ -250,3 +287,30 @@ def test_clear_errors(tmp_path, t5_vocab_path):
   assert "but the model's VOCABULARY is SentencePieceVocabulary(" in bad.stderr
   bad = _train(tmp_path, tmp_path / "d", 2, "--gin.INITIAL_CHECKPOINT_PATH='/no/such/ckpt'")
   assert "INITIAL_CHECKPOINT_PATH /no/such/ckpt does not exist" in bad.stderr
+  assert not (tmp_path / "d").exists()  # a run that fails before its first checkpoint
+  # A misspelled macro stops the run before anything is written (it would change nothing).
+  bad = _train(tmp_path, tmp_path / "e", 2, "--gin.PROMPT_LENGHT=5")
+  assert bad.returncode != 0
+  errors = [line for line in bad.stderr.splitlines() if line.startswith("error: ")]
+  assert errors == ["error: the gin config sets PROMPT_LENGHT (did you mean PROMPT_LENGTH?), "
+                    "which nothing in this run reads; a misspelled or stray setting would "
+                    "change nothing, so fix or remove it (the macros a run reads are in its "
+                    "run file's header and configs/models/*.gin)"], bad.stderr[-2000:]
+  assert not (tmp_path / "e").exists()
+  # Settings no run can use: one line each, before MODEL_DIR exists.
+  two_devices = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  for settings, line in [
+      (["--gin.TRAIN_STEPS=-5"], "error: TRAIN_STEPS=-5; it must be a positive integer"),
+      (["--gin.NUM_PARTITIONS=3"], "error: NUM_PARTITIONS=3 must divide the 2 devices"),
+      (["--gin.BATCH_SIZE=3"], "error: BATCH_SIZE=3 does not split over the mesh's data axis "
+       "of 2 devices (2 devices / NUM_PARTITIONS=1); use a multiple of 2"),
+      (["--gin.TASK_FEATURE_LENGTHS={'inputs': 16}"], "error: TASK_FEATURE_LENGTHS={'inputs': "
+       "16}; give both lengths, e.g. {'inputs': 128, 'targets': 8}"),
+      (["--gin.SENTENCEPIECE_MODEL_FILE='/no/such/spm.model'"],
+       "error: cannot read the SentencePiece vocabulary /no/such/spm.model")]:
+    bad = _train(tmp_path, tmp_path / "f", 2, *settings, env=two_devices)
+    assert bad.returncode != 0
+    errors = [e for e in bad.stderr.splitlines() if e.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(line), bad.stderr[-2000:]
+    assert "Traceback" not in bad.stderr
+    assert not (tmp_path / "f").exists()

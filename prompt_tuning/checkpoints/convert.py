@@ -35,7 +35,11 @@ _LAYER = re.compile(r"^(encoder|decoder)/layers_(\d+)/")
 def read_all(path: str) -> dict[str, np.ndarray]:
   """Every parameter of the checkpoint at `path`, flat t5x name -> host array (stored dtype)."""
   reader = readers.open_checkpoint(path)
-  return {name: np.asarray(reader.read_array(name)) for name in sorted(reader.shapes())}
+  names = sorted(reader.shapes())
+  if not names:
+    raise ValueError(f"{readers.prompt_only(path, reader)}: convert that model, and export "
+                     "the prompt with scripts/export_peft.py")
+  return {name: np.asarray(reader.read_array(name)) for name in names}
 
 
 def to_own(params: dict[str, np.ndarray], output_dir: str, source: Optional[str] = None) -> str:

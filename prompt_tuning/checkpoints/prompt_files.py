@@ -65,6 +65,12 @@ def prompt_file(path: str) -> Callable[[], np.ndarray]:
   return read
 
 
+def prompt_length(path: str) -> int:
+  """The length P of the `[P, E]` prompt at PROMPT_FILE `path` (configs/prompts/from_file.gin
+  takes PROMPT_LENGTH from here, so eval and infer need not repeat it)."""
+  return int(load_prompt_file(path).shape[0])
+
+
 def npy_file(path: str) -> Callable[[], np.ndarray]:
   """A zero-argument callable reading a `.npy` array, e.g. EMBEDDING_FILE."""
   def read() -> np.ndarray:

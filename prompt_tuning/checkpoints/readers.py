@@ -118,6 +118,14 @@ class OwnCheckpointReader(_OrbaxTreeReader):
     return step_dir is not None and _orbax_tree_has(os.path.join(step_dir, layout.STATE_ITEM),
                                                     "trainable")
 
+  def record(self) -> dict[str, Any]:
+    """The run's JSON record at this step (base checkpoint, seed, what trains), or {}."""
+    try:
+      return dict(ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(
+          os.path.join(self.step_dir, layout.RECORD_ITEM)))
+    except Exception:  # pylint: disable=broad-except
+      return {}
+
   def _nest(self, flat):  # the train state's flat `trainable` dict, `params/`-prefixed
     return {"trainable": {PARAMS + n: v for n, v in flat.items()}}
 
@@ -330,6 +338,15 @@ def open_checkpoint(path: str) -> Reader:
 EMBEDDING = "token_embedder/embedding"
 
 
+def prompt_only(path: str, reader: Reader) -> str:
+  """'<path> holds no model weights ...': what to say of a prompt-tuning run's directory."""
+  base = reader.record().get("base_checkpoint", "unknown") if isinstance(
+      reader, OwnCheckpointReader) else "unknown"
+  where = "a random model" if base is None else base
+  return (f"{path} holds no model weights: it is a prompt-tuning run, which saves only its "
+          f"prompt; the frozen model it was trained on is {where} (its INITIAL_CHECKPOINT_PATH)")
+
+
 def embedding_table(checkpoint_path: Optional[str]) -> Callable[[], np.ndarray]:
   """A zero-argument callable that reads the checkpoint's token embedding (float32).
 
@@ -371,8 +388,7 @@ def load_params(path: str, targets: dict[str, jax.ShapeDtypeStruct]) -> dict[str
   missing = sorted(set(targets) - set(stored))
   if missing:
     if not stored:
-      raise ValueError(f"INITIAL_CHECKPOINT_PATH {path} holds no model weights (a prompt-"
-                       "tuning run saves only its prompt); give the frozen model's checkpoint")
+      raise ValueError(f"INITIAL_CHECKPOINT_PATH {prompt_only(path, reader)}")
     raise ValueError(f"INITIAL_CHECKPOINT_PATH {path} lacks {len(missing)} of the model's "
                      f"parameters, e.g. {missing[0]!r}; does the gin config (layers, "
                      "SCAN_LAYERS) describe the checkpoint's model?")

@@ -10,7 +10,6 @@ import functools
 import importlib
 from typing import Optional
 
-from absl import logging
 import seqio
 import tensorflow as tf
 
@@ -62,6 +61,8 @@ def check_vocabulary(name: str, vocabulary, vocab_size: int) -> None:
     vocabulary: the model's VOCABULARY (None skips the identity check).
     vocab_size: rows of the model's embedding table (NUM_EMBEDDINGS).
   """
+  if isinstance(vocabulary, seqio.SentencePieceVocabulary):
+    _file_bytes(vocabulary.sentencepiece_model_file)  # readable, or a one-line error now
   for task in tasks_of(name):
     for feature_name, feature in task.output_features.items():
       vocab = feature.vocabulary
@@ -87,9 +88,19 @@ def _describe(vocabulary) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _file_bytes(path: str) -> bytes:
-  """A vocabulary file's contents, read once per path (a mixture's tasks share it)."""
-  with tf.io.gfile.GFile(path, "rb") as f:
-    return f.read()
+  """A vocabulary file's contents, read once per path (a mixture's tasks share it).
+
+  Raises:
+    ValueError: the file cannot be read (missing, or gs:// without network).
+  """
+  try:
+    with tf.io.gfile.GFile(path, "rb") as f:
+      return f.read()
+  except (tf.errors.OpError, OSError) as e:
+    reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    raise ValueError(f"cannot read the SentencePiece vocabulary {path} ({reason}); set "
+                     "SENTENCEPIECE_MODEL_FILE to a local copy (offline, gs:// cannot be "
+                     "read)") from None
 
 
 def _same_sentencepiece(a, b) -> bool:
@@ -101,11 +112,4 @@ def _same_sentencepiece(a, b) -> bool:
   if not (isinstance(a, seqio.SentencePieceVocabulary) and
           isinstance(b, seqio.SentencePieceVocabulary)):
     return False
-  try:
-    return (_file_bytes(a.sentencepiece_model_file) ==
-            _file_bytes(b.sentencepiece_model_file))
-  except Exception:  # pylint: disable=broad-except
-    # The model's file cannot be read here (e.g. gs:// offline): the task's
-    # vocabulary is what the data uses, so only the sizes could be checked.
-    logging.warning("could not read %s to compare it with %s", b, a)
-    return True
+  return _file_bytes(a.sentencepiece_model_file) == _file_bytes(b.sentencepiece_model_file)

@@ -13,10 +13,12 @@ come as PROMPT_FILES:
   (eval gives every task of a mixture its own).
 """
 
+import collections
 import json
 import os
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from absl import logging
 import numpy as np
 import seqio
 
@@ -133,6 +135,8 @@ class TaskEvaluator:
                                      np.int32)
       cache["predictions"] = {view: [(i, fixed(ids)) for i, ids in zip(indices, outs)]
                               for view, outs in outputs.items()}
+      for view, outs in outputs.items():
+        _warn_if_collapsed(self.task_name, view, outs, pred.vocabulary)
 
     def compute_scores(ds):
       indices, feats = features(ds)
@@ -165,6 +169,23 @@ class TaskEvaluator:
       metrics = future.result()[self.task_name]
       results[view] = {k: _scalar(v) for k, v in metrics.items()}
     return results
+
+
+COLLAPSED_SHARE = 0.95  # one prediction for more than this share of a split's examples
+
+
+def _warn_if_collapsed(task: str, view: str, outputs: Sequence[Sequence[int]],
+                       vocabulary: Any) -> None:
+  """Warns when nearly every prediction is the same (a prompt stuck on one class)."""
+  if len(outputs) < 20:
+    return
+  counts = collections.Counter(tuple(ids) for ids in outputs)
+  ids, count = counts.most_common(1)[0]
+  if count > COLLAPSED_SHARE * len(outputs):
+    who = "" if view == "." else f" (prompt {view})"
+    logging.warning("%s%s: %.1f%% of the %d predictions are %r; the prompt may have collapsed "
+                    "onto one class (compare with the majority-class baseline)", task, who,
+                    100.0 * count / len(outputs), len(outputs), vocabulary.decode(list(ids)))
 
 
 def _scalar(value: Any) -> float:

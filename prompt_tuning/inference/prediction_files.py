@@ -43,6 +43,9 @@ def read_inputs(path: str) -> list[dict[str, Any]]:
         raise ValueError(f'{path} line {number} has no "inputs" string; write one object per '
                          'line, e.g. {"inputs": "...", "task": "..."}')
       rows.append(row)
+  if not rows:
+    raise ValueError(f"--input_file {path} holds no inputs (blank lines are skipped); write "
+                     "one input per line")
   return rows
 
 
@@ -119,12 +122,12 @@ def infer(*, model: t5.Transformer, vocabulary: Any, initial_checkpoint_path: Op
     raise ValueError("nothing to predict: pass --input_file=in.jsonl, or set "
                      "MIXTURE_OR_TASK_NAME to predict a task's split")
   registry.import_task_module(mixture_or_task_module)
+  rows = read_inputs(input_file) if input_file is not None else None  # before the model loads
   pred = predictor_lib.build(model, vocabulary, initial_checkpoint_path,
                              task_feature_lengths=task_feature_lengths,
                              prompt_files=prompt_files, batch_size=batch_size, method=method,
                              seed=random_seed, num_partitions=num_partitions)
-  if input_file is not None:
-    rows = read_inputs(input_file)
+  if rows is not None:
     texts = [r["inputs"] for r in rows]
     tasks = [r.get("task") for r in rows] if kind == "tasks" else None
     output_file = output_file or os.path.splitext(input_file)[0] + ".predictions.jsonl"

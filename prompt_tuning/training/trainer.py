@@ -7,6 +7,10 @@ checkpointing only what changed; rerunning with the same MODEL_DIR resumes from
 its latest checkpoint on the same data stream and dropout keys.
 """
 
+import os
+import shutil
+import signal
+import threading
 import time
 from typing import Any, Callable, Mapping, Optional
 
@@ -71,6 +75,131 @@ class _Evaluator:
     tokens = max(totals.get("tokens", 0.0), 1e-8)
     return {"loss": totals.get("loss", 0.0) / tokens, "z_loss": totals.get("z_loss", 0.0) / tokens,
             "accuracy": totals.get("correct", 0.0) / tokens, "target_tokens": tokens}
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+  """SIGINT or SIGTERM stopped training after saving the current step.
+
+  A KeyboardInterrupt, so that whoever handles Ctrl-C handles it; `exit_code`
+  is the shell's convention for the signal (130 for SIGINT, 143 for SIGTERM).
+  """
+
+  def __init__(self, signum: int, step: int, model_dir: str):
+    name = signal.Signals(signum).name
+    super().__init__(f"{name} stopped training at step {step}; its checkpoint is saved in "
+                     f"{model_dir}: rerun the same command to resume")
+    self.exit_code = 128 + signum
+
+
+class _StopSignals:
+  """Turns the first SIGINT/SIGTERM during the training loop into a request to stop.
+
+  Before `arm()` (set-up, compilation) the signals keep their usual effect. After
+  it, the first one sets `signal` and the loop saves its current step and stops;
+  a second one exits at once (what is being written stays a temporary directory,
+  which the next run removes). Cluster schedulers preempt with SIGTERM, so this
+  is also the preemption path. Only the main thread can install handlers;
+  elsewhere signals keep their usual effect.
+  """
+
+  SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+  def __init__(self):
+    self.signal: Optional[int] = None
+    self._previous: dict[int, Any] = {}
+
+  def __enter__(self) -> "_StopSignals":
+    return self
+
+  def arm(self) -> None:
+    if threading.current_thread() is not threading.main_thread():
+      return
+    for signum in self.SIGNALS:
+      self._previous[signum] = signal.signal(signum, self._handle)
+
+  def _handle(self, signum, frame) -> None:
+    del frame
+    if self.signal is not None:
+      os._exit(128 + signum)  # pylint: disable=protected-access  # the second one: now
+    self.signal = signum
+    logging.warning("%s: saving the current step, then stopping (again to stop at once)",
+                    signal.Signals(signum).name)
+
+  def __exit__(self, *exc) -> None:
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+
+
+class _LeaveAsFound:
+  """Undoes what a run wrote into MODEL_DIR when it fails before its first checkpoint.
+
+  A misconfigured run (a missing checkpoint, a task without a split, an
+  interrupted compile) then leaves MODEL_DIR as it was: removed if the run
+  created it, else without the entries the run added and with its config.gin
+  as it was. `keep()` is called once a checkpoint is saved.
+  """
+
+  def __init__(self, model_dir: str):
+    self._dir = os.fspath(model_dir)
+    self._existed = os.path.isdir(self._dir)
+    self._entries = set(os.listdir(self._dir)) if self._existed else set()
+    config = layout.config_file(self._dir)
+    self._config = open(config, "rb").read() if os.path.isfile(config) else None
+    self._kept = False
+
+  def __enter__(self) -> "_LeaveAsFound":
+    return self
+
+  def keep(self) -> None:
+    self._kept = True
+
+  def __exit__(self, exc_type, exc, tb) -> None:
+    if exc_type is None or self._kept or jax.process_index() > 0:
+      return
+    if not self._existed:
+      shutil.rmtree(self._dir, ignore_errors=True)
+      return
+    for name in set(os.listdir(self._dir)) - self._entries:
+      path = os.path.join(self._dir, name)
+      shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+    if self._config is not None:
+      with open(layout.config_file(self._dir), "wb") as f:
+        f.write(self._config)
+
+
+def _check_settings(*, train_steps: Any, batch_size: Any, checkpoint_period: Any,
+                    eval_period: Any, log_period: Any, keep_checkpoints: Any,
+                    num_partitions: Any, task_feature_lengths: Any) -> None:
+  """One-line errors for settings no run can use, before anything is created."""
+
+  def positive(name: str, value: Any, optional: bool = False) -> None:
+    if optional and value is None:
+      return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+      allowed = "a positive integer" + (" or None" if optional else "")
+      raise ValueError(f"{name}={value!r}; it must be {allowed}")
+
+  positive("TRAIN_STEPS", train_steps)
+  positive("BATCH_SIZE", batch_size)
+  positive("CHECKPOINT_PERIOD", checkpoint_period)
+  positive("EVAL_PERIOD", eval_period, optional=True)
+  positive("LOG_PERIOD", log_period)
+  positive("KEEP_CHECKPOINTS", keep_checkpoints, optional=True)
+  positive("NUM_PARTITIONS", num_partitions)
+  if not isinstance(task_feature_lengths, Mapping) or set(task_feature_lengths) != {
+      "inputs", "targets"}:
+    raise ValueError(f"TASK_FEATURE_LENGTHS={task_feature_lengths!r}; give both lengths, e.g. "
+                     "{'inputs': 128, 'targets': 8}")
+  for feature, length in task_feature_lengths.items():
+    positive(f"TASK_FEATURE_LENGTHS['{feature}']", length)
+  devices = jax.device_count()
+  if devices % num_partitions:
+    raise ValueError(f"NUM_PARTITIONS={num_partitions} must divide the {devices} devices")
+  data = devices // num_partitions
+  if batch_size % data:
+    raise ValueError(f"BATCH_SIZE={batch_size} does not split over the mesh's data axis of "
+                     f"{data} devices ({devices} devices / NUM_PARTITIONS={num_partitions}); "
+                     f"use a multiple of {data}")
 
 
 def _check_finite(loss: Any, step: int, last_saved: Optional[int]) -> None:
@@ -146,96 +275,106 @@ def train(*,
   Returns:
     The last step's metrics, the step, and the path of the last numpy prompt.
   """
-  registry.import_task_module(mixture_or_task_module)
-  registry.check_vocabulary(mixture_or_task_name, vocabulary, model.config.vocab_size)
-  ckpt = checkpointer.Checkpointer(model_dir, keep_checkpoints)
-  optimizer = optimizer or optimizers.adafactor()
-  part = partitioning.Partitioner(num_partitions)
+  _check_settings(train_steps=train_steps, batch_size=batch_size,
+                  checkpoint_period=checkpoint_period, eval_period=eval_period,
+                  log_period=log_period, keep_checkpoints=keep_checkpoints,
+                  num_partitions=num_partitions, task_feature_lengths=task_feature_lengths)
+  with _LeaveAsFound(model_dir) as run_dir, _StopSignals() as stop:
+    registry.import_task_module(mixture_or_task_module)
+    registry.check_vocabulary(mixture_or_task_name, vocabulary, model.config.vocab_size)
+    ckpt = checkpointer.Checkpointer(model_dir, keep_checkpoints)
+    optimizer = optimizer or optimizers.adafactor()
+    part = partitioning.Partitioner(num_partitions)
 
-  variables, shardings = variables_lib.init_variables(model, part, initial_checkpoint_path,
-                                                      random_seed)
-  state, frozen, state_shardings, jitted = train_state.setup_step(
-      model, part, optimizer, variables, shardings, what_trains, random_seed, z_loss=z_loss,
-      label_smoothing=label_smoothing, loss_normalizing_factor=loss_normalizing_factor)
-  del variables
-  num_frozen = sum(int(np.prod(v.shape)) for v in frozen.values())
-  num_trainable = sum(int(np.prod(v.shape)) for v in state.trainable.values())
-  logging.info("parameters: %d total, %d trainable (%s)", num_frozen + num_trainable,
-               num_trainable, what_trains)
+    variables, shardings = variables_lib.init_variables(model, part, initial_checkpoint_path,
+                                                        random_seed)
+    state, frozen, state_shardings, jitted = train_state.setup_step(
+        model, part, optimizer, variables, shardings, what_trains, random_seed, z_loss=z_loss,
+        label_smoothing=label_smoothing, loss_normalizing_factor=loss_normalizing_factor)
+    del variables
+    num_frozen = sum(int(np.prod(v.shape)) for v in frozen.values())
+    num_trainable = sum(int(np.prod(v.shape)) for v in state.trainable.values())
+    logging.info("parameters: %d total, %d trainable (%s)", num_frozen + num_trainable,
+                 num_trainable, what_trains)
 
-  record = {"base_checkpoint": initial_checkpoint_path, "init_seed": random_seed,
-            "what_trains": what_trains, "data_position": 0}
-  latest = ckpt.latest_step()
-  if latest is not None:
-    state, saved = ckpt.restore(latest, jax.eval_shape(lambda: state), state_shardings)
-    for key in ("base_checkpoint", "init_seed", "what_trains"):
-      if saved.get(key) != record[key]:
-        raise ValueError(f"MODEL_DIR {model_dir} holds a run with {key}={saved.get(key)!r}, "
-                         f"this one has {record[key]!r}; use a new MODEL_DIR")
-    record["data_position"] = saved["data_position"]
-    logging.info("resuming from step %d (batch %d of the data)", latest, record["data_position"])
+    record = {"base_checkpoint": initial_checkpoint_path, "init_seed": random_seed,
+              "what_trains": what_trains, "data_position": 0}
+    latest = ckpt.latest_step()
+    if latest is not None:
+      state, saved = ckpt.restore(latest, jax.eval_shape(lambda: state), state_shardings)
+      for key in ("base_checkpoint", "init_seed", "what_trains"):
+        if saved.get(key) != record[key]:
+          raise ValueError(f"MODEL_DIR {model_dir} holds a run with {key}={saved.get(key)!r}, "
+                           f"this one has {record[key]!r}; use a new MODEL_DIR")
+      record["data_position"] = saved["data_position"]
+      logging.info("resuming from step %d (batch %d of the data)", latest, record["data_position"])
 
-  batches = data.batches(mixture_or_task_name, task_feature_lengths, batch_size,
-                         seed=random_seed, start=record["data_position"],
-                         shard_index=jax.process_index(), num_shards=jax.process_count(),
-                         use_cached=use_cached_tasks)
-  evaluate, infer_eval_fn = None, None
-  if eval_period and not registry.has_split(mixture_or_task_name, "validation"):
-    logging.warning("%s has no validation split; EVAL_PERIOD is ignored", mixture_or_task_name)
-  elif eval_period:
-    evaluate = _Evaluator(model, part, state_shardings, frozen, mixture_or_task_name,
-                          task_feature_lengths, batch_size, use_cached_tasks,
-                          z_loss=z_loss, label_smoothing=label_smoothing)
-  if evaluate is not None and infer_eval is not None:
-    infer_eval_fn = infer_eval(
-        part, layout.inference_eval_dir(model_dir) if jax.process_index() == 0 else None)
-  if on_start is not None and jax.process_index() == 0:
-    on_start()
-  writer = metric_writers.create_default_writer(model_dir, just_logging=jax.process_index() > 0,
-                                                asynchronous=False)
-  step = int(state.step)
-  metrics: dict[str, Any] = {}
-  last_saved = latest
-  step_fn = None
-  tick, tick_step = time.time(), step
-  while step < train_steps:
-    batch = part.global_batch(next(batches))
-    if step_fn is None:
-      step_fn, memory = train_state.compile_train_step(jitted, part, state, frozen, batch)
-      logging.info("compiled train step: %s", memory)
-      tick = time.time()
-    step_start = time.time()
-    state, metrics = step_fn(state, frozen, batch)
-    step += 1
-    record["data_position"] += 1
-    if step % log_period == 0 or step == train_steps:
-      metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      step_time = time.time() - step_start
-      _check_finite(metrics["loss"], step, last_saved)
-      elapsed = time.time() - tick
-      steps_per_s = (step - tick_step) / max(elapsed, 1e-9)
-      tokens = batch["encoder_input_tokens"].size + batch["decoder_target_tokens"].size
-      logging.info("step %d/%d loss=%.4f accuracy=%.3f %.2f steps/s %.0f tokens/s ETA %.0fs",
-                   step, train_steps, metrics["loss"], metrics["accuracy"], steps_per_s,
-                   steps_per_s * tokens, (train_steps - step) / max(steps_per_s, 1e-9))
-      scalars = {**{f"train/{k}": v for k, v in metrics.items()},
-                 "train/steps_per_second": steps_per_s, "train/step_time_seconds": step_time}
-      if learning_rate is not None:
-        scalars["train/learning_rate"] = float(
-            learning_rate(step - 1) if callable(learning_rate) else learning_rate)
-      writer.write_scalars(step, scalars)
-      tick, tick_step = time.time(), step
-    if evaluate is not None and (step % eval_period == 0 or step == train_steps):
-      eval_metrics = evaluate(state.trainable)
-      if infer_eval_fn is not None:
-        eval_metrics.update(infer_eval_fn(step, trainable.merge(state.trainable, frozen)))
-      logging.info("eval at step %d: %s", step,
-                   " ".join(f"{k}={v:.4f}" for k, v in sorted(eval_metrics.items())))
-      writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
-    if step % checkpoint_period == 0 or step == train_steps:
-      _check_finite(metrics["loss"], step, last_saved)
-      last_saved = ckpt.save(state, record)
-  writer.flush()
-  numpy_dir = layout.numpy_step_dir(model_dir, step)
-  return {"step": step, "metrics": {k: float(v) for k, v in metrics.items()},
-          "numpy_checkpoint_dir": numpy_dir}
+    batches = data.batches(mixture_or_task_name, task_feature_lengths, batch_size,
+                           seed=random_seed, start=record["data_position"],
+                           shard_index=jax.process_index(), num_shards=jax.process_count(),
+                           use_cached=use_cached_tasks)
+    evaluate, infer_eval_fn = None, None
+    if eval_period and not registry.has_split(mixture_or_task_name, "validation"):
+      logging.warning("%s has no validation split; EVAL_PERIOD is ignored", mixture_or_task_name)
+    elif eval_period:
+      evaluate = _Evaluator(model, part, state_shardings, frozen, mixture_or_task_name,
+                            task_feature_lengths, batch_size, use_cached_tasks,
+                            z_loss=z_loss, label_smoothing=label_smoothing)
+    if evaluate is not None and infer_eval is not None:
+      infer_eval_fn = infer_eval(
+          part, layout.inference_eval_dir(model_dir) if jax.process_index() == 0 else None)
+    if on_start is not None and jax.process_index() == 0:
+      on_start()
+    writer = metric_writers.create_default_writer(model_dir, just_logging=jax.process_index() > 0,
+                                                  asynchronous=False)
+    step = int(state.step)
+    metrics: dict[str, Any] = {}
+    last_saved = latest
+    step_fn = None
+    tick, tick_step = time.time(), step
+    stop.arm()  # from here a SIGINT/SIGTERM saves the current step and stops
+    while step < train_steps:
+      batch = part.global_batch(next(batches))
+      if step_fn is None:
+        step_fn, memory = train_state.compile_train_step(jitted, part, state, frozen, batch)
+        logging.info("compiled train step: %s", memory)
+        tick = time.time()
+      step_start = time.time()
+      state, metrics = step_fn(state, frozen, batch)
+      step += 1
+      record["data_position"] += 1
+      if step % log_period == 0 or step == train_steps:
+        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        step_time = time.time() - step_start
+        _check_finite(metrics["loss"], step, last_saved)
+        elapsed = time.time() - tick
+        steps_per_s = (step - tick_step) / max(elapsed, 1e-9)
+        tokens = batch["encoder_input_tokens"].size + batch["decoder_target_tokens"].size
+        logging.info("step %d/%d loss=%.4f accuracy=%.3f %.2f steps/s %.0f tokens/s ETA %.0fs",
+                     step, train_steps, metrics["loss"], metrics["accuracy"], steps_per_s,
+                     steps_per_s * tokens, (train_steps - step) / max(steps_per_s, 1e-9))
+        scalars = {**{f"train/{k}": v for k, v in metrics.items()},
+                   "train/steps_per_second": steps_per_s, "train/step_time_seconds": step_time}
+        if learning_rate is not None:
+          scalars["train/learning_rate"] = float(
+              learning_rate(step - 1) if callable(learning_rate) else learning_rate)
+        writer.write_scalars(step, scalars)
+        tick, tick_step = time.time(), step
+      if evaluate is not None and (step % eval_period == 0 or step == train_steps):
+        eval_metrics = evaluate(state.trainable)
+        if infer_eval_fn is not None:
+          eval_metrics.update(infer_eval_fn(step, trainable.merge(state.trainable, frozen)))
+        logging.info("eval at step %d: %s", step,
+                     " ".join(f"{k}={v:.4f}" for k, v in sorted(eval_metrics.items())))
+        writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
+      if step % checkpoint_period == 0 or step == train_steps or stop.signal:
+        _check_finite(metrics["loss"], step, last_saved)
+        last_saved = ckpt.save(state, record)
+        run_dir.keep()
+      if stop.signal and step < train_steps:
+        writer.flush()
+        raise TrainingInterrupted(stop.signal, step, model_dir)
+    writer.flush()
+    numpy_dir = layout.numpy_step_dir(model_dir, step)
+    return {"step": step, "metrics": {k: float(v) for k, v in metrics.items()},
+            "numpy_checkpoint_dir": numpy_dir}

@@ -27,6 +27,9 @@ import os
 import posixpath
 
 from flax import serialization
+import flax.linen as nn
+import jax
+import ml_dtypes
 import numpy as np
 import tensorstore as ts
 
@@ -111,3 +114,14 @@ def write(root: str, step: int, params: dict, param_states: dict, inline_below: 
     with open(os.path.join(directory, "checkpoint"), "wb") as f:
       f.write(contents)
   return directory
+
+
+def random_params(model: nn.Module, seed: int = 7) -> dict:
+  """A model's random `params` on the host, with one bfloat16 leaf (the relative-position
+  table), as the checkpoints the tests write hold."""
+  x = np.ones((1, 3), np.int32)
+  params = jax.device_get(nn.meta.unbox(model.init(jax.random.key(seed), x, x)))["params"]
+  table = params["encoder"]["relpos_bias"]["rel_embedding"]
+  params["encoder"]["relpos_bias"]["rel_embedding"] = np.asarray(table).astype(
+      ml_dtypes.bfloat16)
+  return params

@@ -91,3 +91,27 @@ def test_conversion_errors_are_one_line(tmp_path, capsys):
   assert convert_checkpoint.main([f"--input={tmp_path / 'ours'}",
                                   f"--output={tmp_path / 'ours'}", "--to=ours"]) == 2
   assert "already holds checkpoints" in capsys.readouterr().err
+
+
+def test_converting_a_prompt_tuning_run_names_its_base_model(tmp_path):
+  """A prompt-only run has no model to convert: one line saying so, naming the base model."""
+  import os, subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  from prompt_tuning.checkpoints import checkpointer  # pylint: disable=g-import-not-at-top
+  from tests import conftest  # pylint: disable=g-import-not-at-top
+  run = tmp_path / "prompt_run"
+  state = {"step": np.int32(30), "trainable": {"prompt/encoder/prompt/prompt": np.ones((4, 16))},
+           "opt_state": {}, "rng": np.zeros((2,), np.uint32)}
+  checkpointer.Checkpointer(str(run)).save(jax.device_put(state), {
+      "base_checkpoint": "/ckpts/t5_1_1_lm100k_base", "init_seed": 0, "what_trains": "prompt",
+      "data_position": 30})
+  result = subprocess.run(
+      [sys.executable, "scripts/convert_checkpoint.py", f"--input={run}",
+       f"--output={tmp_path / 'hf'}", "--to=huggingface"], cwd=conftest.REPO_ROOT,
+      env=dict(os.environ), capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2
+  lines = [line for line in result.stderr.splitlines() if line.startswith("convert_checkpoint:")]
+  assert lines == [f"convert_checkpoint: {run} holds no model weights: it is a prompt-tuning "
+                   "run, which saves only its prompt; the frozen model it was trained on is "
+                   "/ckpts/t5_1_1_lm100k_base (its INITIAL_CHECKPOINT_PATH): convert that "
+                   "model, and export the prompt with scripts/export_peft.py"], result.stderr
+  assert "Traceback" not in result.stderr and not (tmp_path / "hf").exists()

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 
-import flax.linen as nn
 import jax
 import ml_dtypes
 import numpy as np
@@ -42,11 +41,7 @@ FORMS = {"gcs": "pretrained_models/t5x/tiny_lm100k/",
 @pytest.fixture(scope="module")
 def gcs(tmp_path_factory):
   """The emulator with one t5x checkpoint per spec form; yields (url, expected params)."""
-  x = np.ones((1, 3), np.int32)
-  params = jax.device_get(nn.meta.unbox(t5.Transformer(CFG).init(jax.random.key(7), x, x)))
-  params = params["params"]
-  params["encoder"]["relpos_bias"]["rel_embedding"] = np.asarray(
-      params["encoder"]["relpos_bias"]["rel_embedding"]).astype(ml_dtypes.bfloat16)
+  params = t5x_writer.random_params(t5.Transformer(CFG))
   states = jax.tree_util.tree_map(lambda p: {"v": np.full(p.shape, 0.5, np.float32)}, params)
   saved = {k: os.environ.get(k) for k in (gcs_emulator.URL_VARIABLE, gcs_emulator.TOKEN_VARIABLE)}
   with gcs_emulator.running(BUCKET) as url:

@@ -130,3 +130,19 @@ def test_plain_model_and_clear_errors(setup):
     _predictor(setup, {"a": bank["sst2"], "b": bank["rte"][:2]})
   with pytest.raises(ValueError, match=r"needs \[P, 16\]"):
     _predictor(setup, {"a": np.zeros((4, 8), np.float32)})
+
+
+def test_a_collapsed_prompt_is_reported(caplog):
+  from prompt_tuning.inference import evaluation  # pylint: disable=g-import-not-at-top
+
+  class Ids:
+    def decode(self, ids):
+      return {5: "positive", 6: "negative"}[ids[0]]
+
+  with caplog.at_level("WARNING"):
+    evaluation._warn_if_collapsed("sst2", ".", [[5]] * 39 + [[6]], Ids())  # 97.5%
+  assert "sst2: 97.5% of the 40 predictions are 'positive'" in caplog.text
+  caplog.clear()
+  with caplog.at_level("WARNING"):
+    evaluation._warn_if_collapsed("sst2", ".", [[5]] * 37 + [[6]] * 3, Ids())  # 92.5%
+  assert not caplog.text

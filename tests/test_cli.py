@@ -1,0 +1,37 @@
+"""What a newcomer asks the command line: the tasks there are, the macros a run needs."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from prompt_tuning import tasks
+from tests import conftest
+
+
+def test_listing_names_the_bundled_and_paper_tasks():
+  lines = tasks.listing(["prompt_tuning.data.tasks"], "wordnet_supersense")
+  assert lines and lines[0].startswith("wordnet_supersense  task  splits: ")
+  assert "validation" in lines[0]
+  mixtures = tasks.listing(["prompt_tuning.data.tasks"], "super_glue_v102")
+  assert any("  mixture  tasks: " in line for line in mixtures)
+  assert tasks.listing(["prompt_tuning.data.tasks"], "no_such_task_name") == []
+
+
+@pytest.mark.integration
+def test_help_and_the_tasks_command():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  helped = subprocess.run([sys.executable, "-m", "prompt_tuning.train", "--help"],
+                          cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+  # absl's --help exits 1 after printing.
+  assert ("REQUIRED macros (configs/runs/prompt_finetune.gin): MODEL_DIR,"
+          in helped.stdout + helped.stderr)
+  assert "--verbose" in helped.stdout + helped.stderr
+  listed = subprocess.run([sys.executable, "-m", "prompt_tuning.tasks", "--filter=wordnet"],
+                          cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+  assert listed.returncode == 0, listed.stderr[-2000:]
+  names = [line.split()[0] for line in listed.stdout.splitlines()]
+  assert "wordnet_supersense" in names and all("wordnet" in n for n in names)
