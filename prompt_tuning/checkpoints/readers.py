@@ -316,12 +316,12 @@ def open_checkpoint(path: str) -> Reader:
     storage.StorageError: a gs:// path could not be read.
   """
   try:
-    if not storage.exists(path):
-      raise FileNotFoundError(f"INITIAL_CHECKPOINT_PATH {path} does not exist; give the "
-                              "directory of a checkpoint, or None for a random model")
-    for detect, open_fn in READERS:
+    for detect, open_fn in READERS:  # each looks for its own files, cheaply
       if detect(path):
         return open_fn(path)
+    if not storage.exists(path):  # (on gs:// a listing: only to say what is wrong)
+      raise FileNotFoundError(f"INITIAL_CHECKPOINT_PATH {path} does not exist; give the "
+                              "directory of a checkpoint, or None for a random model")
   except storage.StorageError as e:
     raise storage.StorageError(
         f"INITIAL_CHECKPOINT_PATH {path} could not be read ({e}); check the network and "
