@@ -43,6 +43,7 @@ import jax
 
 from prompt_tuning import cli  # pylint: disable=g-import-not-at-top
 from prompt_tuning import gin_config
+from prompt_tuning.checkpoints import layout
 
 RUN_REQUIRED_MACROS = ("MODEL_DIR", "MIXTURE_OR_TASK_NAME", "TASK_FEATURE_LENGTHS",
                        "TRAIN_STEPS", "INITIAL_CHECKPOINT_PATH")
@@ -75,7 +76,7 @@ def main(argv: Sequence[str]) -> None:
 
   def write_operative_config():
     os.makedirs(model_dir, exist_ok=True)
-    with open(os.path.join(model_dir, "config.gin"), "w") as f:
+    with open(layout.config_file(model_dir), "w") as f:
       f.write(gin.operative_config_str())
 
   result = run(on_start=write_operative_config)

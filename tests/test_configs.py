@@ -333,8 +333,13 @@ RUN_FILES = {  # run file -> the macros its entry point reads itself
 }
 
 
-@pytest.mark.parametrize("prompt_file", sorted(PROMPT_FILES))
-@pytest.mark.parametrize("run_file", sorted(RUN_FILES))
+# Every prompt file with the training run, every run file with the default prompt.
+SHIPPED_COMBINATIONS = sorted(
+    {(RUN_FILE, p) for p in PROMPT_FILES} |
+    {(r, "configs/prompts/from_random_uniform.gin") for r in RUN_FILES})
+
+
+@pytest.mark.parametrize("run_file,prompt_file", SHIPPED_COMBINATIONS)
 def test_every_macro_of_the_shipped_configs_is_read(run_file, prompt_file):
   """No shipped combination sets a macro that its run leaves unread (that check stops runs)."""
   gin_config.parse_gin([TINY, prompt_file, run_file, "configs/models/decoding/beam_search.gin"])

@@ -2,6 +2,7 @@
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -26,3 +27,28 @@ def test_readme_python_example_runs(tmp_path):
   lines = result.stdout.splitlines()
   assert lines[0].startswith("sentiment ") and lines[1].startswith("topic ")
   assert "{'sentiment':" in lines[-1]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_readme_own_task_module_and_command_run(tmp_path):
+  """The "Your own task" section: its module, imported by its training command, offline."""
+  readme = (conftest.REPO_ROOT / "README.md").read_text()
+  section = readme[readme.index("### Your own task"):]
+  module = re.search(r"```python\n# my_tasks.py\n(.*?)```", section, flags=re.S)[1]
+  command = re.search(r"```\n(PYTHONPATH=\. python -m prompt_tuning.train .*?)```", section,
+                      flags=re.S)[1]
+  (tmp_path / "my_tasks.py").write_text(module)
+  args = shlex.split(command.replace("\\\n", " "))
+  assert args[:3] == ["PYTHONPATH=.", "python", "-m"]
+  model_dir = tmp_path / "run"
+  args = [sys.executable] + [
+      f"--gin.MODEL_DIR='{model_dir}'" if a.startswith("--gin.MODEL_DIR=") else a
+      for a in args[2:]]
+  env = dict(os.environ, PYTHONPATH=str(tmp_path),
+             XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  result = subprocess.run(args, cwd=conftest.REPO_ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "train: step=6" in result.stdout
+  assert "my_sentiment/accuracy=" in result.stderr

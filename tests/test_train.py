@@ -297,8 +297,6 @@ def test_clear_errors(tmp_path, t5_vocab_path):
       (["--gin.NUM_PARTITIONS=3"], "error: NUM_PARTITIONS=3 must divide the 2 devices"),
       (["--gin.BATCH_SIZE=3"], "error: BATCH_SIZE=3 does not split over the mesh's data axis "
        "of 2 devices (2 devices / NUM_PARTITIONS=1); use a multiple of 2"),
-      (["--gin.TASK_FEATURE_LENGTHS={'inputs': 16}"], "error: TASK_FEATURE_LENGTHS={'inputs': "
-       "16}; give both lengths, e.g. {'inputs': 128, 'targets': 8}"),
       (["--gin.SENTENCEPIECE_MODEL_FILE='/no/such/spm.model'"],
        "error: cannot read the SentencePiece vocabulary /no/such/spm.model")]:
     bad = _train(tmp_path, tmp_path / "f", 2, *settings, env=two_devices)

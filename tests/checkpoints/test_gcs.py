@@ -26,10 +26,13 @@ from tests import conftest
 from tests import gcs_emulator
 from tests.checkpoints import t5x_writer
 
-# configs/test/tiny.gin's model with 4 heads (4-way model parallelism splits them), so
-# the training command below loads the checkpoint with NUM_HEADS=4 HEAD_DIM=4.
-CFG = t5.T5Config(vocab_size=32128, emb_dim=16, num_heads=4, num_encoder_layers=2,
+# configs/test/tiny.gin's model with 4 heads (4-way model parallelism splits them) and the
+# bundled WordNet vocabulary's 4224 rows (a small checkpoint: the emulator serves one
+# request at a time), so the training command below loads it with NUM_HEADS=4 HEAD_DIM=4
+# NUM_EMBEDDINGS=4224 and that vocabulary.
+CFG = t5.T5Config(vocab_size=4224, emb_dim=16, num_heads=4, num_encoder_layers=2,
                   num_decoder_layers=2, head_dim=4, mlp_dim=32, dtype="float32")
+VOCABULARY = str(conftest.REPO_ROOT / "prompt_tuning" / "data" / "wordnet" / "spm.model")
 BUCKET = "t5-data-test"
 STEP = 1100000
 # Where t5x's own pretrained checkpoints sit, and the spec form each layout stores.
@@ -119,7 +122,7 @@ def _resolves(host: str) -> bool:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_the_training_command_reads_gs_and_fails_on_one_line_without_the_emulator(
-    gcs, tmp_path, t5_vocab_path):
+    gcs, tmp_path):
   path = f"gs://{BUCKET}/{FORMS['gcs']}checkpoint_{STEP}"
   cmd = [sys.executable, "-m", "prompt_tuning.train", "--gin_file=configs/test/tiny.gin",
          "--gin_file=configs/runs/prompt_finetune.gin", f"--gin.MODEL_DIR='{tmp_path / 'run'}'",
@@ -127,9 +130,9 @@ def test_the_training_command_reads_gs_and_fails_on_one_line_without_the_emulato
          "--gin.MIXTURE_OR_TASK_MODULE='tests.eval_tasks'",
          "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 4}", "--gin.TRAIN_STEPS=1",
          f"--gin.INITIAL_CHECKPOINT_PATH='{path}'", "--gin.EVAL_PERIOD=None",
-         "--gin.BATCH_SIZE=4", f"--gin.SENTENCEPIECE_MODEL_FILE='{t5_vocab_path}'",
-         "--gin.NUM_HEADS=4", "--gin.HEAD_DIM=4"]
-  env = dict(os.environ, T5_VOCAB=t5_vocab_path,
+         "--gin.BATCH_SIZE=4", f"--gin.SENTENCEPIECE_MODEL_FILE='{VOCABULARY}'",
+         "--gin.NUM_HEADS=4", "--gin.HEAD_DIM=4", "--gin.NUM_EMBEDDINGS=4224"]
+  env = dict(os.environ, T5_VOCAB=VOCABULARY,  # tests/eval_tasks.py's vocabulary
              XLA_FLAGS="--xla_force_host_platform_device_count=1")
   done = subprocess.run(cmd, cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True,
                         timeout=300)

@@ -1,0 +1,33 @@
+"""Settings no run can use are one-line errors before the trainer creates anything."""
+
+import jax
+import pytest
+
+from prompt_tuning.training import trainer
+
+GOOD = dict(train_steps=10, batch_size=8, checkpoint_period=5, eval_period=None, log_period=1,
+            keep_checkpoints=None, num_partitions=1,
+            task_feature_lengths={"inputs": 16, "targets": 4})
+
+
+def test_usable_settings_pass():
+  trainer._check_settings(**GOOD)  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"train_steps": 0}, "TRAIN_STEPS=0; it must be a positive integer"),
+    ({"train_steps": 2.5}, "TRAIN_STEPS=2.5; it must be a positive integer"),
+    ({"eval_period": 0}, "EVAL_PERIOD=0; it must be a positive integer or None"),
+    ({"keep_checkpoints": -1}, "KEEP_CHECKPOINTS=-1; it must be a positive integer or None"),
+    ({"log_period": True}, "LOG_PERIOD=True; it must be a positive integer"),
+    ({"task_feature_lengths": {"inputs": 16}}, r"TASK_FEATURE_LENGTHS=\{'inputs': 16\}; give "
+     "both lengths"),
+    ({"task_feature_lengths": {"inputs": 16, "targets": -4}},
+     r"TASK_FEATURE_LENGTHS\['targets'\]=-4; it must be a positive integer"),
+    ({"num_partitions": 3}, f"NUM_PARTITIONS=3 must divide the {jax.device_count()} devices"),
+    ({"batch_size": 6, "num_partitions": 2}, "BATCH_SIZE=6 does not split over the mesh's data "
+     "axis of 4 devices"),
+])
+def test_unusable_settings_are_one_line_errors(change, message):
+  with pytest.raises(ValueError, match=message):
+    trainer._check_settings(**{**GOOD, **change})  # pylint: disable=protected-access
