@@ -8,6 +8,8 @@ are gin expressions, so strings keep their quotes), `--gin_search_paths` and
 
 import logging
 import os
+import sys
+import tempfile
 from typing import Sequence
 
 from absl import app
@@ -38,11 +40,21 @@ class _OwnInfoOnly(logging.Filter):
 
 def quiet_libraries() -> None:
   """Unless --verbose: the libraries' INFO chatter (~15 orbax lines per checkpoint) stays
-  off the console, where the step lines are."""
+  off the console, where the step lines are; a log file still gets every line."""
   if FLAGS.verbose:
     return
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO lines
   absl_logging.get_absl_handler().addFilter(_OwnInfoOnly())
+  log_dir = FLAGS.log_dir or tempfile.gettempdir()
+  program = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+  path = os.path.join(log_dir, f"prompt_tuning.{program}.{os.getpid()}.log")
+  try:
+    handler = logging.FileHandler(path)
+  except OSError:
+    return  # no writable log directory: the console keeps this project's lines
+  handler.setFormatter(absl_logging.PythonFormatter())
+  logging.getLogger().addHandler(handler)
+  absl_logging.info("the full log, the libraries' INFO lines included: %s", path)
 
 
 def rewrite_gin_args(argv: Sequence[str]) -> list[str]:
@@ -83,7 +95,6 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, 
 
 def run(main) -> None:
   """`app.run(main)` with `--gin.NAME=VALUE` flags rewritten and user errors on one line."""
-  import sys  # pylint: disable=g-import-not-at-top
 
   def first_line(e: BaseException) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

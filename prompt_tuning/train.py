@@ -24,7 +24,8 @@ The others, with their defaults, are listed in the header of that run file and o
 configs/models/t5_1_1_prompt.gin (the model) and configs/prompts/*.gin (the
 prompt's initialization). `python -m prompt_tuning.tasks` lists the tasks.
 Ctrl-C (or SIGTERM) saves the current step and stops; rerun to resume.
---verbose also shows the libraries' INFO logs (orbax, seqio, TensorFlow).
+--verbose also shows the libraries' INFO logs (orbax, seqio, TensorFlow) on the
+console; they always go to the full log, whose path the run prints first.
 """
 
 import os

@@ -52,3 +52,18 @@ def test_readme_own_task_module_and_command_run(tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   assert "train: step=6" in result.stdout
   assert "my_sentiment/accuracy=" in result.stderr
+
+
+@pytest.mark.integration
+def test_readme_model_example_prints_the_small_parameter_count(tmp_path):
+  readme = (conftest.REPO_ROOT / "README.md").read_text()
+  blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+            if "T5.1.1 Small" in b]
+  assert len(blocks) == 1
+  script = tmp_path / "model_example.py"
+  script.write_text(blocks[0])
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  result = subprocess.run([sys.executable, str(script)], cwd=conftest.REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.split() == ["76961152"]

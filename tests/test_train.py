@@ -92,6 +92,9 @@ def test_user_task_trains_saves_numpy_prompt_and_resumes_exactly(tmp_path, t5_vo
   assert any(name.startswith("events.out.tfevents") for name in os.listdir(straight))
   assert "compiled train step: argument=" in done.stderr
   assert "checkpoint_manager.py" not in done.stderr  # orbax's INFO lines need --verbose
+  full_log = done.stderr.split("the full log, the libraries' INFO lines included: ")[1].split()[0]
+  with open(full_log) as f:
+    assert "checkpoint_manager.py" in f.read()  # ... and go to the log file
   final = _prompt(straight, 6)
   assert final.shape == (4, 16) and final.dtype == np.float32
   assert not np.array_equal(final, _prompt(straight, 2))

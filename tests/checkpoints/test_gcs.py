@@ -28,10 +28,11 @@ from tests.checkpoints import t5x_writer
 
 # configs/test/tiny.gin's model with 4 heads (4-way model parallelism splits them) and the
 # bundled WordNet vocabulary's 4224 rows (a small checkpoint: the emulator serves one
-# request at a time), so the training command below loads it with NUM_HEADS=4 HEAD_DIM=4
-# NUM_EMBEDDINGS=4224 and that vocabulary.
-CFG = t5.T5Config(vocab_size=4224, emb_dim=16, num_heads=4, num_encoder_layers=2,
-                  num_decoder_layers=2, head_dim=4, mlp_dim=32, dtype="float32")
+# request at a time; one layer per stack for the same reason), so the training command
+# below loads it with NUM_HEADS=4 HEAD_DIM=4 NUM_EMBEDDINGS=4224, one layer per stack and
+# that vocabulary.
+CFG = t5.T5Config(vocab_size=4224, emb_dim=16, num_heads=4, num_encoder_layers=1,
+                  num_decoder_layers=1, head_dim=4, mlp_dim=32, dtype="float32")
 VOCABULARY = str(conftest.REPO_ROOT / "prompt_tuning" / "data" / "wordnet" / "spm.model")
 BUCKET = "t5-data-test"
 STEP = 1100000
@@ -131,7 +132,8 @@ def test_the_training_command_reads_gs_and_fails_on_one_line_without_the_emulato
          "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 4}", "--gin.TRAIN_STEPS=1",
          f"--gin.INITIAL_CHECKPOINT_PATH='{path}'", "--gin.EVAL_PERIOD=None",
          "--gin.BATCH_SIZE=4", f"--gin.SENTENCEPIECE_MODEL_FILE='{VOCABULARY}'",
-         "--gin.NUM_HEADS=4", "--gin.HEAD_DIM=4", "--gin.NUM_EMBEDDINGS=4224"]
+         "--gin.NUM_HEADS=4", "--gin.HEAD_DIM=4", "--gin.NUM_EMBEDDINGS=4224",
+         "--gin.NUM_ENCODER_LAYERS=1", "--gin.NUM_DECODER_LAYERS=1"]
   env = dict(os.environ, T5_VOCAB=VOCABULARY,  # tests/eval_tasks.py's vocabulary
              XLA_FLAGS="--xla_force_host_platform_device_count=1")
   done = subprocess.run(cmd, cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True,
