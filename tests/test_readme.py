@@ -1,4 +1,4 @@
-"""The README's Python API example (the block building a Predictor) runs as written, offline."""
+"""The README's Python blocks and the own-task command run as written, offline."""
 
 import os
 import re
@@ -11,20 +11,23 @@ import pytest
 from tests import conftest
 
 
-@pytest.mark.integration
-def test_readme_python_example_runs(tmp_path):
+def _run_python_block(tmp_path, marker: str) -> subprocess.CompletedProcess:
+  """Runs the README's one ```python block containing `marker`, from the repository root."""
   readme = (conftest.REPO_ROOT / "README.md").read_text()
-  blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S)
-            if "gin_config.predictor(" in b]
+  blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if marker in b]
   assert len(blocks) == 1
   script = tmp_path / "example.py"
   script.write_text(blocks[0])
-  env = dict(os.environ,
-             XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
   result = subprocess.run([sys.executable, str(script)], cwd=conftest.REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
-  lines = result.stdout.splitlines()
+  return result
+
+
+@pytest.mark.integration
+def test_readme_python_example_runs(tmp_path):
+  lines = _run_python_block(tmp_path, "gin_config.predictor(").stdout.splitlines()
   assert lines[0].startswith("sentiment ") and lines[1].startswith("topic ")
   assert "{'sentiment':" in lines[-1]
 
@@ -56,14 +59,4 @@ def test_readme_own_task_module_and_command_run(tmp_path):
 
 @pytest.mark.integration
 def test_readme_model_example_prints_the_small_parameter_count(tmp_path):
-  readme = (conftest.REPO_ROOT / "README.md").read_text()
-  blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S)
-            if "T5.1.1 Small" in b]
-  assert len(blocks) == 1
-  script = tmp_path / "model_example.py"
-  script.write_text(blocks[0])
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  result = subprocess.run([sys.executable, str(script)], cwd=conftest.REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert result.stdout.split() == ["76961152"]
+  assert _run_python_block(tmp_path, "T5.1.1 Small").stdout.split() == ["76961152"]
