@@ -96,20 +96,17 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, 
 def run(main) -> None:
   """`app.run(main)` with `--gin.NAME=VALUE` flags rewritten and user errors on one line."""
 
-  def first_line(e: BaseException) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-
   def guarded(argv):
     try:
       return main(argv)
     except USER_ERRORS as e:
       if os.environ.get("PROMPT_TUNING_TRACEBACKS"):
         raise
-      exit_now(f"error: {first_line(e)}", 1)
+      exit_now(f"error: {storage.describe(e)}", 1)
     except KeyboardInterrupt as e:  # Ctrl-C, or the trainer's TrainingInterrupted
       if os.environ.get("PROMPT_TUNING_TRACEBACKS"):
         raise
-      message = first_line(e) if str(e).strip() else "interrupted; nothing was saved"
+      message = storage.describe(e) if str(e).strip() else "interrupted; nothing was saved"
       exit_now(f"error: {message}", getattr(e, "exit_code", 130))
 
   def exit_now(line: str, code: int) -> None:

@@ -171,6 +171,19 @@ def macro_value(name: str, hint: str) -> Any:
   return _configured_value()
 
 
+def _defines(name: str) -> bool:
+  try:
+    gin.query_parameter(f"%{name}")
+  except ValueError:
+    return False
+  return True
+
+
+def optional_macro(name: str, default: Any = None) -> Any:
+  """The macro's value, or `default` when the parsed config does not define it."""
+  return macro_value(name, "") if _defines(name) else default
+
+
 def check_required_macros(names: Sequence[str]) -> None:
   """Raises if any declared macro among `names` is still `%gin.REQUIRED`.
 
@@ -245,12 +258,7 @@ def check_prompt_sources() -> None:
   PROMPT_FILES (an ensemble, a prompt per task) replaces the model's own prompt,
   which from_file.gin reads from PROMPT_FILE: one of the two must go.
   """
-  try:
-    gin.query_parameter("%PROMPT_FILES")
-    gin.query_parameter("%PROMPT_FILE")
-  except ValueError:
-    return  # one of them is not in this config
-  if macro_value("PROMPT_FILES", "") is not None:
+  if _defines("PROMPT_FILE") and optional_macro("PROMPT_FILES") is not None:
     raise ValueError("PROMPT_FILES replaces the model's own prompt, which "
                      "configs/prompts/from_file.gin reads from PROMPT_FILE; remove "
                      "--gin_file=configs/prompts/from_file.gin and --gin.PROMPT_FILE from the "
@@ -303,14 +311,7 @@ def predictor(gin_files: Sequence[str], overrides: Mapping[str, str] = (), **kwa
   from prompt_tuning.inference import decoding  # pylint: disable=g-import-not-at-top
   from prompt_tuning.inference import predictor as predictor_lib  # pylint: disable=g-import-not-at-top
   parse_gin(gin_files, bindings_from_flags(dict(overrides)))
-
-  def macro(name, default=None):
-    try:
-      gin.query_parameter(f"%{name}")
-    except ValueError:
-      return default
-    return macro_value(name, "")
-
+  macro = optional_macro
   check_required_macros(("INITIAL_CHECKPOINT_PATH", "TASK_FEATURE_LENGTHS"))
   check_every_macro_is_read(PREDICTOR_MACROS + ("RUN",))
   check_prompt_sources()

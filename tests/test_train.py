@@ -297,7 +297,7 @@ def test_clear_errors(tmp_path, t5_vocab_path):
   two_devices = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
   for settings, line in [
       (["--gin.TRAIN_STEPS=-5"], "error: TRAIN_STEPS=-5; it must be a positive integer"),
-      (["--gin.NUM_PARTITIONS=3"], "error: NUM_PARTITIONS=3 must divide the 2 devices"),
+      (["--gin.NUM_PARTITIONS=3"], "error: NUM_PARTITIONS=3 must be a positive divisor of the 2 devices"),
       (["--gin.BATCH_SIZE=3"], "error: BATCH_SIZE=3 does not split over the mesh's data axis "
        "of 2 devices (2 devices / NUM_PARTITIONS=1); use a multiple of 2"),
       (["--gin.SENTENCEPIECE_MODEL_FILE='/no/such/spm.model'"],

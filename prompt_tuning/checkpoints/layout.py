@@ -6,7 +6,7 @@
       numpy_checkpoints/checkpoint_<step>/encoder.prompt.prompt.npy
                                          each trained prompt, [P, E] float32
       inference_eval/                    the trainer's decoding-based evaluation
-      train/, eval/                      TensorBoard summaries
+      events.out.tfevents.*              TensorBoard summaries (train/*, eval/* scalars)
 
 Every module that reads or writes one of these paths asks this one.
 """

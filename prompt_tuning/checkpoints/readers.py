@@ -288,8 +288,8 @@ def _t5x_orbax_step_dir(path: str) -> Optional[str]:
   """`checkpoint_<step>` (itself, or the latest in `path`) holding a t5x orbax `state/`."""
   candidates = [path]
   if os.path.isdir(path):
-    steps = sorted((int(n.split("_", 1)[1]), n) for n in os.listdir(path)
-                   if n.startswith("checkpoint_") and n.split("_", 1)[1].isdigit())
+    steps = sorted((t5x.step_number(n), n) for n in os.listdir(path)
+                   if t5x.step_number(n) is not None)
     candidates = [os.path.join(path, steps[-1][1])] if steps else [path]
   for step_dir in candidates:
     state = os.path.join(step_dir, "state")

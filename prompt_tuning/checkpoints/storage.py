@@ -55,7 +55,8 @@ def kvstore_spec(path: str) -> dict[str, Any]:
   return {"driver": "file", "path": os.path.abspath(path)}
 
 
-def describe(error: Exception) -> str:
+def describe(error: BaseException) -> str:
+  """An error's first line (its type's name when it says nothing): what one-line errors show."""
   return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 

@@ -36,7 +36,8 @@ CHECKPOINT_FILE = "checkpoint"
 _DRIVERS = ("file", "gfile", "gcs")
 
 
-def _step_number(name: str) -> Optional[int]:
+def step_number(name: str) -> Optional[int]:
+  """`checkpoint_<step>` (t5x's step directory name) -> step; None for other names."""
   name = name.rstrip("/")
   prefix, _, number = name.partition("_")
   return int(number) if prefix == "checkpoint" and number.isdigit() else None
@@ -49,8 +50,8 @@ def step_dir(path: str) -> Optional[str]:
   if storage.isfile(file) and _is_msgpack_tree(file):
     return path
   if storage.isdir(path):
-    steps = [(_step_number(n), n.rstrip("/")) for n in storage.listdir(path)
-             if _step_number(n) is not None]
+    steps = [(step_number(n), n.rstrip("/")) for n in storage.listdir(path)
+             if step_number(n) is not None]
     for _, name in sorted(steps, reverse=True):
       if storage.isfile(storage.join(path, name, CHECKPOINT_FILE)):
         return storage.join(path, name)

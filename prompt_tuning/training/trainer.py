@@ -170,7 +170,11 @@ class _LeaveAsFound:
 def _check_settings(*, train_steps: Any, batch_size: Any, checkpoint_period: Any,
                     eval_period: Any, log_period: Any, keep_checkpoints: Any,
                     num_partitions: Any, task_feature_lengths: Any) -> None:
-  """One-line errors for settings no run can use, before anything is created."""
+  """One-line errors for settings no run can use, before anything is created.
+
+  The mesh's own checks follow: the partitioner's, that NUM_PARTITIONS divides
+  the devices, then `_check_batch_split`.
+  """
 
   def positive(name: str, value: Any, optional: bool = False) -> None:
     if optional and value is None:
@@ -192,14 +196,14 @@ def _check_settings(*, train_steps: Any, batch_size: Any, checkpoint_period: Any
                      "{'inputs': 128, 'targets': 8}")
   for feature, length in task_feature_lengths.items():
     positive(f"TASK_FEATURE_LENGTHS['{feature}']", length)
-  devices = jax.device_count()
-  if devices % num_partitions:
-    raise ValueError(f"NUM_PARTITIONS={num_partitions} must divide the {devices} devices")
-  data = devices // num_partitions
+
+
+def _check_batch_split(batch_size: int, part: partitioning.Partitioner) -> None:
+  data = part.data_size
   if batch_size % data:
     raise ValueError(f"BATCH_SIZE={batch_size} does not split over the mesh's data axis of "
-                     f"{data} devices ({devices} devices / NUM_PARTITIONS={num_partitions}); "
-                     f"use a multiple of {data}")
+                     f"{data} devices ({part.mesh.size} devices / NUM_PARTITIONS="
+                     f"{part.mesh.size // data}); use a multiple of {data}")
 
 
 def _check_finite(loss: Any, step: int, last_saved: Optional[int]) -> None:
@@ -279,12 +283,13 @@ def train(*,
                   checkpoint_period=checkpoint_period, eval_period=eval_period,
                   log_period=log_period, keep_checkpoints=keep_checkpoints,
                   num_partitions=num_partitions, task_feature_lengths=task_feature_lengths)
+  part = partitioning.Partitioner(num_partitions)
+  _check_batch_split(batch_size, part)
   with _LeaveAsFound(model_dir) as run_dir, _StopSignals() as stop:
     registry.import_task_module(mixture_or_task_module)
     registry.check_vocabulary(mixture_or_task_name, vocabulary, model.config.vocab_size)
     ckpt = checkpointer.Checkpointer(model_dir, keep_checkpoints)
     optimizer = optimizer or optimizers.adafactor()
-    part = partitioning.Partitioner(num_partitions)
 
     variables, shardings = variables_lib.init_variables(model, part, initial_checkpoint_path,
                                                         random_seed)

@@ -1,8 +1,8 @@
 """Settings no run can use are one-line errors before the trainer creates anything."""
 
-import jax
 import pytest
 
+from prompt_tuning import partitioning
 from prompt_tuning.training import trainer
 
 GOOD = dict(train_steps=10, batch_size=8, checkpoint_period=5, eval_period=None, log_period=1,
@@ -24,10 +24,16 @@ def test_usable_settings_pass():
      "both lengths"),
     ({"task_feature_lengths": {"inputs": 16, "targets": -4}},
      r"TASK_FEATURE_LENGTHS\['targets'\]=-4; it must be a positive integer"),
-    ({"num_partitions": 3}, f"NUM_PARTITIONS=3 must divide the {jax.device_count()} devices"),
-    ({"batch_size": 6, "num_partitions": 2}, "BATCH_SIZE=6 does not split over the mesh's data "
-     "axis of 4 devices"),
+    ({"num_partitions": 0}, "NUM_PARTITIONS=0; it must be a positive integer"),
 ])
 def test_unusable_settings_are_one_line_errors(change, message):
   with pytest.raises(ValueError, match=message):
     trainer._check_settings(**{**GOOD, **change})  # pylint: disable=protected-access
+
+
+def test_a_batch_the_data_axis_cannot_split_is_one_line():
+  part = partitioning.Partitioner(2)  # 8 simulated devices: a data axis of 4
+  trainer._check_batch_split(8, part)  # pylint: disable=protected-access
+  with pytest.raises(ValueError, match=r"BATCH_SIZE=6 does not split over the mesh's data axis "
+                     r"of 4 devices \(8 devices / NUM_PARTITIONS=2\); use a multiple of 4"):
+    trainer._check_batch_split(6, part)  # pylint: disable=protected-access
