@@ -1,11 +1,14 @@
 # make install: create .venv and install the package (editable) with test extras.
 # make test:    run the test suite (installs first when .venv is missing).
 # make demo:    prompt-tune the bundled tiny model on the bundled WordNet task (CPU, minutes).
+# make sweep-demo: the mini sweep (prompt length x initialization x 2 seeds) on the same.
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install test demo lint clean
+SWEEP_DIR ?= build/sweep_demo
+
+.PHONY: install test demo sweep-demo lint clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +21,20 @@ $(VENV)/.installed: setup.py
 
 install: $(VENV)/.installed
 
+# Test files are spread over PYTEST_WORKERS processes (pytest-xdist; a file's
+# tests stay together, sharing their fixtures).
+PYTEST_WORKERS ?= 2
+
 test: $(VENV)/.installed
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile tests
 
 demo: $(VENV)/.installed
 	$(PY) scripts/demo.py
+
+# Resumes (or skips, when done) the points already in SWEEP_DIR; rm -r it to start over.
+sweep-demo: $(VENV)/.installed
+	$(PY) -m prompt_tuning.sweep --sweep_file=configs/sweeps/wordnet_mini.gin \
+	  --sweep_dir=$(SWEEP_DIR)
 
 lint: $(VENV)/.installed
 	$(PY) -m pip install -q 'ruff>=0.6'

@@ -23,6 +23,7 @@ INSTALL_REQUIRES = [
     "tensorflow-datasets>=4.9.10,<4.10",
     "tensorboard>=2.21,<2.22",  # clu's summary writer needs it; tensorflow no longer pulls it in
     "tensorstore>=0.1.70",
+    "matplotlib>=3.11,<3.12",  # the sweeps' plots
     # t5 0.9.4's data and evaluation modules (its GLUE/SuperGLUE preprocessors,
     # postprocessors and metrics, span corruption) import these. t5 itself is
     # installed with --no-deps (see the Makefile): its declared dependencies
@@ -37,15 +38,18 @@ INSTALL_REQUIRES = [
     "scikit-learn>=1.9,<2",
 ]
 T5_PACKAGE = "t5==0.9.4"  # installed with --no-deps
+# The sweeps' `ray` executor (python -m prompt_tuning.sweep --executor=ray).
+RAY_REQUIRES = ["ray>=2.60,<2.61"]
 
 TEST_REQUIRES = [
     "peft>=0.21.2,<0.22",
     "pytest>=8",
     "pytest-timeout>=2.4,<3",
+    "pytest-xdist>=3.8,<4",  # make test runs the files on two workers
     "gcp-storage-emulator==2026.7.19",  # a GCS server on localhost for the gs:// tests
     "torch==2.13.0",
     "transformers>=5.23,<5.24",
-]
+] + RAY_REQUIRES  # a local Ray instance runs the Ray executor's test
 
 setuptools.setup(
     name="prompt_tuning",
@@ -61,5 +65,5 @@ setuptools.setup(
                                     "data/wordnet_tiny/*"]},
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": TEST_REQUIRES},
+    extras_require={"test": TEST_REQUIRES, "ray": RAY_REQUIRES},
 )

@@ -71,10 +71,6 @@ def rewrite_gin_args(argv: Sequence[str]) -> list[str]:
   return out
 
 
-# Macros every entry point reads itself, beside those its run's bindings reference.
-READ_BY_ENTRY_POINTS = ("RUN", "BATCH_SIZE")
-
-
 def parse_flags_and_gin(argv: Sequence[str], required: Sequence[str],
                         read_directly: Sequence[str] = ()) -> None:
   """Parses the gin files and bindings of the flags; checks the REQUIRED macros are set and
@@ -83,8 +79,7 @@ def parse_flags_and_gin(argv: Sequence[str], required: Sequence[str],
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   quiet_libraries()
   gin_config.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_paths)
-  gin_config.check_required_macros(required)
-  gin_config.check_every_macro_is_read(READ_BY_ENTRY_POINTS + tuple(read_directly))
+  gin_config.check_run_config(required, read_directly)
 
 
 # What a user's input can cause (a missing file, a wrong shape, an unset macro):

@@ -22,6 +22,7 @@ current directory and any user search paths.
 
 import contextlib
 import difflib
+import importlib.util
 import os
 import pathlib
 import re
@@ -127,6 +128,48 @@ def bindings_from_flags(overrides: Mapping[str, str]) -> list[str]:
   return bindings
 
 
+# `@package.module.fn()` in a binding: a configurable named by its module's full path.
+_FULL_PATH_REFERENCE = re.compile(r"@(?:[\w.]+/)*([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)")
+
+
+def _with_imports(binding: str) -> str:
+  """A binding whose references name configurables by full path, made parseable.
+
+  The gin files register configurables dynamically (`from __gin__ import
+  dynamic_registration`), which gin resolves only where the module was
+  imported in the same parse. A binding such as
+  `CLASS_LABELS = @prompt_tuning.data.wordnet.labels()` (how sweeps write
+  references) gets its own parse with those imports; any other binding is
+  parsed as written.
+  """
+  if "=" not in binding or "." in binding.split("=", 1)[0].strip():
+    return binding  # a configurable's parameter as the key: parsed as gin always did
+  modules = []
+  for path in _FULL_PATH_REFERENCE.findall(binding):
+    module = path.rsplit(".", 1)[0]
+    try:
+      found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+      found = False
+    if found and module not in modules:
+      modules.append(module)
+  if not modules:
+    return binding
+  return "\n".join(["from __gin__ import dynamic_registration"] +
+                   [f"import {m}" for m in modules] + [binding])
+
+
+def reference_text(reference: Any) -> str:
+  """A gin reference as text that `parse_gin`'s bindings resolve in any process:
+  `@prompt_tuning.data.wordnet.labels()` (a macro stays `%NAME`)."""
+  text = repr(reference)
+  if text.startswith("%"):
+    return text
+  fn = reference.configurable.wrapped
+  path = f"{fn.__module__}.{fn.__qualname__}"
+  return "@" + "/".join([*reference.scopes, path]) + ("()" if reference.evaluate else "")
+
+
 def parse_gin(gin_files: Sequence[str],
               bindings: Sequence[str] = (),
               search_paths: Sequence[str] = ()) -> None:
@@ -148,7 +191,9 @@ def parse_gin(gin_files: Sequence[str],
   try:
     with _namespace_safe_resource_reader():
       gin.parse_config_files_and_bindings(
-          list(gin_files), list(bindings), finalize_config=False, skip_unknown=False)
+          list(gin_files), None, finalize_config=False, skip_unknown=False)
+      for binding in bindings:  # one at a time, in order: later ones win
+        gin.parse_config(_with_imports(binding))
   except OSError as e:
     match = _UNABLE_TO_OPEN.search(str(e))
     if match is None:
@@ -221,7 +266,11 @@ def _macro_references(value: Any, found: set[str]) -> None:
       _macro_references(item, found)
 
 
-def check_every_macro_is_read(read_directly: Sequence[str]) -> None:
+_RUN_MACROS_HINT = ("the macros a run reads are in its run file's header and "
+                    "configs/models/*.gin")
+
+
+def check_every_macro_is_read(read_directly: Sequence[str], where: str = _RUN_MACROS_HINT) -> None:
   """Raises if the parsed config sets a macro that nothing reads (a misspelled setting).
 
   A macro is read when a binding of a configurable (or another macro) references
@@ -248,8 +297,18 @@ def check_every_macro_is_read(read_directly: Sequence[str]) -> None:
     hints.append(f"{name} (did you mean {' or '.join(close)}?)" if close else name)
   raise ValueError(
       f"the gin config sets {', '.join(hints)}, which nothing in this run reads; a misspelled "
-      "or stray setting would change nothing, so fix or remove it (the macros a run reads "
-      "are in its run file's header and configs/models/*.gin)")
+      f"or stray setting would change nothing, so fix or remove it ({where})")
+
+
+# Macros every entry point reads itself, beside those its run's bindings reference.
+READ_BY_ENTRY_POINTS = ("RUN", "BATCH_SIZE")
+
+
+def check_run_config(required: Sequence[str], read_directly: Sequence[str] = ()) -> None:
+  """An entry point's checks of the parsed config: the REQUIRED macros are set and every
+  macro set is read (`read_directly`: those the entry point reads itself)."""
+  check_required_macros(required)
+  check_every_macro_is_read(READ_BY_ENTRY_POINTS + tuple(read_directly))
 
 
 def check_prompt_sources() -> None:

@@ -15,16 +15,29 @@ Two measured problems with a plain process on a CPU host (BENCHMARKS.md):
 
 Accelerator platforms are unaffected by either. Both must run before JAX starts
 its backends (the first `jax.devices()`).
+
+A third setting makes runs repeatable across hosts and schedulers: XLA's CPU
+results depend on how many cores the process may use (the same run pinned to
+one core and to two gives different prompts; each is bitwise repeatable). With
+`PROMPT_TUNING_CPU_CORES=N` in the environment, `claim_cpu_cores` restricts the
+process to N of its cores before anything starts, taking cores that no other
+run on the host has claimed; sweeps set it for every point.
 """
 
+import fcntl
 import os
 import platform
 import re
 import sys
+import tempfile
 from typing import Optional
 
-_DEVICE_COUNT_FLAG = "xla_force_host_platform_device_count"
+from absl import logging
+
+DEVICE_COUNT_FLAG = "xla_force_host_platform_device_count"
 _HUGE_PAGES = "glibc.malloc.hugetlb=1"
+CPU_CORES_VARIABLE = "PROMPT_TUNING_CPU_CORES"
+_CLAIMED_VARIABLE = "PROMPT_TUNING_CPU_CORES_CLAIMED"  # set once claimed (survives the re-exec)
 
 
 def use_a_cpu_device_per_core(batch_size: int) -> Optional[int]:
@@ -39,11 +52,11 @@ def use_a_cpu_device_per_core(batch_size: int) -> Optional[int]:
     The device count set, or None if it was left alone.
   """
   flags = os.environ.get("XLA_FLAGS", "")
-  if re.search(_DEVICE_COUNT_FLAG, flags):
+  if re.search(DEVICE_COUNT_FLAG, flags):
     return None
   cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
   count = max(d for d in range(1, (cores or 1) + 1) if batch_size % d == 0)
-  os.environ["XLA_FLAGS"] = f"{flags} --{_DEVICE_COUNT_FLAG}={count}".strip()
+  os.environ["XLA_FLAGS"] = f"{flags} --{DEVICE_COUNT_FLAG}={count}".strip()
   return count
 
 
@@ -55,6 +68,71 @@ def huge_pages_environment(environ: Optional[dict[str, str]] = None) -> Optional
     return None
   environ["GLIBC_TUNABLES"] = f"{tunables}:{_HUGE_PAGES}" if tunables else _HUGE_PAGES
   return environ
+
+
+def _lock_directory() -> str:
+  return os.path.join(tempfile.gettempdir(), f"prompt_tuning_cores.{os.getuid()}")
+
+
+def claim_cpu_cores(environ: Optional[dict[str, str]] = None) -> Optional[list[int]]:
+  """Restricts this process to PROMPT_TUNING_CPU_CORES=N of its cores, if that is set.
+
+  Cores are claimed with a lock file each (in the temp directory): concurrent
+  runs on one host (a sweep's points, Ray tasks) get different cores, and a
+  core is free again when its process ends, however it ends. When fewer than N
+  are free, the first N allowed are shared, with a warning: the results are
+  the same, only slower.
+
+  Returns:
+    The cores now used, or None if the variable is unset.
+
+  Raises:
+    ValueError: N is not a positive integer or exceeds the cores allowed.
+  """
+  environ = os.environ if environ is None else environ
+  wanted = environ.get(CPU_CORES_VARIABLE)
+  if not wanted:
+    return None
+  if environ.get(_CLAIMED_VARIABLE):  # claimed before this process re-executed itself
+    return [int(c) for c in environ[_CLAIMED_VARIABLE].split(",")]
+  allowed = sorted(os.sched_getaffinity(0))
+  if not wanted.isdigit() or not 1 <= int(wanted) <= len(allowed):
+    raise ValueError(f"{CPU_CORES_VARIABLE}={wanted!r}; it must be a number of cores from 1 "
+                     f"to the {len(allowed)} this process may use")
+  count, cores = int(wanted), []
+  try:
+    os.makedirs(_lock_directory(), exist_ok=True)
+    for core in allowed:
+      fd = os.open(os.path.join(_lock_directory(), f"{core}.lock"), os.O_RDWR | os.O_CREAT)
+      try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      except OSError:
+        os.close(fd)
+        continue
+      os.set_inheritable(fd, True)  # held until this process (after any re-exec) ends
+      cores.append(core)
+      if len(cores) == count:
+        break
+  except OSError:
+    pass  # no usable lock directory: share
+  if len(cores) < count:
+    logging.warning("%s=%d: only %d of this host's cores are unclaimed; sharing the first %d",
+                    CPU_CORES_VARIABLE, count, len(cores), count)
+    cores = allowed[:count]
+  os.sched_setaffinity(0, cores)
+  environ[_CLAIMED_VARIABLE] = ",".join(map(str, cores))
+  return cores
+
+
+def set_up_process() -> None:
+  """What an entry point does first, before the heavy imports: `claim_cpu_cores`, then
+  `reexec_with_huge_pages` (the restarted process keeps the cores)."""
+  try:
+    claim_cpu_cores()
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    sys.exit(2)
+  reexec_with_huge_pages()
 
 
 def reexec_with_huge_pages() -> None:

@@ -29,7 +29,7 @@ from typing import Sequence
 from prompt_tuning import host
 
 if __name__ == "__main__":
-  host.reexec_with_huge_pages()
+  host.set_up_process()
 
 from absl import flags  # pylint: disable=g-import-not-at-top
 import gin

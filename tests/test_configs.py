@@ -155,6 +155,9 @@ def test_every_config_is_tested():
   named |= set(INFERENCE_RUN_FILES)  # run end to end in tests/test_infer.py, tests/test_eval.py
   named |= set(DECODING_FILES)
   named |= set(WORDNET_FILES)
+  named |= {TASK_CLASS_LABELS}
+  # Every point of every sweep is checked as a training config in tests/test_sweep.py.
+  named |= {f for f in CONFIG_FILES if f.startswith("configs/sweeps/")}
   assert set(CONFIG_FILES) == named
 
 
@@ -254,6 +257,27 @@ def test_prompt_config_initializes(path, tmp_path, t5_vocab_path, t5_vocabulary)
     np.testing.assert_array_equal(prompt[:n], table[ids[:n]])
   elif path.endswith("from_file.gin"):
     np.testing.assert_array_equal(prompt, fixed_prompt)
+
+
+TASK_CLASS_LABELS = "configs/prompts/from_task_class_labels.gin"
+
+
+@pytest.mark.parametrize("task,labels", [("taskless_super_glue_rte_v102",
+                                          ["entailment", "not_entailment"]),
+                                         ("taskless_super_glue_record_v102", [])])
+def test_task_class_labels_config_takes_the_tasks_labels(task, labels, tmp_path, t5_vocab_path,
+                                                         t5_vocabulary):
+  """from_task_class_labels.gin: the task's labels, then rows sampled from the vocabulary."""
+  table, _, bindings = _prompt_bindings(tmp_path, t5_vocab_path)
+  bindings = {k: v for k, v in bindings.items() if k != "CLASS_LABELS"}
+  bindings["MIXTURE_OR_TASK_NAME"] = repr(task)
+  gin_config.parse_gin([TINY, TASK_CLASS_LABELS], gin_config.bindings_from_flags(bindings))
+  prompt = np.asarray(_init(gin_config.build_model())["prompt"]["encoder"]["prompt"][
+      "prompt"].unbox())
+  for row, label in zip(prompt, labels):
+    np.testing.assert_allclose(row, table[t5_vocabulary.encode(label)].mean(axis=0), rtol=1e-6)
+  for row in prompt[len(labels):]:  # the paper's fallback: sampled vocabulary
+    assert any(np.array_equal(row, t) for t in table[:5000])
 
 
 def test_vocabulary(t5_vocab_path, t5_vocabulary):

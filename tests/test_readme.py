@@ -60,3 +60,15 @@ def test_readme_own_task_module_and_command_run(tmp_path):
 @pytest.mark.integration
 def test_readme_model_example_prints_the_small_parameter_count(tmp_path):
   assert _run_python_block(tmp_path, "T5.1.1 Small").stdout.split() == ["76961152"]
+
+
+def test_readme_sweep_file_is_the_shipped_mini_sweep():
+  """The Sweeps section's sweep file is configs/sweeps/wordnet_mini.gin (comments aside),
+  which tests/test_sweep.py parses into valid runs."""
+  readme = (conftest.REPO_ROOT / "README.md").read_text()
+  section = readme[readme.index("## Sweeps"):]
+  block = re.search(r"```\n(from __gin__ import dynamic_registration\n.*?)```", section,
+                    flags=re.S)[1]
+  shipped = (conftest.REPO_ROOT / "configs" / "sweeps" / "wordnet_mini.gin").read_text()
+  assert block.strip() == "\n".join(
+      line for line in shipped.splitlines() if not line.startswith("#")).strip()

@@ -7,6 +7,8 @@
                                          each trained prompt, [P, E] float32
       inference_eval/                    the trainer's decoding-based evaluation
       events.out.tfevents.*              TensorBoard summaries (train/*, eval/* scalars)
+      metrics.jsonl                      the same scalars as JSON lines, and a `start` line
+                                         per run segment (parameter counts); what sweeps read
 
 Every module that reads or writes one of these paths asks this one.
 """
@@ -21,6 +23,7 @@ CONFIG_FILE = "config.gin"
 CHECKPOINTS_DIR = "checkpoints"
 NUMPY_DIR = "numpy_checkpoints"
 INFERENCE_EVAL_DIR = "inference_eval"
+METRICS_FILE = "metrics.jsonl"
 STATE_ITEM, RECORD_ITEM = "state", "record"  # the orbax items of one checkpoint step
 PROMPT_COLLECTION = prompts.PROMPT_COLLECTION
 PROMPT_PREFIX = PROMPT_COLLECTION + "/"  # flat variable paths of the prompt collection
@@ -55,6 +58,10 @@ def numpy_step(name: str) -> Optional[int]:
 
 def inference_eval_dir(model_dir: str) -> str:
   return os.path.join(model_dir, INFERENCE_EVAL_DIR)
+
+
+def metrics_file(model_dir: str) -> str:
+  return os.path.join(model_dir, METRICS_FILE)
 
 
 def is_prompt(path: str) -> bool:

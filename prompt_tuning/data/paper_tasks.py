@@ -35,6 +35,7 @@ only when a task's data is tokenized.
 
 import functools
 import os
+import re
 
 import seqio
 from t5.data import glue_utils
@@ -65,6 +66,33 @@ GLUE_INDEX = {name: i for i, name in enumerate(GLUE)}
 # MRQA out-of-domain sets in tfds's `mrqa` builder (paper Table 2).
 MRQA = {"textbook_qa": "textbookqa", "bio_asq": "bioasq", "race": "race",
         "relation_extraction": "re", "duo_rc": "duorc", "drop": "drop"}
+
+
+_NAME = re.compile(r"^(?:mt5_)?(?:taskless_|task_index_)?(super_glue|glue)_(\w+?)"
+                   r"(?:_as_(\w+))?_v\d+(?:_simple_\w+|_simple)?(?:_examples)?$")
+
+
+def class_labels(task: str) -> list[str]:
+  """A GLUE or SuperGLUE task's class labels, as its targets spell them (T5's formats).
+
+  For class-label prompt initialization (configs/prompts/from_task_class_labels.gin).
+  A task whose targets are not classes (ReCoRD, WSC, STS-B) has none: [].
+
+  Raises:
+    ValueError: `task` is not one of this module's GLUE or SuperGLUE tasks.
+  """
+  match = _NAME.match(task)
+  if match is None:
+    raise ValueError(f"{task!r} is not a GLUE or SuperGLUE task of prompt_tuning.data."
+                     "paper_tasks; set CLASS_LABELS yourself (configs/prompts/"
+                     "from_class_labels.gin)")
+  benchmark, name, like = match.groups()
+  configs = (tfds.text.super_glue.SuperGlue if benchmark == "super_glue" else
+             tfds.text.glue.Glue).builder_configs
+  name = like or name  # `mrpc_as_qqp`: MRPC's examples with QQP's labels
+  if name not in configs or name in ("record", "wsc"):
+    return []  # ReCoRD's targets are entities, WSC's (T5's simple format) the referent
+  return [str(label) for label in (configs[name].label_classes or [])]
 
 
 # Text preprocessors shared by the variants.

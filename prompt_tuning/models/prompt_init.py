@@ -114,10 +114,12 @@ def class_labels(embeddings: Embeddings,
   """Row i is the mean of label i's sub-token embeddings (paper §3.2).
 
   Rows beyond the labels come from `fallback` (random uniform by default). Labels
-  that do not fit in the prompt are dropped with a warning naming them.
+  that do not fit in the prompt are dropped with a warning naming them. No labels
+  (a task without classes) is allowed only with an explicit `fallback`, which
+  then gives every row (the paper falls back to sampled vocabulary).
   """
   labels = list(labels)
-  if not labels:
+  if not labels and fallback is None:
     raise ValueError("class-label initialization needs at least one label; set CLASS_LABELS")
   fallback = fallback or random_uniform()
 

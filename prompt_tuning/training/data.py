@@ -10,6 +10,7 @@ from typing import Iterator, Mapping, Optional
 
 import numpy as np
 import seqio
+import tensorflow as tf
 
 from prompt_tuning.data import registry
 
@@ -53,6 +54,12 @@ def batches(name: str,
       batch_size=batch_size // num_shards, verbose=False)
   if start:
     ds = ds.skip(start)
+  # Without tf.data's autotuning: its optimization thread can hold up the
+  # iterator's deletion (the end of training) for 40 s in a process pinned to
+  # one core (a sweep's point), measured; these pipelines are light anyway.
+  options = tf.data.Options()
+  options.autotune.enabled = False
+  ds = ds.with_options(options)
   size = batch_size // num_shards
   for batch in ds.as_numpy_iterator():
     batch = {k: np.asarray(v) for k, v in batch.items()}

@@ -7,6 +7,8 @@ checkpointing only what changed; rerunning with the same MODEL_DIR resumes from
 its latest checkpoint on the same data stream and dropout keys.
 """
 
+import json
+import numbers
 import os
 import shutil
 import signal
@@ -167,9 +169,36 @@ class _LeaveAsFound:
         f.write(self._config)
 
 
+class _MetricsLog:
+  """MODEL_DIR/metrics.jsonl: what the summaries get, as JSON lines that sweeps read.
+
+  One `{"event": "start", "step", "time", "parameters_total", "parameters_model"
+  (without the prompt), "parameters_trainable", ...}` line per run segment (a resumed run appends one), then `{"step", "time", "train/loss", ...}`
+  for each summary. Steps redone after a resume appear again: readers keep a
+  step's last line. Each line is appended and closed at once, so a killed run
+  leaves whole lines. Only the first host writes.
+  """
+
+  def __init__(self, model_dir: str, enabled: bool):
+    self._path = layout.metrics_file(model_dir) if enabled else None
+
+  def _append(self, record: Mapping[str, Any]) -> None:
+    if self._path is not None:
+      with open(self._path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+  def start(self, step: int, **fields: Any) -> None:
+    self._append({"event": "start", "step": step, "time": time.time(), **fields})
+
+  def scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+    self._append({"step": step, "time": time.time(),
+                  **{k: float(v) for k, v in scalars.items()}})
+
+
 def _check_settings(*, train_steps: Any, batch_size: Any, checkpoint_period: Any,
                     eval_period: Any, log_period: Any, keep_checkpoints: Any,
-                    num_partitions: Any, task_feature_lengths: Any) -> None:
+                    num_partitions: Any, task_feature_lengths: Any,
+                    learning_rate: Any = None) -> None:
   """One-line errors for settings no run can use, before anything is created.
 
   The mesh's own checks follow: the partitioner's, that NUM_PARTITIONS divides
@@ -190,6 +219,11 @@ def _check_settings(*, train_steps: Any, batch_size: Any, checkpoint_period: Any
   positive("LOG_PERIOD", log_period)
   positive("KEEP_CHECKPOINTS", keep_checkpoints, optional=True)
   positive("NUM_PARTITIONS", num_partitions)
+  if (learning_rate is not None and not callable(learning_rate) and
+      (isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) or
+       not np.isfinite(learning_rate) or learning_rate <= 0)):
+    raise ValueError(f"LEARNING_RATE={learning_rate!r}; it must be a positive number (or a "
+                     "schedule)")
   if not isinstance(task_feature_lengths, Mapping) or set(task_feature_lengths) != {
       "inputs", "targets"}:
     raise ValueError(f"TASK_FEATURE_LENGTHS={task_feature_lengths!r}; give both lengths, e.g. "
@@ -282,7 +316,8 @@ def train(*,
   _check_settings(train_steps=train_steps, batch_size=batch_size,
                   checkpoint_period=checkpoint_period, eval_period=eval_period,
                   log_period=log_period, keep_checkpoints=keep_checkpoints,
-                  num_partitions=num_partitions, task_feature_lengths=task_feature_lengths)
+                  num_partitions=num_partitions, task_feature_lengths=task_feature_lengths,
+                  learning_rate=learning_rate)
   part = partitioning.Partitioner(num_partitions)
   _check_batch_split(batch_size, part)
   with _LeaveAsFound(model_dir) as run_dir, _StopSignals() as stop:
@@ -299,6 +334,8 @@ def train(*,
     del variables
     num_frozen = sum(int(np.prod(v.shape)) for v in frozen.values())
     num_trainable = sum(int(np.prod(v.shape)) for v in state.trainable.values())
+    num_prompt = sum(int(np.prod(v.shape)) for k, v in {**frozen, **state.trainable}.items()
+                     if layout.is_prompt(k))
     logging.info("parameters: %d total, %d trainable (%s)", num_frozen + num_trainable,
                  num_trainable, what_trains)
 
@@ -332,7 +369,11 @@ def train(*,
       on_start()
     writer = metric_writers.create_default_writer(model_dir, just_logging=jax.process_index() > 0,
                                                   asynchronous=False)
+    metrics_log = _MetricsLog(model_dir, enabled=jax.process_index() == 0)
     step = int(state.step)
+    metrics_log.start(step, train_steps=train_steps, parameters_total=num_frozen + num_trainable,
+                      parameters_model=num_frozen + num_trainable - num_prompt,
+                      parameters_trainable=num_trainable, what_trains=what_trains)
     metrics: dict[str, Any] = {}
     last_saved = latest
     step_fn = None
@@ -359,11 +400,14 @@ def train(*,
                      step, train_steps, metrics["loss"], metrics["accuracy"], steps_per_s,
                      steps_per_s * tokens, (train_steps - step) / max(steps_per_s, 1e-9))
         scalars = {**{f"train/{k}": v for k, v in metrics.items()},
-                   "train/steps_per_second": steps_per_s, "train/step_time_seconds": step_time}
+                   "train/steps_per_second": steps_per_s,
+                   "train/tokens_per_second": steps_per_s * tokens,
+                   "train/step_time_seconds": step_time}
         if learning_rate is not None:
           scalars["train/learning_rate"] = float(
               learning_rate(step - 1) if callable(learning_rate) else learning_rate)
         writer.write_scalars(step, scalars)
+        metrics_log.scalars(step, scalars)
         tick, tick_step = time.time(), step
       if evaluate is not None and (step % eval_period == 0 or step == train_steps):
         eval_metrics = evaluate(state.trainable)
@@ -371,7 +415,9 @@ def train(*,
           eval_metrics.update(infer_eval_fn(step, trainable.merge(state.trainable, frozen)))
         logging.info("eval at step %d: %s", step,
                      " ".join(f"{k}={v:.4f}" for k, v in sorted(eval_metrics.items())))
-        writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
+        eval_scalars = {f"eval/{k}": v for k, v in eval_metrics.items()}
+        writer.write_scalars(step, eval_scalars)
+        metrics_log.scalars(step, eval_scalars)
       if step % checkpoint_period == 0 or step == train_steps or stop.signal:
         _check_finite(metrics["loss"], step, last_saved)
         last_saved = ckpt.save(state, record)

@@ -170,6 +170,15 @@ def _check_task(name, split, word, keys, prefix=""):
   first = int(indexed_examples[0]["inputs"][0])
   assert vocab.decode([first]).startswith("<extra_id_")
   np.testing.assert_array_equal(indexed_examples[0]["inputs"][1:], taskless_examples[0]["inputs"])
+  # Class-label initialization's labels are the words the targets use (none for
+  # tasks whose targets are not classes).
+  labels = [] if name.startswith("dpr") else paper_tasks.class_labels(
+      prefix + "taskless_" + name)
+  targets = {_decode(task, ex["targets"]) for ex in examples}
+  if labels:
+    assert targets <= set(labels), (name, targets, labels)
+  else:
+    assert name.startswith(("super_glue_record", "glue_stsb", "super_glue_wsc", "dpr")), name
   # The metrics the paper reports, perfect when every prediction is its target.
   metrics = _perfect_metrics(task, examples)
   assert keys <= set(metrics), (name, metrics)
@@ -181,6 +190,16 @@ def _check_task(name, split, word, keys, prefix=""):
   # The _examples twin reports sample pairs as text beside the same metrics.
   twin = seqio.get_mixture_or_task(prefix + name + "_examples")
   assert len(twin.metric_fns) == len(task.metric_fns) + 1
+
+
+def test_class_labels_of_names_and_errors():
+  assert paper_tasks.class_labels("mt5_task_index_super_glue_cb_v102_examples") == [
+      "entailment", "contradiction", "neutral"]
+  assert paper_tasks.class_labels("taskless_glue_mrpc_as_qqp_v200") == [
+      "not_duplicate", "duplicate"]  # QQP's labels on MRPC's examples
+  assert paper_tasks.class_labels("taskless_super_glue_wsc_and_dev_v102_simple") == []
+  with pytest.raises(ValueError, match="'wordnet_supersense' is not a GLUE or SuperGLUE task"):
+    paper_tasks.class_labels("wordnet_supersense")
 
 
 @pytest.mark.parametrize("name,tfds_name", QA, ids=[q[0] for q in QA])

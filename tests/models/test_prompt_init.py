@@ -60,6 +60,11 @@ def test_class_labels_average_subtoken_embeddings(table, t5_vocabulary, caplog):
 def test_class_label_errors(table, t5_vocabulary):
   with pytest.raises(ValueError, match="needs at least one label"):
     prompt_init.class_labels(table, t5_vocabulary, [])
+  # No labels with an explicit fallback (a task without classes): every row from it.
+  fallback = prompt_init.random_uniform(0.1)
+  np.testing.assert_array_equal(
+      prompt_init.class_labels(table, t5_vocabulary, [], fallback)(RNG, (4, E)),
+      fallback(RNG, (4, E)))
   with pytest.raises(ValueError, match="class label '' tokenizes to no tokens"):
     prompt_init.class_labels(table, t5_vocabulary, ["yes", ""])(RNG, (4, E))
   with pytest.raises(ValueError, match="embedding table has width 16 but the prompt is 32 wide"):

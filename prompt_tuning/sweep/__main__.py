@@ -1,0 +1,73 @@
+r"""Runs a sweep of training runs, or reports on one.
+
+    python -m prompt_tuning.sweep --sweep_file=configs/sweeps/wordnet_mini.gin \
+      --sweep_dir=/tmp/sweeps/mini [--executor=local|ray] [--max_parallel=N] [--dry_run] \
+      [--gin.MACRO=VALUE ...]
+    python -m prompt_tuning.sweep report --sweep_dir=/tmp/sweeps/mini \
+      [--x=parameters,PROMPT_LENGTH] [--lines=init] [--panels=size]
+
+Each point trains in its own MODEL_DIR under --sweep_dir, with its exact
+`python -m prompt_tuning.train` command written beside it (command.sh).
+Rerunning the same command skips the points that are done and resumes the
+others from their checkpoints. `--gin.MACRO=VALUE` sets the sweep file's own
+macros (the checkpoint paths of the paper's grids). The sweep ends with
+`report`, which writes results.csv, summary.md and plots/ into --sweep_dir; its
+last line is `sweep: <done>/<total> points done results=<csv> plot=<png>`. Exit
+status: 0, or 1 when a point failed (its error line is in summary.md), 130 when
+interrupted (rerun to resume).
+"""
+
+import sys
+from typing import Sequence
+
+from absl import flags
+
+from prompt_tuning import cli
+from prompt_tuning.sweep import driver
+from prompt_tuning.sweep import report as report_lib
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("sweep_file", None, "The sweep file (configs/sweeps/*.gin).")
+flags.DEFINE_string("sweep_dir", None, "Where the points' MODEL_DIRs and the results go "
+                    "(for --executor=ray: a path every node sees).")
+flags.DEFINE_enum("executor", "local", list(driver.EXECUTORS),
+                  "local: subprocesses of this host; ray: Ray tasks on RAY_ADDRESS's cluster "
+                  "(or a local Ray instance).")
+flags.DEFINE_integer("max_parallel", None, "Points running at once (local default: this "
+                     "host's cores / the sweep's cores per point; ray default: all, as Ray's "
+                     "resources allow).")
+flags.DEFINE_bool("dry_run", False, "Print the points and their commands; run nothing.")
+flags.DEFINE_list("x", None, "report: the plots' x axes: 'parameters' and/or numeric axes "
+                  "(default: parameters when they vary, and each numeric axis).")
+flags.DEFINE_list("lines", None, "report: axes whose values make the lines (default: the "
+                  "other non-seed axes).")
+flags.DEFINE_string("panels", None, "report: an axis whose values make side-by-side panels.")
+
+
+def main(argv: Sequence[str]) -> None:
+  command = argv[1:]
+  if command not in ([], ["report"]):
+    raise ValueError(f"unexpected arguments {command}; the one command is `report`")
+  if FLAGS.gin_file:
+    raise ValueError("--gin_file is for training runs; a sweep's gin files are in its sweep "
+                     "file (--sweep_file)")
+  if not FLAGS.sweep_dir:
+    raise ValueError("--sweep_dir is required: where the points' runs and the results go")
+  options = {"x": FLAGS.x, "lines": FLAGS.lines, "panels": FLAGS.panels}
+  if command == ["report"]:
+    result = report_lib.report(FLAGS.sweep_dir, **options)
+    plot = result["plots"][0] if result["plots"] else "none"
+    print(f"sweep: {result['done']}/{result['total']} points done results={result['results']} "
+          f"plot={plot}")
+    return
+  if not FLAGS.sweep_file:
+    raise ValueError("--sweep_file is required (e.g. configs/sweeps/wordnet_mini.gin)")
+  status = driver.run(FLAGS.sweep_file, FLAGS.sweep_dir, overrides=FLAGS.gin_bindings,
+                      executor=FLAGS.executor, max_parallel=FLAGS.max_parallel,
+                      is_dry_run=FLAGS.dry_run, report_options=options)
+  sys.stdout.flush()
+  sys.exit(status)
+
+
+if __name__ == "__main__":
+  cli.run(main)

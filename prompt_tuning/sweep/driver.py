@@ -1,0 +1,208 @@
+"""Running a sweep: load and check the sweep file, run the points not done, report.
+
+Everything that can be checked before a run starts is checked for every point
+first (the sweep file, each point's gin config parsed exactly as
+`python -m prompt_tuning.train` parses it: unknown gin files, unknown or unread
+macros, unset REQUIRED ones), so a bad sweep stops with one line before any
+directory is created. What only a run can find (an invalid value, a diverged
+loss) fails that point alone: it is recorded with its error line and the
+others go on.
+"""
+
+import fcntl
+import math
+import os
+import sys
+import time
+from typing import Any, Optional, Sequence, TextIO
+
+import gin
+
+from prompt_tuning import gin_config
+from prompt_tuning import train as train_entry
+from prompt_tuning.sweep import executors
+from prompt_tuning.sweep import points as points_lib
+from prompt_tuning.sweep import report as report_lib
+from prompt_tuning.sweep import spec
+
+EXECUTORS = ("local", "ray")
+LOCK_FILE = ".sweep.lock"
+
+
+def _one_line(error: BaseException) -> str:
+  lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+  where = next((line for line in lines[1:] if line.startswith("In ")), None)
+  return (lines[0] if lines else type(error).__name__) + (f" ({where})" if where else "")
+
+
+def load(sweep_file: str, overrides: Sequence[str] = ()) -> spec.Plan:
+  """The sweep file (and `--gin.` bindings of its macros) -> its plan.
+
+  Raises:
+    spec.SweepFileError: the file is missing, malformed, or makes no valid grid.
+  """
+  if not os.path.isfile(sweep_file):
+    raise spec.SweepFileError(f"sweep file {sweep_file!r} not found; see configs/sweeps/")
+  gin.clear_config()
+  try:
+    gin_config.parse_gin([sweep_file], overrides)
+    bound = gin.get_bindings(spec.Sweep, resolve_references=False)
+    if not bound:
+      raise spec.SweepFileError(
+          f"{sweep_file} binds no sweep.Sweep parameters; start it with `from __gin__ import "
+          "dynamic_registration` and `from prompt_tuning import sweep` (see configs/sweeps/)")
+    # A macro set (in the file or by --gin.) that the sweep never reads is a typo.
+    gin_config.check_every_macro_is_read(
+        (), where="a sweep file's macros are those its sweep.Sweep bindings reference")
+    declared = spec.Sweep(**spec.resolve_macros(bound))
+  except spec.SweepFileError:
+    raise
+  except (ValueError, TypeError, NameError, FileNotFoundError, ImportError) as e:
+    raise spec.SweepFileError(f"{sweep_file}: {_one_line(e)}") from None
+  finally:
+    gin.clear_config()
+  name = os.path.splitext(os.path.basename(sweep_file))[0]
+  return spec.plan(declared, name)
+
+
+def check_points(plan: spec.Plan, sweep_dir: str) -> None:
+  """Parses every point's config as the training command will, before anything runs.
+
+  Raises:
+    spec.SweepFileError: naming the first point whose config the trainer would
+      refuse (a gin file not found, an unknown or unread setting, a REQUIRED
+      macro unset).
+  """
+  for point in plan.points:
+    bindings = [f"{k} = {v}" for k, v in plan.bindings_of(point)]
+    bindings.append(f"MODEL_DIR = {spec.gin_text(points_lib.point_dir(sweep_dir, point))}")
+    gin.clear_config()
+    try:
+      gin_config.parse_gin(plan.gin_files_of(point), bindings)
+      gin_config.check_run_config(train_entry.RUN_REQUIRED_MACROS, train_entry.READ_DIRECTLY)
+    except (ValueError, TypeError, NameError, FileNotFoundError, ImportError) as e:
+      raise spec.SweepFileError(f"point {point.name}: {_one_line(e)}") from None
+    finally:
+      gin.clear_config()
+
+
+def _duration(seconds: float) -> str:
+  seconds = int(round(seconds))
+  return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class Progress:
+  """Records each point's end in its status.json and prints the sweep's state."""
+
+  def __init__(self, total: int, done: int, parallel: int, out: TextIO):
+    self.total, self.done, self.parallel, self.out = total, done, parallel, out
+    self.running = self.failed = self.interrupted = 0
+    self.durations: list[float] = []
+    self.left = total - done
+
+  def _line(self, what: str) -> None:
+    eta = ""
+    if self.durations and (self.left or self.running):
+      mean = sum(self.durations) / len(self.durations)
+      eta = f"; ETA {_duration(mean * math.ceil((self.left + self.running) / self.parallel))}"
+    print(f"sweep: {self.done}/{self.total} done, {self.running} running, {self.failed} failed, "
+          f"{self.left} left{eta} | {what}", file=self.out, flush=True)
+
+  def started(self, job: executors.Job) -> None:
+    self.running += 1
+    self.left -= 1
+    self._line(f"started {job.name}")
+
+  def finished(self, job: executors.Job, returncode: int, seconds: float) -> None:
+    self.running -= 1
+    record = points_lib.record_attempt(os.path.dirname(job.log_path), returncode, seconds)
+    outcome = record["status"]
+    if outcome == points_lib.DONE:
+      self.done += 1
+      self.durations.append(seconds)
+      self._line(f"{job.name} done in {_duration(seconds)}")
+    elif outcome == points_lib.FAILED:
+      self.failed += 1
+      self._line(f"{job.name} FAILED (exit {returncode}): {record['error']} "
+                 f"(log: {job.log_path})")
+    else:
+      self.interrupted += 1
+      self._line(f"{job.name} interrupted at its last saved step; rerun to resume")
+
+
+class _Lock:
+  """One driver per sweep directory at a time."""
+
+  def __init__(self, sweep_dir: str):
+    os.makedirs(sweep_dir, exist_ok=True)
+    self._fd = os.open(os.path.join(sweep_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT)
+    try:
+      fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      os.close(self._fd)
+      raise spec.SweepFileError(f"another sweep is running in {sweep_dir}; wait for it or "
+                                "stop it first") from None
+
+  def release(self) -> None:
+    os.close(self._fd)
+
+
+def dry_run(plan: spec.Plan, sweep_dir: str, out: TextIO) -> None:
+  env = " ".join(f"{k}={v}" for k, v in points_lib.environment(plan).items())
+  print(f"sweep {plan.name}: {len(plan.points)} points (dry run: nothing runs)", file=out)
+  for point in plan.points:
+    argv = points_lib.train_argv(plan, point, points_lib.point_dir(sweep_dir, point))
+    print(f"{point.name}\n  {env} {points_lib.shell_command(argv)}", file=out)
+
+
+def run(sweep_file: str, sweep_dir: str, *, overrides: Sequence[str] = (),
+        executor: str = "local", max_parallel: Optional[int] = None,
+        is_dry_run: bool = False, report_options: Optional[dict[str, Any]] = None,
+        out: TextIO = sys.stdout) -> int:
+  """Runs the sweep's points that are not done; returns the exit status (1: a point failed)."""
+  if executor not in EXECUTORS:
+    raise ValueError(f"--executor={executor!r}; use one of {', '.join(EXECUTORS)}")
+  sweep_dir = os.path.abspath(sweep_dir)
+  plan = load(sweep_file, overrides)
+  check_points(plan, sweep_dir)
+  if is_dry_run:
+    dry_run(plan, sweep_dir, out)
+    return 0
+  parallel = executors.check_parallel(max_parallel, plan.cpus) if executor == "local" else (
+      max_parallel or len(plan.points))
+  lock = _Lock(sweep_dir)
+  try:
+    points_lib.prepare(plan, sweep_dir, os.getcwd())
+    todo = [p for p in plan.points if not points_lib.is_done(points_lib.point_dir(sweep_dir, p))]
+    jobs = [executors.Job(
+        name=p.name, argv=tuple(points_lib.train_argv(plan, p, points_lib.point_dir(sweep_dir, p))),
+        env=points_lib.environment(plan),
+        log_path=os.path.join(points_lib.point_dir(sweep_dir, p), points_lib.LOG_FILE),
+        cwd=os.getcwd(), resources=dict(plan.resources)) for p in todo]
+    total = len(plan.points)
+    print(f"sweep {plan.name}: {total} points in {sweep_dir}; {total - len(jobs)} done already, "
+          f"{len(jobs)} to run, {'up to ' if executor == 'ray' else ''}{parallel} at a time "
+          f"({executor})", file=out, flush=True)
+    progress = Progress(total, total - len(jobs), parallel, out)
+    begin = time.time()
+    interrupted = False
+    try:
+      if executor == "ray":
+        from prompt_tuning.sweep import ray_executor  # pylint: disable=g-import-not-at-top
+        ray_executor.run(jobs, parallel, progress)
+      else:
+        executors.local(jobs, parallel, progress)
+    except KeyboardInterrupt:
+      interrupted = True
+    result = report_lib.report(sweep_dir, **(report_options or {}))
+  finally:
+    lock.release()
+  print(f"sweep: {_duration(time.time() - begin)}; summary={result['summary']}", file=out)
+  if interrupted:
+    print("error: the sweep was interrupted; its running points saved their steps. Rerun the "
+          "same command to resume", file=out, flush=True)
+    return 130
+  plot = result["plots"][0] if result["plots"] else "none"
+  print(f"sweep: {result['done']}/{result['total']} points done results={result['results']} "
+        f"plot={plot}", file=out, flush=True)
+  return 1 if result["failed"] else 0

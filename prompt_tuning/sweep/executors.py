@@ -1,0 +1,144 @@
+"""Where a sweep's points run: `local` subprocesses, or Ray tasks (`ray_executor`).
+
+An executor gets the points still to run as `Job`s and reports each start and
+end to the driver's `Events`; it decides nothing else. A point's process claims
+its own cores (PROMPT_TUNING_CPU_CORES, see host.py), so concurrent points on
+one host take different cores and each gets the same numbers wherever it runs.
+"""
+
+import ctypes
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Optional, Protocol, Sequence
+
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+  name: str
+  argv: tuple[str, ...]  # argv[0] is "python": the interpreter of whoever runs it
+  env: dict[str, str]
+  log_path: str
+  cwd: str
+  resources: dict[str, float]
+
+
+class Events(Protocol):
+
+  def started(self, job: Job) -> None:
+    ...
+
+  def finished(self, job: Job, returncode: int, seconds: float) -> None:
+    ...
+
+
+def _stop_with_parent() -> None:
+  """In the child, before exec: SIGTERM when the parent dies (the trainer saves and stops).
+
+  A sweep driver that is killed (kill -9, a lost session) then leaves no
+  orphaned points behind; the next run resumes them from their checkpoints.
+  """
+  try:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+  except (OSError, AttributeError):
+    pass  # not Linux: orphans finish on their own
+
+
+def start(job: Job) -> subprocess.Popen:
+  """Starts a job's command, appending its output to its log."""
+  argv = [sys.executable if job.argv[0] == "python" else job.argv[0], *job.argv[1:]]
+  with open(job.log_path, "a") as log:
+    log.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} on {os.uname().nodename}: "
+              f"{' '.join(argv)}\n")
+    log.flush()
+    return subprocess.Popen(
+        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        cwd=job.cwd if os.path.isdir(job.cwd) else None, env={**os.environ, **job.env},
+        preexec_fn=_stop_with_parent,
+        # Its own process group: a Ctrl-C at the terminal reaches the driver only,
+        # which stops each point with one SIGTERM (a second signal would cut its save short).
+        process_group=0)
+
+
+def stop(process: subprocess.Popen, grace_s: float = 120.0) -> int:
+  """SIGTERM (the trainer saves its step and exits), then SIGKILL after `grace_s`."""
+  if process.poll() is None:
+    process.send_signal(signal.SIGTERM)
+    try:
+      process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+      process.kill()
+  return process.wait()
+
+
+def run_job(job: Job) -> tuple[int, float]:
+  """Runs one job to its end: (return code, seconds). Ctrl-C stops it cleanly."""
+  begin = time.time()
+  process = start(job)
+  try:
+    returncode = process.wait()
+  except KeyboardInterrupt:
+    returncode = stop(process)
+  return returncode, time.time() - begin
+
+
+def local(jobs: Sequence[Job], max_parallel: int, events: Events,
+          poll_s: float = 0.5) -> None:
+  """Runs the jobs as subprocesses of this host, at most `max_parallel` at once.
+
+  Ctrl-C (or SIGTERM to the driver) stops the running ones as preemption does:
+  each saves its current step; their ends are reported, then KeyboardInterrupt
+  propagates.
+  """
+  queue = list(jobs)
+  running: dict[subprocess.Popen, tuple[Job, float]] = {}
+
+  def reap(wait: bool) -> None:
+    for process in list(running):
+      returncode = stop(process) if wait else process.poll()
+      if returncode is not None:
+        job, begin = running.pop(process)
+        events.finished(job, returncode, time.time() - begin)
+
+  previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+  try:
+    while queue or running:
+      while queue and len(running) < max_parallel:
+        job = queue.pop(0)
+        running[start(job)] = (job, time.time())
+        events.started(job)
+      time.sleep(poll_s)
+      reap(wait=False)
+  except KeyboardInterrupt:
+    reap(wait=True)
+    raise
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+  del frame
+  raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def available_cpus() -> int:
+  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def default_parallel(cpus_per_point: int) -> int:
+  """As many points as this host's cores hold at the sweep's cores per point."""
+  return max(1, available_cpus() // max(1, cpus_per_point))
+
+
+def check_parallel(max_parallel: Optional[int], cpus_per_point: int) -> int:
+  if max_parallel is None:
+    return default_parallel(cpus_per_point)
+  if max_parallel < 1:
+    raise ValueError(f"--max_parallel={max_parallel}; give a positive number")
+  return max_parallel

@@ -1,0 +1,209 @@
+"""A sweep directory on disk: each point's MODEL_DIR, its command, its status.
+
+    SWEEP_DIR/
+      sweep.json                 the sweep as planned (name, axes, points, metric)
+      <point name>/              the point's MODEL_DIR (checkpoints, metrics.jsonl,
+                                 TensorBoard events: `tensorboard --logdir SWEEP_DIR`)
+        point.json               its axis values and settings (what `report` reads)
+        command.sh               the exact training command; `sh command.sh` resumes
+                                 it here, `MODEL_DIR=/elsewhere sh command.sh` reruns it
+        train.log                the command's output, every attempt appended
+        status.json              done / failed (with the log's last lines) / interrupted
+      results.csv, summary.md, plots/    written by `report`
+
+Every file here is written whole (a temporary file, then a rename), so a killed
+sweep leaves each one as it was or as it became.
+"""
+
+import json
+import os
+import shlex
+import sys
+import time
+from typing import Any, Optional
+
+from prompt_tuning import host
+from prompt_tuning.checkpoints import layout
+from prompt_tuning.sweep import spec
+
+SWEEP_FILE = "sweep.json"
+POINT_FILE = "point.json"
+COMMAND_FILE = "command.sh"
+LOG_FILE = "train.log"
+STATUS_FILE = "status.json"
+DONE, FAILED, INTERRUPTED = "done", "failed", "interrupted"
+ERROR_LINES = 5  # the log's last lines kept in a failed point's status
+
+
+def write_json(path: str, value: Any) -> None:
+  temporary = f"{path}.tmp.{os.getpid()}"
+  with open(temporary, "w") as f:
+    json.dump(value, f, indent=1, sort_keys=False)
+    f.write("\n")
+  os.replace(temporary, path)
+
+
+def read_json(path: str) -> Optional[Any]:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except FileNotFoundError:
+    return None
+
+
+def point_dir(sweep_dir: str, point: spec.Point) -> str:
+  return os.path.join(sweep_dir, point.name)
+
+
+def train_argv(plan: spec.Plan, point: spec.Point, model_dir: str,
+               python: str = "python") -> list[str]:
+  """`python -m prompt_tuning.train --gin_file=... --gin.KEY=VALUE ... --gin.MODEL_DIR=...`."""
+  argv = [python, "-m", spec.ENTRY_POINT]
+  argv += [f"--gin_file={f}" for f in plan.gin_files_of(point)]
+  argv += [f"--gin.{key}={value}" for key, value in plan.bindings_of(point)]
+  argv.append(f"--gin.MODEL_DIR={spec.gin_text(model_dir)}")
+  return argv
+
+
+def shell_word(arg: str) -> str:
+  """`arg` for a POSIX shell, gin flags in the README's style: `--gin.K="{'a': 1}"`."""
+  name, sep, value = arg.partition("=")
+  if (sep and name.startswith("--") and shlex.quote(value) != value
+      and not any(c in value for c in '"$`\\!')):
+    return f'{name}="{value}"'
+  return shlex.quote(arg)
+
+
+def shell_command(argv: list[str]) -> str:
+  return " ".join(shell_word(a) for a in argv)
+
+
+def environment(plan: spec.Plan) -> dict[str, str]:
+  """The variables a point runs with (beside the inherited ones).
+
+  Its cores (a point's numbers depend on how many cores XLA may use), and
+  XLA_FLAGS as the driver has them but without a device count, so that the
+  point's process sets one device per claimed core, wherever it runs.
+  """
+  flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
+                   if host.DEVICE_COUNT_FLAG not in f)
+  return {host.CPU_CORES_VARIABLE: str(plan.cpus), "XLA_FLAGS": flags}
+
+
+def command_script(plan: spec.Plan, point: spec.Point, model_dir: str, cwd: str) -> str:
+  """command.sh: the point's exact command, with MODEL_DIR overridable from the environment."""
+  argv = train_argv(plan, point, "$MODEL_DIR", python=sys.executable)
+  quoted = [shell_word(a) for a in argv[:-1]]
+  quoted.append("--gin.MODEL_DIR=\"'$MODEL_DIR'\"")
+  variables = " ".join(f"{k}={shlex.quote(v)}" for k, v in environment(plan).items())
+  lines = [
+      "#!/bin/sh",
+      f"# Point {point.name} of sweep {plan.name}.",
+      "# `sh command.sh` trains it here (resuming); `MODEL_DIR=/elsewhere sh command.sh`",
+      "# trains the same run elsewhere, to the same numbers.",
+      f"MODEL_DIR=\"${{MODEL_DIR:-{model_dir}}}\"",
+      f"cd {shlex.quote(cwd)} || exit 1",
+      f"exec env {variables} \\\n  " + " \\\n  ".join(quoted),
+  ]
+  return "\n".join(lines) + "\n"
+
+
+def point_record(plan: spec.Plan, point: spec.Point, model_dir: str) -> dict[str, Any]:
+  return {
+      "sweep": plan.name,
+      "name": point.name,
+      "index": point.index,
+      "axes": [[c.axis, c.label, c.value] for c in point.choices],
+      "seed_axes": list(plan.seed_axes),
+      "average_axes": list(plan.average_axes),
+      "metric": plan.metric,
+      "metric_mode": plan.metric_mode,
+      "resources": plan.resources,
+      "model_dir": model_dir,
+      "argv": train_argv(plan, point, model_dir)[1:],
+  }
+
+
+def prepare(plan: spec.Plan, sweep_dir: str, cwd: str) -> None:
+  """Writes sweep.json and each point's point.json and command.sh (unchanged ones stay).
+
+  Raises:
+    spec.SweepFileError: SWEEP_DIR holds a point whose command differs (another
+      sweep, or this one edited): its runs would mix two configurations.
+  """
+  os.makedirs(sweep_dir, exist_ok=True)
+  for point in plan.points:
+    model_dir = point_dir(sweep_dir, point)
+    record = point_record(plan, point, model_dir)
+    old = read_json(os.path.join(model_dir, POINT_FILE))
+    if old is not None and old.get("argv") != record["argv"]:
+      raise spec.SweepFileError(
+          f"{model_dir} was made by a different command (the sweep file changed?); use a new "
+          "--sweep_dir, or remove that point's directory to rerun it")
+  write_json(os.path.join(sweep_dir, SWEEP_FILE), {
+      "name": plan.name, "axes": list(plan.axes), "seed_axes": list(plan.seed_axes),
+      "average_axes": list(plan.average_axes),
+      "metric": plan.metric, "metric_mode": plan.metric_mode, "resources": plan.resources,
+      "points": [p.name for p in plan.points]})
+  for point in plan.points:
+    model_dir = point_dir(sweep_dir, point)
+    os.makedirs(model_dir, exist_ok=True)
+    record_path = os.path.join(model_dir, POINT_FILE)
+    if read_json(record_path) is None:
+      write_json(record_path, point_record(plan, point, model_dir))
+    script = command_script(plan, point, model_dir, cwd)
+    script_path = os.path.join(model_dir, COMMAND_FILE)
+    if not os.path.exists(script_path) or open(script_path).read() != script:
+      with open(script_path + ".tmp", "w") as f:
+        f.write(script)
+      os.chmod(script_path + ".tmp", 0o755)
+      os.replace(script_path + ".tmp", script_path)
+
+
+def status(model_dir: str) -> dict[str, Any]:
+  return read_json(os.path.join(model_dir, STATUS_FILE)) or {}
+
+
+def is_done(model_dir: str) -> bool:
+  return status(model_dir).get("status") == DONE
+
+
+def last_lines(path: str, count: int = ERROR_LINES) -> list[str]:
+  try:
+    with open(path, errors="replace") as f:
+      lines = [line.rstrip("\n") for line in f if line.strip()]
+  except FileNotFoundError:
+    return []
+  return lines[-count:]
+
+
+def error_line(lines: list[str]) -> str:
+  """The line that says what went wrong: the entry point's `error: ...`, else the last."""
+  for line in reversed(lines):
+    if line.startswith("error: ") or "Error" in line.split(":")[0]:
+      return line
+  return lines[-1] if lines else ""
+
+
+def record_attempt(model_dir: str, returncode: int, seconds: float) -> dict[str, Any]:
+  """status.json after an attempt: done, failed (with the log's last lines) or interrupted."""
+  old = status(model_dir)
+  if returncode == 0:
+    outcome = DONE
+  elif returncode in (-2, -15, 130, 143):  # SIGINT/SIGTERM: saved its step; resumable
+    outcome = INTERRUPTED
+  else:
+    outcome = FAILED
+  record = {"status": outcome, "returncode": returncode,
+            "wall_s": float(old.get("wall_s", 0.0)) + seconds,
+            "attempts": int(old.get("attempts", 0)) + 1, "finished": time.time()}
+  if outcome != DONE:
+    lines = last_lines(os.path.join(model_dir, LOG_FILE))
+    record["error"] = error_line(lines)
+    record["log_tail"] = lines
+  write_json(os.path.join(model_dir, STATUS_FILE), record)
+  return record
+
+
+def metrics_path(model_dir: str) -> str:
+  return layout.metrics_file(model_dir)

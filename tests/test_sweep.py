@@ -1,0 +1,442 @@
+"""Sweeps: the sweep file, the local and Ray executors, resume after kill -9, `report`.
+
+The end-to-end sweep is three points of the bundled tiny model on the bundled
+WordNet task, over LEARNING_RATE (the same shapes, so one compile each):
+0.3 and 1.0 train; -1.0 is an invalid value that fails its point alone.
+"""
+
+import csv
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from prompt_tuning.sweep import driver
+from prompt_tuning.sweep import points as points_lib
+from prompt_tuning.sweep import report as report_lib
+from prompt_tuning.sweep import spec
+from tests import conftest
+
+REPO = str(conftest.REPO_ROOT)
+HEADER = textwrap.dedent("""\
+    from __gin__ import dynamic_registration
+    from prompt_tuning import sweep
+    from prompt_tuning.data import wordnet
+    """)
+BASE = textwrap.dedent("""\
+    sweep.Sweep.gin_files = ['configs/models/wordnet_tiny_prompt.gin',
+                             'configs/runs/prompt_finetune.gin',
+                             'configs/prompts/from_class_labels.gin']
+    sweep.Sweep.bindings = {
+        'INITIAL_CHECKPOINT_PATH': @wordnet.bundled_checkpoint(),
+        'MIXTURE_OR_TASK_MODULE': 'prompt_tuning.data.tasks',
+        'MIXTURE_OR_TASK_NAME': 'wordnet_supersense',
+        'TASK_FEATURE_LENGTHS': {'inputs': 48, 'targets': 4},
+        'CLASS_LABELS': @wordnet.labels(),
+        'PROMPT_LENGTH': 4,
+        'DROPOUT_RATE': 0.0,
+        'BATCH_SIZE': 8,
+        'TRAIN_STEPS': 20,
+        'EVAL_PERIOD': 10,
+        'CHECKPOINT_PERIOD': 10,
+        'evaluation.infer_eval.num_examples': 64,
+    }
+    """)
+LEARNING_RATES = "sweep.Sweep.axes = {'LEARNING_RATE': [0.3, 1.0, -1.0]}\n"
+GOOD_POINTS = ("LEARNING_RATE=0.3", "LEARNING_RATE=1.0")
+BAD_POINT = "LEARNING_RATE=-1.0"
+
+
+def _write(tmp_path, text, name="sweep.gin"):
+  path = tmp_path / name
+  path.write_text(HEADER + text)
+  return str(path)
+
+
+def _sweep(sweep_file, sweep_dir, *flags, wait=True, env=None):
+  cmd = [sys.executable, "-m", "prompt_tuning.sweep", f"--sweep_file={sweep_file}",
+         f"--sweep_dir={sweep_dir}", *flags]
+  process = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env={**os.environ, **(env or {})},
+                             start_new_session=True)
+  if not wait:
+    return process
+  out, err = process.communicate(timeout=300)
+  return process.returncode, out, err
+
+
+def _rows(path):
+  with open(path, newline="") as f:
+    return {row["name"]: row for row in csv.DictReader(f)}
+
+
+def _reproducible(rows):
+  """Every column but the measured ones (wall time, tokens/s)."""
+  return {name: {k: v for k, v in row.items() if k not in report_lib.MEASURED}
+          for name, row in rows.items()}
+
+
+def _mtimes(directory):
+  return {os.path.join(root, f): os.stat(os.path.join(root, f)).st_mtime_ns
+          for root, _, files in os.walk(directory) for f in files}
+
+
+@pytest.fixture(scope="module")
+def local_sweep(tmp_path_factory):
+  """The three-point sweep run once by the local executor, two points at a time."""
+  tmp = tmp_path_factory.mktemp("local")
+  sweep_file = _write(tmp, BASE + LEARNING_RATES)
+  code, out, err = _sweep(sweep_file, tmp / "sweep", "--max_parallel=2")
+  return {"file": sweep_file, "dir": str(tmp / "sweep"), "code": code, "out": out, "err": err}
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_local_sweep_reports_each_point_and_the_failed_one(local_sweep):
+  out, sweep_dir = local_sweep["out"], local_sweep["dir"]
+  assert local_sweep["code"] == 1, local_sweep["err"][-2000:]  # a point failed
+  last = out.strip().splitlines()[-1]
+  results = os.path.join(sweep_dir, "results.csv")
+  assert last.startswith(f"sweep: 2/3 points done results={results} plot="), out
+  plot = last.split("plot=")[1]
+  assert plot.endswith(".png") and os.path.getsize(plot) > 10_000
+  rows = _rows(results)
+  assert set(rows) == set(GOOD_POINTS) | {BAD_POINT}
+  for name in GOOD_POINTS:
+    row = rows[name]
+    assert row["status"] == "done" and row["steps"] == "20" and row["best_step"] in ("10", "20")
+    # The best evaluation is the best of the point's evaluations, its value the metric's.
+    evals = [json.loads(line) for line in open(os.path.join(sweep_dir, name, "metrics.jsonl"))
+             if '"eval/' in line]
+    accuracy = {e["step"]: e["eval/wordnet_supersense/accuracy"] for e in evals}
+    assert sorted(accuracy) == [10, 20]
+    assert float(row["best"]) == max(accuracy.values())
+    assert int(row["best_step"]) == min(s for s, v in accuracy.items() if v == max(accuracy.values()))
+    assert float(row["last"]) == accuracy[20]
+    assert int(row["parameters_trained"]) == 4 * 128  # the prompt only
+    assert int(row["parameters_model"]) + 512 == int(row["parameters_total"])
+  bad = rows[BAD_POINT]
+  assert bad["status"] == "failed"
+  assert bad["error"] == ("error: LEARNING_RATE=-1.0; it must be a positive number (or a "
+                          "schedule)")
+  summary = open(os.path.join(sweep_dir, "summary.md")).read()
+  assert f"`{BAD_POINT}`: failed: error: LEARNING_RATE=-1.0" in summary
+  assert f"{BAD_POINT} FAILED (exit 1)" in out
+  # Each point's TensorBoard events sit in its directory, under the sweep's.
+  assert all(any(f.startswith("events.out.tfevents") for f in os.listdir(
+      os.path.join(sweep_dir, name))) for name in GOOD_POINTS)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_points_written_command_gives_its_numbers(local_sweep, tmp_path):
+  point = os.path.join(local_sweep["dir"], GOOD_POINTS[1])
+  elsewhere = tmp_path / "by_hand"
+  result = subprocess.run(["sh", os.path.join(point, "command.sh")], capture_output=True,
+                          text=True, env={**os.environ, "MODEL_DIR": str(elsewhere)},
+                          cwd=str(tmp_path), timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+
+  def numbers(model_dir):
+    out = {}
+    for line in open(os.path.join(model_dir, "metrics.jsonl")):
+      record = json.loads(line)
+      if "event" not in record:
+        out.setdefault(record["step"], {}).update(
+            {k: v for k, v in record.items() if k not in (
+                "time", "train/steps_per_second", "train/tokens_per_second",
+                "train/step_time_seconds")})
+    return out
+
+  assert numbers(elsewhere) == numbers(point)
+  assert len(numbers(point)) == 2
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_report_rebuilds_the_summary_from_the_point_files_alone(local_sweep, tmp_path):
+  copy = tmp_path / "copy"
+  shutil.copytree(local_sweep["dir"], copy)
+  summary = (copy / "summary.md").read_text()
+  results = _reproducible(_rows(copy / "results.csv"))
+  for name in ("summary.md", "results.csv", "sweep.json"):
+    (copy / name).unlink()
+  shutil.rmtree(copy / "plots")
+  result = report_lib.report(str(copy))
+  assert (copy / "summary.md").read_text() == summary
+  assert _reproducible(_rows(copy / "results.csv")) == results
+  assert result["done"] == 2 and result["failed"] == 1 and result["plots"]
+
+
+def _children(pid):
+  try:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+      kids = [int(p) for p in f.read().split()]
+  except FileNotFoundError:
+    return []
+  return kids + [g for k in kids for g in _children(k)]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_kill_9_mid_sweep_then_rerun_equals_an_uninterrupted_sweep(local_sweep, tmp_path):
+  sweep_dir = tmp_path / "sweep"
+  process = _sweep(local_sweep["file"], sweep_dir, "--max_parallel=1", wait=False)
+  second = sweep_dir / GOOD_POINTS[1]
+  deadline = time.time() + 240
+  # One point at a time: kill once the first is done and the second has saved a step.
+  while time.time() < deadline:
+    first_done = points_lib.is_done(str(sweep_dir / GOOD_POINTS[0]))
+    saved = (second / "checkpoints").is_dir() and any(
+        name.isdigit() for name in os.listdir(second / "checkpoints"))
+    if first_done and saved:
+      break
+    assert process.poll() is None, process.communicate()
+    time.sleep(0.05)
+  else:
+    pytest.fail("the second point saved no checkpoint in time")
+  victims = [process.pid] + _children(process.pid)
+  for pid in victims:
+    os.kill(pid, signal.SIGKILL)
+  process.wait()
+  assert not points_lib.is_done(str(second))
+  first = _mtimes(sweep_dir / GOOD_POINTS[0])
+
+  code, out, err = _sweep(local_sweep["file"], sweep_dir, "--max_parallel=1")
+  assert code == 1, err[-2000:]
+  assert "3 points" in out and "1 done already, 2 to run" in out
+  assert _mtimes(sweep_dir / GOOD_POINTS[0]) == first  # the finished point is not rerun
+  assert "resuming from step" in (second / "train.log").read_text()
+  assert _reproducible(_rows(sweep_dir / "results.csv")) == _reproducible(
+      _rows(os.path.join(local_sweep["dir"], "results.csv")))
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_ray_executor_gives_the_local_executors_results(local_sweep, tmp_path):
+  ray = shutil.which("ray", path=os.path.dirname(sys.executable))
+  assert ray, "ray is a test dependency (setup.py)"
+  temp = f"/tmp/ray_{os.getpid()}"  # Ray's socket paths must stay short
+  env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+  subprocess.run([ray, "start", "--head", "--num-cpus=2", f"--temp-dir={temp}",
+                  "--include-dashboard=false", "--disable-usage-stats"], check=True,
+                 capture_output=True, env=env, timeout=120)
+  try:
+    code, out, err = _sweep(local_sweep["file"], tmp_path / "sweep", "--executor=ray",
+                            env={"RAY_ADDRESS": "auto", "RAY_USAGE_STATS_ENABLED": "0"})
+  finally:
+    subprocess.run([ray, "stop", "--force"], capture_output=True, env=env, timeout=120)
+    shutil.rmtree(temp, ignore_errors=True)
+  assert code == 1, err[-2000:]
+  assert "(ray)" in out
+  assert _reproducible(_rows(tmp_path / "sweep" / "results.csv")) == _reproducible(
+      _rows(os.path.join(local_sweep["dir"], "results.csv")))
+
+
+# A bad sweep file: one line, before anything runs.
+BAD_FILES = {
+    "unknown macro": (BASE + "sweep.Sweep.axes = {'PROMPT_LENGHT': [1, 2]}\n",
+                      "point PROMPT_LENGHT=1: the gin config sets PROMPT_LENGHT (did you mean "
+                      "PROMPT_LENGTH?), which nothing in this run reads"),
+    "unknown gin file": (BASE + "sweep.Sweep.axes = {'init': {'a': 'configs/prompts/nope.gin'}}\n",
+                         "point init=a: gin file 'configs/prompts/nope.gin' not found"),
+    "empty axis": (BASE + "sweep.Sweep.axes = {'PROMPT_LENGTH': []}\n",
+                   "axis PROMPT_LENGTH is empty; give it at least one value"),
+    "empty alternatives": (BASE + "sweep.Sweep.axes = {'init': {}}\n",
+                           "axis init is empty; give it at least one alternative"),
+    "same name twice": (BASE + "sweep.Sweep.axes = {'PROMPT_LENGTH': [2, '2']}\n",
+                        "two points are named PROMPT_LENGTH=2"),
+    "zip of unequal lengths": (
+        BASE + "sweep.Sweep.axes = {'PROMPT_LENGTH': [1, 2], 'LEARNING_RATE': [0.1]}\n"
+        "sweep.Sweep.zip = [('PROMPT_LENGTH', 'LEARNING_RATE')]\n",
+        "zip of unequal lengths: PROMPT_LENGTH has 2, LEARNING_RATE has 1"),
+    "zip of an unknown axis": (
+        BASE + "sweep.Sweep.axes = {'PROMPT_LENGTH': [1, 2]}\n"
+        "sweep.Sweep.zip = [('PROMPT_LENGTH', 'size')]\n",
+        "zip names 'size', which is not an axis (PROMPT_LENGTH)"),
+    "MODEL_DIR set": (BASE + "sweep.Sweep.axes = {'MODEL_DIR': ['/tmp/a']}\n",
+                      "axis MODEL_DIR: the sweep sets MODEL_DIR"),
+    "unknown Sweep setting": (BASE + "sweep.Sweep.axis = {'PROMPT_LENGTH': [1]}\n",
+                              "sweep.gin: "),
+    "no axes": (BASE, "the sweep file binds no sweep.Sweep.axes"),
+    "an unset macro of the sweep file": (
+        "CKPT = %gin.REQUIRED\n" + BASE.replace("@wordnet.bundled_checkpoint()", "%CKPT") +
+        "sweep.Sweep.axes = {'PROMPT_LENGTH': [1]}\n",
+        "the sweep file requires CKPT; set it with --gin.CKPT=..."),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_sweep_files_are_one_line_errors(case, tmp_path):
+  text, message = BAD_FILES[case]
+  with pytest.raises(spec.SweepFileError) as error:
+    plan = driver.load(_write(tmp_path, text))
+    driver.check_points(plan, str(tmp_path / "sweep"))
+  assert message in str(error.value)
+  assert "\n" not in str(error.value)
+  assert not (tmp_path / "sweep").exists()
+
+
+def test_a_typo_in_a_sweep_macro_override_is_an_error(tmp_path):
+  sweep_file = _write(tmp_path, "CKPT = 'a'\n" + BASE.replace(
+      "@wordnet.bundled_checkpoint()", "%CKPT") + "sweep.Sweep.axes = {'PROMPT_LENGTH': [1]}\n")
+  assert driver.load(sweep_file, ["CKPT = 'b'"]).bindings[0] == ("INITIAL_CHECKPOINT_PATH", "'b'")
+  with pytest.raises(spec.SweepFileError, match="sets CKTP, which nothing in this run reads"):
+    driver.load(sweep_file, ["CKTP = 'b'"])
+
+
+@pytest.mark.integration
+def test_cli_bad_file_and_dry_run(tmp_path):
+  bad = _write(tmp_path, BAD_FILES["unknown macro"][0], "bad.gin")
+  code, out, err = _sweep(bad, tmp_path / "sweep")
+  assert code == 1 and err.strip().splitlines()[-1].startswith(
+      "error: point PROMPT_LENGHT=1: the gin config sets PROMPT_LENGHT")
+  assert not (tmp_path / "sweep").exists()
+  good = _write(tmp_path, BASE + LEARNING_RATES)
+  code, out, err = _sweep(good, tmp_path / "sweep", "--dry_run")
+  assert code == 0, err
+  lines = out.strip().splitlines()
+  assert lines[0] == "sweep sweep: 3 points (dry run: nothing runs)"
+  assert [line for line in lines[1:] if not line.startswith(" ")] == [
+      *GOOD_POINTS, BAD_POINT]
+  assert "PROMPT_TUNING_CPU_CORES=1" in lines[2] and "--gin.LEARNING_RATE=0.3" in lines[2]
+  assert not (tmp_path / "sweep").exists()
+
+
+def test_axes_combine_as_a_product_in_order_and_zip_pairs_them(tmp_path):
+  plan = driver.load(_write(tmp_path, BASE + textwrap.dedent("""\
+      sweep.Sweep.axes = {
+          'size': {'small': 'a.gin', 'big': ['b.gin', 'c.gin']},
+          'PROMPT_LENGTH': [1, 20],
+          'LEARNING_RATE': [0.3, 0.1],
+          'init': {'labels': {'gin_files': ['d.gin'], 'CLASS_LABELS': @wordnet.labels()},
+                   'random': {'RANDOM_UNIFORM_SCALE': 0.5}},
+      }
+      sweep.Sweep.zip = [('size', 'LEARNING_RATE')]
+      """)))
+  names = [p.name for p in plan.points]
+  assert names == [f"size={s},PROMPT_LENGTH={n},LEARNING_RATE={r},init={i}"
+                   for s, r in (("small", "0.3"), ("big", "0.1")) for n in (1, 20)
+                   for i in ("labels", "random")]
+  point = plan.points[4]  # big, 1, labels
+  assert plan.gin_files_of(point)[-3:] == ["b.gin", "c.gin", "d.gin"]
+  assert plan.bindings_of(point)[-3:] == [
+      ("PROMPT_LENGTH", "1"), ("LEARNING_RATE", "0.1"),
+      ("CLASS_LABELS", "@prompt_tuning.data.wordnet.labels()")]
+  assert point.axis_values() == {"size": "big", "PROMPT_LENGTH": 1, "LEARNING_RATE": 0.1,
+                                 "init": "labels"}
+
+
+def _fake_point(sweep_dir, name, axes, evals, status="done", params=(1000, 10)):
+  model_dir = os.path.join(sweep_dir, name)
+  os.makedirs(model_dir)
+  points_lib.write_json(os.path.join(model_dir, points_lib.POINT_FILE), {
+      "sweep": "fake", "name": name, "index": len(os.listdir(sweep_dir)), "axes": [[a, str(v), v] for a, v in axes],
+      "seed_axes": ["RANDOM_SEED"], "metric": None, "metric_mode": "max"})
+  points_lib.write_json(os.path.join(model_dir, points_lib.STATUS_FILE),
+                        {"status": status, "wall_s": 1.0})
+  with open(os.path.join(model_dir, "metrics.jsonl"), "w") as f:
+    f.write(json.dumps({"event": "start", "step": 0, "parameters_total": sum(params),
+                        "parameters_model": params[0], "parameters_trainable": params[1],
+                        "train_steps": 30}) + "\n")
+    for step, value in evals:
+      f.write(json.dumps({"step": step, "train/loss": 1.0 / step}) + "\n")
+      f.write(json.dumps({"step": step, "eval/t/accuracy": value, "eval/loss": 2.0}) + "\n")
+    f.write('{"step": 30, "eval/t/acc')  # a line cut by a kill is skipped
+
+
+def test_report_picks_the_best_step_and_averages_over_seeds(tmp_path):
+  sweep_dir = str(tmp_path)
+  runs = {  # (PROMPT_LENGTH, seed) -> evaluations
+      (1, 0): [(10, 50.0), (20, 60.0), (30, 55.0)],
+      (1, 1): [(10, 70.0), (20, 65.0), (30, 70.0)],  # a tie: the earlier step
+      (5, 0): [(10, 80.0), (20, 81.0), (30, 90.0)],
+      (5, 1): [(10, 85.0), (20, 86.0), (30, 84.0)],
+  }
+  for (length, seed), evals in runs.items():
+    _fake_point(sweep_dir, f"PROMPT_LENGTH={length},RANDOM_SEED={seed}",
+                [("PROMPT_LENGTH", length), ("RANDOM_SEED", seed)], evals)
+  _fake_point(sweep_dir, "PROMPT_LENGTH=9,RANDOM_SEED=0",
+              [("PROMPT_LENGTH", 9), ("RANDOM_SEED", 0)], [], status="failed")
+  result = report_lib.report(sweep_dir)
+  rows = _rows(result["results"])
+  best = {"PROMPT_LENGTH=1,RANDOM_SEED=0": (20, 60.0), "PROMPT_LENGTH=1,RANDOM_SEED=1": (10, 70.0),
+          "PROMPT_LENGTH=5,RANDOM_SEED=0": (30, 90.0), "PROMPT_LENGTH=5,RANDOM_SEED=1": (20, 86.0)}
+  for name, (step, value) in best.items():
+    assert (int(rows[name]["best_step"]), float(rows[name]["best"])) == (step, value)
+    assert float(rows[name]["eval/loss@best"]) == 2.0
+  summary = open(result["summary"]).read()
+  for length, seeds in ((1, (60.0, 70.0)), (5, (90.0, 86.0))):
+    mean, std = statistics.mean(seeds), statistics.stdev(seeds)
+    assert f"| {length} | 2/2 | 1,000 | {mean:.2f} ± {std:.2f} |" in summary, summary
+  assert "| 9 | 0/1 |" in summary and "`PROMPT_LENGTH=9,RANDOM_SEED=0`: failed" in summary
+  assert [os.path.basename(p) for p in result["plots"]] == [
+      "eval_t_accuracy_vs_PROMPT_LENGTH.png"]
+  # 'min' mode picks the lowest.
+  record_path = os.path.join(sweep_dir, "PROMPT_LENGTH=5,RANDOM_SEED=0", "point.json")
+  record = json.load(open(record_path))
+  record["metric_mode"] = "min"
+  points_lib.write_json(record_path, record)
+  row = report_lib.point_row(os.path.dirname(record_path))
+  assert (row["best_step"], row["best"]) == (10, 80.0)
+
+
+def test_report_averages_over_tasks_per_seed_then_over_seeds(tmp_path):
+  """`average_axes`: the paper's SuperGLUE score, a mean over tasks, per seed."""
+  sweep_dir = str(tmp_path)
+  best = {("a", 0): 60.0, ("b", 0): 80.0, ("a", 1): 70.0, ("b", 1): 75.0, ("a", 2): 90.0}
+  for (task, seed), value in best.items():
+    _fake_point(sweep_dir, f"task={task},RANDOM_SEED={seed}",
+                [("task", task), ("RANDOM_SEED", seed)], [(10, value - 1), (20, value)])
+  _fake_point(sweep_dir, "task=b,RANDOM_SEED=2", [("task", "b"), ("RANDOM_SEED", 2)], [],
+              status="failed")
+  meta = {"name": "fake", "axes": ["task", "RANDOM_SEED"], "seed_axes": ["RANDOM_SEED"],
+          "average_axes": ["task"]}
+  _, rows = report_lib.collect(sweep_dir)
+  (setting,) = report_lib.settings(meta, rows)[1]
+  per_seed = [statistics.mean([60.0, 80.0]), statistics.mean([70.0, 75.0])]  # seed 2: incomplete
+  assert setting.values("best") == per_seed and setting.total == 3
+  summary = report_lib.summary_markdown(meta, rows)
+  assert (f"| 2/3 | 1,000 | {statistics.mean(per_seed):.2f} ± "
+          f"{statistics.stdev(per_seed):.2f} | 20 ± 0 |") in summary, summary
+  assert "the mean over task of" in summary
+
+
+def test_where_binds_by_several_axes_and_files_after_axes_come_last(tmp_path):
+  plan = driver.load(_write(tmp_path, BASE + textwrap.dedent("""\
+      sweep.Sweep.gin_files_after_axes = ['z.gin']
+      sweep.Sweep.axes = {'size': {'small': 'a.gin', 'big': 'b.gin'},
+                          'objective': {'sc': {}, 'lm': {}}}
+      sweep.Sweep.where = [({'size': 'big', 'objective': 'lm'}, {'TRAIN_STEPS': 7})]
+      """)))
+  by_name = {p.name: p for p in plan.points}
+  assert plan.gin_files_of(by_name["size=big,objective=lm"])[-2:] == ["b.gin", "z.gin"]
+  assert plan.bindings_of(by_name["size=big,objective=lm"])[-1] == ("TRAIN_STEPS", "7")
+  assert ("TRAIN_STEPS", "7") not in plan.bindings_of(by_name["size=big,objective=sc"])
+  with pytest.raises(spec.SweepFileError, match="where: size=huge is not an axis value"):
+    driver.load(_write(tmp_path, BASE + textwrap.dedent("""\
+        sweep.Sweep.axes = {'size': {'small': 'a.gin'}}
+        sweep.Sweep.where = [({'size': 'huge'}, {'TRAIN_STEPS': 7})]
+        """)))
+
+
+SHIPPED = sorted(p for p in os.listdir(os.path.join(REPO, "configs", "sweeps"))
+                 if p != "paper_superglue.gin")  # an include, not a sweep
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_sweep_files_parse_into_valid_runs(name, tmp_path):
+  """Every point of every shipped sweep is a config `python -m prompt_tuning.train` accepts."""
+  plan = driver.load(os.path.join(REPO, "configs", "sweeps", name))
+  driver.check_points(plan, str(tmp_path))
+  assert len(plan.points) >= 12 and plan.seed_axes == ("RANDOM_SEED",)
+  if name.startswith("paper_"):
+    assert plan.average_axes == ("task",) and len(
+        {c.label for p in plan.points for c in p.choices if c.axis == "task"}) == 8
