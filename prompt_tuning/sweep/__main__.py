@@ -17,14 +17,19 @@ status: 0, or 1 when a point failed (its error line is in summary.md), 130 when
 interrupted (rerun to resume).
 """
 
+import os
 import sys
 from typing import Sequence
 
-from absl import flags
+# Before TensorFlow is imported (gin's parse of the runs' configs imports it):
+# its C++ INFO lines would crowd the sweep's progress lines.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
-from prompt_tuning import cli
-from prompt_tuning.sweep import driver
-from prompt_tuning.sweep import report as report_lib
+from absl import flags  # pylint: disable=g-import-not-at-top
+
+from prompt_tuning import cli  # pylint: disable=g-import-not-at-top
+from prompt_tuning.sweep import driver  # pylint: disable=g-import-not-at-top
+from prompt_tuning.sweep import report as report_lib  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("sweep_file", None, "The sweep file (configs/sweeps/*.gin).")

@@ -346,10 +346,10 @@ def plot(meta: dict, rows: Sequence[dict], x: str, out_dir: str,
     if lines:
       ax.legend(fontsize=8)
   score = f"mean over {', '.join(averaged)} of " if averaged else ""
-  axes_list[0][0].set_ylabel(f"{score}{metric} (best step)", fontsize=9)
-  seeds_text = f"; mean ± std over {', '.join(seeds)}" if seeds else ""
-  figure.suptitle(f"{meta.get('name', 'sweep')}: {metric} vs "
-                  f"{'parameters' if x == PARAMETERS else x}{seeds_text}", fontsize=10)
+  axes_list[0][0].set_ylabel(metric.split("/")[-1] + (" (mean over tasks)" if averaged else ""))
+  seeds_text = f" (mean ± std over {', '.join(seeds)})" if seeds else ""
+  figure.suptitle(f"sweep {meta.get('name', '')}: {score}{metric} at the best step\nvs "
+                  f"{'model parameters' if x == PARAMETERS else x}{seeds_text}", fontsize=9)
   figure.tight_layout()
   os.makedirs(out_dir, exist_ok=True)
   path = os.path.join(out_dir, f"{_safe(metric)}_vs_{_safe(x)}.png")
