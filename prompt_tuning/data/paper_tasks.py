@@ -10,6 +10,10 @@ reading tfds. Names follow the original prompt-tuning code:
   single-task setting);
 * `task_index_super_glue_{name}_v102`: the first word replaced by a sentinel
   token that indexes the task (`<extra_id_i>`), for multi-task prompts;
+* `sentinel_taskless_super_glue_{name}_v102`: taskless, with `<extra_id_0>`
+  prepended to every target, so that targets look like span corruption's (the
+  paper's "Span Corruption + Sentinel", Figure 3c); predictions lose it before
+  postprocessing;
 * `..._examples`: the same task, also reporting sample (target, prediction)
   pairs as a text metric in TensorBoard;
 * `mt5_...`: every one of the above with the mT5 vocabulary.
@@ -68,8 +72,9 @@ MRQA = {"textbook_qa": "textbookqa", "bio_asq": "bioasq", "race": "race",
         "relation_extraction": "re", "duo_rc": "duorc", "drop": "drop"}
 
 
-_NAME = re.compile(r"^(?:mt5_)?(?:taskless_|task_index_)?(super_glue|glue)_(\w+?)"
-                   r"(?:_as_(\w+))?_v\d+(?:_simple_\w+|_simple)?(?:_examples)?$")
+_NAME = re.compile(r"^(?:mt5_)?(?:taskless_|task_index_|sentinel_taskless_)?"
+                   r"(super_glue|glue)_(\w+?)(?:_as_(\w+))?_v\d+(?:_simple_\w+|_simple)?"
+                   r"(?:_examples)?$")
 
 
 def class_labels(task: str) -> list[str]:
@@ -119,6 +124,33 @@ def add_task_index(dataset, output_features, index: int):
   return prepend(dataset)
 
 
+def prepend_sentinel_to_targets(dataset, output_features):
+  """Tokenized targets -> `<extra_id_0>` + targets (the first sentinel: the last id)."""
+  sentinel = output_features["targets"].vocabulary.vocab_size - 1
+
+  @seqio.map_over_dataset
+  def prepend(x):
+    x = dict(x)
+    x["targets"] = tf.concat([[sentinel], tf.cast(x["targets"], tf.int32)], axis=0)
+    return x
+
+  return prepend(dataset)
+
+
+SENTINEL_TEXT = "<extra_id_0>"
+
+
+def without_sentinel(postprocess_fn):
+  """The postprocessor of a sentinel variant: the leading `<extra_id_0>` removed first."""
+
+  def postprocess(output, **kwargs):
+    if isinstance(output, str) and output.lstrip().startswith(SENTINEL_TEXT):
+      output = output.lstrip()[len(SENTINEL_TEXT):].lstrip()
+    return postprocess_fn(output, **kwargs) if postprocess_fn else output
+
+  return postprocess
+
+
 def text_examples(targets, predictions, task_name: str, n: int = 8):
   """The first `n` (target, prediction) pairs as a text metric (the `_examples` variants)."""
   rows = [f"target: {t!r} | prediction: {p!r}" for t, p in zip(targets[:n], predictions[:n])]
@@ -137,11 +169,17 @@ def _variants(base: str, text_preprocessor, index: int, pre=(), post=()):
                              functools.partial(add_task_index, index=index),
                              seqio.CacheDatasetPlaceholder(),
                              seqio.preprocessors.append_eos_after_trim],
+      f"sentinel_taskless_{base}": [*pre, text_preprocessor, *post, remove_first_text_token,
+                                    seqio.preprocessors.tokenize, prepend_sentinel_to_targets,
+                                    seqio.CacheDatasetPlaceholder(),
+                                    seqio.preprocessors.append_eos_after_trim],
   }
 
 
 def _add(name, source, preprocessors, features, metric_fns, postprocess_fn=None):
   """Registers `name` and its `_examples` twin."""
+  if "sentinel_taskless_" in name:
+    postprocess_fn = without_sentinel(postprocess_fn)
   for suffix in ("", "_examples"):
     metrics = list(metric_fns)
     if suffix and metric_fns:
@@ -177,7 +215,7 @@ def _super_glue(prefix: str, features) -> None:
       metrics = [] if correct_only else [t5_metrics.accuracy]
       post = None if correct_only else t5_postprocessors.wsc_simple
       _add(prefix + task, source, preprocessors, features, metrics, post)
-  for variant in ("", "taskless_", "task_index_"):
+  for variant in ("", "taskless_", "task_index_", "sentinel_taskless_"):
     seqio.MixtureRegistry.add(
         f"{prefix}{variant}super_glue_wsc_and_dev_v102_simple",
         [f"{prefix}{variant}super_glue_wsc_v102_simple_train",

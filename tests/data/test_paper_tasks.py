@@ -170,6 +170,19 @@ def _check_task(name, split, word, keys, prefix=""):
   first = int(indexed_examples[0]["inputs"][0])
   assert vocab.decode([first]).startswith("<extra_id_")
   np.testing.assert_array_equal(indexed_examples[0]["inputs"][1:], taskless_examples[0]["inputs"])
+  # sentinel_taskless: the taskless example with <extra_id_0> before its targets (the paper's
+  # "Span Corruption + Sentinel"); predictions lose it before postprocessing.
+  sentinel, sentinel_examples = _examples(prefix + "sentinel_taskless_" + name, split)
+  vocab = sentinel.output_features["targets"].vocabulary
+  assert vocab.decode([int(sentinel_examples[0]["targets"][0])]) == "<extra_id_0>"
+  np.testing.assert_array_equal(sentinel_examples[0]["targets"][1:],
+                                taskless_examples[0]["targets"])
+  np.testing.assert_array_equal(sentinel_examples[0]["inputs"], taskless_examples[0]["inputs"])
+  for ex, plain in zip(sentinel_examples, examples):  # "<extra_id_0> entailment" -> label
+    with_sentinel = _decode(sentinel, ex["targets"])
+    assert with_sentinel.startswith("<extra_id_0>")
+    assert sentinel.postprocess_fn(with_sentinel, example=ex, is_target=False) == (
+        task.postprocess_fn(_decode(task, plain["targets"]), example=plain, is_target=False))
   # Class-label initialization's labels are the words the targets use (none for
   # tasks whose targets are not classes).
   labels = [] if name.startswith("dpr") else paper_tasks.class_labels(
