@@ -95,11 +95,15 @@ def claim_cpu_cores(environ: Optional[dict[str, str]] = None) -> Optional[list[i
     return None
   if environ.get(_CLAIMED_VARIABLE):  # claimed before this process re-executed itself
     return [int(c) for c in environ[_CLAIMED_VARIABLE].split(",")]
+  if not hasattr(os, "sched_setaffinity"):  # not Linux: no pinning (nor its guarantee)
+    logging.warning("%s is set, but this platform cannot pin a process to cores",
+                    CPU_CORES_VARIABLE)
+    return None
   allowed = sorted(os.sched_getaffinity(0))
   if not wanted.isdigit() or not 1 <= int(wanted) <= len(allowed):
     raise ValueError(f"{CPU_CORES_VARIABLE}={wanted!r}; it must be a number of cores from 1 "
                      f"to the {len(allowed)} this process may use")
-  count, cores = int(wanted), []
+  count, cores, fds = int(wanted), [], []
   try:
     os.makedirs(_lock_directory(), exist_ok=True)
     for core in allowed:
@@ -111,6 +115,7 @@ def claim_cpu_cores(environ: Optional[dict[str, str]] = None) -> Optional[list[i
         continue
       os.set_inheritable(fd, True)  # held until this process (after any re-exec) ends
       cores.append(core)
+      fds.append(fd)
       if len(cores) == count:
         break
   except OSError:
@@ -118,6 +123,8 @@ def claim_cpu_cores(environ: Optional[dict[str, str]] = None) -> Optional[list[i
   if len(cores) < count:
     logging.warning("%s=%d: only %d of this host's cores are unclaimed; sharing the first %d",
                     CPU_CORES_VARIABLE, count, len(cores), count)
+    for fd in fds:  # not used: free for other runs
+      os.close(fd)
     cores = allowed[:count]
   os.sched_setaffinity(0, cores)
   environ[_CLAIMED_VARIABLE] = ",".join(map(str, cores))

@@ -140,7 +140,8 @@ def test_a_points_written_command_gives_its_numbers(local_sweep, tmp_path):
   point = os.path.join(local_sweep["dir"], GOOD_POINTS[1])
   elsewhere = tmp_path / "by_hand"
   result = subprocess.run(["sh", os.path.join(point, "command.sh")], capture_output=True,
-                          text=True, env={**os.environ, "MODEL_DIR": str(elsewhere)},
+                          text=True, env={**os.environ, "POINT_MODEL_DIR": str(elsewhere),
+                                          "MODEL_DIR": "/not/this/one"},
                           cwd=str(tmp_path), timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
 
@@ -264,7 +265,16 @@ BAD_FILES = {
     "MODEL_DIR set": (BASE + "sweep.Sweep.axes = {'MODEL_DIR': ['/tmp/a']}\n",
                       "axis MODEL_DIR: the sweep sets MODEL_DIR"),
     "unknown Sweep setting": (BASE + "sweep.Sweep.axis = {'PROMPT_LENGTH': [1]}\n",
-                              "sweep.gin: "),
+                              "Configurable 'sweep.Sweep' doesn't have a parameter named 'axis'"),
+    "a misspelled reference": (
+        BASE.replace("@wordnet.labels()", "@wordnet.lables()") +
+        "sweep.Sweep.axes = {'PROMPT_LENGTH': [1]}\n",
+        "Couldn't resolve selector wordnet.lables"),
+    "a seed axis that is not an axis": (
+        BASE + "sweep.Sweep.axes = {'PROMPT_LENGTH': [1]}\nsweep.Sweep.seed_axes = ['SEED']\n",
+        "seed_axes names 'SEED', which is not an axis (PROMPT_LENGTH)"),
+    "an axis named like a column": (BASE + "sweep.Sweep.axes = {'status': {'a': 'a.gin'}}\n",
+                                    "axis name 'status' is a column of results.csv"),
     "no axes": (BASE, "the sweep file binds no sweep.Sweep.axes"),
     "an unset macro of the sweep file": (
         "CKPT = %gin.REQUIRED\n" + BASE.replace("@wordnet.bundled_checkpoint()", "%CKPT") +
@@ -440,3 +450,37 @@ def test_shipped_sweep_files_parse_into_valid_runs(name, tmp_path):
   if name.startswith("paper_"):
     assert plan.average_axes == ("task",) and len(
         {c.label for p in plan.points for c in p.choices if c.axis == "task"}) == 8
+
+
+def test_an_edited_sweep_is_refused_in_the_old_directory_and_reports_only_its_points(tmp_path):
+  sweep_dir = str(tmp_path / "sweep")
+  plan = driver.load(_write(tmp_path, BASE + LEARNING_RATES))
+  points_lib.prepare(plan, sweep_dir, REPO)
+  # Another metric: the same commands, so the points' records follow the sweep file.
+  relabelled = driver.load(_write(tmp_path, BASE + LEARNING_RATES +
+                                  "sweep.Sweep.metric = 'eval/loss'\n"))
+  points_lib.prepare(relabelled, sweep_dir, REPO)
+  record = json.load(open(os.path.join(sweep_dir, GOOD_POINTS[0], "point.json")))
+  assert record["metric"] == "eval/loss"
+  # Other commands (or other cores per point) in the same directory would mix two sweeps.
+  for text in (BASE.replace("'TRAIN_STEPS': 20", "'TRAIN_STEPS': 21") + LEARNING_RATES,
+               BASE + LEARNING_RATES + "sweep.Sweep.resources = {'CPU': 2}\n"):
+    changed = driver.load(_write(tmp_path, text))
+    with pytest.raises(spec.SweepFileError, match="was made by a different command"):
+      points_lib.prepare(changed, sweep_dir, REPO)
+  # A point that the sweep no longer has stays on disk but leaves its results.
+  _fake_point(sweep_dir, "LEARNING_RATE=9.0", [("LEARNING_RATE", 9.0)], [(10, 1.0)])
+  _fake_point(sweep_dir, GOOD_POINTS[1] + "_done", [("LEARNING_RATE", 1.0)], [(10, 1.0)])
+  shutil.rmtree(os.path.join(sweep_dir, GOOD_POINTS[1] + "_done"))
+  _, rows = report_lib.collect(sweep_dir)
+  assert [r["name"] for r in rows] == [*GOOD_POINTS, BAD_POINT]
+
+
+def test_points_that_need_accelerators_run_one_at_a_time_locally():
+  from prompt_tuning.sweep import executors  # pylint: disable=g-import-not-at-top
+  assert executors.check_parallel(None, {"CPU": 8, "TPU": 4}) == 1
+  assert executors.check_parallel(None, {"CPU": 1, "GPU": 1}) == 1
+  assert executors.check_parallel(None, {"CPU": 1}) == executors.available_cpus()
+  assert executors.check_parallel(3, {"CPU": 1, "GPU": 1}) == 3
+  with pytest.raises(ValueError, match="--max_parallel=0; give a positive number"):
+    executors.check_parallel(0, {"CPU": 1})

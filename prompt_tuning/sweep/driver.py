@@ -10,6 +10,7 @@ others go on.
 """
 
 import fcntl
+import importlib.util
 import math
 import os
 import sys
@@ -57,7 +58,8 @@ def load(sweep_file: str, overrides: Sequence[str] = ()) -> spec.Plan:
     declared = spec.Sweep(**spec.resolve_macros(bound))
   except spec.SweepFileError:
     raise
-  except (ValueError, TypeError, NameError, FileNotFoundError, ImportError) as e:
+  except (ValueError, TypeError, NameError, AttributeError, FileNotFoundError,
+          ImportError) as e:
     raise spec.SweepFileError(f"{sweep_file}: {_one_line(e)}") from None
   finally:
     gin.clear_config()
@@ -80,7 +82,8 @@ def check_points(plan: spec.Plan, sweep_dir: str) -> None:
     try:
       gin_config.parse_gin(plan.gin_files_of(point), bindings)
       gin_config.check_run_config(train_entry.RUN_REQUIRED_MACROS, train_entry.READ_DIRECTLY)
-    except (ValueError, TypeError, NameError, FileNotFoundError, ImportError) as e:
+    except (ValueError, TypeError, NameError, AttributeError, FileNotFoundError,
+            ImportError) as e:
       raise spec.SweepFileError(f"point {point.name}: {_one_line(e)}") from None
     finally:
       gin.clear_config()
@@ -163,13 +166,20 @@ def run(sweep_file: str, sweep_dir: str, *, overrides: Sequence[str] = (),
   if executor not in EXECUTORS:
     raise ValueError(f"--executor={executor!r}; use one of {', '.join(EXECUTORS)}")
   sweep_dir = os.path.abspath(sweep_dir)
+  if any(c in sweep_dir for c in "'\"$`\\"):
+    raise ValueError(f"--sweep_dir={sweep_dir!r}: use a path without quotes, '$', '`' or "
+                     "backslashes (it is written into gin strings and shell commands)")
   plan = load(sweep_file, overrides)
   check_points(plan, sweep_dir)
+  report_lib.check_options(["parameters", *plan.axes], **(report_options or {}))
   if is_dry_run:
     dry_run(plan, sweep_dir, out)
     return 0
-  parallel = executors.check_parallel(max_parallel, plan.cpus) if executor == "local" else (
-      max_parallel or len(plan.points))
+  parallel = executors.check_parallel(max_parallel, plan.resources)
+  if executor == "ray":
+    if importlib.util.find_spec("ray") is None:  # only ray_executor imports it
+      raise ImportError("--executor=ray needs Ray: pip install -e '.[ray]'")
+    parallel = max_parallel or len(plan.points)
   lock = _Lock(sweep_dir)
   try:
     points_lib.prepare(plan, sweep_dir, os.getcwd())
@@ -187,10 +197,10 @@ def run(sweep_file: str, sweep_dir: str, *, overrides: Sequence[str] = (),
     begin = time.time()
     interrupted = False
     try:
-      if executor == "ray":
+      if executor == "ray" and jobs:
         from prompt_tuning.sweep import ray_executor  # pylint: disable=g-import-not-at-top
         ray_executor.run(jobs, parallel, progress)
-      else:
+      elif jobs:
         executors.local(jobs, parallel, progress)
     except KeyboardInterrupt:
       interrupted = True
@@ -202,7 +212,11 @@ def run(sweep_file: str, sweep_dir: str, *, overrides: Sequence[str] = (),
     print("error: the sweep was interrupted; its running points saved their steps. Rerun the "
           "same command to resume", file=out, flush=True)
     return 130
+  left = result["total"] - result["done"]
+  if left:
+    print(f"sweep: {left} points are not done ({result['failed']} failed; see "
+          f"{result['summary']}); rerun the same command to run them", file=out, flush=True)
   plot = result["plots"][0] if result["plots"] else "none"
   print(f"sweep: {result['done']}/{result['total']} points done results={result['results']} "
         f"plot={plot}", file=out, flush=True)
-  return 1 if result["failed"] else 0
+  return 1 if left else 0

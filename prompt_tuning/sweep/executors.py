@@ -15,6 +15,8 @@ import sys
 import time
 from typing import Any, Optional, Protocol, Sequence
 
+from prompt_tuning.sweep import points
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -54,22 +56,24 @@ def start(job: Job) -> subprocess.Popen:
   """Starts a job's command, appending its output to its log."""
   argv = [sys.executable if job.argv[0] == "python" else job.argv[0], *job.argv[1:]]
   with open(job.log_path, "a") as log:
-    log.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} on {os.uname().nodename}: "
+    log.write(f"{points.ATTEMPT_HEADER}{time.strftime('%Y-%m-%d %H:%M:%S')} on "
+              f"{os.uname().nodename}: "
               f"{' '.join(argv)}\n")
     log.flush()
     return subprocess.Popen(
         argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         cwd=job.cwd if os.path.isdir(job.cwd) else None, env={**os.environ, **job.env},
         preexec_fn=_stop_with_parent,
-        # Its own process group: a Ctrl-C at the terminal reaches the driver only,
-        # which stops each point with one SIGTERM (a second signal would cut its save short).
-        process_group=0)
+        # Its own session: a Ctrl-C at the terminal reaches the driver only, which stops
+        # each point with one SIGTERM (a second signal would cut its save short).
+        start_new_session=True)
 
 
-def stop(process: subprocess.Popen, grace_s: float = 120.0) -> int:
+def stop(process: subprocess.Popen, grace_s: float = 120.0, signalled: bool = False) -> int:
   """SIGTERM (the trainer saves its step and exits), then SIGKILL after `grace_s`."""
   if process.poll() is None:
-    process.send_signal(signal.SIGTERM)
+    if not signalled:
+      process.send_signal(signal.SIGTERM)
     try:
       process.wait(grace_s)
     except subprocess.TimeoutExpired:
@@ -100,8 +104,12 @@ def local(jobs: Sequence[Job], max_parallel: int, events: Events,
   running: dict[subprocess.Popen, tuple[Job, float]] = {}
 
   def reap(wait: bool) -> None:
+    if wait:  # every point saves its step at once, then each is waited for
+      for process in running:
+        if process.poll() is None:
+          process.send_signal(signal.SIGTERM)
     for process in list(running):
-      returncode = stop(process) if wait else process.poll()
+      returncode = stop(process, signalled=True) if wait else process.poll()
       if returncode is not None:
         job, begin = running.pop(process)
         events.finished(job, returncode, time.time() - begin)
@@ -131,14 +139,17 @@ def available_cpus() -> int:
   return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def default_parallel(cpus_per_point: int) -> int:
-  """As many points as this host's cores hold at the sweep's cores per point."""
-  return max(1, available_cpus() // max(1, cpus_per_point))
+def default_parallel(resources: dict[str, float]) -> int:
+  """As many points as this host's cores hold at the sweep's cores per point; one at a
+  time when points need accelerators (each would take every chip of the host)."""
+  if any(k != "CPU" for k in resources):
+    return 1
+  return max(1, available_cpus() // max(1, int(resources.get("CPU", 1))))
 
 
-def check_parallel(max_parallel: Optional[int], cpus_per_point: int) -> int:
+def check_parallel(max_parallel: Optional[int], resources: dict[str, float]) -> int:
   if max_parallel is None:
-    return default_parallel(cpus_per_point)
+    return default_parallel(resources)
   if max_parallel < 1:
     raise ValueError(f"--max_parallel={max_parallel}; give a positive number")
   return max_parallel

@@ -5,8 +5,8 @@
       <point name>/              the point's MODEL_DIR (checkpoints, metrics.jsonl,
                                  TensorBoard events: `tensorboard --logdir SWEEP_DIR`)
         point.json               its axis values and settings (what `report` reads)
-        command.sh               the exact training command; `sh command.sh` resumes
-                                 it here, `MODEL_DIR=/elsewhere sh command.sh` reruns it
+        command.sh               the exact training command; `sh command.sh` resumes it
+                                 here, `POINT_MODEL_DIR=/elsewhere sh command.sh` reruns it
         train.log                the command's output, every attempt appended
         status.json              done / failed (with the log's last lines) / interrupted
       results.csv, summary.md, plots/    written by `report`
@@ -91,17 +91,17 @@ def environment(plan: spec.Plan) -> dict[str, str]:
 
 
 def command_script(plan: spec.Plan, point: spec.Point, model_dir: str, cwd: str) -> str:
-  """command.sh: the point's exact command, with MODEL_DIR overridable from the environment."""
-  argv = train_argv(plan, point, "$MODEL_DIR", python=sys.executable)
+  """command.sh: the point's exact command; POINT_MODEL_DIR in the environment moves it."""
+  argv = train_argv(plan, point, "$POINT_MODEL_DIR", python=sys.executable)
   quoted = [shell_word(a) for a in argv[:-1]]
-  quoted.append("--gin.MODEL_DIR=\"'$MODEL_DIR'\"")
+  quoted.append("--gin.MODEL_DIR=\"'$POINT_MODEL_DIR'\"")
   variables = " ".join(f"{k}={shlex.quote(v)}" for k, v in environment(plan).items())
   lines = [
       "#!/bin/sh",
       f"# Point {point.name} of sweep {plan.name}.",
-      "# `sh command.sh` trains it here (resuming); `MODEL_DIR=/elsewhere sh command.sh`",
+      "# `sh command.sh` trains it here (resuming); `POINT_MODEL_DIR=/elsewhere sh command.sh`",
       "# trains the same run elsewhere, to the same numbers.",
-      f"MODEL_DIR=\"${{MODEL_DIR:-{model_dir}}}\"",
+      f"[ -n \"$POINT_MODEL_DIR\" ] || POINT_MODEL_DIR={shlex.quote(model_dir)}",
       f"cd {shlex.quote(cwd)} || exit 1",
       f"exec env {variables} \\\n  " + " \\\n  ".join(quoted),
   ]
@@ -121,6 +121,7 @@ def point_record(plan: spec.Plan, point: spec.Point, model_dir: str) -> dict[str
       "resources": plan.resources,
       "model_dir": model_dir,
       "argv": train_argv(plan, point, model_dir)[1:],
+      "env": environment(plan),
   }
 
 
@@ -136,7 +137,7 @@ def prepare(plan: spec.Plan, sweep_dir: str, cwd: str) -> None:
     model_dir = point_dir(sweep_dir, point)
     record = point_record(plan, point, model_dir)
     old = read_json(os.path.join(model_dir, POINT_FILE))
-    if old is not None and old.get("argv") != record["argv"]:
+    if old is not None and (old.get("argv"), old.get("env")) != (record["argv"], record["env"]):
       raise spec.SweepFileError(
           f"{model_dir} was made by a different command (the sweep file changed?); use a new "
           "--sweep_dir, or remove that point's directory to rerun it")
@@ -148,9 +149,12 @@ def prepare(plan: spec.Plan, sweep_dir: str, cwd: str) -> None:
   for point in plan.points:
     model_dir = point_dir(sweep_dir, point)
     os.makedirs(model_dir, exist_ok=True)
+    # Same command: the sweep's other settings (metric, order) may have changed; a point
+    # whose record is unchanged keeps its file untouched.
     record_path = os.path.join(model_dir, POINT_FILE)
-    if read_json(record_path) is None:
-      write_json(record_path, point_record(plan, point, model_dir))
+    record = json.loads(json.dumps(point_record(plan, point, model_dir)))
+    if read_json(record_path) != record:
+      write_json(record_path, record)
     script = command_script(plan, point, model_dir, cwd)
     script_path = os.path.join(model_dir, COMMAND_FILE)
     if not os.path.exists(script_path) or open(script_path).read() != script:
@@ -168,12 +172,18 @@ def is_done(model_dir: str) -> bool:
   return status(model_dir).get("status") == DONE
 
 
+ATTEMPT_HEADER = "=== "  # the line the executors write before each attempt's output
+
+
 def last_lines(path: str, count: int = ERROR_LINES) -> list[str]:
+  """The last lines of the log's last attempt."""
   try:
     with open(path, errors="replace") as f:
       lines = [line.rstrip("\n") for line in f if line.strip()]
   except FileNotFoundError:
     return []
+  starts = [i for i, line in enumerate(lines) if line.startswith(ATTEMPT_HEADER)]
+  lines = lines[starts[-1] + 1:] if starts else lines
   return lines[-count:]
 
 

@@ -143,6 +143,8 @@ def collect(sweep_dir: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
       row = point_row(path)
       if row is not None:
         rows.append(row)
+  if meta.get("points"):  # points of an earlier version of the sweep are not its results
+    rows = [r for r in rows if r["name"] in set(meta["points"])]
   rows.sort(key=lambda r: (r["index"], r["name"]))  # the sweep's order
   if not meta and rows:  # rebuilt from the points alone
     first = points_lib.read_json(os.path.join(sweep_dir, rows[0]["name"], points_lib.POINT_FILE))
@@ -358,6 +360,14 @@ def plot(meta: dict, rows: Sequence[dict], x: str, out_dir: str,
   return path
 
 
+def check_options(known: Sequence[str], x: Optional[Sequence[str]] = None,
+                  lines: Optional[Sequence[str]] = None, panels: Optional[str] = None) -> None:
+  """The plot flags name axes of the sweep (checked before a sweep runs, too)."""
+  for name in list(x or []) + list(lines or []) + ([panels] if panels else []):
+    if name not in known:
+      raise ValueError(f"{name!r} is not an axis of this sweep; choose from {', '.join(known)}")
+
+
 def report(sweep_dir: str, x: Optional[Sequence[str]] = None,
            lines: Optional[Sequence[str]] = None,
            panels: Optional[str] = None) -> dict[str, Any]:
@@ -371,10 +381,7 @@ def report(sweep_dir: str, x: Optional[Sequence[str]] = None,
   with open(summary + ".tmp", "w") as f:
     f.write(summary_markdown(meta, rows))
   os.replace(summary + ".tmp", summary)
-  known = ["parameters"] + list(meta.get("axes", []))
-  for name in list(x or []) + list(lines or []) + ([panels] if panels else []):
-    if name not in known:
-      raise ValueError(f"{name!r} is not an axis of this sweep; choose from {', '.join(known)}")
+  check_options([PARAMETERS] + list(meta.get("axes", [])), x, lines, panels)
   plots = [p for p in (plot(meta, rows, axis, os.path.join(sweep_dir, PLOTS_DIR), lines, panels)
                        for axis in (x or plot_axes(meta, rows))) if p]
   done = sum(r["status"] == points_lib.DONE for r in rows)

@@ -47,6 +47,10 @@ from prompt_tuning import gin_config
 _LABEL_CHARACTERS = re.compile(r"[^A-Za-z0-9._+-]")
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 GIN_FILES_KEY = "gin_files"
+DEFAULT_SEED_AXES = ("RANDOM_SEED",)
+# results.csv's own columns, which an axis may not be named.
+RESERVED = ("name", "index", "status", "metric", "best", "last", "best_step", "steps",
+            "train_steps", "error", "wall_s", "tokens_per_s")
 ENTRY_POINT = "prompt_tuning.train"
 
 
@@ -87,7 +91,7 @@ class Sweep:
   metric: Optional[str] = None
   metric_mode: str = "max"
   resources: Mapping[str, float] = dataclasses.field(default_factory=lambda: {"CPU": 1})
-  seed_axes: Sequence[str] = ("RANDOM_SEED",)
+  seed_axes: Sequence[str] = ("RANDOM_SEED",)  # DEFAULT_SEED_AXES
   average_axes: Sequence[str] = ()
   where: Sequence[Any] = ()
   name: Optional[str] = None
@@ -242,6 +246,8 @@ def _gin_files(value: Any, where: str) -> tuple[str, ...]:
 def _axis(name: str, values: Any) -> tuple[Choice, ...]:
   if not isinstance(name, str) or not name or _LABEL_CHARACTERS.search(name.replace(".", "")):
     raise SweepFileError(f"axis name {name!r}: use letters, digits, '_' and '.'")
+  if name in RESERVED or name.startswith("parameters"):
+    raise SweepFileError(f"axis name {name!r} is a column of results.csv; name it otherwise")
   if isinstance(values, Mapping):  # named alternatives
     if not values:
       raise SweepFileError(f"axis {name} is empty; give it at least one alternative")
@@ -320,7 +326,12 @@ def plan(declared: Sweep, default_name: str) -> Plan:
       raise SweepFileError(f"resources[{key!r}]={amount!r}; give a positive number")
   if int(resources.get("CPU", 1)) != resources.get("CPU", 1):
     raise SweepFileError(f"resources['CPU']={resources['CPU']!r}; give a whole number of cores")
-  seed_axes = tuple(a for a in declared.seed_axes if a in axes)  # others are not swept
+  if tuple(declared.seed_axes) != DEFAULT_SEED_AXES:  # named on purpose: must be axes
+    for name in declared.seed_axes:
+      if name not in axes:
+        raise SweepFileError(f"seed_axes names {name!r}, which is not an axis "
+                             f"({', '.join(axes)})")
+  seed_axes = tuple(a for a in declared.seed_axes if a in axes)
   for name in declared.average_axes:
     if name not in axes:
       raise SweepFileError(f"average_axes names {name!r}, which is not an axis "
