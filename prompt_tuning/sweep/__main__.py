@@ -13,8 +13,8 @@ others from their checkpoints. `--gin.MACRO=VALUE` sets the sweep file's own
 macros (the checkpoint paths of the paper's grids). The sweep ends with
 `report`, which writes results.csv, summary.md and plots/ into --sweep_dir; its
 last line is `sweep: <done>/<total> points done results=<csv> plot=<png>`. Exit
-status: 0, or 1 when a point failed (its error line is in summary.md), 130 when
-interrupted (rerun to resume).
+status: 0, or 1 when a point is not done (a failed one's error line is in
+summary.md), 130 when interrupted (rerun to resume).
 """
 
 import os

@@ -162,7 +162,8 @@ def run(sweep_file: str, sweep_dir: str, *, overrides: Sequence[str] = (),
         executor: str = "local", max_parallel: Optional[int] = None,
         is_dry_run: bool = False, report_options: Optional[dict[str, Any]] = None,
         out: TextIO = sys.stdout) -> int:
-  """Runs the sweep's points that are not done; returns the exit status (1: a point failed)."""
+  """Runs the sweep's points that are not done; returns the exit status (0; 1: a point is
+  not done; 130: interrupted, each running point saved its step)."""
   if executor not in EXECUTORS:
     raise ValueError(f"--executor={executor!r}; use one of {', '.join(EXECUTORS)}")
   sweep_dir = os.path.abspath(sweep_dir)
