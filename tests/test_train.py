@@ -206,6 +206,35 @@ def test_two_hosts_train_one_prompt(tmp_path, t5_vocab_path):
   assert sorted(os.listdir(run_dir / "checkpoints")) == ["2", "4"]
 
 
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_signal_to_one_host_stops_every_host_at_the_same_step(tmp_path, t5_vocab_path):
+  """Preemption of one process of a job: all hosts save the same step and stop."""
+  (tmp_path / "user_tasks.py").write_text(USER_TASKS)
+  run_dir = tmp_path / "two_hosts"
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  procs = []
+  for host_id in range(2):
+    cmd, env = _command(tmp_path, run_dir, 100000, "--multiprocess", "--gin.EVAL_PERIOD=None",
+                        "--gin.CHECKPOINT_PERIOD=100000")
+    env.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
+               JAX_PROCESS_ID=str(host_id))
+    procs.append(subprocess.Popen(cmd, cwd=conftest.REPO_ROOT, env=env, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+  for line in procs[0].stderr:  # host 0 logs the steps
+    if "step 20/100000" in line:
+      break
+  procs[1].send_signal(signal.SIGTERM)  # host 1 only
+  outs = [p.communicate(timeout=300) for p in procs]
+  lines = [[e for e in err.splitlines() if e.startswith("error: ")] for _, err in outs]
+  assert [p.returncode for p in procs] == [143, 143], [err[-2000:] for _, err in outs]
+  steps = {int(line[0].split(" at step ")[1].split(";")[0]) for line in lines}
+  assert len(steps) == 1, lines  # the same step on both hosts
+  assert sorted(os.listdir(run_dir / "checkpoints")) == [str(steps.pop())]
+
+
 # What the trainer holds at its last evaluation, saved by the function it is handed as
 # `infer_eval` (the hook the run file uses for decoding-based evaluation).
 CAPTURE_MODULE = textwrap.dedent('''

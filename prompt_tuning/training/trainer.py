@@ -119,6 +119,21 @@ class _StopSignals:
     for signum in self.SIGNALS:
       self._previous[signum] = signal.signal(signum, self._handle)
 
+  def agreed(self, sync: bool) -> Optional[int]:
+    """The signal that stops training at this step, the same on every host.
+
+    One host's signal (a scheduler that preempts one process of a job) stops
+    them all at the same step, so that they save it together: with several
+    hosts, the steps where the loop syncs with the devices anyway (`sync`, its
+    console lines) all-gather the signal numbers; other steps go on.
+    """
+    if jax.process_count() == 1:
+      return self.signal
+    if not sync:
+      return None
+    signals = multihost_utils.process_allgather(np.int32(self.signal or 0))
+    return int(np.max(signals)) or None
+
   def _handle(self, signum, frame) -> None:
     del frame
     if self.signal is not None:
@@ -418,13 +433,15 @@ def train(*,
         eval_scalars = {f"eval/{k}": v for k, v in eval_metrics.items()}
         writer.write_scalars(step, eval_scalars)
         metrics_log.scalars(step, eval_scalars)
-      if step % checkpoint_period == 0 or step == train_steps or stop.signal:
+      # Any host's signal stops every host at the same step.
+      signum = stop.agreed(sync=step % log_period == 0 or step == train_steps)
+      if step % checkpoint_period == 0 or step == train_steps or signum:
         _check_finite(metrics["loss"], step, last_saved)
         last_saved = ckpt.save(state, record)
         run_dir.keep()
-      if stop.signal and step < train_steps:
+      if signum and step < train_steps:
         writer.flush()
-        raise TrainingInterrupted(stop.signal, step, model_dir)
+        raise TrainingInterrupted(signum, step, model_dir)
     writer.flush()
     numpy_dir = layout.numpy_step_dir(model_dir, step)
     return {"step": step, "metrics": {k: float(v) for k, v in metrics.items()},
