@@ -40,6 +40,13 @@ CPU_CORES_VARIABLE = "PROMPT_TUNING_CPU_CORES"
 _CLAIMED_VARIABLE = "PROMPT_TUNING_CPU_CORES_CLAIMED"  # set once claimed (survives the re-exec)
 
 
+def available_cores() -> int:
+  """The cores this process may run on (its affinity where the platform has one)."""
+  if hasattr(os, "sched_getaffinity"):
+    return len(os.sched_getaffinity(0))
+  return os.cpu_count() or 1
+
+
 def use_a_cpu_device_per_core(batch_size: int) -> Optional[int]:
   """Sets XLA_FLAGS for one CPU device per core (a divisor of the batch).
 
@@ -54,8 +61,7 @@ def use_a_cpu_device_per_core(batch_size: int) -> Optional[int]:
   flags = os.environ.get("XLA_FLAGS", "")
   if re.search(DEVICE_COUNT_FLAG, flags):
     return None
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-  count = max(d for d in range(1, (cores or 1) + 1) if batch_size % d == 0)
+  count = max(d for d in range(1, available_cores() + 1) if batch_size % d == 0)
   os.environ["XLA_FLAGS"] = f"{flags} --{DEVICE_COUNT_FLAG}={count}".strip()
   return count
 

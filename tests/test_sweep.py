@@ -477,10 +477,11 @@ def test_an_edited_sweep_is_refused_in_the_old_directory_and_reports_only_its_po
 
 
 def test_points_that_need_accelerators_run_one_at_a_time_locally():
+  from prompt_tuning import host  # pylint: disable=g-import-not-at-top
   from prompt_tuning.sweep import executors  # pylint: disable=g-import-not-at-top
   assert executors.check_parallel(None, {"CPU": 8, "TPU": 4}) == 1
   assert executors.check_parallel(None, {"CPU": 1, "GPU": 1}) == 1
-  assert executors.check_parallel(None, {"CPU": 1}) == executors.available_cpus()
+  assert executors.check_parallel(None, {"CPU": 1}) == host.available_cores()
   assert executors.check_parallel(3, {"CPU": 1, "GPU": 1}) == 3
   with pytest.raises(ValueError, match="--max_parallel=0; give a positive number"):
     executors.check_parallel(0, {"CPU": 1})

@@ -179,22 +179,28 @@ def _saving(model_dir, after_step):
   return any("tmp" in n and int(n.split(".")[0]) > after_step for n in names)
 
 
+def _two_hosts(tmp_path, run_dir, steps, *extra):
+  """Two training processes (one CPU device each) on loopback, as two hosts of a cluster."""
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  procs = []
+  for host_id in range(2):
+    cmd, env = _command(tmp_path, run_dir, steps, "--multiprocess", *extra)
+    env.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
+               JAX_PROCESS_ID=str(host_id))
+    procs.append(subprocess.Popen(cmd, cwd=conftest.REPO_ROOT, env=env, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+  return procs
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_two_hosts_train_one_prompt(tmp_path, t5_vocab_path):
   """Two processes (one CPU device each) on loopback, as two hosts of a cluster."""
   (tmp_path / "user_tasks.py").write_text(USER_TASKS)
   run_dir = tmp_path / "two_hosts"
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-  procs = []
-  for host_id in range(2):
-    cmd, env = _command(tmp_path, run_dir, 4, "--multiprocess")
-    env.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
-               JAX_PROCESS_ID=str(host_id))
-    procs.append(subprocess.Popen(cmd, cwd=conftest.REPO_ROOT, env=env, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+  procs = _two_hosts(tmp_path, run_dir, 4)
   outs = [p.communicate(timeout=300) for p in procs]
   for p, (_, err) in zip(procs, outs):
     assert p.returncode == 0, err[-3000:]
@@ -212,17 +218,8 @@ def test_a_signal_to_one_host_stops_every_host_at_the_same_step(tmp_path, t5_voc
   """Preemption of one process of a job: all hosts save the same step and stop."""
   (tmp_path / "user_tasks.py").write_text(USER_TASKS)
   run_dir = tmp_path / "two_hosts"
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-  procs = []
-  for host_id in range(2):
-    cmd, env = _command(tmp_path, run_dir, 100000, "--multiprocess", "--gin.EVAL_PERIOD=None",
-                        "--gin.CHECKPOINT_PERIOD=100000")
-    env.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
-               JAX_PROCESS_ID=str(host_id))
-    procs.append(subprocess.Popen(cmd, cwd=conftest.REPO_ROOT, env=env, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+  procs = _two_hosts(tmp_path, run_dir, 100000, "--gin.EVAL_PERIOD=None",
+                     "--gin.CHECKPOINT_PERIOD=100000")
   for line in procs[0].stderr:  # host 0 logs the steps
     if "step 20/100000" in line:
       break

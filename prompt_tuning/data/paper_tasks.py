@@ -110,31 +110,27 @@ def remove_first_text_token(x):
   return x
 
 
-def add_task_index(dataset, output_features, index: int):
-  """Prepends `<extra_id_{index}>` to the tokenized inputs (the task_index format)."""
-  vocab = output_features["inputs"].vocabulary
-  sentinel = vocab.vocab_size - 1 - index
+def _prepend_sentinel(dataset, output_features, feature: str, index: int):
+  """Prepends `<extra_id_{index}>` (id vocab_size - 1 - index) to a tokenized feature."""
+  sentinel = output_features[feature].vocabulary.vocab_size - 1 - index
 
   @seqio.map_over_dataset
   def prepend(x):
     x = dict(x)
-    x["inputs"] = tf.concat([[sentinel], tf.cast(x["inputs"], tf.int32)], axis=0)
+    x[feature] = tf.concat([[sentinel], tf.cast(x[feature], tf.int32)], axis=0)
     return x
 
   return prepend(dataset)
+
+
+def add_task_index(dataset, output_features, index: int):
+  """Prepends `<extra_id_{index}>` to the tokenized inputs (the task_index format)."""
+  return _prepend_sentinel(dataset, output_features, "inputs", index)
 
 
 def prepend_sentinel_to_targets(dataset, output_features):
-  """Tokenized targets -> `<extra_id_0>` + targets (the first sentinel: the last id)."""
-  sentinel = output_features["targets"].vocabulary.vocab_size - 1
-
-  @seqio.map_over_dataset
-  def prepend(x):
-    x = dict(x)
-    x["targets"] = tf.concat([[sentinel], tf.cast(x["targets"], tf.int32)], axis=0)
-    return x
-
-  return prepend(dataset)
+  """Tokenized targets -> `<extra_id_0>` + targets (the sentinel_taskless format)."""
+  return _prepend_sentinel(dataset, output_features, "targets", 0)
 
 
 SENTINEL_TEXT = "<extra_id_0>"

@@ -27,6 +27,9 @@ from prompt_tuning.sweep import report as report_lib
 from prompt_tuning.sweep import spec
 
 EXECUTORS = ("local", "ray")
+# What parsing a sweep file or a point's config raises for a bad one (gin's errors included).
+_CONFIG_ERRORS = (ValueError, TypeError, NameError, AttributeError, FileNotFoundError,
+                  ImportError)
 LOCK_FILE = ".sweep.lock"
 
 
@@ -58,8 +61,7 @@ def load(sweep_file: str, overrides: Sequence[str] = ()) -> spec.Plan:
     declared = spec.Sweep(**spec.resolve_macros(bound))
   except spec.SweepFileError:
     raise
-  except (ValueError, TypeError, NameError, AttributeError, FileNotFoundError,
-          ImportError) as e:
+  except _CONFIG_ERRORS as e:
     raise spec.SweepFileError(f"{sweep_file}: {_one_line(e)}") from None
   finally:
     gin.clear_config()
@@ -82,8 +84,7 @@ def check_points(plan: spec.Plan, sweep_dir: str) -> None:
     try:
       gin_config.parse_gin(plan.gin_files_of(point), bindings)
       gin_config.check_run_config(train_entry.RUN_REQUIRED_MACROS, train_entry.READ_DIRECTLY)
-    except (ValueError, TypeError, NameError, AttributeError, FileNotFoundError,
-            ImportError) as e:
+    except _CONFIG_ERRORS as e:
       raise spec.SweepFileError(f"point {point.name}: {_one_line(e)}") from None
     finally:
       gin.clear_config()

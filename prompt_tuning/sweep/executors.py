@@ -15,6 +15,7 @@ import sys
 import time
 from typing import Any, Optional, Protocol, Sequence
 
+from prompt_tuning import host
 from prompt_tuning.sweep import points
 
 _PR_SET_PDEATHSIG = 1
@@ -135,16 +136,12 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
   raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def available_cpus() -> int:
-  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def default_parallel(resources: dict[str, float]) -> int:
   """As many points as this host's cores hold at the sweep's cores per point; one at a
   time when points need accelerators (each would take every chip of the host)."""
   if any(k != "CPU" for k in resources):
     return 1
-  return max(1, available_cpus() // max(1, int(resources.get("CPU", 1))))
+  return max(1, host.available_cores() // max(1, int(resources.get("CPU", 1))))
 
 
 def check_parallel(max_parallel: Optional[int], resources: dict[str, float]) -> int:

@@ -35,12 +35,18 @@ DONE, FAILED, INTERRUPTED = "done", "failed", "interrupted"
 ERROR_LINES = 5  # the log's last lines kept in a failed point's status
 
 
-def write_json(path: str, value: Any) -> None:
+def write_file(path: str, text: str, mode: Optional[int] = None) -> None:
+  """Writes `path` whole: a temporary file beside it, then a rename."""
   temporary = f"{path}.tmp.{os.getpid()}"
-  with open(temporary, "w") as f:
-    json.dump(value, f, indent=1, sort_keys=False)
-    f.write("\n")
+  with open(temporary, "w", newline="") as f:
+    f.write(text)
+  if mode is not None:
+    os.chmod(temporary, mode)
   os.replace(temporary, path)
+
+
+def write_json(path: str, value: Any) -> None:
+  write_file(path, json.dumps(value, indent=1) + "\n")
 
 
 def read_json(path: str) -> Optional[Any]:
@@ -158,10 +164,7 @@ def prepare(plan: spec.Plan, sweep_dir: str, cwd: str) -> None:
     script = command_script(plan, point, model_dir, cwd)
     script_path = os.path.join(model_dir, COMMAND_FILE)
     if not os.path.exists(script_path) or open(script_path).read() != script:
-      with open(script_path + ".tmp", "w") as f:
-        f.write(script)
-      os.chmod(script_path + ".tmp", 0o755)
-      os.replace(script_path + ".tmp", script_path)
+      write_file(script_path, script, mode=0o755)
 
 
 def status(model_dir: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ it can be rerun at any time) and writes, in SWEEP_DIR:
 
 import collections
 import csv
+import io
 import json
 import os
 import re
@@ -168,13 +169,12 @@ def write_csv(rows: Sequence[dict[str, Any]], path: str) -> None:
   # Measured columns last, so that the reproducible ones read first.
   columns = [c for c in columns if c not in MEASURED + ("error",)] + [
       c for c in MEASURED + ("error",) if c in columns]
-  temporary = path + ".tmp"
-  with open(temporary, "w", newline="") as f:
-    writer = csv.writer(f)
-    writer.writerow(columns)
-    for row in rows:
-      writer.writerow([_format(row.get(c)) for c in columns])
-  os.replace(temporary, path)
+  text = io.StringIO()
+  writer = csv.writer(text)
+  writer.writerow(columns)
+  for row in rows:
+    writer.writerow([_format(row.get(c)) for c in columns])
+  points_lib.write_file(path, text.getvalue())
 
 
 class Setting:
@@ -378,9 +378,7 @@ def report(sweep_dir: str, x: Optional[Sequence[str]] = None,
   results = os.path.join(sweep_dir, RESULTS_FILE)
   write_csv(rows, results)
   summary = os.path.join(sweep_dir, SUMMARY_FILE)
-  with open(summary + ".tmp", "w") as f:
-    f.write(summary_markdown(meta, rows))
-  os.replace(summary + ".tmp", summary)
+  points_lib.write_file(summary, summary_markdown(meta, rows))
   check_options([PARAMETERS] + list(meta.get("axes", [])), x, lines, panels)
   plots = [p for p in (plot(meta, rows, axis, os.path.join(sweep_dir, PLOTS_DIR), lines, panels)
                        for axis in (x or plot_axes(meta, rows))) if p]

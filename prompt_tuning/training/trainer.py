@@ -184,18 +184,22 @@ class _LeaveAsFound:
         f.write(self._config)
 
 
-class _MetricsLog:
-  """MODEL_DIR/metrics.jsonl: what the summaries get, as JSON lines that sweeps read.
+class _Summaries:
+  """The run's summaries: TensorBoard's (through clu's writer) and MODEL_DIR/metrics.jsonl.
 
-  One `{"event": "start", "step", "time", "parameters_total", "parameters_model"
-  (without the prompt), "parameters_trainable", ...}` line per run segment (a resumed run appends one), then `{"step", "time", "train/loss", ...}`
-  for each summary. Steps redone after a resume appear again: readers keep a
-  step's last line. Each line is appended and closed at once, so a killed run
-  leaves whole lines. Only the first host writes.
+  metrics.jsonl holds the same scalars as JSON lines, which sweeps read: one
+  `{"event": "start", "step", "time", "parameters_total", "parameters_model"
+  (without the prompt), "parameters_trainable", ...}` line per run segment (a
+  resumed run appends one), then `{"step", "time", "train/loss", ...}` for each
+  summary. Steps redone after a resume appear again: readers keep a step's last
+  line. Each line is appended and closed at once, so a killed run leaves whole
+  lines. Only the first host writes it.
   """
 
-  def __init__(self, model_dir: str, enabled: bool):
-    self._path = layout.metrics_file(model_dir) if enabled else None
+  def __init__(self, model_dir: str, first_host: bool):
+    self._writer = metric_writers.create_default_writer(
+        model_dir, just_logging=not first_host, asynchronous=False)
+    self._path = layout.metrics_file(model_dir) if first_host else None
 
   def _append(self, record: Mapping[str, Any]) -> None:
     if self._path is not None:
@@ -205,9 +209,13 @@ class _MetricsLog:
   def start(self, step: int, **fields: Any) -> None:
     self._append({"event": "start", "step": step, "time": time.time(), **fields})
 
-  def scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+  def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+    self._writer.write_scalars(step, scalars)
     self._append({"step": step, "time": time.time(),
                   **{k: float(v) for k, v in scalars.items()}})
+
+  def flush(self) -> None:
+    self._writer.flush()
 
 
 def _check_settings(*, train_steps: Any, batch_size: Any, checkpoint_period: Any,
@@ -382,13 +390,11 @@ def train(*,
           part, layout.inference_eval_dir(model_dir) if jax.process_index() == 0 else None)
     if on_start is not None and jax.process_index() == 0:
       on_start()
-    writer = metric_writers.create_default_writer(model_dir, just_logging=jax.process_index() > 0,
-                                                  asynchronous=False)
-    metrics_log = _MetricsLog(model_dir, enabled=jax.process_index() == 0)
+    writer = _Summaries(model_dir, first_host=jax.process_index() == 0)
     step = int(state.step)
-    metrics_log.start(step, train_steps=train_steps, parameters_total=num_frozen + num_trainable,
-                      parameters_model=num_frozen + num_trainable - num_prompt,
-                      parameters_trainable=num_trainable, what_trains=what_trains)
+    writer.start(step, train_steps=train_steps, parameters_total=num_frozen + num_trainable,
+                 parameters_model=num_frozen + num_trainable - num_prompt,
+                 parameters_trainable=num_trainable, what_trains=what_trains)
     metrics: dict[str, Any] = {}
     last_saved = latest
     step_fn = None
@@ -422,7 +428,6 @@ def train(*,
           scalars["train/learning_rate"] = float(
               learning_rate(step - 1) if callable(learning_rate) else learning_rate)
         writer.write_scalars(step, scalars)
-        metrics_log.scalars(step, scalars)
         tick, tick_step = time.time(), step
       if evaluate is not None and (step % eval_period == 0 or step == train_steps):
         eval_metrics = evaluate(state.trainable)
@@ -430,9 +435,7 @@ def train(*,
           eval_metrics.update(infer_eval_fn(step, trainable.merge(state.trainable, frozen)))
         logging.info("eval at step %d: %s", step,
                      " ".join(f"{k}={v:.4f}" for k, v in sorted(eval_metrics.items())))
-        eval_scalars = {f"eval/{k}": v for k, v in eval_metrics.items()}
-        writer.write_scalars(step, eval_scalars)
-        metrics_log.scalars(step, eval_scalars)
+        writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
       # Any host's signal stops every host at the same step.
       signum = stop.agreed(sync=step % log_period == 0 or step == train_steps)
       if step % checkpoint_period == 0 or step == train_steps or signum:
