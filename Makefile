@@ -2,13 +2,16 @@
 # make test:    run the test suite (installs first when .venv is missing).
 # make demo:    prompt-tune the bundled tiny model on the bundled WordNet task (CPU, minutes).
 # make sweep-demo: the mini sweep (prompt length x initialization x 2 seeds) on the same.
+# make scaling: the miniature Figure 1 (prompt vs model tuning across the bundled WordNet
+#               family), one seed, the supersense task (CPU, 2 cores, ~30 minutes).
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 
 SWEEP_DIR ?= build/sweep_demo
+SCALING_DIR ?= build/scaling/figure1
 
-.PHONY: install test demo sweep-demo lint clean
+.PHONY: install test demo sweep-demo scaling lint clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +38,13 @@ demo: $(VENV)/.installed
 sweep-demo: $(VENV)/.installed
 	$(PY) -m prompt_tuning.sweep --sweep_file=configs/sweeps/wordnet_mini.gin \
 	  --sweep_dir=$(SWEEP_DIR)
+
+# A slice of configs/sweeps/wordnet_scaling_figure1.gin (docs/scaling.md): its points are
+# those of the whole sweep, which the same SCALING_DIR then completes without rerunning them.
+scaling: $(VENV)/.installed
+	$(PY) -m prompt_tuning.sweep --sweep_file=configs/sweeps/wordnet_scaling_figure1.gin \
+	  --sweep_dir=$(SCALING_DIR) --only=task=supersense --only=RANDOM_SEED=0
+	@cat $(SCALING_DIR)/summary.md
 
 lint: $(VENV)/.installed
 	$(PY) -m pip install -q 'ruff>=0.6'

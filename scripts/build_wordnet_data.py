@@ -99,6 +99,21 @@ def parse_synsets(path: str):
       yield offset, lex_filenum, lemmas, definition, examples
 
 
+def parse_hypernyms(path: str) -> dict[str, list[str]]:
+  """Offset -> the offsets of its direct hypernyms (class `@` and instance `@i`), in file order."""
+  hypernyms = {}
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      if line.startswith("  "):
+        continue
+      fields = line.partition(" | ")[0].split()
+      count = int(fields[3], 16)
+      at = 4 + 2 * count
+      pointers = [fields[at + 1 + 4 * i:at + 5 + 4 * i] for i in range(int(fields[at]))]
+      hypernyms[fields[0]] = [p[1] for p in pointers if p[0] in ("@", "@i") and p[2] == "n"]
+  return hypernyms
+
+
 def _bucket(text: str) -> float:
   return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
@@ -137,6 +152,46 @@ def task_splits(nouns):
   return out
 
 
+def hypernym_task(splits, nouns, hypernyms):
+  """The "is X a kind of Y" task on the supersense task's synsets and splits.
+
+  Each synset X of a split gives two examples: Y = the first lemma of X's first
+  direct hypernym ("yes"), and Y = a category drawn (by hash) from the other
+  hypernyms of the split's synsets that is no ancestor of X ("no"). Both
+  labels thus come with every X and every category is about as often a "yes"
+  as a "no": neither X nor Y alone gives the answer.
+  """
+  lemmas_of = {offset: lemmas for offset, _, lemmas, _, _ in nouns}
+
+  def ancestors(offset):
+    seen, todo = set(), list(hypernyms.get(offset, ()))
+    while todo:
+      parent = todo.pop()
+      if parent not in seen:
+        seen.add(parent)
+        todo.extend(hypernyms.get(parent, ()))
+    return seen
+
+  out = {}
+  for name, rows in splits.items():
+    synsets = [r for r in rows if hypernyms.get(r["offset"])]
+    categories = sorted({hypernyms[r["offset"]][0] for r in synsets})
+    examples = []
+    for r in synsets:
+      above = ancestors(r["offset"])
+      above_lemmas = {l.lower() for a in above for l in lemmas_of[a]}
+      positive = lemmas_of[hypernyms[r["offset"]][0]][0]
+      ranked = sorted(categories, key=lambda c, o=r["offset"]: _bucket("negative" + o + c))
+      negative = next(c for c in ranked if c not in above and
+                      lemmas_of[c][0].lower() not in above_lemmas)
+      for category, label in ((positive, "yes"), (lemmas_of[negative][0], "no")):
+        examples.append({"inputs": f"is {r['lemma']} a kind of {category}? {r['inputs']}",
+                         "targets": label, "lemma": r["lemma"], "category": category,
+                         "offset": r["offset"] + label})
+    out[name] = sorted(examples, key=lambda e: _bucket("shuffle" + e["offset"]))
+  return out
+
+
 def _write_gzip(path: str, text: str) -> None:
   buffer = io.BytesIO()
   with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0, compresslevel=9) as f:
@@ -158,11 +213,15 @@ def main(argv=None) -> int:
              for pos in ("noun", "verb", "adj", "adv")}
   splits = task_splits(synsets["noun"])
   held_out = {r["offset"] for name in ("validation", "test") for r in splits[name]}
+  hypernyms = hypernym_task(splits, synsets["noun"],
+                            parse_hypernyms(os.path.join(args.wordnet_dir, "data.noun")))
   os.makedirs(args.output_dir, exist_ok=True)
-  for name, rows in splits.items():
-    lines = "".join(json.dumps({k: r[k] for k in ("inputs", "targets", "lemma")}) + "\n"
-                    for r in rows)
-    _write_gzip(os.path.join(args.output_dir, f"supersense_{name}.jsonl.gz"), lines)
+  for task, keys, examples in (("supersense", ("inputs", "targets", "lemma"), splits),
+                               ("hypernym", ("inputs", "targets", "lemma", "category"),
+                                hypernyms)):
+    for name, rows in examples.items():
+      lines = "".join(json.dumps({k: r[k] for k in keys}) + "\n" for r in rows)
+      _write_gzip(os.path.join(args.output_dir, f"{task}_{name}.jsonl.gz"), lines)
   corpus = []
   for pos in ("noun", "verb", "adj", "adv"):
     for offset, _, lemmas, definition, examples in synsets[pos]:
@@ -182,9 +241,10 @@ def main(argv=None) -> int:
     f.write(model.getvalue())
   with open(os.path.join(args.output_dir, "LICENSE"), "w") as f:
     f.write(LICENSE)
-  counts = {name: collections.Counter(r["targets"] for r in rows) for name, rows in splits.items()}
-  print(json.dumps({"corpus_lines": len(corpus), "splits": {n: dict(sorted(c.items()))
-                                                            for n, c in counts.items()}}))
+  counts = {task: {name: dict(sorted(collections.Counter(r["targets"] for r in rows).items()))
+                    for name, rows in examples.items()}
+            for task, examples in (("supersense", splits), ("hypernym", hypernyms))}
+  print(json.dumps({"corpus_lines": len(corpus), "splits": counts}))
   return 0
 
 

@@ -16,7 +16,7 @@ r"""Converts a T5 checkpoint between formats.
 The input format is detected (as INITIAL_CHECKPOINT_PATH's is): this project's
 checkpoints, Hugging Face T5/mT5 directories, t5x legacy checkpoints. Only the
 model's parameters are converted (optimizer states are dropped); dtypes are
-kept. Every format reads straight as INITIAL_CHECKPOINT_PATH, so converting to
+kept unless --dtype casts them (rounding to nearest even). Every format reads straight as INITIAL_CHECKPOINT_PATH, so converting to
 this project's format only saves reading time later. The Hugging Face output
 holds T5.1.1's untied logits layer as `lm_head.weight` with
 `tie_word_embeddings: false` in config.json (transformers 5 then neither ties
@@ -42,9 +42,14 @@ def main(argv=None) -> int:
                       help="written to config.json (--to=huggingface); not in the weights")
   parser.add_argument("--layer_norm_epsilon", type=float, default=1e-6,
                       help="written to config.json (--to=huggingface)")
+  parser.add_argument("--dtype", choices=sorted(convert.DTYPES),
+                      help="cast every parameter to this dtype (default: keep the stored "
+                      "dtypes); bfloat16 halves a float32 checkpoint, as T5's are shipped")
   args = parser.parse_args(argv)
   try:
     params = convert.read_all(args.input)
+    if args.dtype:
+      params = convert.cast(params, args.dtype)
     if args.to == "ours":
       where = convert.to_own(params, args.output, source=args.input)
     else:

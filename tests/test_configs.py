@@ -1,5 +1,6 @@
 """The shipped gin configs parse, build the right models, and take overrides."""
 
+import os
 import pathlib
 import re
 
@@ -122,7 +123,48 @@ def test_decoding_files_set_the_method_of_inference_runs(run_file, decoding_file
 
 
 WORDNET_FILES = ("configs/models/wordnet_tiny_prompt.gin", "configs/runs/pretrain.gin",
-                 "configs/runs/lm_adapt.gin", "configs/runs/wordnet_demo.gin")
+                 "configs/runs/lm_adapt.gin", "configs/runs/wordnet_demo.gin",
+                 "configs/runs/model_finetune.gin")
+
+
+FAMILY_FILES = {s: f"configs/models/wordnet_family/{s}.gin" for s in ("xs", "s", "m", "l")}
+
+
+def test_the_wordnet_family_grows_like_t5_and_its_configs_read_its_bundled_checkpoints():
+  """Four sizes, 25x+ in parameters, width, heads, depth and MLP growing together (as
+  T5.1.1 Small -> XXL); each config reads both of its bundled checkpoints."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.checkpoints import readers  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.data import wordnet  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.training import trainable  # pylint: disable=g-import-not-at-top
+  configs, counts = [], []
+  for size, path in FAMILY_FILES.items():
+    gin.clear_config()
+    gin_config.parse_gin([path, "configs/prompts/no_prompt.gin"])
+    model = gin_config.build_model()
+    shapes = {k: tuple(v.shape) for k, v in
+              trainable.flatten(nn.meta.unbox(t5.init_shapes(model)["params"])).items()}
+    for objective in wordnet.OBJECTIVES:
+      gin.clear_config()
+      gin_config.parse_gin([path], [
+          "INITIAL_CHECKPOINT_PATH = @prompt_tuning.data.wordnet.family_checkpoint()",
+          f"PRETRAINING = {objective!r}"])
+      checkpoint = gin_config.macro_value("INITIAL_CHECKPOINT_PATH", "")
+      assert checkpoint == wordnet.family_checkpoint(size, objective)
+      assert readers.open_checkpoint(checkpoint).shapes() == shapes, (size, objective)
+    configs.append(model.config)
+    counts.append(sum(int(np.prod(v)) for v in shapes.values()))
+  assert counts[-1] / counts[0] >= 25, counts
+  for small, big in zip(configs, configs[1:]):
+    assert big.emb_dim > small.emb_dim and big.mlp_dim > small.mlp_dim
+    assert big.num_heads > small.num_heads
+    assert big.num_encoder_layers >= small.num_encoder_layers
+    assert big.num_decoder_layers == big.num_encoder_layers
+  assert configs[-1].num_encoder_layers > configs[0].num_encoder_layers
+  # Shipped compactly: bfloat16, both objectives of every size in 40 MB.
+  total = sum(os.path.getsize(os.path.join(root, f))
+              for root, _, files in os.walk(wordnet.FAMILY_DIR) for f in files)
+  assert total <= 40e6, total
 
 
 def test_bundled_model_config_reads_the_bundled_checkpoint():
@@ -156,6 +198,7 @@ def test_every_config_is_tested():
   named |= set(DECODING_FILES)
   named |= set(WORDNET_FILES)
   named |= {TASK_CLASS_LABELS}
+  named |= set(FAMILY_FILES.values())
   # Every point of every sweep is checked as a training config in tests/test_sweep.py.
   named |= {f for f in CONFIG_FILES if f.startswith("configs/sweeps/")}
   assert set(CONFIG_FILES) == named
@@ -351,6 +394,7 @@ def test_unset_required_macro_is_a_clear_error(path):
 RUN_FILES = {  # run file -> the macros its entry point reads itself
     "configs/runs/prompt_finetune.gin": ("RUN", "BATCH_SIZE", "MODEL_DIR"),
     "configs/runs/pretrain.gin": ("RUN", "BATCH_SIZE", "MODEL_DIR"),
+    "configs/runs/model_finetune.gin": ("RUN", "BATCH_SIZE", "MODEL_DIR"),
     "configs/runs/lm_adapt.gin": ("RUN", "BATCH_SIZE", "MODEL_DIR"),
     "configs/runs/prompt_eval.gin": ("RUN", "BATCH_SIZE", "EVAL_OUTPUT_DIR"),
     "configs/runs/prompt_infer.gin": ("RUN", "BATCH_SIZE"),

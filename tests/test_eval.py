@@ -110,17 +110,31 @@ def test_training_evaluation_decodes_and_reports_the_tasks_metrics(tmp_path):
          "--gin.MIXTURE_OR_TASK_MODULE='tests.eval_tasks'",
          "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 4}", "--gin.TRAIN_STEPS=2",
          "--gin.INITIAL_CHECKPOINT_PATH=None", "--gin.EVAL_PERIOD=2", "--gin.BATCH_SIZE=4",
-         f"--gin.SENTENCEPIECE_MODEL_FILE='{conftest.VOCAB_PATH}'"]
+         f"--gin.SENTENCEPIECE_MODEL_FILE='{conftest.VOCAB_PATH}'", "--gin.TEST_SPLIT='test'"]
   result = subprocess.run(cmd, cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True,
                           timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "eval_sentiment/accuracy=" in result.stderr
   out = model_dir / "inference_eval"
-  rows = [json.loads(line) for line in (out / "eval_sentiment-000002.jsonl").open()]
-  assert len(rows) == 13
-  logged = json.loads((out / "eval_sentiment-metrics.jsonl").read_text().splitlines()[-1])
-  assert logged["step"] == 2
-  np.testing.assert_allclose(logged["accuracy"], _accuracy(rows))
+  summaries = [json.loads(line) for line in (model_dir / "metrics.jsonl").open()]
+  (recorded,) = [r for r in summaries if "eval/eval_sentiment/accuracy" in r]
+  # The validation split, and TEST_SPLIT's (other examples) at the same step.
+  for where, split, examples in ((out, "validation", eval_tasks_examples()),
+                                 (out / "test", "test", eval_tasks_examples("test"))):
+    rows = [json.loads(line) for line in (where / "eval_sentiment-000002.jsonl").open()]
+    assert [r["target"] for r in rows] == [e["targets"] for e in examples], split
+    logged = json.loads((where / "eval_sentiment-metrics.jsonl").read_text().splitlines()[-1])
+    assert logged["step"] == 2
+    np.testing.assert_allclose(logged["accuracy"], _accuracy(rows))
+    name = "eval/eval_sentiment/" + ("test/" if split == "test" else "") + "accuracy"
+    np.testing.assert_allclose(recorded[name], _accuracy(rows))
+
+
+def eval_tasks_examples(split="validation"):
+  """tests/eval_tasks.py's examples of `split` (it reads T5_VOCAB when imported)."""
+  os.environ.setdefault("T5_VOCAB", str(conftest.VOCAB_PATH))
+  from tests import eval_tasks  # pylint: disable=g-import-not-at-top
+  return eval_tasks.TEST_EXAMPLES if split == "test" else eval_tasks.EXAMPLES
 
 
 def _one_error_line(result):

@@ -13,6 +13,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import re
 import textwrap
 import time
 
@@ -318,6 +319,37 @@ def test_cli_bad_file_and_dry_run(tmp_path):
       *GOOD_POINTS, BAD_POINT]
   assert "PROMPT_TUNING_CPU_CORES=1" in lines[2] and "--gin.LEARNING_RATE=0.3" in lines[2]
   assert not (tmp_path / "sweep").exists()
+  # --only: a slice of the grid, its points named and run as in the whole sweep.
+  code, out, err = _sweep(good, tmp_path / "sweep", "--dry_run", "--only=LEARNING_RATE=1.0")
+  assert code == 0, err
+  sliced = out.strip().splitlines()
+  assert sliced[0] == "sweep sweep: 1 points (dry run: nothing runs)"
+  assert sliced[1:] == lines[3:5]
+  code, out, err = _sweep(good, tmp_path / "sweep", "--only=LEARNING_RATE=2.0")
+  assert code == 1 and err.strip().splitlines()[-1] == (
+      "error: --only='LEARNING_RATE=2.0': LEARNING_RATE has no value '2.0' (0.3, 1.0, -1.0)")
+  assert not (tmp_path / "sweep").exists()
+
+
+def test_only_selects_points_by_axis_labels_keeping_names_and_indices(tmp_path):
+  plan = driver.load(_write(tmp_path, BASE + textwrap.dedent("""\
+      sweep.Sweep.axes = {'size': {'small': 'a.gin', 'big': 'b.gin'},
+                          'task': {'x': {'MIXTURE_OR_TASK_NAME': 'x'},
+                                   'y': {'MIXTURE_OR_TASK_NAME': 'y'}},
+                          'RANDOM_SEED': [0, 1, 2]}
+      """)))
+  sliced = spec.select(plan, ["task=y", "RANDOM_SEED=0,2"])
+  assert [(p.index, p.name) for p in sliced.points] == [
+      (p.index, p.name) for p in plan.points
+      if p.axis_values()["task"] == "y" and p.axis_values()["RANDOM_SEED"] in (0, 2)]
+  assert len(sliced.points) == 4
+  assert spec.select(plan, []).points == plan.points
+  for only, message in ((["seed=0"], "'seed' is not an axis of the sweep (size, task, "
+                                     "RANDOM_SEED)"),
+                        (["task=z"], "task has no value 'z' (x, y)"),
+                        (["task"], "write AXIS=LABEL[,LABEL...]")):
+    with pytest.raises(spec.SweepFileError, match=re.escape(message)):
+      spec.select(plan, only)
 
 
 def test_axes_combine_as_a_product_in_order_and_zip_pairs_them(tmp_path):
@@ -344,7 +376,8 @@ def test_axes_combine_as_a_product_in_order_and_zip_pairs_them(tmp_path):
                                  "init": "labels"}
 
 
-def _fake_point(sweep_dir, name, axes, evals, status="done", params=(1000, 10)):
+def _fake_point(sweep_dir, name, axes, evals, status="done", params=(1000, 10), task="t",
+                tests=None):
   model_dir = os.path.join(sweep_dir, name)
   os.makedirs(model_dir)
   points_lib.write_json(os.path.join(model_dir, points_lib.POINT_FILE), {
@@ -356,9 +389,11 @@ def _fake_point(sweep_dir, name, axes, evals, status="done", params=(1000, 10)):
     f.write(json.dumps({"event": "start", "step": 0, "parameters_total": sum(params),
                         "parameters_model": params[0], "parameters_trainable": params[1],
                         "train_steps": 30}) + "\n")
-    for step, value in evals:
+    for i, (step, value) in enumerate(evals):
       f.write(json.dumps({"step": step, "train/loss": 1.0 / step}) + "\n")
-      f.write(json.dumps({"step": step, "eval/t/accuracy": value, "eval/loss": 2.0}) + "\n")
+      test = {} if tests is None else {f"eval/{task}/test/accuracy": tests[i]}
+      f.write(json.dumps({"step": step, f"eval/{task}/accuracy": value, "eval/loss": 2.0,
+                          **test}) + "\n")
     f.write('{"step": 30, "eval/t/acc')  # a line cut by a kill is skipped
 
 
@@ -419,6 +454,41 @@ def test_report_averages_over_tasks_per_seed_then_over_seeds(tmp_path):
   assert "the mean over task of" in summary
 
 
+def test_report_gives_the_test_split_at_the_step_validation_picks(tmp_path):
+  """TEST_SPLIT: tables and plots report the test split at the best validation step."""
+  sweep_dir = str(tmp_path)
+  runs = {  # (size, task, seed) -> [(step, validation, test)]
+      ("s", "a", 0): [(10, 50.0, 40.0), (20, 60.0, 45.0), (30, 55.0, 70.0)],
+      ("s", "b", 0): [(10, 80.0, 81.0), (20, 70.0, 90.0)],
+      ("s", "a", 1): [(10, 65.0, 61.0), (20, 65.0, 62.0)],  # a tie: the earlier step
+      ("s", "b", 1): [(10, 70.0, 72.0), (20, 75.0, 74.0)],
+      ("l", "a", 0): [(10, 90.0, 88.0)],
+      ("l", "b", 0): [(10, 91.0, 87.0)],
+  }
+  for (size, task, seed), evals in runs.items():
+    _fake_point(sweep_dir, f"size={size},task={task},RANDOM_SEED={seed}",
+                [("size", size), ("task", task), ("RANDOM_SEED", seed)],
+                [(step, v) for step, v, _ in evals], task=f"wordnet_{task}",
+                tests=[t for _, _, t in evals], params=(1000 if size == "s" else 8000, 10))
+  meta = {"name": "fake", "axes": ["size", "task", "RANDOM_SEED"],
+          "seed_axes": ["RANDOM_SEED"], "average_axes": ["task"]}
+  points_lib.write_json(os.path.join(sweep_dir, points_lib.SWEEP_FILE), meta)
+  result = report_lib.report(sweep_dir)
+  rows = _rows(result["results"])
+  expected = {("s", "a", 0): 45.0, ("s", "b", 0): 81.0, ("s", "a", 1): 61.0,
+              ("s", "b", 1): 74.0, ("l", "a", 0): 88.0, ("l", "b", 0): 87.0}
+  for (size, task, seed), test in expected.items():
+    assert float(rows[f"size={size},task={task},RANDOM_SEED={seed}"]["test"]) == test
+  per_seed = [statistics.mean([45.0, 81.0]), statistics.mean([61.0, 74.0])]
+  summary = open(result["summary"]).read()
+  assert "`eval/<task>/accuracy`" in summary and "`eval/<task>/test/accuracy`" in summary
+  assert summary.rstrip().splitlines()[-2].endswith(
+      f"| {statistics.mean(per_seed):.2f} ± {statistics.stdev(per_seed):.2f} |"), summary
+  assert summary.rstrip().splitlines()[-1].endswith(f"| {statistics.mean([88.0, 87.0]):.2f} |")
+  assert [os.path.basename(p) for p in result["plots"]] == [
+      "eval__task__test_accuracy_vs_parameters.png"]
+
+
 def test_where_binds_by_several_axes_and_files_after_axes_come_last(tmp_path):
   plan = driver.load(_write(tmp_path, BASE + textwrap.dedent("""\
       sweep.Sweep.gin_files_after_axes = ['z.gin']
@@ -437,8 +507,13 @@ def test_where_binds_by_several_axes_and_files_after_axes_come_last(tmp_path):
         """)))
 
 
+INCLUDES = ("paper_superglue.gin", "wordnet_scaling.gin")  # shared settings, not sweeps
 SHIPPED = sorted(p for p in os.listdir(os.path.join(REPO, "configs", "sweeps"))
-                 if p != "paper_superglue.gin")  # an include, not a sweep
+                 if p not in INCLUDES)
+
+
+def _labels(plan, axis):
+  return list(dict.fromkeys(c.label for p in plan.points for c in p.choices if c.axis == axis))
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -446,10 +521,24 @@ def test_shipped_sweep_files_parse_into_valid_runs(name, tmp_path):
   """Every point of every shipped sweep is a config `python -m prompt_tuning.train` accepts."""
   plan = driver.load(os.path.join(REPO, "configs", "sweeps", name))
   driver.check_points(plan, str(tmp_path))
-  assert len(plan.points) >= 12 and plan.seed_axes == ("RANDOM_SEED",)
+  assert plan.seed_axes == ("RANDOM_SEED",)
   if name.startswith("paper_"):
-    assert plan.average_axes == ("task",) and len(
-        {c.label for p in plan.points for c in p.choices if c.axis == "task"}) == 8
+    assert plan.average_axes == ("task",) and len(_labels(plan, "task")) == 8
+    assert len(_labels(plan, "RANDOM_SEED")) == 3
+  if name.startswith("wordnet_scaling_"):  # the miniature study (issue: the paper's grids)
+    assert plan.average_axes == ("task",)
+    assert _labels(plan, "task") == ["supersense", "hypernym"]
+    assert _labels(plan, "size") == ["xs", "s", "m", "l"]
+    assert len(_labels(plan, "RANDOM_SEED")) >= (3 if "figure1" in name else 2)
+    assert all(("--gin.TEST_SPLIT='test'" in points_lib.train_argv(plan, p, "/d"))
+               for p in plan.points)
+  swept = {"wordnet_scaling_figure1.gin": ("method", ["prompt_tuning", "model_tuning"]),
+           "wordnet_scaling_figure3a.gin": ("PROMPT_LENGTH", ["1", "5", "20", "100", "150"]),
+           "wordnet_scaling_figure3b.gin": ("init", ["random_uniform", "sampled_vocab",
+                                                     "class_labels"]),
+           "wordnet_scaling_figure3c.gin": ("PRETRAINING", ["span_corruption", "lm_adapted"])}
+  if name in swept:
+    assert _labels(plan, swept[name][0]) == swept[name][1]
 
 
 def test_an_edited_sweep_is_refused_in_the_old_directory_and_reports_only_its_points(tmp_path):

@@ -30,6 +30,8 @@ from prompt_tuning.checkpoints import readers
 from prompt_tuning.checkpoints import tree
 
 _LAYER = re.compile(r"^(encoder|decoder)/layers_(\d+)/")
+DTYPES = {"float32": np.dtype(np.float32), "float16": np.dtype(np.float16),
+          "bfloat16": np.dtype(ml_dtypes.bfloat16)}
 
 
 def read_all(path: str) -> dict[str, np.ndarray]:
@@ -40,6 +42,13 @@ def read_all(path: str) -> dict[str, np.ndarray]:
     raise ValueError(f"{readers.prompt_only(path, reader)}: convert that model, and export "
                      "the prompt with scripts/export_peft.py")
   return {name: np.asarray(reader.read_array(name)) for name in names}
+
+
+def cast(params: dict[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
+  """`params` with every array cast to `dtype` (a name of DTYPES; round to nearest even)."""
+  if dtype not in DTYPES:
+    raise ValueError(f"dtype {dtype!r}; use one of {', '.join(sorted(DTYPES))}")
+  return {name: np.asarray(value).astype(DTYPES[dtype]) for name, value in params.items()}
 
 
 def to_own(params: dict[str, np.ndarray], output_dir: str, source: Optional[str] = None) -> str:

@@ -3,6 +3,11 @@
 * `wordnet_supersense`: "<lemma>: <definition>" -> the noun's supersense, one
   of eight plain words (`LABELS`); splits train/validation/test, disjoint by
   lemma; metric: accuracy.
+* `wordnet_hypernym`: "is <lemma> a kind of <category>? <lemma>: <definition>"
+  -> yes / no (`HYPERNYM_LABELS`), on the supersense task's synsets and splits
+  (so also disjoint by lemma and held out of the corpus): each synset is asked
+  once about its direct hypernym (yes) and once about another synset's (no);
+  metric: accuracy.
 * `wordnet_span_corruption`: T5's pretraining objective (15% noise, mean span
   3) on the glosses and examples of `corpus.txt.gz`.
 * `wordnet_prefix_lm`: prefix language modeling on the same corpus, the
@@ -27,14 +32,16 @@ DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wordnet")
 VOCABULARY_FILE = os.path.join(DATA_DIR, "spm.model")
 VOCABULARY = seqio.SentencePieceVocabulary(VOCABULARY_FILE, extra_ids=100)
 LABELS = ("animal", "artifact", "body", "food", "location", "person", "plant", "substance")
+HYPERNYM_LABELS = ("yes", "no")
+TASK_LABELS = {"wordnet_supersense": LABELS, "wordnet_hypernym": HYPERNYM_LABELS}
 FEATURES = {"inputs": seqio.Feature(VOCABULARY, add_eos=True),
             "targets": seqio.Feature(VOCABULARY, add_eos=True)}
 
 
 @functools.lru_cache(maxsize=None)
-def read_split(split: str) -> tuple[dict[str, str], ...]:
-  """The supersense examples of `split` (train, validation, test), in file order."""
-  path = os.path.join(DATA_DIR, f"supersense_{split}.jsonl.gz")
+def read_split(split: str, task: str = "supersense") -> tuple[dict[str, str], ...]:
+  """The examples of `task` (supersense, hypernym) in `split` (train, validation, test)."""
+  path = os.path.join(DATA_DIR, f"{task}_{split}.jsonl.gz")
   with gzip.open(path, "rt", encoding="utf-8") as f:
     return tuple(json.loads(line) for line in f)
 
@@ -45,9 +52,9 @@ def read_corpus() -> tuple[str, ...]:
     return tuple(line.rstrip("\n") for line in f)
 
 
-def _supersense_dataset(split, shuffle_files=False, seed=None):
+def _task_dataset(split, shuffle_files=False, seed=None, task="supersense"):
   del shuffle_files, seed
-  rows = read_split(split)
+  rows = read_split(split, task)
   return tf.data.Dataset.from_tensor_slices(
       {k: [r[k] for r in rows] for k in ("inputs", "targets", "lemma")})
 
@@ -67,14 +74,15 @@ def register() -> None:
   """Registers the tasks (once)."""
   if "wordnet_supersense" in seqio.TaskRegistry.names():
     return
-  seqio.TaskRegistry.add(
-      "wordnet_supersense",
-      source=seqio.FunctionDataSource(_supersense_dataset,
-                                      splits=["train", "validation", "test"]),
-      preprocessors=[seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
-                     seqio.preprocessors.append_eos_after_trim],
-      output_features=FEATURES,
-      metric_fns=[t5_metrics.accuracy])
+  for task in ("supersense", "hypernym"):
+    seqio.TaskRegistry.add(
+        f"wordnet_{task}",
+        source=seqio.FunctionDataSource(functools.partial(_task_dataset, task=task),
+                                        splits=["train", "validation", "test"]),
+        preprocessors=[seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
+                       seqio.preprocessors.append_eos_after_trim],
+        output_features=FEATURES,
+        metric_fns=[t5_metrics.accuracy])
   corpus = seqio.FunctionDataSource(_corpus_dataset, splits=["train", "validation"])
   to_targets = functools.partial(t5_preprocessors.rekey,
                                  key_map={"inputs": None, "targets": "text"})
@@ -108,6 +116,30 @@ def bundled_checkpoint() -> str:
   return CHECKPOINT_DIR
 
 
+FAMILY_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wordnet_family")
+FAMILY_SIZES = ("xs", "s", "m", "l")
+OBJECTIVES = ("lm_adapted", "span_corruption")
+
+
+def family_checkpoint(size: str, objective: str = "lm_adapted") -> str:
+  """A bundled checkpoint of the WordNet family (scripts/build_wordnet_family.py).
+
+  Args:
+    size: xs, s, m or l (configs/models/wordnet_family/<size>.gin).
+    objective: lm_adapted (span corruption, then LM adaptation) or
+      span_corruption (span corruption only, the paper's Figure 3c).
+  """
+  if size not in FAMILY_SIZES or objective not in OBJECTIVES:
+    raise ValueError(f"wordnet.family_checkpoint({size!r}, {objective!r}): sizes are "
+                     f"{', '.join(FAMILY_SIZES)}; objectives {', '.join(OBJECTIVES)}")
+  return os.path.join(FAMILY_DIR, size, objective)
+
+
 def labels() -> list[str]:
   """The supersense task's labels, for CLASS_LABELS."""
   return list(LABELS)
+
+
+def hypernym_labels() -> list[str]:
+  """The hypernym task's labels, for CLASS_LABELS."""
+  return list(HYPERNYM_LABELS)

@@ -275,22 +275,31 @@ class InferEval:
   Called as `fn(step, variables)` with the merged variables of the run; the
   model's prompt (if any) is the bank's one prompt. Predictions and metrics go
   under `MODEL_DIR/inference_eval`; the returned metrics are named
-  `<task>/<metric>`.
+  `<task>/<metric>`. With `test_split`, that split is decoded too at every
+  evaluation (its metrics `<task>/<test_split>/<metric>`, its predictions
+  under `inference_eval/<test_split>`): the numbers to report at the step that
+  early stopping on the validation split picks.
   """
 
   def __init__(self, model: t5.Transformer, vocabulary: Any, mixture_or_task_name: str,
                task_feature_lengths: Mapping[str, int], *, output_dir: Optional[str],
                batch_size: int = 32, method: decoding.Method = decoding.Greedy(),
                split: str = "validation", use_cached: bool = False, partitioner: Any = None,
-               num_examples: Optional[int] = None):
+               num_examples: Optional[int] = None, test_split: Optional[str] = None):
     self._model, self._vocabulary = model, vocabulary
     self._lengths, self._batch_size, self._method = task_feature_lengths, batch_size, method
     self._part = partitioner
-    self._evaluators = [
-        TaskEvaluator(task, split=split, task_feature_lengths=task_feature_lengths,
-                      views=["."], output_dir=output_dir, use_cached=use_cached,
-                      num_examples=num_examples)
-        for task in _tasks_with_metrics(mixture_or_task_name)]
+    # (name prefix, evaluator): the split's metrics as `<task>/<metric>`, the
+    # test split's as `<task>/<test_split>/<metric>` (predictions in a subdirectory).
+    self._evaluators = []
+    for name, is_test in ((split, False), (test_split, True)):
+      if name is None:
+        continue
+      where = os.path.join(output_dir, name) if output_dir and is_test else output_dir
+      for task in _tasks_with_metrics(mixture_or_task_name):
+        self._evaluators.append((f"{task}/{name}" if is_test else task, TaskEvaluator(
+            task, split=name, task_feature_lengths=task_feature_lengths, views=["."],
+            output_dir=where, use_cached=use_cached, num_examples=num_examples)))
     self._predictor: Optional[predictor_lib.Predictor] = None
 
   def __bool__(self) -> bool:
@@ -307,9 +316,9 @@ class InferEval:
       self._predictor.set_params(variables["params"])
       self._predictor.set_prompts(prompts)
     metrics = {}
-    for evaluator in self._evaluators:
+    for prefix, evaluator in self._evaluators:
       for name, value in evaluator.evaluate(self._predictor, None, step=step)["."].items():
-        metrics[f"{evaluator.task_name}/{name}"] = value
+        metrics[f"{prefix}/{name}"] = value
     return metrics
 
 
@@ -324,8 +333,8 @@ def infer_eval(*, model: t5.Transformer, mixture_or_task_name: str,
                task_feature_lengths: Mapping[str, int], vocabulary: Any = None,
                enabled: bool = True, batch_size: int = 32,
                method: decoding.Method = decoding.Greedy(), split: str = "validation",
-               use_cached: bool = False,
-               num_examples: Optional[int] = None) -> Optional[InferEvalFactory]:
+               use_cached: bool = False, num_examples: Optional[int] = None,
+               test_split: Optional[str] = None) -> Optional[InferEvalFactory]:
   """The trainer's decoding-based evaluation (INFER_EVAL), handed to `trainer.train`.
 
   Args:
@@ -334,6 +343,8 @@ def infer_eval(*, model: t5.Transformer, mixture_or_task_name: str,
     enabled: INFER_EVAL; False gives None (no decoding during training).
     batch_size, method: decoding (BATCH_SIZE, DECODING).
     split, use_cached, num_examples: the split read.
+    test_split: TEST_SPLIT: also decode this split (e.g. 'test') at every
+      evaluation; None: only `split`.
 
   Returns:
     A factory the trainer calls once its partitioner exists, or None.
@@ -346,7 +357,7 @@ def infer_eval(*, model: t5.Transformer, mixture_or_task_name: str,
         model, vocabulary or registry.targets_vocabulary(mixture_or_task_name),
         mixture_or_task_name, task_feature_lengths, output_dir=output_dir,
         batch_size=batch_size, method=method, split=split, use_cached=use_cached,
-        partitioner=partitioner, num_examples=num_examples)
+        partitioner=partitioner, num_examples=num_examples, test_split=test_split)
     return evaluator if evaluator else None
 
   return make

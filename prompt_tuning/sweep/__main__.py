@@ -2,7 +2,7 @@ r"""Runs a sweep of training runs, or reports on one.
 
     python -m prompt_tuning.sweep --sweep_file=configs/sweeps/wordnet_mini.gin \
       --sweep_dir=/tmp/sweeps/mini [--executor=local|ray] [--max_parallel=N] [--dry_run] \
-      [--gin.MACRO=VALUE ...]
+      [--gin.MACRO=VALUE ...] [--only=AXIS=LABEL[,LABEL...] ...]
     python -m prompt_tuning.sweep report --sweep_dir=/tmp/sweeps/mini \
       [--x=parameters,PROMPT_LENGTH] [--lines=init] [--panels=size]
 
@@ -42,6 +42,10 @@ flags.DEFINE_integer("max_parallel", None, "Points running at once (local defaul
                      "host's cores / the sweep's cores per point; ray default: all, as Ray's "
                      "resources allow).")
 flags.DEFINE_bool("dry_run", False, "Print the points and their commands; run nothing.")
+flags.DEFINE_multi_string("only", [], "Run a slice of the grid: the points whose AXIS has "
+                          "one of the LABELs (AXIS=LABEL[,LABEL...]; repeat for more axes), "
+                          "e.g. --only=RANDOM_SEED=0. The sweep directory then holds that "
+                          "slice (a later run without --only adds the rest).")
 flags.DEFINE_list("x", None, "report: the plots' x axes: 'parameters' and/or numeric axes "
                   "(default: parameters when they vary, and each numeric axis).")
 flags.DEFINE_list("lines", None, "report: axes whose values make the lines (default: the "
@@ -69,7 +73,7 @@ def main(argv: Sequence[str]) -> None:
     raise ValueError("--sweep_file is required (e.g. configs/sweeps/wordnet_mini.gin)")
   status = driver.run(FLAGS.sweep_file, FLAGS.sweep_dir, overrides=FLAGS.gin_bindings,
                       executor=FLAGS.executor, max_parallel=FLAGS.max_parallel,
-                      is_dry_run=FLAGS.dry_run, report_options=options)
+                      is_dry_run=FLAGS.dry_run, report_options=options, only=FLAGS.only)
   sys.stdout.flush()
   sys.exit(status)
 

@@ -162,16 +162,17 @@ def dry_run(plan: spec.Plan, sweep_dir: str, out: TextIO) -> None:
 def run(sweep_file: str, sweep_dir: str, *, overrides: Sequence[str] = (),
         executor: str = "local", max_parallel: Optional[int] = None,
         is_dry_run: bool = False, report_options: Optional[dict[str, Any]] = None,
-        out: TextIO = sys.stdout) -> int:
+        only: Sequence[str] = (), out: TextIO = sys.stdout) -> int:
   """Runs the sweep's points that are not done; returns the exit status (0; 1: a point is
-  not done; 130: interrupted, each running point saved its step)."""
+  not done; 130: interrupted, each running point saved its step). `only`: run just the
+  points with these axis labels (`AXIS=LABEL[,LABEL...]` each, see spec.select)."""
   if executor not in EXECUTORS:
     raise ValueError(f"--executor={executor!r}; use one of {', '.join(EXECUTORS)}")
   sweep_dir = os.path.abspath(sweep_dir)
   if any(c in sweep_dir for c in "'\"$`\\"):
     raise ValueError(f"--sweep_dir={sweep_dir!r}: use a path without quotes, '$', '`' or "
                      "backslashes (it is written into gin strings and shell commands)")
-  plan = load(sweep_file, overrides)
+  plan = spec.select(load(sweep_file, overrides), only)
   check_points(plan, sweep_dir)
   report_lib.check_options(["parameters", *plan.axes], **(report_options or {}))
   if is_dry_run:

@@ -31,6 +31,8 @@ SUMMARY_FILE = "summary.md"
 PLOTS_DIR = "plots"
 PARAMETERS = "parameters"  # the x axis of the paper's Figures 1 and 3
 SCORE = "eval/score"  # the mean over tasks, when a mixture has several
+TEST = "test"  # TEST_SPLIT's metrics are eval/<task>/test/<metric>
+TEST_SCORE = "eval/test/score"
 MEASURED = ("wall_s", "tokens_per_s")  # columns that differ between identical runs
 
 
@@ -59,14 +61,23 @@ def _read_metrics(path: str) -> tuple[list[dict], dict[int, dict], dict[int, dic
   return starts, train, evals
 
 
-def _task_metrics(names: Iterable[str]) -> dict[str, list[str]]:
-  """Decoded metrics (`eval/<task>/<metric>`) by task."""
+def _task_metrics(names: Iterable[str], test: bool = False) -> dict[str, list[str]]:
+  """Decoded metrics (`eval/<task>/<metric>`; test: `eval/<task>/test/<metric>`) by task."""
   tasks = collections.defaultdict(list)
   for name in names:
     parts = name.split("/")
-    if len(parts) == 3 and parts[0] == "eval":
-      tasks[parts[1]].append(name)
+    if (len(parts) == 4 and parts[2] == TEST) if test else len(parts) == 3:
+      if parts[0] == "eval" and name != TEST_SCORE:
+        tasks[parts[1]].append(name)
   return dict(tasks)
+
+
+def test_metric(metric: str) -> str:
+  """The test split's counterpart of a validation metric (TEST_SPLIT = 'test')."""
+  if metric == SCORE:
+    return TEST_SCORE
+  parts = metric.split("/")
+  return "/".join(parts[:2] + [TEST] + parts[2:]) if len(parts) == 3 else metric + "@" + TEST
 
 
 def main_metric(configured: Optional[str], evals: dict[int, dict]) -> Optional[str]:
@@ -86,10 +97,11 @@ def _add_score(evals: dict[int, dict]) -> None:
   """SCORE at each evaluation: the mean over tasks of each task's mean metric (as
   SuperGLUE's score averages a task's metrics first)."""
   for values in evals.values():
-    tasks = _task_metrics(values)
-    if len(tasks) > 1 or any(len(v) > 1 for v in tasks.values()):
-      values[SCORE] = statistics.fmean(
-          statistics.fmean(values[m] for m in ms) for ms in tasks.values())
+    for test, score in ((False, SCORE), (True, TEST_SCORE)):
+      tasks = _task_metrics(values, test)
+      if len(tasks) > 1 or any(len(v) > 1 for v in tasks.values()):
+        values[score] = statistics.fmean(
+            statistics.fmean(values[m] for m in ms) for ms in tasks.values())
 
 
 def point_row(model_dir: str) -> Optional[dict[str, Any]]:
@@ -120,6 +132,8 @@ def point_row(model_dir: str) -> Optional[dict[str, Any]]:
     row["best_step"] = best_step
     row["best"] = evals[best_step][metric]
     row["last"] = evals[last_step][metric]
+    if test_metric(metric) in evals[best_step]:  # the test split at the chosen step
+      row["test"] = evals[best_step][test_metric(metric)]
     for name in sorted(evals[best_step]):
       row[f"{name}@best"] = evals[best_step][name]
     for name in sorted(evals[last_step]):
@@ -194,13 +208,21 @@ class Setting:
     self.runs = []
     for group in by_seed.values():
       if all(r["status"] == points_lib.DONE and "best" in r for r in group):
-        self.runs.append({k: statistics.fmean(float(r[k]) for r in group)
-                          for k in ("best", "last", "best_step")})
+        keys = ["best", "last", "best_step"] + (["test"] if all("test" in r for r in group)
+                                                 else [])
+        self.runs.append({k: statistics.fmean(float(r[k]) for r in group) for k in keys})
     self.total = len(by_seed)
     self.parameters = sorted({r["parameters_model"] for r in rows if r.get("parameters_model")})
 
   def values(self, key: str = "best") -> list[float]:
-    return [run[key] for run in self.runs]
+    return [run[key] for run in self.runs if key in run]
+
+
+def reported(rows: Sequence[dict]) -> str:
+  """What tables and plots report: "test" (the test split at the step early stopping
+  picks) when every done point has it (TEST_SPLIT), else "best" (validation)."""
+  done = [r for r in rows if r["status"] == points_lib.DONE and "best" in r]
+  return "test" if done and all("test" in r for r in done) else "best"
 
 
 def settings(meta: dict, rows: Sequence[dict],
@@ -227,10 +249,23 @@ def _pm(values: Sequence[float], digits: int = 2) -> str:
   return f"{mean:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{mean:.{digits}f}"
 
 
+def metric_label(rows: Sequence[dict]) -> str:
+  """The points' main metric; `eval/<task>/accuracy` when it differs by task only."""
+  names = sorted({r["metric"] for r in rows if r.get("metric")})
+  if len(names) < 2:
+    return names[0] if names else "the main metric"
+  parts = [n.split("/") for n in names]
+  if len({len(p) for p in parts}) == 1 and sum(
+      len({p[i] for p in parts}) > 1 for i in range(len(parts[0]))) == 1:
+    return "/".join(p if len({q[i] for q in parts}) == 1 else "<task>"
+                    for i, p in enumerate(parts[0]))
+  return ", ".join(names)
+
+
 def summary_markdown(meta: dict, rows: Sequence[dict]) -> str:
   seeds, averaged = meta.get("seed_axes", []), meta.get("average_axes", [])
   keys, groups = settings(meta, rows)
-  metric = next((r["metric"] for r in rows if r.get("metric")), "the main metric")
+  metric = metric_label(rows)
   done = [r for r in rows if r["status"] == points_lib.DONE]
   score = f"the mean over {', '.join(averaged)} of " if averaged else ""
   lines = [f"# Sweep {meta.get('name', '')}", "",
@@ -238,7 +273,12 @@ def summary_markdown(meta: dict, rows: Sequence[dict]) -> str:
            "evaluation step (early stopping on the validation split) and at the last one; "
            f"mean ± sample std over {', '.join(seeds) or 'one run'} (n: runs done of runs).",
            ""]
+  test = reported(rows) == "test"
+  if test:
+    lines[-2] += (f" `test` is `{test_metric(metric)}`: the test split at the best step "
+                  "(chosen on validation).")
   header = keys + ["n", "model parameters", f"best {metric}", "best step", f"last {metric}"]
+  header += ["test"] if test else []
   lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for setting in groups:
     lines.append("| " + " | ".join(
@@ -246,7 +286,7 @@ def summary_markdown(meta: dict, rows: Sequence[dict]) -> str:
         [f"{len(setting.runs)}/{setting.total}",
          ", ".join(f"{p:,}" for p in setting.parameters) or "—",
          _pm(setting.values("best")), _pm(setting.values("best_step"), digits=0),
-         _pm(setting.values("last"))]) + " |")
+         _pm(setting.values("last"))] + ([_pm(setting.values("test"))] if test else [])) + " |")
   failed = [r for r in rows if r["status"] not in (points_lib.DONE,)]
   if failed:
     lines += ["", "Not done:", ""]
@@ -278,7 +318,8 @@ def _safe(name: str) -> str:
 
 def plot(meta: dict, rows: Sequence[dict], x: str, out_dir: str,
          lines: Optional[Sequence[str]] = None, panels: Optional[str] = None) -> Optional[str]:
-  """The main metric (at each point's best step) against `x`; returns the PNG's path.
+  """The main metric at each point's best step (on the test split when the points
+  have it, see `reported`) against `x`; returns the PNG's path.
 
   Args:
     x: PARAMETERS or a numeric axis.
@@ -311,7 +352,9 @@ def plot(meta: dict, rows: Sequence[dict], x: str, out_dir: str,
   panel_values = list(dict.fromkeys(r.get(panels) for r in done)) if panels else [None]
   figure, axes_list = plt.subplots(1, len(panel_values), figsize=(5.5 * len(panel_values), 4),
                                    squeeze=False, sharey=True)
-  metric = done[0]["metric"]
+  y = reported(rows)
+  metric = metric_label(done)
+  metric = metric if y == "best" else test_metric(metric)
   for panel_value, ax in zip(panel_values, axes_list[0]):
     subset = [r for r in rows if _is_number(x_of(r)) and (
         panels is None or r.get(panels) == panel_value)]
@@ -323,7 +366,7 @@ def plot(meta: dict, rows: Sequence[dict], x: str, out_dir: str,
     for setting in settings(meta, subset, key_axes)[1]:
       if setting.runs:
         x_value = x_of(setting.rows[0])
-        by_line.setdefault(setting.key[:len(lines)], []).append((x_value, setting.values()))
+        by_line.setdefault(setting.key[:len(lines)], []).append((x_value, setting.values(y)))
     for key, line_points in by_line.items():
       line_points.sort(key=lambda p: p[0])
       xs = [p[0] for p in line_points]
@@ -350,7 +393,8 @@ def plot(meta: dict, rows: Sequence[dict], x: str, out_dir: str,
   score = f"mean over {', '.join(averaged)} of " if averaged else ""
   axes_list[0][0].set_ylabel(metric.split("/")[-1] + (" (mean over tasks)" if averaged else ""))
   seeds_text = f" (mean ± std over {', '.join(seeds)})" if seeds else ""
-  figure.suptitle(f"sweep {meta.get('name', '')}: {score}{metric} at the best step\nvs "
+  chosen = "at the best step on validation" if y == "test" else "at the best step"
+  figure.suptitle(f"sweep {meta.get('name', '')}: {score}{metric} {chosen}\nvs "
                   f"{'model parameters' if x == PARAMETERS else x}{seeds_text}", fontsize=9)
   figure.tight_layout()
   os.makedirs(out_dir, exist_ok=True)

@@ -356,3 +356,31 @@ def plan(declared: Sweep, default_name: str) -> Plan:
               bindings=bindings, axes=tuple(axes), points=tuple(points), metric=declared.metric,
               metric_mode=declared.metric_mode, resources=resources, seed_axes=seed_axes,
               average_axes=tuple(declared.average_axes), where=tuple(where))
+
+
+def select(plan: Plan, only: Sequence[str]) -> Plan:
+  """The plan's points whose axes have the labels `only` names (`--only`): each entry is
+  `AXIS=LABEL[,LABEL...]`; points keep their names, indices and commands.
+
+  Raises:
+    SweepFileError: an entry that is malformed, or names an axis or label the sweep lacks.
+  """
+  wanted: dict[str, set[str]] = {}
+  for entry in only:
+    axis, sep, labels = entry.partition("=")
+    if not sep or not axis or not labels:
+      raise SweepFileError(f"--only={entry!r}: write AXIS=LABEL[,LABEL...], e.g. "
+                           "--only=RANDOM_SEED=0")
+    if axis not in plan.axes:
+      raise SweepFileError(f"--only={entry!r}: {axis!r} is not an axis of the sweep "
+                           f"({', '.join(plan.axes)})")
+    known = list(dict.fromkeys(c.label for p in plan.points for c in p.choices if c.axis == axis))
+    for label in labels.split(","):
+      if label not in known:
+        raise SweepFileError(f"--only={entry!r}: {axis} has no value {label!r} "
+                             f"({', '.join(known)})")
+    wanted.setdefault(axis, set()).update(labels.split(","))
+  points = tuple(p for p in plan.points
+                 if all(c.label in wanted[c.axis] for c in p.choices if c.axis in wanted))
+  return dataclasses.replace(plan, points=points)
+

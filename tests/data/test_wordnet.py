@@ -1,9 +1,11 @@
 """The bundled WordNet tasks: splits disjoint by lemma, real preprocessing, metric, vocabulary."""
 
+import collections
+
 import numpy as np
 import seqio
 
-from prompt_tuning.data import tasks  # pylint: disable=unused-import
+from prompt_tuning.data import tasks
 from prompt_tuning.data import wordnet
 
 
@@ -63,3 +65,43 @@ def test_pretraining_tasks_corrupt_spans_and_split_prefixes():
       {"inputs": 64, "targets": 16}, split="train", shuffle=False, seed=0)
   ex = next(prefix.as_numpy_iterator())
   assert sentinel not in ex["inputs"] and len(ex["targets"]) > 1
+
+
+def test_hypernym_task_pairs_every_synset_with_a_yes_and_a_no_on_the_supersense_splits():
+  for name in ("train", "validation", "test"):
+    rows = wordnet.read_split(name, "hypernym")
+    by_synset = {}  # "<lemma>: <definition>", the supersense task's input
+    for row in rows:
+      question = f"is {row['lemma']} a kind of {row['category']}? "
+      assert row["inputs"].startswith(question + f"{row['lemma']}: ")
+      by_synset.setdefault(row["inputs"][len(question):], []).append(row)
+    # Each synset of the supersense split, asked once about its hypernym and once not.
+    assert sorted(by_synset) == sorted(r["inputs"] for r in wordnet.read_split(name))
+    for synset, pair in by_synset.items():
+      assert sorted(r["targets"] for r in pair) == ["no", "yes"], synset
+      assert pair[0]["category"] != pair[1]["category"]
+    # No category gives the answer away: across the split, a category that is some
+    # synset's "yes" is about as often another's "no".
+    yes = collections.Counter(r["category"] for r in rows if r["targets"] == "yes")
+    no = collections.Counter(r["category"] for r in rows if r["targets"] == "no")
+    assert set(no) <= set(yes)
+    majority_by_category = sum(max(yes[c], no[c]) for c in yes) / len(rows)
+    assert majority_by_category < 0.75, majority_by_category
+  # Held out of the corpus like the supersense task's: the same synsets' lemmas.
+  lemmas = {n: {r["lemma"].lower() for r in wordnet.read_split(n, "hypernym")}
+            for n in ("train", "validation", "test")}
+  assert not lemmas["train"] & (lemmas["validation"] | lemmas["test"])
+
+
+def test_hypernym_task_is_registered_with_its_labels_and_accuracy():
+  task = seqio.get_mixture_or_task("wordnet_hypernym")
+  ds = task.get_dataset({"inputs": 64, "targets": 4}, split="test", shuffle=False)
+  examples = list(ds.as_numpy_iterator())
+  rows = wordnet.read_split("test", "hypernym")
+  assert len(examples) == len(rows) == 1600
+  assert examples[3]["targets"].tolist() == wordnet.VOCABULARY.encode(rows[3]["targets"]) + [1]
+  assert tasks.class_labels("wordnet_hypernym") == ["yes", "no"]
+  assert tasks.class_labels("wordnet_supersense") == list(wordnet.LABELS)
+  (metric,) = task.metric_fns
+  targets = [r["targets"] for r in rows]
+  assert metric(targets, ["yes"] * len(targets)) == {"accuracy": 50.0}
