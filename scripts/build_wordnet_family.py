@@ -33,8 +33,8 @@ that continues from its last checkpoint (every 500 steps) or, when done, only
 reloads it. Sizes run side by side, largest first, one per core
 (--parallel, default all cores); each run is pinned to one core
 (PROMPT_TUNING_CPU_CORES=1), because XLA's CPU numbers depend on the number
-of cores a process uses: pinned, a rebuild on any machine writes the same
-bytes. On this project's 2-core machine the defaults took about 80 minutes
+of cores a process uses: pinned, a rebuild writes the same bytes (on another
+CPU, XLA may compile other kernels). On this project's 2-core machine the defaults took about 80 minutes
 (L alone on one core; XS, S and M in turn on the other).
 """
 
@@ -123,6 +123,8 @@ def final_loss(model_dir: str, last: int = 10) -> float:
       record = json.loads(line)
       if "train/loss" in record:
         losses.append(record["train/loss"])
+  if not losses:
+    raise ValueError(f"{model_dir}/metrics.jsonl has no training loss")
   return float(np.mean(losses[-last:]))
 
 
@@ -138,10 +140,9 @@ def embedding_norms(checkpoint_dir: str) -> dict[str, float]:
   return out
 
 
-def summarize(sizes, args) -> dict:
+def summarize(sizes, recipe, args) -> dict:
   """family.json: per size its architecture and, per shipped checkpoint, losses and norms."""
-  family = {"recipe": {"stages": stages(args), "batch_size": args.batch_size,
-                       "task_feature_lengths": LENGTHS}, "sizes": {}}
+  family = {"recipe": recipe, "sizes": {}}
   for size in sizes:
     out = os.path.join(args.output, size)
     with open(os.path.join(out, "lm_adapted", "config.json")) as f:
@@ -173,11 +174,25 @@ def main(argv=None) -> int:
   parser.add_argument("--parallel", type=int, default=len(os.sched_getaffinity(0)),
                       help="sizes built at once, one core each")
   args = parser.parse_args(argv)
-  args.work_dir = os.path.abspath(args.work_dir)
-  sizes = [s for s in args.sizes.split(",") if s]
-  unknown = sorted(set(sizes) - set(SIZES))
-  if unknown or not sizes:
-    parser.error(f"--sizes: unknown {unknown}; the family is {','.join(SIZES)}")
+  args.work_dir, args.output = os.path.abspath(args.work_dir), os.path.abspath(args.output)
+  sizes = list(dict.fromkeys(s for s in args.sizes.split(",") if s))
+  if not sizes or set(sizes) - set(SIZES):
+    parser.error(f"--sizes={args.sizes!r}: give sizes of the family, {','.join(SIZES)}")
+  if args.parallel < 1:
+    parser.error(f"--parallel={args.parallel}: give a number of cores, 1 or more")
+  # A resumed stage continues its run; a stage done is only reloaded. So a work_dir
+  # holds one recipe: another one (other steps or rates) needs its own work_dir.
+  recipe = {"stages": stages(args), "batch_size": args.batch_size,
+            "task_feature_lengths": LENGTHS}
+  recipe_file = os.path.join(args.work_dir, "recipe.json")
+  if os.path.exists(recipe_file):
+    with open(recipe_file) as f:
+      if json.load(f) != json.loads(json.dumps(recipe)):
+        parser.error(f"{args.work_dir} holds runs of another recipe ({recipe_file}); give "
+                     "this one a new --work_dir")
+  os.makedirs(args.work_dir, exist_ok=True)
+  with open(recipe_file, "w") as f:
+    json.dump(recipe, f, indent=2, sort_keys=True)
   with concurrent.futures.ThreadPoolExecutor(max_workers=args.parallel) as pool:
     jobs = {pool.submit(build, size, model_file(size), args, os.path.join(args.output, size)):
             size for size in sorted(sizes, key=SIZES.index, reverse=True)}
@@ -186,20 +201,19 @@ def main(argv=None) -> int:
       if job.exception() is not None:
         failed.append(jobs[job])
         print(f"build_wordnet_family: {jobs[job]} failed: {job.exception()}", file=sys.stderr)
-  if failed:
-    return 1
-  family = summarize([s for s in SIZES if s in sizes], args)
+  # family.json describes the checkpoints written, those of failed sizes excepted.
+  family = summarize([s for s in SIZES if s in sizes and s not in failed], recipe, args)
   path = os.path.join(args.output, "family.json")
   if os.path.exists(path):  # keep the sizes not built this time
     with open(path) as f:
       before = json.load(f)
-    if before["recipe"] == family["recipe"]:
+    if before["recipe"] == json.loads(json.dumps(family["recipe"])):
       family["sizes"] = {**before["sizes"], **family["sizes"]}
   with open(path, "w") as f:
     json.dump(family, f, indent=2, sort_keys=True)
     f.write("\n")
   print(json.dumps({s: e["parameters"] for s, e in family["sizes"].items()}))
-  return 0
+  return 1 if failed else 0
 
 
 if __name__ == "__main__":

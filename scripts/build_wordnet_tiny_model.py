@@ -40,21 +40,12 @@ import os
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import build_wordnet_family  # pylint: disable=g-import-not-at-top  # the same recipe
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUTPUT = os.path.join(REPO, "prompt_tuning", "data", "wordnet_tiny")
-
-
-def _train(model_dir: str, run_file: str, task: str, steps: int, initial, lengths, batch,
-           learning_rate):
-  cmd = [sys.executable, "-m", "prompt_tuning.train",
-         "--gin_file=configs/models/wordnet_tiny_prompt.gin", f"--gin_file={run_file}",
-         f"--gin.MODEL_DIR='{model_dir}'", f"--gin.MIXTURE_OR_TASK_NAME='{task}'",
-         "--gin.MIXTURE_OR_TASK_MODULE='prompt_tuning.data.tasks'",
-         f"--gin.TASK_FEATURE_LENGTHS={lengths}", f"--gin.TRAIN_STEPS={steps}",
-         f"--gin.INITIAL_CHECKPOINT_PATH={initial!r}", f"--gin.BATCH_SIZE={batch}",
-         f"--gin.LEARNING_RATE={learning_rate}"]
-  print(" ".join(cmd), flush=True)
-  subprocess.run(cmd, cwd=REPO, check=True)
+MODEL = "configs/models/wordnet_tiny_prompt.gin"
 
 
 def main(argv=None) -> int:
@@ -69,17 +60,19 @@ def main(argv=None) -> int:
   parser.add_argument("--batch_size", type=int, default=32)
   parser.add_argument("--output", default=OUTPUT)
   args = parser.parse_args(argv)
-  lengths = {"inputs": 64, "targets": 16}
-  span = os.path.join(args.work_dir, "span_corruption")
-  anneal = os.path.join(args.work_dir, "anneal")
-  adapted = os.path.join(args.work_dir, "lm_adapt")
-  _train(span, "configs/runs/pretrain.gin", "wordnet_span_corruption",
-         args.span_corruption_steps, None, lengths, args.batch_size, args.learning_rate)
-  _train(anneal, "configs/runs/pretrain.gin", "wordnet_span_corruption", args.anneal_steps,
-         span, lengths, args.batch_size, args.anneal_learning_rate)
-  _train(adapted, "configs/runs/lm_adapt.gin", "wordnet_prefix_lm", args.lm_adapt_steps,
-         anneal, lengths, args.batch_size, args.anneal_learning_rate)
-  subprocess.run([sys.executable, "scripts/convert_checkpoint.py", f"--input={adapted}",
+  # The family's stages, under this script's earlier directory names; unpinned, as the
+  # shipped model was built (on 2 cores).
+  names = {"span_corruption_1": "span_corruption", "span_corruption_2": "anneal",
+           "lm_adapt": "lm_adapt"}
+  for stage in build_wordnet_family.stages(args):
+    initial = os.path.join(args.work_dir, names[stage["from"]]) if stage["from"] else None
+    cmd = build_wordnet_family.train_command(
+        MODEL, os.path.join(args.work_dir, names[stage["name"]]), stage, initial,
+        args.batch_size)
+    print(" ".join(cmd), flush=True)
+    subprocess.run(cmd, cwd=REPO, check=True)
+  subprocess.run([sys.executable, "scripts/convert_checkpoint.py",
+                  f"--input={os.path.join(args.work_dir, 'lm_adapt')}",
                   f"--output={args.output}", "--to=huggingface"], cwd=REPO, check=True)
   return 0
 

@@ -17,7 +17,8 @@ def accuracy(targets, predictions):
   return {"accuracy": 100.0 * sum(t == p for t, p in zip(targets, predictions)) / len(targets)}
 
 
-TEST_EXAMPLES = EXAMPLES[:5]  # the test split: other examples than validation's
+TEST_EXAMPLES = [{"inputs": f"review {100 + i}: it was {w}", "targets": LABELS[i % 2]}
+                 for i, w in enumerate(("gripping", "clumsy", "tender", "flat", "vivid"))]
 
 
 def _dataset_fn(split, shuffle_files, seed=None):

@@ -429,3 +429,21 @@ def test_a_misspelled_macro_is_an_error_naming_the_close_one():
 def test_a_misspelled_parameter_is_an_error():
   with pytest.raises(ValueError, match="doesn't have a parameter named 'train_step'"):
     gin_config.parse_gin([TINY, RUN_FILE], ["trainer.train.train_step = 5"])
+
+
+def test_model_finetune_trains_every_weight_with_t5s_finetuning_optimizer():
+  gin_config.parse_gin([FAMILY_FILES["xs"], "configs/runs/model_finetune.gin"])
+  assert gin_config.build_model().prompt is None
+  assert gin.query_parameter("%WHAT_TRAINS") == "all"
+  assert gin.query_parameter("%LEARNING_RATE") == 1e-3
+  assert gin.query_parameter(
+      "prompt_tuning.training.optimizers.adafactor.multiply_by_parameter_scale") is True
+
+
+@pytest.mark.parametrize("task,labels", [("wordnet_hypernym", ["yes", "no"]),
+                                         ("wordnet_supersense", None)])
+def test_task_class_labels_config_takes_a_wordnet_tasks_labels(task, labels):
+  from prompt_tuning.data import wordnet  # pylint: disable=g-import-not-at-top
+  gin_config.parse_gin([FAMILY_FILES["xs"], TASK_CLASS_LABELS],
+                       [f"MIXTURE_OR_TASK_NAME = {task!r}"])
+  assert gin_config.macro_value("CLASS_LABELS", "") == (labels or list(wordnet.LABELS))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -157,3 +158,15 @@ def test_prompt_sources_that_disagree_are_one_line_errors(tmp_path):
       "error: PROMPT_FILES replaces the model's own prompt, which configs/prompts/from_file.gin "
       "reads from PROMPT_FILE; remove --gin_file=configs/prompts/from_file.gin")
   assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_test_split_the_task_lacks_is_a_clear_error():
+  from prompt_tuning.inference import evaluation  # pylint: disable=g-import-not-at-top
+  eval_tasks_examples()  # registers the tasks
+  make = evaluation.infer_eval(model=None, mixture_or_task_name="eval_sentiment",
+                               task_feature_lengths={"inputs": 16, "targets": 4},
+                               test_split="tset")
+  with pytest.raises(ValueError, match=re.escape(
+      "TEST_SPLIT='tset': task eval_sentiment has no such split (it has train, validation, "
+      "test); set TEST_SPLIT to one of them or None")):
+    make(None, None)

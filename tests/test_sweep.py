@@ -344,12 +344,28 @@ def test_only_selects_points_by_axis_labels_keeping_names_and_indices(tmp_path):
       if p.axis_values()["task"] == "y" and p.axis_values()["RANDOM_SEED"] in (0, 2)]
   assert len(sliced.points) == 4
   assert spec.select(plan, []).points == plan.points
+  # In a directory the whole sweep ran in, a slice keeps the other points in the report.
+  sweep_dir = str(tmp_path / "sweep")
+  points_lib.prepare(plan, sweep_dir, REPO)
+  assert driver.listed_points(plan, sliced, sweep_dir) == [p.name for p in plan.points]
+  fresh = str(tmp_path / "fresh")
+  assert driver.listed_points(plan, sliced, fresh) == [p.name for p in sliced.points]
+  points_lib.prepare(sliced, fresh, REPO, driver.listed_points(plan, sliced, fresh))
+  other = spec.select(plan, ["task=x", "RANDOM_SEED=1"])
+  assert driver.listed_points(plan, other, fresh) == [
+      p.name for p in plan.points if p in sliced.points or p in other.points]
   for only, message in ((["seed=0"], "'seed' is not an axis of the sweep (size, task, "
                                      "RANDOM_SEED)"),
                         (["task=z"], "task has no value 'z' (x, y)"),
                         (["task"], "write AXIS=LABEL[,LABEL...]")):
     with pytest.raises(spec.SweepFileError, match=re.escape(message)):
       spec.select(plan, only)
+  zipped = driver.load(_write(tmp_path, BASE + textwrap.dedent("""\
+      sweep.Sweep.axes = {'PROMPT_LENGTH': [1, 2], 'LEARNING_RATE': [0.1, 0.2]}
+      sweep.Sweep.zip = [('PROMPT_LENGTH', 'LEARNING_RATE')]
+      """), "zipped.gin"))
+  with pytest.raises(spec.SweepFileError, match="no point of the sweep has all these labels"):
+    spec.select(zipped, ["PROMPT_LENGTH=1", "LEARNING_RATE=0.2"])
 
 
 def test_axes_combine_as_a_product_in_order_and_zip_pairs_them(tmp_path):

@@ -327,7 +327,9 @@ def test_clear_errors(tmp_path, t5_vocab_path):
       (["--gin.BATCH_SIZE=3"], "error: BATCH_SIZE=3 does not split over the mesh's data axis "
        "of 2 devices (2 devices / NUM_PARTITIONS=1); use a multiple of 2"),
       (["--gin.SENTENCEPIECE_MODEL_FILE='/no/such/spm.model'"],
-       "error: cannot read the SentencePiece vocabulary /no/such/spm.model")]:
+       "error: cannot read the SentencePiece vocabulary /no/such/spm.model"),
+      (["--gin.TEST_SPLIT='test'"], "error: TEST_SPLIT='test': no task of user_sentiment "
+       "has metrics to compute on it; set TEST_SPLIT to None")]:
     bad = _train(tmp_path, tmp_path / "f", 2, *settings, env=two_devices)
     assert bad.returncode != 0
     errors = [e for e in bad.stderr.splitlines() if e.startswith("error: ")]

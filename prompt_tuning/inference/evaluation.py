@@ -353,6 +353,14 @@ def infer_eval(*, model: t5.Transformer, mixture_or_task_name: str,
     return None
 
   def make(partitioner: Any, output_dir: Optional[str]) -> Optional[InferEval]:
+    if test_split is not None and not _tasks_with_metrics(mixture_or_task_name):
+      raise ValueError(f"TEST_SPLIT={test_split!r}: no task of {mixture_or_task_name} has "
+                       "metrics to compute on it; set TEST_SPLIT to None")
+    for name in _tasks_with_metrics(mixture_or_task_name) if test_split is not None else ():
+      splits = seqio.get_mixture_or_task(name).splits
+      if test_split not in splits:
+        raise ValueError(f"TEST_SPLIT={test_split!r}: task {name} has no such split (it "
+                         f"has {', '.join(splits)}); set TEST_SPLIT to one of them or None")
     evaluator = InferEval(
         model, vocabulary or registry.targets_vocabulary(mixture_or_task_name),
         mixture_or_task_name, task_feature_lengths, output_dir=output_dir,

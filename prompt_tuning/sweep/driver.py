@@ -159,6 +159,16 @@ def dry_run(plan: spec.Plan, sweep_dir: str, out: TextIO) -> None:
     print(f"{point.name}\n  {env} {points_lib.shell_command(argv)}", file=out)
 
 
+def listed_points(whole: spec.Plan, sliced: spec.Plan, sweep_dir: str) -> list[str]:
+  """The points a directory's sweep.json lists after a slice (--only) of `whole` runs in
+  it: the slice's and those listed before, in the whole sweep's order (so that `report`
+  keeps the points of an earlier, larger run)."""
+  before = (points_lib.read_json(os.path.join(sweep_dir, points_lib.SWEEP_FILE)) or
+            {}).get("points", [])
+  keep = set(before) | {p.name for p in sliced.points}
+  return [p.name for p in whole.points if p.name in keep]
+
+
 def run(sweep_file: str, sweep_dir: str, *, overrides: Sequence[str] = (),
         executor: str = "local", max_parallel: Optional[int] = None,
         is_dry_run: bool = False, report_options: Optional[dict[str, Any]] = None,
@@ -172,7 +182,8 @@ def run(sweep_file: str, sweep_dir: str, *, overrides: Sequence[str] = (),
   if any(c in sweep_dir for c in "'\"$`\\"):
     raise ValueError(f"--sweep_dir={sweep_dir!r}: use a path without quotes, '$', '`' or "
                      "backslashes (it is written into gin strings and shell commands)")
-  plan = spec.select(load(sweep_file, overrides), only)
+  whole = load(sweep_file, overrides)
+  plan = spec.select(whole, only)
   check_points(plan, sweep_dir)
   report_lib.check_options(["parameters", *plan.axes], **(report_options or {}))
   if is_dry_run:
@@ -185,7 +196,8 @@ def run(sweep_file: str, sweep_dir: str, *, overrides: Sequence[str] = (),
     parallel = max_parallel or len(plan.points)
   lock = _Lock(sweep_dir)
   try:
-    points_lib.prepare(plan, sweep_dir, os.getcwd())
+    points_lib.prepare(plan, sweep_dir, os.getcwd(),
+                       listed_points(whole, plan, sweep_dir) if only else None)
     todo = [p for p in plan.points if not points_lib.is_done(points_lib.point_dir(sweep_dir, p))]
     jobs = [executors.Job(
         name=p.name, argv=tuple(points_lib.train_argv(plan, p, points_lib.point_dir(sweep_dir, p))),

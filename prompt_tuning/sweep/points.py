@@ -20,7 +20,7 @@ import os
 import shlex
 import sys
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from prompt_tuning import host
 from prompt_tuning.checkpoints import layout
@@ -131,8 +131,12 @@ def point_record(plan: spec.Plan, point: spec.Point, model_dir: str) -> dict[str
   }
 
 
-def prepare(plan: spec.Plan, sweep_dir: str, cwd: str) -> None:
+def prepare(plan: spec.Plan, sweep_dir: str, cwd: str,
+            listed: Optional[Sequence[str]] = None) -> None:
   """Writes sweep.json and each point's point.json and command.sh (unchanged ones stay).
+
+  `listed`: the point names sweep.json records as the sweep's (default: the plan's;
+  a slice run with --only also keeps the points an earlier run recorded).
 
   Raises:
     spec.SweepFileError: SWEEP_DIR holds a point whose command differs (another
@@ -151,7 +155,7 @@ def prepare(plan: spec.Plan, sweep_dir: str, cwd: str) -> None:
       "name": plan.name, "axes": list(plan.axes), "seed_axes": list(plan.seed_axes),
       "average_axes": list(plan.average_axes),
       "metric": plan.metric, "metric_mode": plan.metric_mode, "resources": plan.resources,
-      "points": [p.name for p in plan.points]})
+      "points": list(listed) if listed is not None else [p.name for p in plan.points]})
   for point in plan.points:
     model_dir = point_dir(sweep_dir, point)
     os.makedirs(model_dir, exist_ok=True)

@@ -255,10 +255,8 @@ def metric_label(rows: Sequence[dict]) -> str:
   if len(names) < 2:
     return names[0] if names else "the main metric"
   parts = [n.split("/") for n in names]
-  if len({len(p) for p in parts}) == 1 and sum(
-      len({p[i] for p in parts}) > 1 for i in range(len(parts[0]))) == 1:
-    return "/".join(p if len({q[i] for q in parts}) == 1 else "<task>"
-                    for i, p in enumerate(parts[0]))
+  if all(len(p) == 3 and p[0] == "eval" and p[2] == parts[0][2] for p in parts):
+    return f"eval/<task>/{parts[0][2]}"
   return ", ".join(names)
 
 

@@ -382,5 +382,7 @@ def select(plan: Plan, only: Sequence[str]) -> Plan:
     wanted.setdefault(axis, set()).update(labels.split(","))
   points = tuple(p for p in plan.points
                  if all(c.label in wanted[c.axis] for c in p.choices if c.axis in wanted))
+  if not points:
+    raise SweepFileError(f"--only {' '.join(only)}: no point of the sweep has all these labels")
   return dataclasses.replace(plan, points=points)
 

@@ -86,7 +86,7 @@ def test_hypernym_task_pairs_every_synset_with_a_yes_and_a_no_on_the_supersense_
     no = collections.Counter(r["category"] for r in rows if r["targets"] == "no")
     assert set(no) <= set(yes)
     majority_by_category = sum(max(yes[c], no[c]) for c in yes) / len(rows)
-    assert majority_by_category < 0.75, majority_by_category
+    assert majority_by_category < 0.55, majority_by_category
   # Held out of the corpus like the supersense task's: the same synsets' lemmas.
   lemmas = {n: {r["lemma"].lower() for r in wordnet.read_split(n, "hypernym")}
             for n in ("train", "validation", "test")}
@@ -105,3 +105,41 @@ def test_hypernym_task_is_registered_with_its_labels_and_accuracy():
   (metric,) = task.metric_fns
   targets = [r["targets"] for r in rows]
   assert metric(targets, ["yes"] * len(targets)) == {"accuracy": 50.0}
+
+
+# WordNet 3.0's data.noun format: offset lex_filenum ss_type w_cnt(hex) (word lex_id)...
+# p_cnt (pointer_symbol offset pos source/target)... | gloss
+FAKE_NOUNS = """\
+  1 This software and database is being provided to you
+00000001 03 n 01 entity 0 002 ~ 00000002 n 0000 ~ 00000005 n 0000 | that which exists
+00000002 05 n 01 animal 0 003 @ 00000001 n 0000 ~ 00000003 n 0000 ~ 00000004 n 0000 | a living organism
+00000003 05 n 02 dog 0 domestic_dog 0 002 @ 00000002 n 0000 #m 00000006 n 0000 | a member of the genus Canis
+00000004 05 n 01 cat 0 001 @ 00000002 n 0000 | a feline mammal
+00000005 06 n 01 tool 0 002 @ 00000001 n 0000 ~ 00000007 n 0000 | an implement used in work
+00000006 14 n 01 Canis 0 001 @i 00000001 n 0000 | a genus
+00000007 06 n 01 hammer 0 001 @ 00000005 n 0000 | a hand tool with a heavy head
+"""
+
+
+def test_hypernym_builder_pairs_direct_hypernyms_with_other_synsets_categories(tmp_path):
+  from scripts import build_wordnet_data  # pylint: disable=g-import-not-at-top
+  path = tmp_path / "data.noun"
+  path.write_text(FAKE_NOUNS)
+  hypernyms = build_wordnet_data.parse_hypernyms(str(path))
+  # Class (@) and instance (@i) hypernyms only; hyponyms (~) and members (#m) are not.
+  assert hypernyms == {"00000001": [], "00000002": ["00000001"], "00000003": ["00000002"],
+                       "00000004": ["00000002"], "00000005": ["00000001"],
+                       "00000006": ["00000001"], "00000007": ["00000005"]}
+  nouns = list(build_wordnet_data.parse_synsets(str(path)))
+  rows = [{"offset": o, "lemma": lemmas[0], "inputs": f"{lemmas[0]}: {d}"}
+          for o, _, lemmas, d, _ in nouns if o in ("00000003", "00000004", "00000007")]
+  examples = build_wordnet_data.hypernym_task({"test": rows}, nouns, hypernyms)["test"]
+  answers = {(e["lemma"], e["category"]): e["targets"] for e in examples}
+  # Each synset: its direct hypernym's first lemma (yes), and another synset's "yes"
+  # category that is none of its ancestors (no): the cat and the dog are animals, so
+  # their "no" is the hammer's category, and the hammer's is "animal".
+  assert answers == {("dog", "animal"): "yes", ("dog", "tool"): "no",
+                     ("cat", "animal"): "yes", ("cat", "tool"): "no",
+                     ("hammer", "tool"): "yes", ("hammer", "animal"): "no"}
+  (dog_yes,) = [e for e in examples if e["lemma"] == "dog" and e["targets"] == "yes"]
+  assert dog_yes["inputs"] == "is dog a kind of animal? dog: a member of the genus Canis"
