@@ -34,8 +34,17 @@ reloads it. Sizes run side by side, largest first, one per core
 (--parallel, default all cores); each run is pinned to one core
 (PROMPT_TUNING_CPU_CORES=1), because XLA's CPU numbers depend on the number
 of cores a process uses: pinned, a rebuild writes the same bytes (on another
-CPU, XLA may compile other kernels). On this project's 2-core machine the defaults took about 80 minutes
-(L alone on one core; XS, S and M in turn on the other).
+CPU, XLA may compile other kernels). A work_dir holds one recipe: the script
+refuses to resume one made with other steps or rates.
+
+On this project's 2-core machine the defaults took 95 minutes (2026-11-25; L
+alone on one core; M, S and XS in turn on the other; tests ran beside it for
+part of the time). Checked on that machine: two builds of XS from nothing at
+reduced steps (`--sizes=xs --span_corruption_steps=100 --anneal_steps=60
+--lm_adapt_steps=40`) wrote identical files (sha256 of both checkpoints and
+family.json), and so did a third whose first stage was stopped by SIGTERM at
+step 60 and resumed by rerunning the command. Rerunning the finished default
+build only reloaded each stage and wrote the same family.json.
 """
 
 import argparse
@@ -202,7 +211,10 @@ def main(argv=None) -> int:
         failed.append(jobs[job])
         print(f"build_wordnet_family: {jobs[job]} failed: {job.exception()}", file=sys.stderr)
   # family.json describes the checkpoints written, those of failed sizes excepted.
-  family = summarize([s for s in SIZES if s in sizes and s not in failed], recipe, args)
+  built = [s for s in SIZES if s in sizes and s not in failed]
+  if not built:
+    return 1
+  family = summarize(built, recipe, args)
   path = os.path.join(args.output, "family.json")
   if os.path.exists(path):  # keep the sizes not built this time
     with open(path) as f:

@@ -17,8 +17,10 @@ import re
 import textwrap
 import time
 
+import gin
 import pytest
 
+from prompt_tuning import gin_config
 from prompt_tuning.sweep import driver
 from prompt_tuning.sweep import points as points_lib
 from prompt_tuning.sweep import report as report_lib
@@ -548,6 +550,20 @@ def test_shipped_sweep_files_parse_into_valid_runs(name, tmp_path):
     assert len(_labels(plan, "RANDOM_SEED")) >= (3 if "figure1" in name else 2)
     assert all(("--gin.TEST_SPLIT='test'" in points_lib.train_argv(plan, p, "/d"))
                for p in plan.points)
+  # What each point trains is what its labels say: model tuning has no prompt (a model
+  # file read after configs/runs/model_finetune.gin would bring its prompt back).
+  for point in plan.points if name.startswith("wordnet_") else ():
+    gin.clear_config()
+    gin_config.parse_gin(plan.gin_files_of(point), [
+        f"{k} = {v}" for k, v in plan.bindings_of(point)] + ["MODEL_DIR = '/unused'"])
+    model = gin_config.build_model()
+    if "configs/runs/model_finetune.gin" in plan.gin_files_of(point):
+      assert model.prompt is None, point.name
+      assert gin.query_parameter("%WHAT_TRAINS") == "all"
+    else:
+      assert model.prompt.length == gin.query_parameter("%PROMPT_LENGTH"), point.name
+      assert gin.query_parameter("%WHAT_TRAINS") == "prompt"
+    gin.clear_config()
   swept = {"wordnet_scaling_figure1.gin": ("method", ["prompt_tuning", "model_tuning"]),
            "wordnet_scaling_figure3a.gin": ("PROMPT_LENGTH", ["1", "5", "20", "100", "150"]),
            "wordnet_scaling_figure3b.gin": ("init", ["random_uniform", "sampled_vocab",
