@@ -30,7 +30,8 @@ product in the order written; `zip = [('size', 'LEARNING_RATE')]` pairs the
 values of the axes in a group instead; `where` adds bindings that depend on
 several axes. A point's run is the base gin files, each alternative's files in
 axis order, `gin_files_after_axes`, then the base bindings, the axes' bindings,
-the matching `where` bindings, and its MODEL_DIR.
+the matching `where` bindings (a later binding of a key replaces the earlier
+one's value, so each key is bound once), and its MODEL_DIR.
 """
 
 import dataclasses
@@ -146,8 +147,11 @@ class Plan:
     labels = {c.axis: c.label for c in point.choices}
     conditional = [b for conditions, bindings in self.where
                    if all(labels.get(a) == v for a, v in conditions) for b in bindings]
-    return (list(self.bindings) + [b for c in point.choices for b in c.bindings] +
-            conditional)
+    # Later bindings of a key (an axis's over the base's, `where`'s over both)
+    # replace its value in place: each key is bound once, to its last value.
+    merged = dict(list(self.bindings) + [b for c in point.choices for b in c.bindings] +
+                  conditional)
+    return list(merged.items())
 
   @property
   def cpus(self) -> int:
