@@ -387,9 +387,12 @@ def test_axes_combine_as_a_product_in_order_and_zip_pairs_them(tmp_path):
                    for i in ("labels", "random")]
   point = plan.points[4]  # big, 1, labels
   assert plan.gin_files_of(point)[-3:] == ["b.gin", "c.gin", "d.gin"]
-  assert plan.bindings_of(point)[-3:] == [
-      ("PROMPT_LENGTH", "1"), ("LEARNING_RATE", "0.1"),
-      ("CLASS_LABELS", "@prompt_tuning.data.wordnet.labels()")]
+  bound = plan.bindings_of(point)  # the axes' values replace the base's, each key once
+  assert len(bound) == len(dict(bound))
+  assert {k: v for k, v in bound if k in ("PROMPT_LENGTH", "LEARNING_RATE", "CLASS_LABELS",
+                                          "RANDOM_UNIFORM_SCALE")} == {
+      "PROMPT_LENGTH": "1", "LEARNING_RATE": "0.1",
+      "CLASS_LABELS": "@prompt_tuning.data.wordnet.labels()"}
   assert point.axis_values() == {"size": "big", "PROMPT_LENGTH": 1, "LEARNING_RATE": 0.1,
                                  "init": "labels"}
 
