@@ -510,6 +510,30 @@ def test_report_gives_the_test_split_at_the_step_validation_picks(tmp_path):
       "eval__task__test_accuracy_vs_parameters.png"]
 
 
+def test_a_plot_title_fits_its_figure():
+  """A long sweep name, an averaged axis and a test metric: the title wraps inside the figure
+  (it ran off both sides of a one-panel plot)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  meta = {"name": "wordnet_scaling_figure3b_with_a_longer_name", "seed_axes": ["RANDOM_SEED"],
+          "average_axes": ["task"]}
+  for panels in (1, 3):
+    title = report_lib.plot_title(meta, "eval/<task>/test/accuracy", "test",
+                                  report_lib.PARAMETERS, panels)
+    assert " ".join(title.split()) == (
+        "sweep wordnet_scaling_figure3b_with_a_longer_name: mean over task of "
+        "eval/<task>/test/accuracy at the best step on validation vs model parameters "
+        "(mean ± std over RANDOM_SEED)")
+    figure, _ = plt.subplots(1, panels, figsize=(5.5 * panels, 4))
+    text = figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    figure.canvas.draw()
+    box, page = text.get_window_extent(), figure.bbox
+    plt.close(figure)
+    assert page.x0 <= box.x0 and box.x1 <= page.x1, (panels, box, page)
+
+
 def test_where_binds_by_several_axes_and_files_after_axes_come_last(tmp_path):
   plan = driver.load(_write(tmp_path, BASE + textwrap.dedent("""\
       sweep.Sweep.gin_files_after_axes = ['z.gin']

@@ -22,6 +22,7 @@ import json
 import os
 import re
 import statistics
+import textwrap
 from typing import Any, Iterable, Optional, Sequence
 
 from prompt_tuning.sweep import points as points_lib
@@ -314,6 +315,21 @@ def _safe(name: str) -> str:
   return re.sub(r"[^A-Za-z0-9._+-]", "_", name)
 
 
+# Characters of the plot's title (fontsize 9) that fit across one 5.5-inch panel.
+TITLE_CHARS_PER_PANEL = 80
+
+
+def plot_title(meta: dict, metric: str, y: str, x: str, panels: int = 1) -> str:
+  """What a plot shows, wrapped to the figure's width (a line per panel's width)."""
+  seeds, averaged = meta.get("seed_axes", []), meta.get("average_axes", [])
+  score = f"mean over {', '.join(averaged)} of " if averaged else ""
+  seeds_text = f" (mean ± std over {', '.join(seeds)})" if seeds else ""
+  chosen = "at the best step on validation" if y == "test" else "at the best step"
+  text = (f"sweep {meta.get('name', '')}: {score}{metric} {chosen} vs "
+          f"{'model parameters' if x == PARAMETERS else x}{seeds_text}")
+  return textwrap.fill(text, TITLE_CHARS_PER_PANEL * panels, break_on_hyphens=False)
+
+
 def plot(meta: dict, rows: Sequence[dict], x: str, out_dir: str,
          lines: Optional[Sequence[str]] = None, panels: Optional[str] = None) -> Optional[str]:
   """The main metric at each point's best step (on the test split when the points
@@ -388,12 +404,9 @@ def plot(meta: dict, rows: Sequence[dict], x: str, out_dir: str,
       ax.set_title(f"{panels}={panel_value}")
     if lines:
       ax.legend(fontsize=8)
-  score = f"mean over {', '.join(averaged)} of " if averaged else ""
-  axes_list[0][0].set_ylabel(metric.split("/")[-1] + (" (mean over tasks)" if averaged else ""))
-  seeds_text = f" (mean ± std over {', '.join(seeds)})" if seeds else ""
-  chosen = "at the best step on validation" if y == "test" else "at the best step"
-  figure.suptitle(f"sweep {meta.get('name', '')}: {score}{metric} {chosen}\nvs "
-                  f"{'model parameters' if x == PARAMETERS else x}{seeds_text}", fontsize=9)
+  axes_list[0][0].set_ylabel(metric.split("/")[-1] + (
+      f" (mean over {', '.join(averaged)})" if averaged else ""))
+  figure.suptitle(plot_title(meta, metric, y, x, len(panel_values)), fontsize=9)
   figure.tight_layout()
   os.makedirs(out_dir, exist_ok=True)
   path = os.path.join(out_dir, f"{_safe(metric)}_vs_{_safe(x)}.png")
