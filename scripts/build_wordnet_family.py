@@ -191,12 +191,13 @@ def main(argv=None) -> int:
     parser.error(f"--parallel={args.parallel}: give a number of cores, 1 or more")
   # A resumed stage continues its run; a stage done is only reloaded. So a work_dir
   # holds one recipe: another one (other steps or rates) needs its own work_dir.
-  recipe = {"stages": stages(args), "batch_size": args.batch_size,
-            "task_feature_lengths": LENGTHS}
+  # (as JSON reads it back, so that it compares equal to a recipe.json or family.json)
+  recipe = json.loads(json.dumps({"stages": stages(args), "batch_size": args.batch_size,
+                                  "task_feature_lengths": LENGTHS}))
   recipe_file = os.path.join(args.work_dir, "recipe.json")
   if os.path.exists(recipe_file):
     with open(recipe_file) as f:
-      if json.load(f) != json.loads(json.dumps(recipe)):
+      if json.load(f) != recipe:
         parser.error(f"{args.work_dir} holds runs of another recipe ({recipe_file}); give "
                      "this one a new --work_dir")
   os.makedirs(args.work_dir, exist_ok=True)
@@ -219,7 +220,7 @@ def main(argv=None) -> int:
   if os.path.exists(path):  # keep the sizes not built this time
     with open(path) as f:
       before = json.load(f)
-    if before["recipe"] == json.loads(json.dumps(family["recipe"])):
+    if before["recipe"] == family["recipe"]:
       family["sizes"] = {**before["sizes"], **family["sizes"]}
   with open(path, "w") as f:
     json.dump(family, f, indent=2, sort_keys=True)

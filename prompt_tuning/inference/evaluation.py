@@ -289,6 +289,15 @@ class InferEval:
     self._model, self._vocabulary = model, vocabulary
     self._lengths, self._batch_size, self._method = task_feature_lengths, batch_size, method
     self._part = partitioner
+    tasks = _tasks_with_metrics(mixture_or_task_name)
+    if test_split is not None and not tasks:
+      raise ValueError(f"TEST_SPLIT={test_split!r}: no task of {mixture_or_task_name} has "
+                       "metrics to compute on it; set TEST_SPLIT to None")
+    for task in tasks if test_split is not None else ():
+      splits = seqio.get_mixture_or_task(task).splits
+      if test_split not in splits:
+        raise ValueError(f"TEST_SPLIT={test_split!r}: task {task} has no such split (it "
+                         f"has {', '.join(splits)}); set TEST_SPLIT to one of them or None")
     # (name prefix, evaluator): the split's metrics as `<task>/<metric>`, the
     # test split's as `<task>/<test_split>/<metric>` (predictions in a subdirectory).
     self._evaluators = []
@@ -296,7 +305,7 @@ class InferEval:
       if name is None:
         continue
       where = os.path.join(output_dir, name) if output_dir and is_test else output_dir
-      for task in _tasks_with_metrics(mixture_or_task_name):
+      for task in tasks:
         self._evaluators.append((f"{task}/{name}" if is_test else task, TaskEvaluator(
             task, split=name, task_feature_lengths=task_feature_lengths, views=["."],
             output_dir=where, use_cached=use_cached, num_examples=num_examples)))
@@ -353,14 +362,6 @@ def infer_eval(*, model: t5.Transformer, mixture_or_task_name: str,
     return None
 
   def make(partitioner: Any, output_dir: Optional[str]) -> Optional[InferEval]:
-    if test_split is not None and not _tasks_with_metrics(mixture_or_task_name):
-      raise ValueError(f"TEST_SPLIT={test_split!r}: no task of {mixture_or_task_name} has "
-                       "metrics to compute on it; set TEST_SPLIT to None")
-    for name in _tasks_with_metrics(mixture_or_task_name) if test_split is not None else ():
-      splits = seqio.get_mixture_or_task(name).splits
-      if test_split not in splits:
-        raise ValueError(f"TEST_SPLIT={test_split!r}: task {name} has no such split (it "
-                         f"has {', '.join(splits)}); set TEST_SPLIT to one of them or None")
     evaluator = InferEval(
         model, vocabulary or registry.targets_vocabulary(mixture_or_task_name),
         mixture_or_task_name, task_feature_lengths, output_dir=output_dir,
