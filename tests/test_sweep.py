@@ -291,7 +291,7 @@ def test_bad_sweep_files_are_one_line_errors(case, tmp_path):
   text, message = BAD_FILES[case]
   with pytest.raises(spec.SweepFileError) as error:
     plan = driver.load(_write(tmp_path, text))
-    driver.check_points(plan, str(tmp_path / "sweep"))
+    driver.check_points(plan)
   assert message in str(error.value)
   assert "\n" not in str(error.value)
   assert not (tmp_path / "sweep").exists()
@@ -569,7 +569,7 @@ def _labels(plan, axis):
 def test_shipped_sweep_files_parse_into_valid_runs(name, tmp_path):
   """Every point of every shipped sweep is a config `python -m prompt_tuning.train` accepts."""
   plan = driver.load(os.path.join(REPO, "configs", "sweeps", name))
-  driver.check_points(plan, str(tmp_path))
+  driver.check_points(plan)
   assert plan.seed_axes == ("RANDOM_SEED",)
   if name.startswith("paper_"):
     assert plan.average_axes == ("task",) and len(_labels(plan, "task")) == 8
@@ -629,6 +629,61 @@ def test_an_edited_sweep_is_refused_in_the_old_directory_and_reports_only_its_po
   shutil.rmtree(os.path.join(sweep_dir, GOOD_POINTS[1] + "_done"))
   _, rows = report_lib.collect(sweep_dir)
   assert [r["name"] for r in rows] == [*GOOD_POINTS, BAD_POINT]
+
+
+def test_a_point_is_reused_only_where_its_whole_config_and_environment_are_the_same(tmp_path):
+  source_dir = str(tmp_path / "source")
+  source = driver.load(_write(tmp_path, BASE + LEARNING_RATES))
+  points_lib.prepare(source, source_dir, REPO)
+  for name in GOOD_POINTS:  # done; the bad point never ran
+    points_lib.write_json(os.path.join(source_dir, name, points_lib.STATUS_FILE),
+                          {"status": "done", "wall_s": 5.0})
+  runs = driver.finished_runs([source_dir])
+
+  def reusable(text, sweep_dir="here"):
+    plan = driver.load(_write(tmp_path, text))
+    return driver.reusable_points(plan, driver.check_points(plan), str(tmp_path / sweep_dir),
+                                  runs)
+
+  assert reusable(BASE + LEARNING_RATES) == {n: os.path.join(source_dir, n) for n in GOOD_POINTS}
+  # Spelled otherwise, the same runs: a default bound explicitly, the axis's value in the base.
+  respelled = BASE.replace("'DROPOUT_RATE': 0.0,", "'DROPOUT_RATE': 0.0, 'LABEL_SMOOTHING': 0.0,"
+                           " 'LEARNING_RATE': 1.0,") + "sweep.Sweep.axes = {'PROMPT_LENGTH': [4]}\n"
+  assert reusable(respelled) == {"PROMPT_LENGTH=4": os.path.join(source_dir, GOOD_POINTS[1])}
+  # Any other setting, or other cores per point, is another run.
+  for text in (BASE.replace("'TRAIN_STEPS': 20", "'TRAIN_STEPS': 21") + LEARNING_RATES,
+               BASE.replace("'PROMPT_LENGTH': 4", "'PROMPT_LENGTH': 5") + LEARNING_RATES,
+               BASE.replace("from_class_labels.gin", "from_sampled_vocab.gin").replace(
+                   "'CLASS_LABELS': @wordnet.labels(),", "") + LEARNING_RATES,
+               BASE + LEARNING_RATES + "sweep.Sweep.resources = {'CPU': 2}\n"):
+    assert reusable(text) == {}
+  # A sweep does not copy its own points; a point done here already stays.
+  assert reusable(BASE + LEARNING_RATES, "source") == {}
+  with pytest.raises(spec.SweepFileError, match="no sweep points there"):
+    driver.finished_runs([str(tmp_path / "nothing")])
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_reuse_from_copies_a_done_point_with_its_numbers_and_runs_the_others(local_sweep,
+                                                                          tmp_path):
+  respelled = _write(tmp_path, BASE.replace("'DROPOUT_RATE': 0.0,", "'DROPOUT_RATE': 0.0, "
+                                            "'LABEL_SMOOTHING': 0.0,") + LEARNING_RATES)
+  sweep_dir = tmp_path / "again"
+  code, out, err = _sweep(respelled, sweep_dir, f"--reuse_from={local_sweep['dir']}")
+  assert code == 1, err[-2000:]  # the bad point ran again (its source had failed) and failed
+  assert f"sweep: 2 points copied from {local_sweep['dir']}" in out
+  for name in GOOD_POINTS:
+    source, copy = os.path.join(local_sweep["dir"], name), os.path.join(sweep_dir, name)
+    assert points_lib.status(copy)["reused_from"] == source
+    assert open(os.path.join(copy, "metrics.jsonl")).read() == open(
+        os.path.join(source, "metrics.jsonl")).read()
+    assert "LABEL_SMOOTHING=0.0" in open(os.path.join(copy, "command.sh")).read()
+    assert os.listdir(os.path.join(copy, "checkpoints"))
+  assert points_lib.status(os.path.join(sweep_dir, BAD_POINT))["status"] == "failed"
+  ours, theirs = (_reproducible(_rows(os.path.join(d, "results.csv")))
+                  for d in (sweep_dir, local_sweep["dir"]))
+  assert ours == theirs
 
 
 def test_points_that_need_accelerators_run_one_at_a_time_locally():

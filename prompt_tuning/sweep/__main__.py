@@ -2,15 +2,17 @@ r"""Runs a sweep of training runs, or reports on one.
 
     python -m prompt_tuning.sweep --sweep_file=configs/sweeps/wordnet_mini.gin \
       --sweep_dir=/tmp/sweeps/mini [--executor=local|ray] [--max_parallel=N] [--dry_run] \
-      [--gin.MACRO=VALUE ...] [--only=AXIS=LABEL[,LABEL...] ...]
+      [--gin.MACRO=VALUE ...] [--only=AXIS=LABEL[,LABEL...] ...] [--reuse_from=DIR,...]
     python -m prompt_tuning.sweep report --sweep_dir=/tmp/sweeps/mini \
       [--x=parameters,PROMPT_LENGTH] [--lines=init] [--panels=size]
 
 Each point trains in its own MODEL_DIR under --sweep_dir, with its exact
 `python -m prompt_tuning.train` command written beside it (command.sh).
 Rerunning the same command skips the points that are done and resumes the
-others from their checkpoints. `--gin.MACRO=VALUE` sets the sweep file's own
-macros (the checkpoint paths of the paper's grids). The sweep ends with
+others from their checkpoints; `--reuse_from=DIR` copies the done points of
+another sweep that have a point's exact config instead of running them again.
+`--gin.MACRO=VALUE` sets the sweep file's own macros (the checkpoint paths of
+the paper's grids). The sweep ends with
 `report`, which writes results.csv, summary.md and plots/ into --sweep_dir; its
 last line is `sweep: <done>/<total> points done results=<csv> plot=<png>`. Exit
 status: 0, or 1 when a point is not done (a failed one's error line is in
@@ -46,6 +48,10 @@ flags.DEFINE_multi_string("only", [], "Run a slice of the grid: the points whose
                           "one of the LABELs (AXIS=LABEL[,LABEL...]; repeat for more axes), "
                           "e.g. --only=RANDOM_SEED=0. The sweep directory then holds that "
                           "slice (a later run without --only adds the rest).")
+flags.DEFINE_list("reuse_from", [], "Sweep directories whose done points this sweep copies "
+                  "instead of running again, where a point's config (the gin config the "
+                  "trainer parses, MODEL_DIR aside) and environment are the same: a "
+                  "figure's baseline points shared with another sweep.")
 flags.DEFINE_list("x", None, "report: the plots' x axes: 'parameters' and/or numeric axes "
                   "(default: parameters when they vary, and each numeric axis).")
 flags.DEFINE_list("lines", None, "report: axes whose values make the lines (default: the "
@@ -73,7 +79,8 @@ def main(argv: Sequence[str]) -> None:
     raise ValueError("--sweep_file is required (e.g. configs/sweeps/wordnet_mini.gin)")
   status = driver.run(FLAGS.sweep_file, FLAGS.sweep_dir, overrides=FLAGS.gin_bindings,
                       executor=FLAGS.executor, max_parallel=FLAGS.max_parallel,
-                      is_dry_run=FLAGS.dry_run, report_options=options, only=FLAGS.only)
+                      is_dry_run=FLAGS.dry_run, report_options=options, only=FLAGS.only,
+                      reuse_from=FLAGS.reuse_from)
   sys.stdout.flush()
   sys.exit(status)
 

@@ -11,6 +11,7 @@ others go on.
 
 import fcntl
 import importlib.util
+import json
 import math
 import os
 import sys
@@ -69,25 +70,75 @@ def load(sweep_file: str, overrides: Sequence[str] = ()) -> spec.Plan:
   return spec.plan(declared, name)
 
 
-def check_points(plan: spec.Plan, sweep_dir: str) -> None:
+# The MODEL_DIR a point's config is checked (and compared) with: a run's numbers do not
+# depend on where it writes them.
+_ANY_MODEL_DIR = "<the point's directory>"
+
+
+def _config_text(gin_files: Sequence[str], bindings: Sequence[str]) -> str:
+  """The run's whole gin config as the trainer parses it (MODEL_DIR aside), checked.
+
+  Two points whose texts (and environments) are equal train the same run,
+  however their sweep files spelled it (a default bound explicitly, another
+  order of files or bindings that binds the same values).
+  """
+  gin.clear_config()
+  try:
+    gin_config.parse_gin(gin_files, [*bindings, f"MODEL_DIR = {spec.gin_text(_ANY_MODEL_DIR)}"])
+    gin_config.check_run_config(train_entry.RUN_REQUIRED_MACROS, train_entry.READ_DIRECTLY)
+    return gin.config_str()
+  finally:
+    gin.clear_config()
+
+
+def check_points(plan: spec.Plan) -> dict[str, str]:
   """Parses every point's config as the training command will, before anything runs.
 
+  Returns:
+    Each point's config text (`_config_text`), by point name.
   Raises:
     spec.SweepFileError: naming the first point whose config the trainer would
       refuse (a gin file not found, an unknown or unread setting, a REQUIRED
       macro unset).
   """
+  texts = {}
   for point in plan.points:
-    bindings = [f"{k} = {v}" for k, v in plan.bindings_of(point)]
-    bindings.append(f"MODEL_DIR = {spec.gin_text(points_lib.point_dir(sweep_dir, point))}")
-    gin.clear_config()
     try:
-      gin_config.parse_gin(plan.gin_files_of(point), bindings)
-      gin_config.check_run_config(train_entry.RUN_REQUIRED_MACROS, train_entry.READ_DIRECTLY)
+      texts[point.name] = _config_text(plan.gin_files_of(point),
+                                       [f"{k} = {v}" for k, v in plan.bindings_of(point)])
     except _CONFIG_ERRORS as e:
       raise spec.SweepFileError(f"point {point.name}: {_one_line(e)}") from None
-    finally:
-      gin.clear_config()
+  return texts
+
+
+def finished_runs(sweep_dirs: Sequence[str]) -> dict[tuple[str, str], str]:
+  """The done points of other sweeps, by (config text, environment): runs to reuse.
+
+  A point whose command no longer parses (a sweep of an older checkout) is left
+  out: nothing says it is the same run.
+
+  Raises:
+    spec.SweepFileError: a directory holds no sweep points.
+  """
+  runs = {}
+  for sweep_dir in sweep_dirs:
+    names = sorted(n for n in (os.listdir(sweep_dir) if os.path.isdir(sweep_dir) else ())
+                   if os.path.isfile(os.path.join(sweep_dir, n, points_lib.POINT_FILE)))
+    if not names:
+      raise spec.SweepFileError(f"--reuse_from={sweep_dir}: no sweep points there (no "
+                                f"*/{points_lib.POINT_FILE}); give a sweep directory")
+    for name in names:
+      model_dir = os.path.join(sweep_dir, name)
+      record = points_lib.read_json(os.path.join(model_dir, points_lib.POINT_FILE))
+      if not points_lib.is_done(model_dir):
+        continue
+      files, bindings = points_lib.config_of_argv(record.get("argv", []))
+      try:
+        text = _config_text(files, bindings)
+      except _CONFIG_ERRORS:
+        continue
+      runs.setdefault((text, json.dumps(record.get("env"), sort_keys=True)), model_dir)
+  return runs
 
 
 def _duration(seconds: float) -> str:
@@ -151,12 +202,27 @@ class _Lock:
     os.close(self._fd)
 
 
-def dry_run(plan: spec.Plan, sweep_dir: str, out: TextIO) -> None:
+def dry_run(plan: spec.Plan, sweep_dir: str, reusable: dict[str, str], out: TextIO) -> None:
   env = " ".join(f"{k}={v}" for k, v in points_lib.environment(plan).items())
   print(f"sweep {plan.name}: {len(plan.points)} points (dry run: nothing runs)", file=out)
   for point in plan.points:
     argv = points_lib.train_argv(plan, point, points_lib.point_dir(sweep_dir, point))
-    print(f"{point.name}\n  {env} {points_lib.shell_command(argv)}", file=out)
+    copied = f" (done in {reusable[point.name]}: copied, not run)" if point.name in reusable else ""
+    print(f"{point.name}{copied}\n  {env} {points_lib.shell_command(argv)}", file=out)
+
+
+def reusable_points(plan: spec.Plan, texts: dict[str, str], sweep_dir: str,
+                    runs: dict[tuple[str, str], str]) -> dict[str, str]:
+  """The plan's points not done here that another sweep ran (`finished_runs`): name ->
+  that run's directory."""
+  env = json.dumps(points_lib.environment(plan), sort_keys=True)
+  found = {}
+  for point in plan.points:
+    model_dir = points_lib.point_dir(sweep_dir, point)
+    source = runs.get((texts[point.name], env))
+    if source and os.path.abspath(source) != model_dir and not points_lib.is_done(model_dir):
+      found[point.name] = source
+  return found
 
 
 def listed_points(whole: spec.Plan, sliced: spec.Plan, sweep_dir: str) -> list[str]:
@@ -172,10 +238,13 @@ def listed_points(whole: spec.Plan, sliced: spec.Plan, sweep_dir: str) -> list[s
 def run(sweep_file: str, sweep_dir: str, *, overrides: Sequence[str] = (),
         executor: str = "local", max_parallel: Optional[int] = None,
         is_dry_run: bool = False, report_options: Optional[dict[str, Any]] = None,
-        only: Sequence[str] = (), out: TextIO = sys.stdout) -> int:
+        only: Sequence[str] = (), reuse_from: Sequence[str] = (),
+        out: TextIO = sys.stdout) -> int:
   """Runs the sweep's points that are not done; returns the exit status (0; 1: a point is
   not done; 130: interrupted, each running point saved its step). `only`: run just the
-  points with these axis labels (`AXIS=LABEL[,LABEL...]` each, see spec.select)."""
+  points with these axis labels (`AXIS=LABEL[,LABEL...]` each, see spec.select).
+  `reuse_from`: sweep directories whose done points are copied, not run again, into
+  this sweep's points that have the same config (`finished_runs`)."""
   if executor not in EXECUTORS:
     raise ValueError(f"--executor={executor!r}; use one of {', '.join(EXECUTORS)}")
   sweep_dir = os.path.abspath(sweep_dir)
@@ -184,10 +253,11 @@ def run(sweep_file: str, sweep_dir: str, *, overrides: Sequence[str] = (),
                      "backslashes (it is written into gin strings and shell commands)")
   whole = load(sweep_file, overrides)
   plan = spec.select(whole, only)
-  check_points(plan, sweep_dir)
+  texts = check_points(plan)
   report_lib.check_options(["parameters", *plan.axes], **(report_options or {}))
+  runs = finished_runs([os.path.abspath(d) for d in reuse_from])
   if is_dry_run:
-    dry_run(plan, sweep_dir, out)
+    dry_run(plan, sweep_dir, reusable_points(plan, texts, sweep_dir, runs), out)
     return 0
   parallel = executors.check_parallel(max_parallel, plan.resources)
   if executor == "ray":
@@ -198,6 +268,13 @@ def run(sweep_file: str, sweep_dir: str, *, overrides: Sequence[str] = (),
   try:
     points_lib.prepare(plan, sweep_dir, os.getcwd(),
                        listed_points(whole, plan, sweep_dir) if only else None)
+    copies = reusable_points(plan, texts, sweep_dir, runs)
+    for point in plan.points:
+      if point.name in copies:
+        points_lib.copy_run(copies[point.name], points_lib.point_dir(sweep_dir, point))
+    if copies:
+      print(f"sweep: {len(copies)} points copied from {', '.join(sorted(set(map(os.path.dirname, copies.values()))))} "
+            "(done there with the same config), not run again", file=out, flush=True)
     todo = [p for p in plan.points if not points_lib.is_done(points_lib.point_dir(sweep_dir, p))]
     jobs = [executors.Job(
         name=p.name, argv=tuple(points_lib.train_argv(plan, p, points_lib.point_dir(sweep_dir, p))),

@@ -8,7 +8,8 @@
         command.sh               the exact training command; `sh command.sh` resumes it
                                  here, `POINT_MODEL_DIR=/elsewhere sh command.sh` reruns it
         train.log                the command's output, every attempt appended
-        status.json              done / failed (with the log's last lines) / interrupted
+        status.json              done / failed (with the log's last lines) / interrupted;
+                                 a run copied from another sweep's point names it
       results.csv, summary.md, plots/    written by `report`
 
 Every file here is written whole (a temporary file, then a rename), so a killed
@@ -18,6 +19,7 @@ sweep leaves each one as it was or as it became.
 import json
 import os
 import shlex
+import shutil
 import sys
 import time
 from typing import Any, Optional, Sequence
@@ -169,6 +171,49 @@ def prepare(plan: spec.Plan, sweep_dir: str, cwd: str,
     script_path = os.path.join(model_dir, COMMAND_FILE)
     if not os.path.exists(script_path) or open(script_path).read() != script:
       write_file(script_path, script, mode=0o755)
+
+
+def config_of_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+  """A point.json's training argv -> its gin files and bindings (`KEY = VALUE`), MODEL_DIR's
+  left out."""
+  files = [a.split("=", 1)[1] for a in argv if a.startswith("--gin_file=")]
+  bindings = [f"{key} = {value}" for key, _, value in (
+      a[len("--gin."):].partition("=") for a in argv if a.startswith("--gin."))
+              if key != "MODEL_DIR"]
+  return files, bindings
+
+
+# A point's own files, which a copied run must not overwrite.
+_OWN_FILES = (POINT_FILE, COMMAND_FILE, STATUS_FILE)
+
+
+def copy_run(source: str, model_dir: str) -> None:
+  """Makes `model_dir` the done run `source` holds (the same config): its checkpoints,
+  metrics, events and log are copied; its point.json and command.sh stay this sweep's.
+
+  What an earlier attempt left in `model_dir` goes first, so the runs do not mix.
+  """
+  for name in os.listdir(model_dir):
+    if name not in (POINT_FILE, COMMAND_FILE):
+      path = os.path.join(model_dir, name)
+      if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+      else:
+        os.remove(path)
+  for name in os.listdir(source):
+    if name not in _OWN_FILES and not name.startswith("."):
+      path = os.path.join(source, name)
+      if os.path.isdir(path):
+        shutil.copytree(path, os.path.join(model_dir, name), symlinks=True)
+      else:
+        shutil.copy2(path, os.path.join(model_dir, name))
+  with open(os.path.join(model_dir, LOG_FILE), "a") as log:
+    log.write(f"{ATTEMPT_HEADER}{time.strftime('%Y-%m-%d %H:%M:%S')}: copied from {source} "
+              "(the same config and environment), not run again\n")
+  old = status(source)
+  write_json(os.path.join(model_dir, STATUS_FILE), {
+      "status": DONE, "returncode": 0, "wall_s": float(old.get("wall_s", 0.0)),
+      "attempts": 0, "finished": time.time(), "reused_from": source})
 
 
 def status(model_dir: str) -> dict[str, Any]:
