@@ -534,6 +534,34 @@ def test_a_plot_title_fits_its_figure():
     assert page.x0 <= box.x0 and box.x1 <= page.x1, (panels, box, page)
 
 
+@pytest.mark.parametrize("x,values", [
+    (report_lib.PARAMETERS, [230_816, 600_048, 1_845_568, 6_050_304]),  # the WordNet family
+    (report_lib.PARAMETERS, [77e6, 248e6, 783e6, 2.85e9, 11.1e9]),  # T5.1.1 Small to XXL
+    ("PROMPT_LENGTH", [1, 5, 20, 100, 150])])
+def test_a_plots_x_labels_are_its_values_and_do_not_overlap(x, values):
+  """The x axis of a scaling plot: log-scale, labelled at the points (231K ... 6.05M) and
+  nowhere else (matplotlib's minor labels between close sizes ran into each other)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  figure, ax = plt.subplots(figsize=(5.5, 4))
+  ax.plot(values, range(len(values)), marker="o")
+  report_lib.x_ticks(ax, x, values)
+  figure.tight_layout()
+  figure.canvas.draw()
+  labels = [t for t in ax.get_xticklabels(minor=False) + ax.get_xticklabels(minor=True)
+            if t.get_visible() and t.get_text() and
+            ax.get_xlim()[0] <= t.get_position()[0] <= ax.get_xlim()[1]]
+  boxes = sorted((t.get_window_extent() for t in labels), key=lambda b: b.x0)
+  plt.close(figure)
+  assert ax.get_xscale() == "log"
+  assert [t.get_text() for t in sorted(labels, key=lambda t: t.get_position()[0])] == (
+      ["231K", "600K", "1.85M", "6.05M"] if values[0] == 230_816 else
+      ["77M", "248M", "783M", "2.85B", "11.1B"] if x == report_lib.PARAMETERS else
+      ["1", "5", "20", "100", "150"])
+  assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:])), boxes
+
+
 def test_where_binds_by_several_axes_and_files_after_axes_come_last(tmp_path):
   plan = driver.load(_write(tmp_path, BASE + textwrap.dedent("""\
       sweep.Sweep.gin_files_after_axes = ['z.gin']

@@ -392,12 +392,7 @@ def plot(meta: dict, rows: Sequence[dict], x: str, out_dir: str,
       if any(len(v) > 1 for _, v in line_points):
         ax.fill_between(xs, [m - s for m, s in zip(means, stds)],
                         [m + s for m, s in zip(means, stds)], color=line.get_color(), alpha=0.2)
-    values = sorted({x_of(r) for r in subset})
-    if values and min(values) > 0 and (x == PARAMETERS or max(values) / min(values) >= 10):
-      ax.set_xscale("log")
-    if x != PARAMETERS and len(values) <= 12:  # the swept values themselves as ticks
-      ax.set_xticks(values, [f"{v:g}" for v in values])
-      ax.minorticks_off()
+    x_ticks(ax, x, sorted({x_of(r) for r in subset}))
     ax.set_xlabel("model parameters" if x == PARAMETERS else x)
     ax.grid(True, alpha=0.3)
     if panels:
@@ -413,6 +408,25 @@ def plot(meta: dict, rows: Sequence[dict], x: str, out_dir: str,
   figure.savefig(path, dpi=110)
   plt.close(figure)
   return path
+
+
+def count_label(count: float) -> str:
+  """A parameter count as the paper writes sizes: 231K, 1.85M, 11B."""
+  for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+    if count >= scale:
+      return f"{count / scale:.3g}{suffix}"
+  return f"{count:g}"
+
+
+def x_ticks(ax: Any, x: str, values: Sequence[float]) -> None:
+  """A log x axis where the values span 10x (parameters always), ticked at the values
+  themselves when there are few (a family's sizes, the swept lengths), and no other
+  labels: log-scale minor labels between close sizes overlap."""
+  if values and min(values) > 0 and (x == PARAMETERS or max(values) / min(values) >= 10):
+    ax.set_xscale("log")
+  if 0 < len(values) <= 12:
+    ax.set_xticks(values, [count_label(v) if x == PARAMETERS else f"{v:g}" for v in values])
+    ax.minorticks_off()
 
 
 def check_options(known: Sequence[str], x: Optional[Sequence[str]] = None,
