@@ -3,7 +3,7 @@
 # make demo:    prompt-tune the bundled tiny model on the bundled WordNet task (CPU, minutes).
 # make sweep-demo: the mini sweep (prompt length x initialization x 2 seeds) on the same.
 # make scaling: the miniature Figure 1 (prompt vs model tuning across the bundled WordNet
-#               family), one seed, the supersense task (CPU, 2 cores, ~30 minutes).
+#               family), one seed, the supersense task (CPU, 2 cores, ~25 minutes).
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
