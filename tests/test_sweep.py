@@ -562,6 +562,12 @@ def test_a_plots_x_labels_are_its_values_and_do_not_overlap(x, values):
   assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:])), boxes
 
 
+def test_parameter_counts_read_as_the_paper_writes_sizes():
+  assert [report_lib.count_label(n) for n in (
+      950, 230_816, 999_500, 1_845_568, 77e6, 11.1e9, 2e12)] == [
+          "950", "231K", "1M", "1.85M", "77M", "11.1B", "2000B"]
+
+
 def test_where_binds_by_several_axes_and_files_after_axes_come_last(tmp_path):
   plan = driver.load(_write(tmp_path, BASE + textwrap.dedent("""\
       sweep.Sweep.gin_files_after_axes = ['z.gin']
@@ -651,6 +657,11 @@ def test_an_edited_sweep_is_refused_in_the_old_directory_and_reports_only_its_po
     changed = driver.load(_write(tmp_path, text))
     with pytest.raises(spec.SweepFileError, match="was made by a different command"):
       points_lib.prepare(changed, sweep_dir, REPO)
+  # The same command reading an edited gin file: another config.
+  points_lib.prepare(plan, sweep_dir, REPO, digests={n: "a" * 64 for n in GOOD_POINTS})
+  points_lib.prepare(plan, sweep_dir, REPO)  # a digest recorded stays
+  with pytest.raises(spec.SweepFileError, match="was made by a different config"):
+    points_lib.prepare(plan, sweep_dir, REPO, digests={n: "b" * 64 for n in GOOD_POINTS})
   # A point that the sweep no longer has stays on disk but leaves its results.
   _fake_point(sweep_dir, "LEARNING_RATE=9.0", [("LEARNING_RATE", 9.0)], [(10, 1.0)])
   _fake_point(sweep_dir, GOOD_POINTS[1] + "_done", [("LEARNING_RATE", 1.0)], [(10, 1.0)])
@@ -668,10 +679,10 @@ def test_a_point_is_reused_only_where_its_whole_config_and_environment_are_the_s
                           {"status": "done", "wall_s": 5.0})
   runs = driver.finished_runs([source_dir])
 
-  def reusable(text, sweep_dir="here"):
+  def reusable(text, sweep_dir="here", sources=None):
     plan = driver.load(_write(tmp_path, text))
-    return driver.reusable_points(plan, driver.check_points(plan), str(tmp_path / sweep_dir),
-                                  runs)
+    digests = {n: driver.config_digest(t) for n, t in driver.check_points(plan).items()}
+    return driver.reusable_points(plan, digests, str(tmp_path / sweep_dir), sources or runs)
 
   assert reusable(BASE + LEARNING_RATES) == {n: os.path.join(source_dir, n) for n in GOOD_POINTS}
   # Spelled otherwise, the same runs: a default bound explicitly, the axis's value in the base.
@@ -685,10 +696,48 @@ def test_a_point_is_reused_only_where_its_whole_config_and_environment_are_the_s
                    "'CLASS_LABELS': @wordnet.labels(),", "") + LEARNING_RATES,
                BASE + LEARNING_RATES + "sweep.Sweep.resources = {'CPU': 2}\n"):
     assert reusable(text) == {}
-  # A sweep does not copy its own points; a point done here already stays.
+  # A point done here already stays.
   assert reusable(BASE + LEARNING_RATES, "source") == {}
+  # The config a point was prepared with is what counts: had a gin file changed since
+  # the source ran, its recorded digest differs and it is not the same run.
+  digests = {n: driver.config_digest(t) for n, t in driver.check_points(source).items()}
+  recorded = str(tmp_path / "recorded")
+  points_lib.prepare(source, recorded, REPO, digests=digests)
+  for name in GOOD_POINTS:
+    points_lib.write_json(os.path.join(recorded, name, points_lib.STATUS_FILE),
+                          {"status": "done", "wall_s": 5.0})
+  assert reusable(BASE + LEARNING_RATES, sources=driver.finished_runs([recorded])) == {
+      n: os.path.realpath(os.path.join(recorded, n)) for n in GOOD_POINTS}
+  record_path = os.path.join(recorded, GOOD_POINTS[0], points_lib.POINT_FILE)
+  points_lib.write_json(record_path, {**points_lib.read_json(record_path),
+                                      "config_sha256": "0" * 64})
+  assert reusable(BASE + LEARNING_RATES, sources=driver.finished_runs([recorded])) == {
+      GOOD_POINTS[1]: os.path.realpath(os.path.join(recorded, GOOD_POINTS[1]))}
   with pytest.raises(spec.SweepFileError, match="no sweep points there"):
     driver.finished_runs([str(tmp_path / "nothing")])
+
+
+def test_a_copy_replaces_an_earlier_attempt_whole_and_only_from_a_done_source(tmp_path):
+  source, target = tmp_path / "a" / "p", tmp_path / "b" / "p"
+  for d in (source / "checkpoints" / "20", target / "checkpoints" / "999"):
+    d.mkdir(parents=True)
+  (source / "metrics.jsonl").write_text('{"step": 20}\n')
+  (source / "train.log").write_text("the source's log\n")
+  (target / "command.sh").write_text("# this sweep's command\n")
+  points_lib.write_json(str(target / "status.json"), {"status": "interrupted", "wall_s": 3.0})
+  points_lib.write_json(str(source / "status.json"), {"status": "failed", "wall_s": 7.0})
+  assert not points_lib.copy_run(str(source), str(target))  # not done: nothing copied
+  assert os.listdir(target / "checkpoints") == ["999"]
+  points_lib.write_json(str(source / "status.json"), {"status": "done", "wall_s": 7.0})
+  assert points_lib.copy_run(str(source), str(target))
+  assert os.listdir(target / "checkpoints") == ["20"]  # the earlier attempt's step is gone
+  assert (target / "metrics.jsonl").read_text() == '{"step": 20}\n'
+  assert (target / "command.sh").read_text() == "# this sweep's command\n"
+  assert points_lib.status(str(target)) | {"finished": 0} == {
+      "status": "done", "returncode": 0, "wall_s": 0.0, "attempts": 0, "finished": 0,
+      "reused_from": str(source), "source_wall_s": 7.0}
+  assert sorted(os.listdir(tmp_path / "b")) == sorted(["p", points_lib.COPYING_DIR])
+  assert os.listdir(tmp_path / "b" / points_lib.COPYING_DIR) == []
 
 
 @pytest.mark.integration
@@ -700,7 +749,7 @@ def test_reuse_from_copies_a_done_point_with_its_numbers_and_runs_the_others(loc
   sweep_dir = tmp_path / "again"
   code, out, err = _sweep(respelled, sweep_dir, f"--reuse_from={local_sweep['dir']}")
   assert code == 1, err[-2000:]  # the bad point ran again (its source had failed) and failed
-  assert f"sweep: 2 points copied from {local_sweep['dir']}" in out
+  assert f"sweep: 2 points copied from --reuse_from={local_sweep['dir']} (2 done runs" in out
   for name in GOOD_POINTS:
     source, copy = os.path.join(local_sweep["dir"], name), os.path.join(sweep_dir, name)
     assert points_lib.status(copy)["reused_from"] == source

@@ -10,6 +10,7 @@ others go on.
 """
 
 import fcntl
+import hashlib
 import importlib.util
 import json
 import math
@@ -111,11 +112,18 @@ def check_points(plan: spec.Plan) -> dict[str, str]:
   return texts
 
 
-def finished_runs(sweep_dirs: Sequence[str]) -> dict[tuple[str, str], str]:
-  """The done points of other sweeps, by (config text, environment): runs to reuse.
+def config_digest(text: str) -> str:
+  """What point.json records of a point's config text (`_config_text`)."""
+  return hashlib.sha256(text.encode()).hexdigest()
 
-  A point whose command no longer parses (a sweep of an older checkout) is left
-  out: nothing says it is the same run.
+
+def finished_runs(sweep_dirs: Sequence[str]) -> dict[tuple[str, str], str]:
+  """The done points of other sweeps, by (config digest, environment): runs to reuse.
+
+  The digest is the one the point's sweep recorded when it prepared the point
+  (and refuses to resume under another); a point of a sweep made before points
+  recorded one is parsed here, and left out if that fails: nothing then says
+  it is the same run.
 
   Raises:
     spec.SweepFileError: a directory holds no sweep points.
@@ -128,16 +136,17 @@ def finished_runs(sweep_dirs: Sequence[str]) -> dict[tuple[str, str], str]:
       raise spec.SweepFileError(f"--reuse_from={sweep_dir}: no sweep points there (no "
                                 f"*/{points_lib.POINT_FILE}); give a sweep directory")
     for name in names:
-      model_dir = os.path.join(sweep_dir, name)
-      record = points_lib.read_json(os.path.join(model_dir, points_lib.POINT_FILE))
+      model_dir = os.path.realpath(os.path.join(sweep_dir, name))
       if not points_lib.is_done(model_dir):
         continue
-      files, bindings = points_lib.config_of_argv(record.get("argv", []))
-      try:
-        text = _config_text(files, bindings)
-      except _CONFIG_ERRORS:
-        continue
-      runs.setdefault((text, json.dumps(record.get("env"), sort_keys=True)), model_dir)
+      record = points_lib.read_json(os.path.join(model_dir, points_lib.POINT_FILE)) or {}
+      digest = record.get("config_sha256")
+      if digest is None:
+        try:
+          digest = config_digest(_config_text(*points_lib.config_of_argv(record["argv"])))
+        except Exception:  # pylint: disable=broad-except
+          continue  # any failure: not known to be the same run
+      runs.setdefault((digest, json.dumps(record.get("env"), sort_keys=True)), model_dir)
   return runs
 
 
@@ -211,16 +220,23 @@ def dry_run(plan: spec.Plan, sweep_dir: str, reusable: dict[str, str], out: Text
     print(f"{point.name}{copied}\n  {env} {points_lib.shell_command(argv)}", file=out)
 
 
-def reusable_points(plan: spec.Plan, texts: dict[str, str], sweep_dir: str,
+def reusable_points(plan: spec.Plan, digests: dict[str, str], sweep_dir: str,
                     runs: dict[tuple[str, str], str]) -> dict[str, str]:
-  """The plan's points not done here that another sweep ran (`finished_runs`): name ->
-  that run's directory."""
+  """The plan's points that are not done here and that another sweep ran.
+
+  Args:
+    plan: the sweep's plan.
+    digests: each point's config digest, by name (`config_digest`).
+    sweep_dir: this sweep's directory.
+    runs: `finished_runs` of the directories to reuse.
+  Returns:
+    point name -> the directory of the run to copy.
+  """
   env = json.dumps(points_lib.environment(plan), sort_keys=True)
   found = {}
   for point in plan.points:
-    model_dir = points_lib.point_dir(sweep_dir, point)
-    source = runs.get((texts[point.name], env))
-    if source and os.path.abspath(source) != model_dir and not points_lib.is_done(model_dir):
+    source = runs.get((digests[point.name], env))
+    if source and not points_lib.is_done(points_lib.point_dir(sweep_dir, point)):
       found[point.name] = source
   return found
 
@@ -253,11 +269,11 @@ def run(sweep_file: str, sweep_dir: str, *, overrides: Sequence[str] = (),
                      "backslashes (it is written into gin strings and shell commands)")
   whole = load(sweep_file, overrides)
   plan = spec.select(whole, only)
-  texts = check_points(plan)
+  digests = {name: config_digest(text) for name, text in check_points(plan).items()}
   report_lib.check_options(["parameters", *plan.axes], **(report_options or {}))
   runs = finished_runs([os.path.abspath(d) for d in reuse_from])
   if is_dry_run:
-    dry_run(plan, sweep_dir, reusable_points(plan, texts, sweep_dir, runs), out)
+    dry_run(plan, sweep_dir, reusable_points(plan, digests, sweep_dir, runs), out)
     return 0
   parallel = executors.check_parallel(max_parallel, plan.resources)
   if executor == "ray":
@@ -267,14 +283,14 @@ def run(sweep_file: str, sweep_dir: str, *, overrides: Sequence[str] = (),
   lock = _Lock(sweep_dir)
   try:
     points_lib.prepare(plan, sweep_dir, os.getcwd(),
-                       listed_points(whole, plan, sweep_dir) if only else None)
-    copies = reusable_points(plan, texts, sweep_dir, runs)
-    for point in plan.points:
-      if point.name in copies:
-        points_lib.copy_run(copies[point.name], points_lib.point_dir(sweep_dir, point))
-    if copies:
-      print(f"sweep: {len(copies)} points copied from {', '.join(sorted(set(map(os.path.dirname, copies.values()))))} "
-            "(done there with the same config), not run again", file=out, flush=True)
+                       listed_points(whole, plan, sweep_dir) if only else None, digests)
+    if reuse_from:
+      copies = reusable_points(plan, digests, sweep_dir, runs)
+      copied = sum(points_lib.copy_run(copies[p.name], points_lib.point_dir(sweep_dir, p))
+                   for p in plan.points if p.name in copies)
+      print(f"sweep: {copied} points copied from --reuse_from={','.join(reuse_from)} ({len(runs)} "
+            "done runs there; a copy needs the same config and environment), not run again",
+            file=out, flush=True)
     todo = [p for p in plan.points if not points_lib.is_done(points_lib.point_dir(sweep_dir, p))]
     jobs = [executors.Job(
         name=p.name, argv=tuple(points_lib.train_argv(plan, p, points_lib.point_dir(sweep_dir, p))),

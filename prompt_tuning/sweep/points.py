@@ -4,13 +4,15 @@
       sweep.json                 the sweep as planned (name, axes, points, metric)
       <point name>/              the point's MODEL_DIR (checkpoints, metrics.jsonl,
                                  TensorBoard events: `tensorboard --logdir SWEEP_DIR`)
-        point.json               its axis values and settings (what `report` reads)
+        point.json               its axis values and settings (what `report` reads), and
+                                 its config's sha256 (a changed config is not resumed)
         command.sh               the exact training command; `sh command.sh` resumes it
                                  here, `POINT_MODEL_DIR=/elsewhere sh command.sh` reruns it
         train.log                the command's output, every attempt appended
         status.json              done / failed (with the log's last lines) / interrupted;
                                  a run copied from another sweep's point names it
       results.csv, summary.md, plots/    written by `report`
+      .copying/                  copies from --reuse_from being made, each swapped in whole
 
 Every file here is written whole (a temporary file, then a rename), so a killed
 sweep leaves each one as it was or as it became.
@@ -134,15 +136,22 @@ def point_record(plan: spec.Plan, point: spec.Point, model_dir: str) -> dict[str
 
 
 def prepare(plan: spec.Plan, sweep_dir: str, cwd: str,
-            listed: Optional[Sequence[str]] = None) -> None:
+            listed: Optional[Sequence[str]] = None,
+            digests: Optional[dict[str, str]] = None) -> None:
   """Writes sweep.json and each point's point.json and command.sh (unchanged ones stay).
 
-  `listed`: the point names sweep.json records as the sweep's (default: the plan's;
-  a slice run with --only also keeps the points an earlier run recorded).
-
+  Args:
+    plan: the sweep's plan.
+    sweep_dir: its directory.
+    cwd: where the points' commands run.
+    listed: the point names sweep.json records as the sweep's (default: the plan's;
+      a slice run with --only also keeps the points an earlier run recorded).
+    digests: each point's config digest (the driver's `config_digest`), recorded in
+      its point.json as `config_sha256`.
   Raises:
     spec.SweepFileError: SWEEP_DIR holds a point whose command differs (another
-      sweep, or this one edited): its runs would mix two configurations.
+      sweep, or this one edited), or whose config does (a gin file it reads was
+      edited): its runs would mix two configurations.
   """
   os.makedirs(sweep_dir, exist_ok=True)
   for point in plan.points:
@@ -153,6 +162,11 @@ def prepare(plan: spec.Plan, sweep_dir: str, cwd: str,
       raise spec.SweepFileError(
           f"{model_dir} was made by a different command (the sweep file changed?); use a new "
           "--sweep_dir, or remove that point's directory to rerun it")
+    digest = (digests or {}).get(point.name)
+    if old is not None and digest and old.get("config_sha256", digest) != digest:
+      raise spec.SweepFileError(
+          f"{model_dir} was made by a different config (a gin file it reads changed?); use a "
+          "new --sweep_dir, or remove that point's directory to rerun it")
   write_json(os.path.join(sweep_dir, SWEEP_FILE), {
       "name": plan.name, "axes": list(plan.axes), "seed_axes": list(plan.seed_axes),
       "average_axes": list(plan.average_axes),
@@ -165,6 +179,9 @@ def prepare(plan: spec.Plan, sweep_dir: str, cwd: str,
     # whose record is unchanged keeps its file untouched.
     record_path = os.path.join(model_dir, POINT_FILE)
     record = json.loads(json.dumps(point_record(plan, point, model_dir)))
+    old = read_json(record_path) or {}
+    if (digests or {}).get(point.name) or old.get("config_sha256"):
+      record["config_sha256"] = (digests or {}).get(point.name) or old["config_sha256"]
     if read_json(record_path) != record:
       write_json(record_path, record)
     script = command_script(plan, point, model_dir, cwd)
@@ -183,37 +200,52 @@ def config_of_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
   return files, bindings
 
 
-# A point's own files, which a copied run must not overwrite.
+# A point's own files, which a copied run does not bring.
 _OWN_FILES = (POINT_FILE, COMMAND_FILE, STATUS_FILE)
+COPYING_DIR = ".copying"  # under SWEEP_DIR: copies being made, swapped in whole
 
 
-def copy_run(source: str, model_dir: str) -> None:
+def copy_run(source: str, model_dir: str) -> bool:
   """Makes `model_dir` the done run `source` holds (the same config): its checkpoints,
   metrics, events and log are copied; its point.json and command.sh stay this sweep's.
 
-  What an earlier attempt left in `model_dir` goes first, so the runs do not mix.
+  The copy is made beside the sweep's points and swapped in whole, so a copy cut
+  short leaves the point as it was (what an earlier attempt left there goes with
+  the swap). Returns False, copying nothing, when the source did not stay done
+  while it was copied (rerun or removed meanwhile): the point then runs.
   """
-  for name in os.listdir(model_dir):
-    if name not in (POINT_FILE, COMMAND_FILE):
-      path = os.path.join(model_dir, name)
-      if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-      else:
-        os.remove(path)
-  for name in os.listdir(source):
-    if name not in _OWN_FILES and not name.startswith("."):
-      path = os.path.join(source, name)
-      if os.path.isdir(path):
-        shutil.copytree(path, os.path.join(model_dir, name), symlinks=True)
-      else:
-        shutil.copy2(path, os.path.join(model_dir, name))
-  with open(os.path.join(model_dir, LOG_FILE), "a") as log:
+  before = status(source)
+  sweep_dir, name = os.path.split(model_dir)
+  staging = os.path.join(sweep_dir, COPYING_DIR, f"{name}.{os.getpid()}")
+  shutil.rmtree(staging, ignore_errors=True)
+  try:
+    shutil.copytree(source, staging, symlinks=True,
+                    ignore=lambda d, names: [n for n in names if d == source and (
+                        n in _OWN_FILES or n.startswith("."))])
+  except (OSError, shutil.Error):
+    shutil.rmtree(staging, ignore_errors=True)
+    if os.path.isdir(source):
+      raise
+    return False
+  if before.get("status") != DONE or status(source) != before:
+    shutil.rmtree(staging, ignore_errors=True)
+    return False
+  for own in (POINT_FILE, COMMAND_FILE):
+    if os.path.exists(os.path.join(model_dir, own)):
+      shutil.copy2(os.path.join(model_dir, own), os.path.join(staging, own))
+  with open(os.path.join(staging, LOG_FILE), "a") as log:
     log.write(f"{ATTEMPT_HEADER}{time.strftime('%Y-%m-%d %H:%M:%S')}: copied from {source} "
               "(the same config and environment), not run again\n")
-  old = status(source)
-  write_json(os.path.join(model_dir, STATUS_FILE), {
-      "status": DONE, "returncode": 0, "wall_s": float(old.get("wall_s", 0.0)),
-      "attempts": 0, "finished": time.time(), "reused_from": source})
+  # This sweep spent no time on it; the run's own time stays on record.
+  write_json(os.path.join(staging, STATUS_FILE), {
+      "status": DONE, "returncode": 0, "wall_s": 0.0, "attempts": 0, "finished": time.time(),
+      "reused_from": source, "source_wall_s": float(before.get("wall_s", 0.0))})
+  old = f"{staging}.old"
+  if os.path.isdir(model_dir):
+    os.replace(model_dir, old)
+  os.replace(staging, model_dir)
+  shutil.rmtree(old, ignore_errors=True)
+  return True
 
 
 def status(model_dir: str) -> dict[str, Any]:

@@ -411,17 +411,22 @@ def plot(meta: dict, rows: Sequence[dict], x: str, out_dir: str,
 
 
 def count_label(count: float) -> str:
-  """A parameter count as the paper writes sizes: 231K, 1.85M, 11B."""
-  for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-    if count >= scale:
-      return f"{count / scale:.3g}{suffix}"
-  return f"{count:g}"
+  """A parameter count as the paper writes sizes, to 3 digits: 231K, 1.85M, 11B.
+
+  The unit is chosen after rounding: 999,500 is 1M, not 1e+03K.
+  """
+  for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K"), (1.0, "")):
+    value = float(f"{count / scale:.3g}")
+    if value >= 1 or scale == 1.0:
+      return f"{value:g}{suffix}"
+  raise AssertionError("unreachable")
 
 
 def x_ticks(ax: Any, x: str, values: Sequence[float]) -> None:
   """A log x axis where the values span 10x (parameters always), ticked at the values
   themselves when there are few (a family's sizes, the swept lengths), and no other
-  labels: log-scale minor labels between close sizes overlap."""
+  labels: log-scale minor labels between close sizes overlap. Over 12 values,
+  matplotlib's own ticks."""
   if values and min(values) > 0 and (x == PARAMETERS or max(values) / min(values) >= 10):
     ax.set_xscale("log")
   if 0 < len(values) <= 12:
