@@ -12,7 +12,7 @@ from prompt_tuning.checkpoints import peft
 from prompt_tuning.inference import decoding
 from scripts import export_peft
 from tests import test_infer
-from tests.test_infer import hf_checkpoint  # pylint: disable=unused-import
+from tests.test_infer import hf_checkpoint  # pylint: disable=unused-import  # noqa: F401
 
 
 def _peft_greedy(peft_model, vocabulary, text):
@@ -27,7 +27,7 @@ def _peft_greedy(peft_model, vocabulary, text):
 
 @pytest.mark.integration
 def test_exported_adapter_serves_with_peft_like_infer_and_imports_back(
-    tmp_path, hf_checkpoint, t5_vocabulary):  # pylint: disable=redefined-outer-name
+    tmp_path, hf_checkpoint, t5_vocabulary):  # pylint: disable=redefined-outer-name  # noqa: F811
   model, hf_dir = hf_checkpoint
   prompt = np.random.default_rng(5).normal(size=(5, 16)).astype(np.float32)
   np.save(tmp_path / "prompt.npy", prompt)

@@ -16,7 +16,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core import splits as splits_lib
 
 from prompt_tuning.data import paper_tasks
-from prompt_tuning.data import tasks  # pylint: disable=unused-import
+from prompt_tuning.data import tasks  # pylint: disable=unused-import  # noqa: F401
 
 MOCK_EXAMPLES = 4
 LENGTHS = {"inputs": 512, "targets": 64}
