@@ -6,6 +6,7 @@ WordNet task, over LEARNING_RATE (the same shapes, so one compile each):
 """
 
 import csv
+import io
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ import pytest
 
 from prompt_tuning import gin_config
 from prompt_tuning.sweep import driver
+from prompt_tuning.sweep import executors
 from prompt_tuning.sweep import points as points_lib
 from prompt_tuning.sweep import report as report_lib
 from prompt_tuning.sweep import spec
@@ -216,6 +218,8 @@ def test_kill_9_mid_sweep_then_rerun_equals_an_uninterrupted_sweep(local_sweep, 
   code, out, err = _sweep(local_sweep["file"], sweep_dir, "--max_parallel=1")
   assert code == 1, err[-2000:]
   assert "3 points" in out and "1 done already, 2 to run" in out
+  # The point done before the kill prices the rest from the rerun's first line on.
+  assert "; ETA " in next(line for line in out.splitlines() if " | started " in line), out
   assert _mtimes(sweep_dir / GOOD_POINTS[0]) == first  # the finished point is not rerun
   assert "resuming from step" in (second / "train.log").read_text()
   assert _reproducible(_rows(sweep_dir / "results.csv")) == _reproducible(
@@ -641,6 +645,35 @@ def test_shipped_sweep_files_parse_into_valid_runs(name, tmp_path):
     assert _labels(plan, swept[name][0]) == swept[name][1]
 
 
+def test_the_eta_prices_each_point_left_as_the_done_points_most_like_it(tmp_path):
+  """In a scaling sweep a large point costs many times a small one: the ETA must not price
+  the large points left at the mean of the small ones done first."""
+  small, large = frozenset({("size", "s"), ("task", "a")}), frozenset({("size", "l"),
+                                                                      ("task", "a")})
+  out = io.StringIO()
+  progress = driver.Progress(total=5, done=2, parallel=2, out=out,
+                             kinds={"l1": large, "l2": large, "s1": small},
+                             history=[(small, 10.0), (large, 100.0)])
+  assert progress.eta() == pytest.approx((100 + 100 + 10) / 2)
+  os.makedirs(tmp_path / "l1")
+  job = executors.Job(name="l1", argv=("python",), env={}, log_path=str(tmp_path / "l1" / "log"),
+                      cwd=str(tmp_path), resources={})
+  # l1 resumes: its cost is all its attempts' (100 s stopped earlier, then 200 s), so the
+  # large points cost more than thought: (100 + 300) / 2 each.
+  points_lib.write_json(str(tmp_path / "l1" / points_lib.STATUS_FILE),
+                        {"status": points_lib.INTERRUPTED, "wall_s": 100.0, "attempts": 1})
+  progress.started(job)
+  assert 0 < progress.eta() <= (100 + 100 + 10) / 2
+  progress.finished(job, 0, 200.0)
+  assert progress.eta() == pytest.approx((200 + 10) / 2)
+  assert out.getvalue().splitlines()[-1].startswith("sweep: 3/5 done, 0 running, 0 failed, 2 left; "
+                                                    "ETA 1m45s | l1 done in 3m20s")
+  # Nothing done yet: no ETA; points of no known kind count as the mean point.
+  assert driver.Progress(3, 0, 1, io.StringIO()).eta() is None
+  assert driver.Progress(3, 1, 1, io.StringIO(), history=[(small, 10.0), (large, 30.0)]
+                         ).eta() == pytest.approx(2 * 20)
+
+
 def test_an_edited_sweep_is_refused_in_the_old_directory_and_reports_only_its_points(tmp_path):
   sweep_dir = str(tmp_path / "sweep")
   plan = driver.load(_write(tmp_path, BASE + LEARNING_RATES))
@@ -765,7 +798,6 @@ def test_reuse_from_copies_a_done_point_with_its_numbers_and_runs_the_others(loc
 
 def test_points_that_need_accelerators_run_one_at_a_time_locally():
   from prompt_tuning import host  # pylint: disable=g-import-not-at-top
-  from prompt_tuning.sweep import executors  # pylint: disable=g-import-not-at-top
   assert executors.check_parallel(None, {"CPU": 8, "TPU": 4}) == 1
   assert executors.check_parallel(None, {"CPU": 1, "GPU": 1}) == 1
   assert executors.check_parallel(None, {"CPU": 1}) == host.available_cores()

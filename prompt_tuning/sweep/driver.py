@@ -13,7 +13,6 @@ import fcntl
 import hashlib
 import importlib.util
 import json
-import math
 import os
 import sys
 import time
@@ -156,34 +155,69 @@ def _duration(seconds: float) -> str:
 
 
 class Progress:
-  """Records each point's end in its status.json and prints the sweep's state."""
+  """Records each point's end in its status.json and prints the sweep's state.
 
-  def __init__(self, total: int, done: int, parallel: int, out: TextIO):
+  The ETA estimates each point not yet done from the done points most like it (the most
+  axis labels in common, seeds aside: in a scaling sweep a point of the largest size
+  costs many times one of the smallest), those done in earlier runs of the sweep
+  included, and divides the sum by the points run at once."""
+
+  def __init__(self, total: int, done: int, parallel: int, out: TextIO,
+               kinds: Optional[dict[str, frozenset]] = None,
+               history: Sequence[tuple[frozenset, float]] = ()):
+    """kinds: each point's name -> its (axis, label) pairs but the seeds'. history: (kind,
+    seconds) of the points done before this run (copies, which took no time here, left
+    out)."""
     self.total, self.done, self.parallel, self.out = total, done, parallel, out
     self.running = self.failed = self.interrupted = 0
-    self.durations: list[float] = []
+    self.kinds = kinds or {}
+    self.history = list(history)
+    self.waiting = set(self.kinds)  # not started yet
+    self.started_at: dict[str, float] = {}
     self.left = total - done
 
+  def _estimate(self, kind: frozenset) -> float:
+    closest, seconds = -1, []
+    for other, duration in self.history:
+      shared = len(kind & other)
+      if shared > closest:
+        closest, seconds = shared, [duration]
+      elif shared == closest:
+        seconds.append(duration)
+    return sum(seconds) / len(seconds)
+
+  def eta(self) -> Optional[float]:
+    """Seconds until the points not yet done are, or None before any point is done."""
+    if not self.history or not (self.left or self.running):
+      return None
+    now = time.time()
+    running = sum(max(0.0, self._estimate(self.kinds.get(name, frozenset())) - (now - begun))
+                  for name, begun in self.started_at.items())
+    waiting = [self.kinds.get(name, frozenset()) for name in self.waiting]
+    waiting += [frozenset()] * (self.left - len(waiting))  # unnamed: the mean point
+    return (running + sum(self._estimate(kind) for kind in waiting)) / self.parallel
+
   def _line(self, what: str) -> None:
-    eta = ""
-    if self.durations and (self.left or self.running):
-      mean = sum(self.durations) / len(self.durations)
-      eta = f"; ETA {_duration(mean * math.ceil((self.left + self.running) / self.parallel))}"
+    seconds = self.eta()
+    eta = "" if seconds is None else f"; ETA {_duration(seconds)}"
     print(f"sweep: {self.done}/{self.total} done, {self.running} running, {self.failed} failed, "
           f"{self.left} left{eta} | {what}", file=self.out, flush=True)
 
   def started(self, job: executors.Job) -> None:
     self.running += 1
     self.left -= 1
+    self.waiting.discard(job.name)
+    self.started_at[job.name] = time.time()
     self._line(f"started {job.name}")
 
   def finished(self, job: executors.Job, returncode: int, seconds: float) -> None:
     self.running -= 1
+    self.started_at.pop(job.name, None)
     record = points_lib.record_attempt(os.path.dirname(job.log_path), returncode, seconds)
     outcome = record["status"]
     if outcome == points_lib.DONE:
       self.done += 1
-      self.durations.append(seconds)
+      self.history.append((self.kinds.get(job.name, frozenset()), record["wall_s"]))
       self._line(f"{job.name} done in {_duration(seconds)}")
     elif outcome == points_lib.FAILED:
       self.failed += 1
@@ -301,7 +335,16 @@ def run(sweep_file: str, sweep_dir: str, *, overrides: Sequence[str] = (),
     print(f"sweep {plan.name}: {total} points in {sweep_dir}; {total - len(jobs)} done already, "
           f"{len(jobs)} to run, {'up to ' if executor == 'ray' else ''}{parallel} at a time "
           f"({executor})", file=out, flush=True)
-    progress = Progress(total, total - len(jobs), parallel, out)
+    kinds = {p.name: frozenset((c.axis, c.label) for c in p.choices
+                               if c.axis not in plan.seed_axes) for p in plan.points}
+    history, to_run = [], {p.name for p in todo}
+    for p in plan.points:
+      if p.name not in to_run:
+        took = float(points_lib.status(points_lib.point_dir(sweep_dir, p)).get("wall_s", 0))
+        if took > 0:  # a copy took no time here
+          history.append((kinds[p.name], took))
+    progress = Progress(total, total - len(jobs), parallel, out,
+                        {p.name: kinds[p.name] for p in todo}, history)
     begin = time.time()
     interrupted = False
     try:
