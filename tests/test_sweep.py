@@ -769,6 +769,10 @@ def test_a_copy_replaces_an_earlier_attempt_whole_and_only_from_a_done_source(tm
   assert points_lib.status(str(target)) | {"finished": 0} == {
       "status": "done", "returncode": 0, "wall_s": 0.0, "attempts": 0, "finished": 0,
       "reused_from": str(source), "source_wall_s": 7.0}
+  # For the ETA a copy costs what its source's run took; a point with no record, nothing.
+  assert driver.point_cost(points_lib.status(str(target))) == 7.0
+  assert driver.point_cost(points_lib.status(str(source))) == 7.0
+  assert driver.point_cost({}) == 0.0
   assert sorted(os.listdir(tmp_path / "b")) == sorted(["p", points_lib.COPYING_DIR])
   assert os.listdir(tmp_path / "b" / points_lib.COPYING_DIR) == []
 
@@ -783,6 +787,8 @@ def test_reuse_from_copies_a_done_point_with_its_numbers_and_runs_the_others(loc
   code, out, err = _sweep(respelled, sweep_dir, f"--reuse_from={local_sweep['dir']}")
   assert code == 1, err[-2000:]  # the bad point ran again (its source had failed) and failed
   assert f"sweep: 2 points copied from --reuse_from={local_sweep['dir']} (2 done runs" in out
+  # The copies' runs price the point left from its start.
+  assert "; ETA " in next(line for line in out.splitlines() if " | started " in line), out
   for name in GOOD_POINTS:
     source, copy = os.path.join(local_sweep["dir"], name), os.path.join(sweep_dir, name)
     assert points_lib.status(copy)["reused_from"] == source

@@ -154,6 +154,12 @@ def _duration(seconds: float) -> str:
   return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
+def point_cost(status: dict[str, Any]) -> float:
+  """The seconds a done point's run took: its attempts', or for a copy (--reuse_from),
+  which took none here, its source's; 0 where unknown."""
+  return float(status.get("wall_s") or status.get("source_wall_s") or 0.0)
+
+
 class Progress:
   """Records each point's end in its status.json and prints the sweep's state.
 
@@ -166,8 +172,7 @@ class Progress:
                kinds: Optional[dict[str, frozenset]] = None,
                history: Sequence[tuple[frozenset, float]] = ()):
     """kinds: each point's name -> its (axis, label) pairs but the seeds'. history: (kind,
-    seconds) of the points done before this run (copies, which took no time here, left
-    out)."""
+    seconds) of the points done before this run (`point_cost`)."""
     self.total, self.done, self.parallel, self.out = total, done, parallel, out
     self.running = self.failed = self.interrupted = 0
     self.kinds = kinds or {}
@@ -340,8 +345,8 @@ def run(sweep_file: str, sweep_dir: str, *, overrides: Sequence[str] = (),
     history, to_run = [], {p.name for p in todo}
     for p in plan.points:
       if p.name not in to_run:
-        took = float(points_lib.status(points_lib.point_dir(sweep_dir, p)).get("wall_s", 0))
-        if took > 0:  # a copy took no time here
+        took = point_cost(points_lib.status(points_lib.point_dir(sweep_dir, p)))
+        if took > 0:
           history.append((kinds[p.name], took))
     progress = Progress(total, total - len(jobs), parallel, out,
                         {p.name: kinds[p.name] for p in todo}, history)
