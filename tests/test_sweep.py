@@ -645,7 +645,7 @@ def test_shipped_sweep_files_parse_into_valid_runs(name, tmp_path):
     assert _labels(plan, swept[name][0]) == swept[name][1]
 
 
-def test_the_eta_prices_each_point_left_as_the_done_points_most_like_it(tmp_path):
+def test_the_eta_prices_each_point_left_from_the_done_points(tmp_path):
   """In a scaling sweep a large point costs many times a small one: the ETA must not price
   the large points left at the mean of the small ones done first."""
   small, large = frozenset({("size", "s"), ("task", "a")}), frozenset({("size", "l"),
@@ -668,6 +668,13 @@ def test_the_eta_prices_each_point_left_as_the_done_points_most_like_it(tmp_path
   assert progress.eta() == pytest.approx((200 + 10) / 2)
   assert out.getvalue().splitlines()[-1].startswith("sweep: 3/5 done, 0 running, 0 failed, 2 left; "
                                                     "ETA 1m45s | l1 done in 3m20s")
+  # A point unlike any done one costs a factor per label fitted to the done ones: here
+  # size l costs 5 times size s, length 100 four times length 1, so l at 100 costs 200.
+  s1, s100, l1, l100 = (frozenset({("size", size), ("length", length)})
+                        for size, length in (("s", "1"), ("s", "100"), ("l", "1"), ("l", "100")))
+  fitted = driver.Progress(2, 1, 1, io.StringIO(), kinds={"x": l100},
+                           history=[(s1, 10.0), (s100, 40.0), (l1, 50.0)])
+  assert fitted.eta() == pytest.approx(200, rel=0.02)
   # Nothing done yet: no ETA; points of no known kind count as the mean point.
   assert driver.Progress(3, 0, 1, io.StringIO()).eta() is None
   assert driver.Progress(3, 1, 1, io.StringIO(), history=[(small, 10.0), (large, 30.0)]

@@ -13,12 +13,14 @@ import fcntl
 import hashlib
 import importlib.util
 import json
+import math
 import os
 import sys
 import time
 from typing import Any, Optional, Sequence, TextIO
 
 import gin
+import numpy as np
 
 from prompt_tuning import gin_config
 from prompt_tuning import train as train_entry
@@ -160,13 +162,33 @@ def point_cost(status: dict[str, Any]) -> float:
   return float(status.get("wall_s") or status.get("source_wall_s") or 0.0)
 
 
+def _fit_log_costs(history: Sequence[tuple[frozenset, float]]) -> tuple[float, dict]:
+  """log(seconds) ~ intercept + one term per (axis, label): ridge least squares (a small
+  penalty on the terms only, so labels seen together stay apart and unseen ones count
+  0)."""
+  labels = sorted({label for kind, _ in history for label in kind})
+  column = {label: i for i, label in enumerate(labels)}
+  x = np.zeros((len(history), len(labels) + 1))
+  x[:, -1] = 1.0
+  for row, (kind, _) in enumerate(history):
+    for label in kind:
+      x[row, column[label]] = 1.0
+  y = np.log([max(seconds, 1e-3) for _, seconds in history])
+  penalty = np.diag([1e-3] * len(labels) + [0.0])
+  w = np.linalg.solve(x.T @ x + penalty, x.T @ y)
+  return float(w[-1]), {label: float(w[column[label]]) for label in labels}
+
+
 class Progress:
   """Records each point's end in its status.json and prints the sweep's state.
 
-  The ETA estimates each point not yet done from the done points most like it (the most
-  axis labels in common, seeds aside: in a scaling sweep a point of the largest size
-  costs many times one of the smallest), those done in earlier runs of the sweep
-  included, and divides the sum by the points run at once."""
+  The ETA prices each point not yet done from the done ones (those of earlier runs of the
+  sweep included) and divides the sum by the points run at once. A point like done ones
+  (the same labels but the seeds) costs their mean; any other, a cost multiplied by a
+  factor per axis label, fitted to the done points (least squares on log seconds), so
+  that a size whose only done points have the usual length and a length done only at
+  the small sizes give the large size's long point its cost (in a scaling sweep one
+  point of the largest size costs many of the smallest)."""
 
   def __init__(self, total: int, done: int, parallel: int, out: TextIO,
                kinds: Optional[dict[str, frozenset]] = None,
@@ -180,16 +202,17 @@ class Progress:
     self.waiting = set(self.kinds)  # not started yet
     self.started_at: dict[str, float] = {}
     self.left = total - done
+    self._fit = None  # (points it was fitted to, _fit_log_costs of them)
 
   def _estimate(self, kind: frozenset) -> float:
-    closest, seconds = -1, []
-    for other, duration in self.history:
-      shared = len(kind & other)
-      if shared > closest:
-        closest, seconds = shared, [duration]
-      elif shared == closest:
-        seconds.append(duration)
-    return sum(seconds) / len(seconds)
+    alike = [seconds for other, seconds in self.history if other == kind]
+    if alike or not kind:  # no kind given: the mean point
+      alike = alike or [seconds for _, seconds in self.history]
+      return sum(alike) / len(alike)
+    if self._fit is None or self._fit[0] != len(self.history):
+      self._fit = (len(self.history), _fit_log_costs(self.history))
+    intercept, factors = self._fit[1]
+    return math.exp(intercept + sum(factors.get(label, 0.0) for label in kind))
 
   def eta(self) -> Optional[float]:
     """Seconds until the points not yet done are, or None before any point is done."""
