@@ -353,7 +353,8 @@ def run(sweep_file: str, sweep_dir: str, *, overrides: Sequence[str] = (),
       print(f"sweep: {copied} points copied from --reuse_from={','.join(reuse_from)} ({len(runs)} "
             "done runs there; a copy needs the same config and environment), not run again",
             file=out, flush=True)
-    todo = [p for p in plan.points if not points_lib.is_done(points_lib.point_dir(sweep_dir, p))]
+    statuses = {p.name: points_lib.status(points_lib.point_dir(sweep_dir, p)) for p in plan.points}
+    todo = [p for p in plan.points if statuses[p.name].get("status") != points_lib.DONE]
     jobs = [executors.Job(
         name=p.name, argv=tuple(points_lib.train_argv(plan, p, points_lib.point_dir(sweep_dir, p))),
         env=points_lib.environment(plan),
@@ -365,12 +366,8 @@ def run(sweep_file: str, sweep_dir: str, *, overrides: Sequence[str] = (),
           f"({executor})", file=out, flush=True)
     kinds = {p.name: frozenset((c.axis, c.label) for c in p.choices
                                if c.axis not in plan.seed_axes) for p in plan.points}
-    history, to_run = [], {p.name for p in todo}
-    for p in plan.points:
-      if p.name not in to_run:
-        took = point_cost(points_lib.status(points_lib.point_dir(sweep_dir, p)))
-        if took > 0:
-          history.append((kinds[p.name], took))
+    history = [(kinds[name], cost) for name, status in statuses.items()
+               if status.get("status") == points_lib.DONE and (cost := point_cost(status)) > 0]
     progress = Progress(total, total - len(jobs), parallel, out,
                         {p.name: kinds[p.name] for p in todo}, history)
     begin = time.time()

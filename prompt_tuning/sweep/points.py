@@ -180,9 +180,10 @@ def prepare(plan: spec.Plan, sweep_dir: str, cwd: str,
     record_path = os.path.join(model_dir, POINT_FILE)
     record = json.loads(json.dumps(point_record(plan, point, model_dir)))
     old = read_json(record_path) or {}
-    if (digests or {}).get(point.name) or old.get("config_sha256"):
-      record["config_sha256"] = (digests or {}).get(point.name) or old["config_sha256"]
-    if read_json(record_path) != record:
+    digest = (digests or {}).get(point.name) or old.get("config_sha256")
+    if digest:
+      record["config_sha256"] = digest
+    if old != record:
       write_json(record_path, record)
     script = command_script(plan, point, model_dir, cwd)
     script_path = os.path.join(model_dir, COMMAND_FILE)
