@@ -51,15 +51,17 @@ def _dot_flops(jaxpr, times=1):
 @pytest.mark.slow
 def test_hand_count_of_a_prompt_tuning_step_equals_its_programs_matrix_products():
   gc = _gpu_checks()
+  # heads x head width (60) unlike the width (48), so a count that confuses them fails.
+  gc.SIZES["odd"] = (48, 3, 2, 20, 112)
   batch_size, inputs, prompt, targets = 8, 512, 100, 16
-  hand = gc.prompt_step_flops("tiny", batch_size, inputs, prompt, targets)
-  weights, attention = gc.matmul_flops("tiny", batch_size, inputs, prompt, targets)
+  hand = gc.prompt_step_flops("odd", batch_size, inputs, prompt, targets)
+  weights, attention = gc.matmul_flops("odd", batch_size, inputs, prompt, targets)
   assert min(2 * weights, 3 * attention) > 0.3 * hand  # both kinds of product weigh here
   part = partitioning.Partitioner(1, devices=jax.devices()[:1])
   batch = gc._batch(batch_size, inputs, targets)
   counted = {}
   for scan in (True, False):
-    model = gc._model("tiny", dtype="float32", param_dtype="float32", dropout=0.0,
+    model = gc._model("odd", dtype="float32", param_dtype="float32", dropout=0.0,
                       prompt_length=prompt, scan=scan)
     variables, shardings = variables_lib.init_variables(model, part, None, seed=0)
     setup = train_state.setup_step(model, part, optimizers.adafactor(0.3), variables,

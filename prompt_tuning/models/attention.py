@@ -182,7 +182,9 @@ class MultiHeadAttention(nn.Module):
       `[batch, q, embed]`.
     """
     depth_scale = np.sqrt(self.head_dim).astype(np.float32)
-    query_init = lambda *a: self.kernel_init(*a) / depth_scale
+    # Divided, then cast back: a numpy float32 scalar would promote a bfloat16 kernel.
+    query_init = lambda key, shape, dtype: (self.kernel_init(key, shape, dtype)
+                                            / depth_scale).astype(dtype)
     query = self._project(inputs_q, "query", query_init)
 
     if decode and cross_cache:

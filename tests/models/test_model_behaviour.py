@@ -195,6 +195,20 @@ def test_bfloat16_activations_with_float32_parameters():
   np.testing.assert_allclose(logits, f32.apply(variables, inputs, dec), atol=0.1)
 
 
+@pytest.mark.parametrize("scan_layers", [False, True])
+def test_param_dtype_is_every_parameters_dtype(scan_layers):
+  # The query kernel's init once divided by a numpy float32 scalar, which made it
+  # float32 in a bfloat16 model (2.25 GiB more at XXL).
+  cfg = t5.T5Config(**{**CFG.__dict__, "dtype": "bfloat16", "param_dtype": "bfloat16",
+                       "scan_layers": scan_layers})
+  variables = _init(t5.Transformer(cfg, prompts.Prompt(3, CFG.emb_dim)), _tokens(),
+                    _decoder_inputs())
+  dtypes = {"/".join(str(getattr(k, "key", k)) for k in path): x.dtype
+            for path, x in jax.tree_util.tree_leaves_with_path(variables["params"])}
+  assert {name: d for name, d in dtypes.items() if d != jnp.bfloat16} == {}
+  assert any("query" in name for name in dtypes)
+
+
 def test_dropout_is_active_only_when_enabled():
   cfg = t5.T5Config(**{**CFG.__dict__, "dropout_rate": 0.3})
   model = t5.Transformer(cfg)
