@@ -75,11 +75,16 @@ def _prompt(model_dir, step):
                               "encoder.prompt.prompt.npy"))
 
 
-@pytest.mark.integration
-@pytest.mark.slow
-def test_user_task_trains_saves_numpy_prompt_and_resumes_exactly(tmp_path, t5_vocab_path):
-  """One straight run, then each way of stopping (stop and rerun, SIGKILL inside a save,
-  Ctrl-C) must end, after the same command again, on its final prompt."""
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+  """The user task trained 6 steps in one go: `(tmp_path, its final prompt)`.
+
+  Each way of stopping (stop and rerun, SIGKILL inside a save, Ctrl-C) must end,
+  after the same command again, on this prompt.
+  """
+  if not conftest.VOCAB_PATH.exists():
+    pytest.skip(conftest.MISSING_VOCABULARY)
+  tmp_path = tmp_path_factory.mktemp("user_task")
   (tmp_path / "user_tasks.py").write_text(USER_TASKS)
   straight = tmp_path / "straight"
   done = _train(tmp_path, straight, 6)
@@ -98,7 +103,13 @@ def test_user_task_trains_saves_numpy_prompt_and_resumes_exactly(tmp_path, t5_vo
   final = _prompt(straight, 6)
   assert final.shape == (4, 16) and final.dtype == np.float32
   assert not np.array_equal(final, _prompt(straight, 2))
+  return tmp_path, final
 
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_user_task_trains_saves_numpy_prompt_and_resumes_exactly(straight_run):
+  tmp_path, final = straight_run
   # Stopped after 4 steps, then the same command with the full step count.
   resumed = tmp_path / "resumed"
   first = _train(tmp_path, resumed, 4, "--verbose")
@@ -109,6 +120,12 @@ def test_user_task_trains_saves_numpy_prompt_and_resumes_exactly(tmp_path, t5_vo
   assert "resuming from step 4" in second.stderr
   np.testing.assert_array_equal(_prompt(resumed, 6), final)
 
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_sigkill_inside_a_save_then_the_same_command_ends_on_the_straight_runs_prompt(
+    straight_run):
+  tmp_path, final = straight_run
   # SIGKILL while orbax writes a checkpoint (its temporary directory exists and
   # is left behind); the rerun of the same command ends on the same prompt.
   for attempt in range(3):
@@ -142,6 +159,12 @@ def test_user_task_trains_saves_numpy_prompt_and_resumes_exactly(tmp_path, t5_vo
   assert not [n for n in os.listdir(killed / "checkpoints") if "tmp" in n]
   np.testing.assert_array_equal(_prompt(killed, 6), final)
 
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_ctrl_c_saves_the_step_then_the_same_command_ends_on_the_straight_runs_prompt(
+    straight_run):
+  tmp_path, final = straight_run
   # Ctrl-C (SIGINT) once the loop runs: the current step is saved, the process says so on
   # one line and exits 130; the same command then finishes on the same prompt.
   stopped = tmp_path / "stopped"
