@@ -102,7 +102,18 @@ def run(main) -> None:
       if os.environ.get("PROMPT_TUNING_TRACEBACKS"):
         raise
       message = storage.describe(e) if str(e).strip() else "interrupted; nothing was saved"
+      if hasattr(e, "exit_code"):  # every host agreed to stop at this step, and saved it
+        leave_together()
       exit_now(f"error: {message}", getattr(e, "exit_code", 130))
+
+  def leave_together() -> None:
+    # In a multi-host job, a host whose coordinator (host 0) has exited aborts
+    # (SIGABRT) in JAX's distributed client. shutdown() is a barrier that lets
+    # the coordinator leave last. Only after an agreed stop: a host that fails
+    # alone would wait there for the others until the shutdown timeout.
+    jax = sys.modules.get("jax")
+    if jax is not None and jax.process_count() > 1:
+      jax.distributed.shutdown()
 
   def exit_now(line: str, code: int) -> None:
     # os._exit, not sys.exit: interpreter shutdown would let libraries' worker

@@ -235,11 +235,26 @@ def test_two_hosts_train_one_prompt(tmp_path, t5_vocab_path):
   assert sorted(os.listdir(run_dir / "checkpoints")) == ["2", "4"]
 
 
+# Host 1 leaves last: its process exit waits a few seconds, as on a loaded machine. The
+# coordinator (host 0) must not go first: a host whose coordinator is gone aborts (SIGABRT).
+SLOW_TO_LEAVE = textwrap.dedent('''
+    import os
+    import time
+    if os.environ.get("JAX_PROCESS_ID") == "1":
+      _exit = os._exit
+      def _slow_exit(code):
+        time.sleep(5)
+        _exit(code)
+      os._exit = _slow_exit
+''')
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_a_signal_to_one_host_stops_every_host_at_the_same_step(tmp_path, t5_vocab_path):
   """Preemption of one process of a job: all hosts save the same step and stop."""
   (tmp_path / "user_tasks.py").write_text(USER_TASKS)
+  (tmp_path / "sitecustomize.py").write_text(SLOW_TO_LEAVE)
   run_dir = tmp_path / "two_hosts"
   procs = _two_hosts(tmp_path, run_dir, 100000, "--gin.EVAL_PERIOD=None",
                      "--gin.CHECKPOINT_PERIOD=100000")
@@ -249,7 +264,7 @@ def test_a_signal_to_one_host_stops_every_host_at_the_same_step(tmp_path, t5_voc
   procs[1].send_signal(signal.SIGTERM)  # host 1 only
   outs = [p.communicate(timeout=300) for p in procs]
   lines = [[e for e in err.splitlines() if e.startswith("error: ")] for _, err in outs]
-  assert [p.returncode for p in procs] == [143, 143], [err[-2000:] for _, err in outs]
+  assert [p.returncode for p in procs] == [143, 143], [err[-6000:] for _, err in outs]
   steps = {int(line[0].split(" at step ")[1].split(";")[0]) for line in lines}
   assert len(steps) == 1, lines  # the same step on both hosts
   assert sorted(os.listdir(run_dir / "checkpoints")) == [str(steps.pop())]
