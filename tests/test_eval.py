@@ -1,5 +1,6 @@
 """`python -m prompt_tuning.eval`: seqio metrics that the written predictions reproduce."""
 
+import collections
 import json
 import os
 import re
@@ -111,7 +112,8 @@ def test_training_evaluation_decodes_and_reports_the_tasks_metrics(tmp_path):
          "--gin.MIXTURE_OR_TASK_MODULE='tests.eval_tasks'",
          "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 4}", "--gin.TRAIN_STEPS=2",
          "--gin.INITIAL_CHECKPOINT_PATH=None", "--gin.EVAL_PERIOD=2", "--gin.BATCH_SIZE=4",
-         f"--gin.SENTENCEPIECE_MODEL_FILE='{conftest.VOCAB_PATH}'", "--gin.TEST_SPLIT='test'"]
+         f"--gin.SENTENCEPIECE_MODEL_FILE='{conftest.VOCAB_PATH}'",
+         "--gin.TEST_SPLIT=['test', 'train']"]
   result = subprocess.run(cmd, cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True,
                           timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -119,16 +121,37 @@ def test_training_evaluation_decodes_and_reports_the_tasks_metrics(tmp_path):
   out = model_dir / "inference_eval"
   summaries = [json.loads(line) for line in (model_dir / "metrics.jsonl").open()]
   (recorded,) = [r for r in summaries if "eval/eval_sentiment/accuracy" in r]
-  # The validation split, and TEST_SPLIT's (other examples) at the same step.
+  # The validation split, and each of TEST_SPLIT's at the same step.
   for where, split, examples in ((out, "validation", eval_tasks_examples()),
-                                 (out / "test", "test", eval_tasks_examples("test"))):
+                                 (out / "test", "test", eval_tasks_examples("test")),
+                                 (out / "train", "train", eval_tasks_examples("train"))):
     rows = [json.loads(line) for line in (where / "eval_sentiment-000002.jsonl").open()]
     assert [r["target"] for r in rows] == [e["targets"] for e in examples], split
     logged = json.loads((where / "eval_sentiment-metrics.jsonl").read_text().splitlines()[-1])
     assert logged["step"] == 2
     np.testing.assert_allclose(logged["accuracy"], _accuracy(rows))
-    name = "eval/eval_sentiment/" + ("test/" if split == "test" else "") + "accuracy"
-    np.testing.assert_allclose(recorded[name], _accuracy(rows))
+    prefix = "eval/eval_sentiment/" + ("" if split == "validation" else f"{split}/")
+    np.testing.assert_allclose(recorded[prefix + "accuracy"], _accuracy(rows))
+    # What the predictions show: the most common one's share (no label set is known for
+    # this task, so no share outside it).
+    counts = collections.Counter(r["prediction"] for r in rows)
+    assert recorded[prefix + "predictions/most_common_share"] == max(counts.values()) / len(rows)
+    assert prefix + "predictions/outside_labels_share" not in recorded
+
+
+def test_prediction_shares_count_the_most_common_answer_and_answers_outside_the_labels():
+  from prompt_tuning.data import wordnet  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.inference import evaluation  # pylint: disable=g-import-not-at-top
+  vocab = wordnet.VOCABULARY
+  outputs = [vocab.encode(text) for text in ["animal", "animal", "plant", "an anim", "animal",
+                                             "food", "ed with the"]]
+  labels = evaluation._label_set("wordnet_supersense")  # pylint: disable=protected-access
+  assert labels == set(wordnet.LABELS)
+  assert evaluation._label_set("eval_sentiment") is None  # pylint: disable=protected-access
+  assert evaluation.prediction_shares(outputs, vocab, labels) == {
+      "predictions/most_common_share": 3 / 7, "predictions/outside_labels_share": 2 / 7}
+  assert evaluation.prediction_shares(outputs, vocab, None) == {
+      "predictions/most_common_share": 3 / 7}
 
 
 def eval_tasks_examples(split="validation"):
@@ -167,6 +190,19 @@ def test_a_test_split_the_task_lacks_is_a_clear_error():
                                task_feature_lengths={"inputs": 16, "targets": 4},
                                test_split="tset")
   with pytest.raises(ValueError, match=re.escape(
-      "TEST_SPLIT='tset': task eval_sentiment has no such split (it has train, validation, "
-      "test); set TEST_SPLIT to one of them or None")):
+      "TEST_SPLIT='tset': task eval_sentiment has no split 'tset' (it has train, validation, "
+      "test); set TEST_SPLIT to splits it has, or None")):
+    make(None, None)
+
+
+@pytest.mark.parametrize("test_split", [[], ["test", "test"], ["test", 3]])
+def test_a_test_split_list_that_names_no_split_or_one_twice_is_a_clear_error(test_split):
+  from prompt_tuning.inference import evaluation  # pylint: disable=g-import-not-at-top
+  eval_tasks_examples()  # registers the tasks
+  make = evaluation.infer_eval(model=None, mixture_or_task_name="eval_sentiment",
+                               task_feature_lengths={"inputs": 16, "targets": 4},
+                               test_split=test_split)
+  with pytest.raises(ValueError, match=re.escape(
+      f"TEST_SPLIT={test_split!r}; give a split's name (e.g. 'test'), a list of different names "
+      "(e.g. ['test', 'ood']) or None")):
     make(None, None)

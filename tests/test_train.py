@@ -1,5 +1,6 @@
 """`python -m prompt_tuning.train` end to end on the tiny model and a user's own task."""
 
+import json
 import os
 import signal
 import socket
@@ -70,6 +71,17 @@ def _train(tmp_path, model_dir, steps, *extra, env=None):
                         timeout=300)
 
 
+def _best_prompt(model_dir):
+  return np.load(os.path.join(model_dir, "best", "encoder.prompt.prompt.npy"))
+
+
+def _assert_same_best(model_dir, straight):
+  """The run kept the straight run's best evaluation and prompt."""
+  assert ((model_dir / "best" / "best.json").read_text() ==
+          (straight / "best" / "best.json").read_text())
+  np.testing.assert_array_equal(_best_prompt(model_dir), _best_prompt(straight))
+
+
 def _prompt(model_dir, step):
   return np.load(os.path.join(model_dir, "numpy_checkpoints", f"checkpoint_{step}",
                               "encoder.prompt.prompt.npy"))
@@ -103,6 +115,15 @@ def straight_run(tmp_path_factory):
   final = _prompt(straight, 6)
   assert final.shape == (4, 16) and final.dtype == np.float32
   assert not np.array_equal(final, _prompt(straight, 2))
+  # The best evaluation (no decoded metric: the lowest teacher-forced loss) and its prompt.
+  losses = {r["step"]: r["eval/loss"] for r in map(json.loads, open(straight / "metrics.jsonl"))
+            if "eval/loss" in r}
+  best = json.loads((straight / "best" / "best.json").read_text())
+  assert sorted(losses) == [3, 6] and best == {
+      "step": min(losses, key=lambda s: (losses[s], s)), "metric": "loss", "mode": "min",
+      "value": losses[best["step"]]}
+  if best["step"] == 6:
+    np.testing.assert_array_equal(_best_prompt(straight), final)
   return tmp_path, final
 
 
@@ -158,6 +179,7 @@ def test_sigkill_inside_a_save_then_the_same_command_ends_on_the_straight_runs_p
   assert "resuming from step" in rerun.stderr
   assert not [n for n in os.listdir(killed / "checkpoints") if "tmp" in n]
   np.testing.assert_array_equal(_prompt(killed, 6), final)
+  _assert_same_best(killed, tmp_path / "straight")
 
 
 @pytest.mark.integration
@@ -190,6 +212,10 @@ def test_ctrl_c_saves_the_step_then_the_same_command_ends_on_the_straight_runs_p
   assert rerun.returncode == 0, rerun.stderr[-3000:]
   assert f"resuming from step {step}" in rerun.stderr
   np.testing.assert_array_equal(_prompt(stopped, 6), final)
+  _assert_same_best(stopped, tmp_path / "straight")
+  # With a checkpoint at every step, the best prompt is that step's.
+  best_step = json.loads((stopped / "best" / "best.json").read_text())["step"]
+  np.testing.assert_array_equal(_best_prompt(stopped), _prompt(stopped, best_step))
 
 
 def _saving(model_dir, after_step):

@@ -9,7 +9,9 @@ Orbax writes each step into a temporary directory and renames it when
 complete, so a process killed mid-save leaves no half-written checkpoint as the
 latest. Each save also writes every trained prompt as
 `MODEL_DIR/numpy_checkpoints/checkpoint_<step>/<flattened.variable.path>.npy`
-(`[P, E]` float32), itself written to a temporary directory and renamed.
+(`[P, E]` float32), itself written to a temporary directory and renamed, with
+any further arrays the caller hands in under their relative names (the trainer's
+`best/` prompt, so that a resumed run knows its best evaluation's prompt).
 """
 
 import os
@@ -69,10 +71,15 @@ class Checkpointer:
     self._manager.reload()
     return sorted(self._manager.all_steps())
 
-  def save(self, state: State, record: dict[str, Any]) -> int:
-    """Writes `state` and the JSON-serializable `record` at `state.step`; returns the step."""
+  def save(self, state: State, record: dict[str, Any],
+           extra_arrays: Optional[Mapping[str, np.ndarray]] = None) -> int:
+    """Writes `state` and the JSON-serializable `record` at `state.step`; returns the step.
+
+    `extra_arrays` (`{relative .npy path: array}`) go into the step's numpy
+    checkpoint directory beside its prompts (when a prompt trains).
+    """
     step = int(jax.device_get(_field(state, "step")))
-    self._write_numpy_prompts(step, _field(state, "trainable"))
+    self._write_numpy_prompts(step, _field(state, "trainable"), extra_arrays or {})
     self._manager.save(step, args=ocp.args.Composite(
         **{layout.STATE_ITEM: ocp.args.StandardSave(state),
            layout.RECORD_ITEM: ocp.args.JsonSave(record)}), force=True)
@@ -93,7 +100,8 @@ class Checkpointer:
            layout.RECORD_ITEM: ocp.args.JsonRestore()}))
     return restored[layout.STATE_ITEM], dict(restored[layout.RECORD_ITEM])
 
-  def _write_numpy_prompts(self, step: int, variables: dict[str, Any]) -> None:
+  def _write_numpy_prompts(self, step: int, variables: dict[str, Any],
+                           extra_arrays: Mapping[str, np.ndarray]) -> None:
     prompts = {k: v for k, v in variables.items() if layout.is_prompt(k)}
     if not prompts or jax.process_index() > 0:  # prompts are replicated: one host writes
       return
@@ -107,6 +115,9 @@ class Checkpointer:
     for path, value in prompts.items():
       np.save(os.path.join(tmp, layout.numpy_prompt_name(path)),
               np.asarray(jax.device_get(value), np.float32))
+    for name, value in extra_arrays.items():
+      os.makedirs(os.path.dirname(os.path.join(tmp, name)), exist_ok=True)
+      np.save(os.path.join(tmp, name), np.asarray(value, np.float32))
     if os.path.exists(final):
       shutil.rmtree(final)
     os.rename(tmp, final)

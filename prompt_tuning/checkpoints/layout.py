@@ -5,6 +5,9 @@
       checkpoints/<step>/                orbax: state/ (the train state), record/ (JSON)
       numpy_checkpoints/checkpoint_<step>/encoder.prompt.prompt.npy
                                          each trained prompt, [P, E] float32
+      best/                              the best evaluation so far (early stopping's pick):
+                                         best.json (step, metric, value) and, when a prompt
+                                         trains, its prompt then (encoder.prompt.prompt.npy)
       inference_eval/                    the trainer's decoding-based evaluation
       events.out.tfevents.*              TensorBoard summaries (train/*, eval/* scalars)
       metrics.jsonl                      the same scalars as JSON lines, and a `start` line
@@ -23,6 +26,8 @@ CONFIG_FILE = "config.gin"
 CHECKPOINTS_DIR = "checkpoints"
 NUMPY_DIR = "numpy_checkpoints"
 INFERENCE_EVAL_DIR = "inference_eval"
+BEST_DIR = "best"
+BEST_RECORD = "best.json"
 METRICS_FILE = "metrics.jsonl"
 STATE_ITEM, RECORD_ITEM = "state", "record"  # the orbax items of one checkpoint step
 PROMPT_COLLECTION = prompts.PROMPT_COLLECTION
@@ -54,6 +59,10 @@ def numpy_step(name: str) -> Optional[int]:
   """`checkpoint_<step>` -> step; None for anything else."""
   match = _NUMPY_STEP.match(name)
   return int(match[1]) if match else None
+
+
+def best_dir(model_dir: str) -> str:
+  return os.path.join(model_dir, BEST_DIR)
 
 
 def inference_eval_dir(model_dir: str) -> str:

@@ -135,7 +135,10 @@ class TaskEvaluator:
                                      np.int32)
       cache["predictions"] = {view: [(i, fixed(ids)) for i, ids in zip(indices, outs)]
                               for view, outs in outputs.items()}
+      cache["shares"] = {}
       for view, outs in outputs.items():
+        cache["shares"][view] = prediction_shares(outs, pred.vocabulary,
+                                                  _label_set(self.task_name))
         _warn_if_collapsed(self.task_name, view, outs, pred.vocabulary)
 
     def compute_scores(ds):
@@ -168,7 +171,42 @@ class TaskEvaluator:
                                                   predict_fn=predict_fn, score_fn=score_fn)
       metrics = future.result()[self.task_name]
       results[view] = {k: _scalar(v) for k, v in metrics.items()}
+      results[view].update(cache.get("shares", {}).get(view, {}))
     return results
+
+
+PREDICTIONS = "predictions"  # the prefix of `prediction_shares`' metrics
+
+
+def prediction_shares(outputs: Sequence[Sequence[int]], vocabulary: Any,
+                      labels: Optional[set[str]]) -> dict[str, float]:
+  """What a split's predictions show beside the task's metrics.
+
+  `predictions/most_common_share`: the share of the examples given the most
+  common prediction (1.0: a prompt collapsed onto one answer; compare with the
+  majority class's share). `predictions/outside_labels_share`, for a task with
+  a label set: the share of predictions that are none of its labels (text
+  fragments, not answers). Named under `predictions/` so that they are never
+  taken for a task metric (the sweep report's score averages those).
+  """
+  if not outputs:
+    return {}
+  counts = collections.Counter(tuple(ids) for ids in outputs)
+  shares = {f"{PREDICTIONS}/most_common_share": counts.most_common(1)[0][1] / len(outputs)}
+  if labels:
+    outside = sum(n for ids, n in counts.items() if vocabulary.decode(list(ids)) not in labels)
+    shares[f"{PREDICTIONS}/outside_labels_share"] = outside / len(outputs)
+  return shares
+
+
+def _label_set(task: str) -> Optional[set[str]]:
+  """A task's class labels as its targets spell them, if this project registers it with some."""
+  # Imported here: it registers every bundled and paper task (and imports TFDS).
+  from prompt_tuning.data import tasks  # pylint: disable=g-import-not-at-top
+  try:
+    return set(tasks.class_labels(task)) or None
+  except ValueError:  # not a task with known labels
+    return None
 
 
 COLLAPSED_SHARE = 0.95  # one prediction for more than this share of a split's examples
@@ -265,6 +303,18 @@ def _write_json(path: str, value: Any) -> None:
   os.replace(tmp, path)
 
 
+def _test_splits(test_split: Optional[str | Sequence[str]]) -> list[str]:
+  """TEST_SPLIT as a list: None, one split's name, or several names."""
+  if test_split is None:
+    return []
+  names = [test_split] if isinstance(test_split, str) else list(test_split)
+  if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) < len(
+      names):
+    raise ValueError(f"TEST_SPLIT={test_split!r}; give a split's name (e.g. 'test'), a list of "
+                     "different names (e.g. ['test', 'ood']) or None")
+  return names
+
+
 def _tasks_with_metrics(name: str) -> list[str]:
   return [t.name for t in registry.tasks_of(name) if t.metric_objs]
 
@@ -275,35 +325,38 @@ class InferEval:
   Called as `fn(step, variables)` with the merged variables of the run; the
   model's prompt (if any) is the bank's one prompt. Predictions and metrics go
   under `MODEL_DIR/inference_eval`; the returned metrics are named
-  `<task>/<metric>`. With `test_split`, that split is decoded too at every
-  evaluation (its metrics `<task>/<test_split>/<metric>`, its predictions
-  under `inference_eval/<test_split>`): the numbers to report at the step that
-  early stopping on the validation split picks.
+  `<task>/<metric>`. With `test_split` (a split's name or a list of them), each
+  is decoded too at every evaluation (its metrics `<task>/<test_split>/<metric>`,
+  its predictions under `inference_eval/<test_split>`): the numbers to report at
+  the step that early stopping on the validation split picks, in domain and out
+  of domain. `TaskEvaluator` adds what the predictions themselves show
+  (`predictions/...`, see `prediction_shares`).
   """
 
   def __init__(self, model: t5.Transformer, vocabulary: Any, mixture_or_task_name: str,
                task_feature_lengths: Mapping[str, int], *, output_dir: Optional[str],
                batch_size: int = 32, method: decoding.Method = decoding.Greedy(),
                split: str = "validation", use_cached: bool = False, partitioner: Any = None,
-               num_examples: Optional[int] = None, test_split: Optional[str] = None):
+               num_examples: Optional[int] = None,
+               test_split: Optional[str | Sequence[str]] = None):
     self._model, self._vocabulary = model, vocabulary
     self._lengths, self._batch_size, self._method = task_feature_lengths, batch_size, method
     self._part = partitioner
     tasks = _tasks_with_metrics(mixture_or_task_name)
-    if test_split is not None and not tasks:
+    test_splits = _test_splits(test_split)
+    if test_splits and not tasks:
       raise ValueError(f"TEST_SPLIT={test_split!r}: no task of {mixture_or_task_name} has "
                        "metrics to compute on it; set TEST_SPLIT to None")
-    for task in tasks if test_split is not None else ():
-      splits = seqio.get_mixture_or_task(task).splits
-      if test_split not in splits:
-        raise ValueError(f"TEST_SPLIT={test_split!r}: task {task} has no such split (it "
-                         f"has {', '.join(splits)}); set TEST_SPLIT to one of them or None")
-    # (name prefix, evaluator): the split's metrics as `<task>/<metric>`, the
-    # test split's as `<task>/<test_split>/<metric>` (predictions in a subdirectory).
+    for name in test_splits:
+      for task in tasks:
+        splits = seqio.get_mixture_or_task(task).splits
+        if name not in splits:
+          raise ValueError(f"TEST_SPLIT={test_split!r}: task {task} has no split {name!r} (it "
+                           f"has {', '.join(splits)}); set TEST_SPLIT to splits it has, or None")
+    # (name prefix, evaluator): the split's metrics as `<task>/<metric>`, a test
+    # split's as `<task>/<test_split>/<metric>` (predictions in a subdirectory).
     self._evaluators = []
-    for name, is_test in ((split, False), (test_split, True)):
-      if name is None:
-        continue
+    for name, is_test in [(split, False)] + [(name, True) for name in test_splits]:
       where = os.path.join(output_dir, name) if output_dir and is_test else output_dir
       for task in tasks:
         self._evaluators.append((f"{task}/{name}" if is_test else task, TaskEvaluator(
@@ -343,7 +396,8 @@ def infer_eval(*, model: t5.Transformer, mixture_or_task_name: str,
                enabled: bool = True, batch_size: int = 32,
                method: decoding.Method = decoding.Greedy(), split: str = "validation",
                use_cached: bool = False, num_examples: Optional[int] = None,
-               test_split: Optional[str] = None) -> Optional[InferEvalFactory]:
+               test_split: Optional[str | Sequence[str]] = None
+               ) -> Optional[InferEvalFactory]:
   """The trainer's decoding-based evaluation (INFER_EVAL), handed to `trainer.train`.
 
   Args:
@@ -352,8 +406,9 @@ def infer_eval(*, model: t5.Transformer, mixture_or_task_name: str,
     enabled: INFER_EVAL; False gives None (no decoding during training).
     batch_size, method: decoding (BATCH_SIZE, DECODING).
     split, use_cached, num_examples: the split read.
-    test_split: TEST_SPLIT: also decode this split (e.g. 'test') at every
-      evaluation; None: only `split`.
+    test_split: TEST_SPLIT: also decode this split (e.g. 'test'), or each of a
+      list of splits (e.g. ['test', 'ood']), at every evaluation; None: only
+      `split`.
 
   Returns:
     A factory the trainer calls once its partitioner exists, or None.

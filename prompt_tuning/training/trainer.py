@@ -30,6 +30,7 @@ from prompt_tuning.checkpoints import variables as variables_lib
 from prompt_tuning.data import registry
 from prompt_tuning.models import t5
 from prompt_tuning.training import data
+from prompt_tuning.training import early_stopping
 from prompt_tuning.training import optimizers
 from prompt_tuning.training import train_state
 from prompt_tuning.training import trainable
@@ -334,7 +335,9 @@ def train(*,
       writes the operative gin config here).
 
   Returns:
-    The last step's metrics, the step, and the path of the last numpy prompt.
+    The last step's metrics, the step, the path of the last numpy prompt, and
+    the best evaluation's record (`early_stopping`; its prompt is in
+    `MODEL_DIR/best/`), or None without evaluations.
   """
   _check_settings(train_steps=train_steps, batch_size=batch_size,
                   checkpoint_period=checkpoint_period, eval_period=eval_period,
@@ -363,7 +366,8 @@ def train(*,
                  num_trainable, what_trains)
 
     record = {"base_checkpoint": initial_checkpoint_path, "init_seed": random_seed,
-              "what_trains": what_trains, "data_position": 0}
+              "what_trains": what_trains, "data_position": 0, "best": None}
+    best = early_stopping.BestEvaluation(model_dir, write=jax.process_index() == 0)
     latest = ckpt.latest_step()
     if latest is not None:
       state, saved = ckpt.restore(latest, jax.eval_shape(lambda: state), state_shardings)
@@ -372,6 +376,7 @@ def train(*,
           raise ValueError(f"MODEL_DIR {model_dir} holds a run with {key}={saved.get(key)!r}, "
                            f"this one has {record[key]!r}; use a new MODEL_DIR")
       record["data_position"] = saved["data_position"]
+      record["best"] = saved.get("best")
       logging.info("resuming from step %d (batch %d of the data)", latest, record["data_position"])
 
     batches = data.batches(mixture_or_task_name, task_feature_lengths, batch_size,
@@ -388,6 +393,8 @@ def train(*,
     if evaluate is not None and infer_eval is not None:
       infer_eval_fn = infer_eval(
           part, layout.inference_eval_dir(model_dir) if jax.process_index() == 0 else None)
+    best.restore(record["best"], None if latest is None else
+                 layout.numpy_step_dir(model_dir, latest))
     if on_start is not None and jax.process_index() == 0:
       on_start()
     writer = _Summaries(model_dir, first_host=jax.process_index() == 0)
@@ -436,11 +443,13 @@ def train(*,
         logging.info("eval at step %d: %s", step,
                      " ".join(f"{k}={v:.4f}" for k, v in sorted(eval_metrics.items())))
         writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
+        if best.update(step, eval_metrics, state.trainable):
+          record["best"] = best.record
       # Any host's signal stops every host at the same step.
       signum = stop.agreed(sync=step % log_period == 0 or step == train_steps)
       if step % checkpoint_period == 0 or step == train_steps or signum:
         _check_finite(metrics["loss"], step, last_saved)
-        last_saved = ckpt.save(state, record)
+        last_saved = ckpt.save(state, record, best.checkpoint_arrays())
         run_dir.keep()
       if signum and step < train_steps:
         writer.flush()
@@ -448,4 +457,4 @@ def train(*,
     writer.flush()
     numpy_dir = layout.numpy_step_dir(model_dir, step)
     return {"step": step, "metrics": {k: float(v) for k, v in metrics.items()},
-            "numpy_checkpoint_dir": numpy_dir}
+            "numpy_checkpoint_dir": numpy_dir, "best": best.record}
