@@ -12,9 +12,24 @@ and writes, under prompt_tuning/data/wordnet/:
   lemma (no lemma of a validation or test synset names any other split's
   synset) and balanced by class (train at most 1000 per class, validation 50,
   test 100).
+* `supersense_ood.jsonl.gz`: the same task out of domain, the paper's domain
+  shift (§6) in miniature: 50 per label from sub-categories no split reaches.
+  A branch is a maximal subtree of the noun hypernym graph (`@` and `@i`)
+  none of whose synsets is in train, validation or test; the split draws
+  (by hash) from branches of at least two synsets (not a lone leaf beside
+  seen siblings) whose synsets' lemmas are none of the splits' lemmas
+  (`ood_split`). Body is the scarcest label (70 synsets qualify). The shift
+  is taxonomic, not lexical: 2.64 hypernym pointers from an ood synset to its
+  nearest train synset against 1.95 for test, from 336 branches (median 3
+  synsets); 54.5% of ood synsets (58.3% of test) still have a split synset
+  among their ancestors; inputs are as long (19.8 pieces, test 20.0) and
+  as rare in pieces (2.25% of definition pieces are seen < 5 times in train,
+  test 2.27%). The build prints these as `ood_shift`. Its synsets, unlike
+  validation and test, are in the corpus (all 400).
 * `corpus.txt.gz`: one line per synset of every part of speech, "lemmas:
   definition; examples", for pretraining; the validation and test synsets of
-  the task are left out.
+  the task are left out (the ood synsets are not: the corpus and vocabulary
+  were shipped before the ood split and stay as they were).
 * `spm.model`: a 4000-piece unigram SentencePiece vocabulary trained on the
   corpus with T5's ids (pad 0, EOS 1, unk 2, no BOS).
 * `LICENSE`: WordNet 3.0's license, which permits redistribution with it.
@@ -44,6 +59,9 @@ OUT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SUPERSENSES = {5: "animal", 6: "artifact", 8: "body", 13: "food", 15: "location",
                18: "person", 20: "plant", 27: "substance"}
 PER_CLASS = {"train": 1000, "validation": 50, "test": 100}
+# The ood split: examples per label, and the fewest synsets of a branch it draws from.
+OOD_PER_CLASS = 50
+OOD_MIN_BRANCH = 2
 VOCAB_SIZE = 4000
 LICENSE = """WordNet Release 3.0
 
@@ -196,6 +214,153 @@ def hypernym_task(splits, nouns, hypernyms):
   return out
 
 
+def unseen_branches(hypernyms: dict[str, list[str]], seen: set[str]) -> dict[str, frozenset[str]]:
+  """The maximal subtrees of the hypernym graph that hold no synset of `seen`.
+
+  A synset is unseen if neither it nor any of its hyponyms (transitively, over
+  the `@` and `@i` pointers of `hypernyms`) is in `seen`; a branch is an unseen
+  synset none of whose hypernyms is unseen, with all its hyponyms. Every
+  unseen synset is in at least one branch (several, under multiple
+  inheritance).
+
+  Args:
+    hypernyms: offset -> its direct hypernyms' offsets, for every noun synset
+      (`parse_hypernyms`).
+    seen: the offsets of the shipped splits' synsets.
+
+  Returns:
+    The root of each branch -> the offsets of the branch's synsets (root included).
+  """
+  hyponyms = collections.defaultdict(list)
+  for offset, parents in hypernyms.items():
+    for parent in parents:
+      hyponyms[parent].append(offset)
+  above_seen, todo = set(), list(seen)  # the seen synsets and all their ancestors
+  while todo:
+    offset = todo.pop()
+    if offset not in above_seen:
+      above_seen.add(offset)
+      todo.extend(hypernyms.get(offset, ()))
+  branches = {}
+  for root in sorted(hypernyms):
+    if root in above_seen or any(p not in above_seen for p in hypernyms[root]):
+      continue
+    members, todo = set(), [root]
+    while todo:
+      offset = todo.pop()
+      if offset not in members:
+        members.add(offset)
+        todo.extend(hyponyms[offset])
+    branches[root] = frozenset(members)
+  return branches
+
+
+def ood_split(nouns, hypernyms, splits, per_class: int = OOD_PER_CLASS,
+              min_branch: int = OOD_MIN_BRANCH) -> list[dict[str, str]]:
+  """The out-of-domain split: supersense synsets from branches no split reaches.
+
+  A synset is drawn from if it is in a branch of `unseen_branches` (no synset
+  of the branch is in a split) of at least `min_branch` synsets (a sub-category
+  none of whose members was seen, not a lone leaf beside seen siblings) and
+  none of its lemmas is a lemma of a split's synset (case-insensitively). Each
+  of the splits' labels gets `per_class` of them, chosen by hash.
+
+  Args:
+    nouns: the noun synsets (`parse_synsets`).
+    hypernyms: `parse_hypernyms` of the same file.
+    splits: split name -> its rows (`task_splits`: "offset", "targets").
+    per_class: examples per label.
+    min_branch: the fewest synsets a branch drawn from has.
+
+  Returns:
+    Rows like `task_splits`'s, hash-shuffled.
+
+  Raises:
+    ValueError: a label has fewer than `per_class` synsets that qualify.
+  """
+  seen = {r["offset"] for rows in splits.values() for r in rows}
+  labels = sorted({r["targets"] for rows in splits.values() for r in rows})
+  lemmas_of = {offset: lemmas for offset, _, lemmas, _, _ in nouns}
+  seen_lemmas = {l.lower() for offset in seen for l in lemmas_of[offset]}
+  drawable = set()
+  for members in unseen_branches(hypernyms, seen).values():
+    if len(members) >= min_branch:
+      drawable |= members
+  examples = collections.defaultdict(list)
+  for offset, lex, lemmas, definition, _ in nouns:
+    if (lex in SUPERSENSES and definition and offset in drawable
+        and not any(l.lower() in seen_lemmas for l in lemmas)):
+      label = SUPERSENSES[lex]
+      examples[label].append({"inputs": f"{lemmas[0]}: {definition}", "targets": label,
+                              "lemma": lemmas[0], "offset": offset})
+  rows = []
+  for label in labels:
+    if len(examples[label]) < per_class:
+      raise ValueError(f"ood split: {len(examples[label])} {label} synsets are in unseen "
+                       f"branches of >= {min_branch} synsets; {per_class} are needed. Lower "
+                       "OOD_PER_CLASS or OOD_MIN_BRANCH")
+    ranked = sorted(examples[label], key=lambda r: _bucket("ood" + r["offset"]))
+    rows.extend(ranked[:per_class])
+  return sorted(rows, key=lambda r: _bucket("shuffle" + r["offset"]))
+
+
+def ood_shift(splits, ood, hypernyms, sp_model: bytes, rare: int = 5) -> dict:
+  """How the ood split differs from the test split: what the build prints.
+
+  * `branches`: how many unseen branches the ood synsets come from, and their
+    median size (synsets).
+  * `hops_to_train`: the mean number of hypernym pointers (either direction)
+    from a synset to its nearest train synset, for test and ood.
+  * `under_seen`: the share of synsets with a shipped synset among their
+    ancestors.
+  * `pieces`: mean input length in pieces of the bundled vocabulary, and the
+    share of the definitions' pieces seen fewer than `rare` times in train's inputs.
+  """
+  train = {r["offset"] for r in splits["train"]}
+  seen = {r["offset"] for rows in splits.values() for r in rows}
+  neighbours = collections.defaultdict(set)
+  for offset, parents in hypernyms.items():
+    for parent in parents:
+      neighbours[offset].add(parent)
+      neighbours[parent].add(offset)
+  hops, queue = dict.fromkeys(train, 0), collections.deque(sorted(train))
+  while queue:
+    offset = queue.popleft()
+    for other in sorted(neighbours[offset]):
+      if other not in hops:
+        hops[other] = hops[offset] + 1
+        queue.append(other)
+
+  def ancestors(offset):
+    out, todo = set(), list(hypernyms.get(offset, ()))
+    while todo:
+      parent = todo.pop()
+      if parent not in out:
+        out.add(parent)
+        todo.extend(hypernyms.get(parent, ()))
+    return out
+
+  sp = spm.SentencePieceProcessor(model_proto=sp_model)
+  train_pieces = collections.Counter(p for r in splits["train"] for p in sp.encode(r["inputs"]))
+  branch_of = {}
+  for root, members in unseen_branches(hypernyms, seen).items():
+    for offset in members:
+      if len(members) > len(branch_of.get(offset, ())):
+        branch_of[offset] = members
+  sizes = sorted({branch_of[r["offset"]] for r in ood}, key=len)
+  out = {"branches": {"count": len(sizes), "median_size": len(sizes[len(sizes) // 2])}}
+  for name, rows in (("test", splits["test"]), ("ood", ood)):
+    definitions = [sp.encode(r["inputs"][len(r["lemma"]) + 2:]) for r in rows]
+    pieces = [p for d in definitions for p in d]
+    out[name] = {
+        "hops_to_train": round(sum(hops[r["offset"]] for r in rows) / len(rows), 2),
+        "under_seen": round(sum(bool(ancestors(r["offset"]) & seen) for r in rows) / len(rows), 3),
+        "input_pieces": round(sum(len(sp.encode(r["inputs"])) for r in rows) / len(rows), 1),
+        "rare_definition_pieces": round(sum(train_pieces[p] < rare for p in pieces) / len(pieces),
+                                        4)}
+  return out
+
+
 def _write_gzip(path: str, text: str) -> None:
   buffer = io.BytesIO()
   with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0, compresslevel=9) as f:
@@ -217,10 +382,12 @@ def main(argv=None) -> int:
              for pos in ("noun", "verb", "adj", "adv")}
   splits = task_splits(synsets["noun"])
   held_out = {r["offset"] for name in ("validation", "test") for r in splits[name]}
-  hypernyms = hypernym_task(splits, synsets["noun"],
-                            parse_hypernyms(os.path.join(args.wordnet_dir, "data.noun")))
+  graph = parse_hypernyms(os.path.join(args.wordnet_dir, "data.noun"))
+  hypernyms = hypernym_task(splits, synsets["noun"], graph)
+  ood = ood_split(synsets["noun"], graph, splits)
   os.makedirs(args.output_dir, exist_ok=True)
-  for task, keys, examples in (("supersense", ("inputs", "targets", "lemma"), splits),
+  for task, keys, examples in (("supersense", ("inputs", "targets", "lemma"),
+                                {**splits, "ood": ood}),
                                ("hypernym", ("inputs", "targets", "lemma", "category"),
                                 hypernyms)):
     for name, rows in examples.items():
@@ -247,8 +414,10 @@ def main(argv=None) -> int:
     f.write(LICENSE)
   counts = {task: {name: dict(sorted(collections.Counter(r["targets"] for r in rows).items()))
                     for name, rows in examples.items()}
-            for task, examples in (("supersense", splits), ("hypernym", hypernyms))}
-  print(json.dumps({"corpus_lines": len(corpus), "splits": counts}))
+            for task, examples in (("supersense", {**splits, "ood": ood}),
+                                   ("hypernym", hypernyms))}
+  print(json.dumps({"corpus_lines": len(corpus), "splits": counts,
+                    "ood_shift": ood_shift(splits, ood, graph, model.getvalue())}))
   return 0
 
 

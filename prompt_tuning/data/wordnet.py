@@ -2,7 +2,13 @@
 
 * `wordnet_supersense`: "<lemma>: <definition>" -> the noun's supersense, one
   of eight plain words (`LABELS`); splits train/validation/test, disjoint by
-  lemma; metric: accuracy.
+  lemma; metric: accuracy. A fourth split, `ood` (50 per label), shifts the
+  inputs but not the labels, the paper's domain shift (§6) in miniature: its
+  synsets come from branches of WordNet's hypernym graph that hold no synset
+  of train/validation/test (maximal subtrees, of at least two synsets), and
+  none of their lemmas is a lemma of those splits. Unlike validation and test,
+  its synsets' text is in the pretraining corpus (all 400 of them); see
+  scripts/build_wordnet_data.py for the rule and how far the shift goes.
 * `wordnet_hypernym`: "is <lemma> a kind of <category>? <lemma>: <definition>"
   -> yes / no (`HYPERNYM_LABELS`), on the supersense task's synsets and splits
   (so also disjoint by lemma and held out of the corpus): each synset is asked
@@ -40,7 +46,10 @@ FEATURES = {"inputs": seqio.Feature(VOCABULARY, add_eos=True),
 
 @functools.lru_cache(maxsize=None)
 def read_split(split: str, task: str = "supersense") -> tuple[dict[str, str], ...]:
-  """The examples of `task` (supersense, hypernym) in `split` (train, validation, test)."""
+  """The examples of `task` (supersense, hypernym) in `split` (train, validation, test).
+
+  The supersense task also has `ood`, the out-of-domain split.
+  """
   path = os.path.join(DATA_DIR, f"{task}_{split}.jsonl.gz")
   with gzip.open(path, "rt", encoding="utf-8") as f:
     return tuple(json.loads(line) for line in f)
@@ -74,11 +83,12 @@ def register() -> None:
   """Registers the tasks (once)."""
   if "wordnet_supersense" in seqio.TaskRegistry.names():
     return
-  for task in ("supersense", "hypernym"):
+  for task, splits in (("supersense", ["train", "validation", "test", "ood"]),
+                       ("hypernym", ["train", "validation", "test"])):
     seqio.TaskRegistry.add(
         f"wordnet_{task}",
         source=seqio.FunctionDataSource(functools.partial(_task_dataset, task=task),
-                                        splits=["train", "validation", "test"]),
+                                        splits=splits),
         preprocessors=[seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
                        seqio.preprocessors.append_eos_after_trim],
         output_features=FEATURES,
