@@ -53,8 +53,34 @@ def _stop_with_parent() -> None:
     pass  # not Linux: orphans finish on their own
 
 
+CACHE_VARIABLE = "JAX_COMPILATION_CACHE_DIR"
+# JAX's own default skips computations that compile in under a second: a small
+# model's steps, which is most of what a sweep of small models compiles.
+MIN_COMPILE_TIME_VARIABLE = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"
+
+
+def compilation_cache(environ: Optional[dict[str, str]] = None) -> dict[str, str]:
+  """The variables that give every point one persistent JAX compilation cache.
+
+  A sweep's points of one shape compile the same train, evaluation and
+  decoding steps; with the cache the later ones read the executables from disk
+  (XLA keys each by the computation, its compile options, the backend and the
+  jax version, so a hit runs what a compile would have made). It changes how
+  long a point takes, not what it computes, so it is no part of a point's
+  recorded environment (command.sh, the config digest a `--reuse_from` copy
+  matches). The cache is `$XDG_CACHE_HOME/prompt_tuning/jax` (`~/.cache/...`);
+  a JAX_COMPILATION_CACHE_DIR already set wins (an empty one turns it off).
+  """
+  environ = os.environ if environ is None else environ
+  if CACHE_VARIABLE in environ:
+    return {}
+  cache_home = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return {CACHE_VARIABLE: os.path.join(cache_home, "prompt_tuning", "jax"),
+          MIN_COMPILE_TIME_VARIABLE: environ.get(MIN_COMPILE_TIME_VARIABLE, "0")}
+
+
 def start(job: Job) -> subprocess.Popen:
-  """Starts a job's command, appending its output to its log."""
+  """Starts a job's command, appending its output to its log (with `compilation_cache`)."""
   argv = [sys.executable if job.argv[0] == "python" else job.argv[0], *job.argv[1:]]
   with open(job.log_path, "a") as log:
     log.write(f"{points.ATTEMPT_HEADER}{time.strftime('%Y-%m-%d %H:%M:%S')} on "
@@ -63,7 +89,8 @@ def start(job: Job) -> subprocess.Popen:
     log.flush()
     return subprocess.Popen(
         argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        cwd=job.cwd if os.path.isdir(job.cwd) else None, env={**os.environ, **job.env},
+        cwd=job.cwd if os.path.isdir(job.cwd) else None,
+        env={**os.environ, **compilation_cache(), **job.env},
         preexec_fn=_stop_with_parent,
         # Its own session: a Ctrl-C at the terminal reaches the driver only, which stops
         # each point with one SIGTERM (a second signal would cut its save short).
