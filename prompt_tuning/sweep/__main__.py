@@ -4,13 +4,18 @@ r"""Runs a sweep of training runs, or reports on one.
       --sweep_dir=/tmp/sweeps/mini [--executor=local|ray] [--max_parallel=N] [--dry_run] \
       [--gin.MACRO=VALUE ...] [--only=AXIS=LABEL[,LABEL...] ...] [--reuse_from=DIR,...]
     python -m prompt_tuning.sweep report --sweep_dir=/tmp/sweeps/mini \
-      [--x=parameters,PROMPT_LENGTH] [--lines=init] [--panels=size]
+      [--x=parameters,PROMPT_LENGTH] [--lines=init] [--panels=size] [--out_dir=DIR]
+    python -m prompt_tuning.sweep archive --sweep_dir=/tmp/sweeps/mini \
+      --archive_dir=results/mini [--merge=ARCHIVE,...]
 
 Each point trains in its own MODEL_DIR under --sweep_dir, with its exact
 `python -m prompt_tuning.train` command written beside it (command.sh).
 Rerunning the same command skips the points that are done and resumes the
 others from their checkpoints; `--reuse_from=DIR` copies the done points of
-another sweep that have a point's exact config instead of running them again.
+another sweep (or of an archive) that have a point's exact config instead of
+running them again. `archive` writes a compact, portable copy of the results
+(archive.py; docs/sweeps.md), which `report --out_dir=...` reads as it reads
+the sweep directory.
 `--gin.MACRO=VALUE` sets the sweep file's own macros (the checkpoint paths of
 the paper's grids). The sweep ends with
 `report`, which writes results.csv, summary.md and plots/ into --sweep_dir; its
@@ -30,13 +35,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 from absl import flags  # pylint: disable=g-import-not-at-top
 
 from prompt_tuning import cli  # pylint: disable=g-import-not-at-top
+from prompt_tuning.sweep import archive as archive_lib  # pylint: disable=g-import-not-at-top
 from prompt_tuning.sweep import driver  # pylint: disable=g-import-not-at-top
 from prompt_tuning.sweep import report as report_lib  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("sweep_file", None, "The sweep file (configs/sweeps/*.gin).")
 flags.DEFINE_string("sweep_dir", None, "Where the points' MODEL_DIRs and the results go "
-                    "(for --executor=ray: a path every node sees).")
+                    "(for --executor=ray: a path every node sees); report and archive: a "
+                    "sweep directory or an archive.")
 flags.DEFINE_enum("executor", "local", list(driver.EXECUTORS),
                   "local: subprocesses of this host; ray: Ray tasks on RAY_ADDRESS's cluster "
                   "(or a local Ray instance).")
@@ -48,29 +55,45 @@ flags.DEFINE_multi_string("only", [], "Run a slice of the grid: the points whose
                           "one of the LABELs (AXIS=LABEL[,LABEL...]; repeat for more axes), "
                           "e.g. --only=RANDOM_SEED=0. The sweep directory then holds that "
                           "slice (a later run without --only adds the rest).")
-flags.DEFINE_list("reuse_from", [], "Sweep directories whose done points this sweep copies "
-                  "instead of running again, where a point's config (the gin config the "
-                  "trainer parses, MODEL_DIR aside) and environment are the same: a "
+flags.DEFINE_list("reuse_from", [], "Sweep directories or archives whose done points this "
+                  "sweep copies instead of running again, where a point's config (the gin "
+                  "config the trainer parses, MODEL_DIR aside) and environment are the same: a "
                   "figure's baseline points shared with another sweep.")
 flags.DEFINE_list("x", None, "report: the plots' x axes: 'parameters' and/or numeric axes "
                   "(default: parameters when they vary, and each numeric axis).")
 flags.DEFINE_list("lines", None, "report: axes whose values make the lines (default: the "
                   "other non-seed axes).")
 flags.DEFINE_string("panels", None, "report: an axis whose values make side-by-side panels.")
+flags.DEFINE_string("out_dir", None, "report: where results.csv, summary.md and plots/ go "
+                    "(default: --sweep_dir for a sweep directory; required for an archive, "
+                    "which report never writes into).")
+flags.DEFINE_string("archive_dir", None, "archive: the archive to write or update (e.g. "
+                    "results/<name>; outside the sweep directory). An archive of the same "
+                    "sweep already there is updated: its points are kept, each with its "
+                    "done run.")
+flags.DEFINE_list("merge", [], "archive: archives (or sweep directories) of one sweep, e.g. "
+                  "of slices run with --only, merged into --archive_dir with --sweep_dir's; "
+                  "a point done in two with other evaluation values stops the merge.")
 
 
 def main(argv: Sequence[str]) -> None:
   command = argv[1:]
-  if command not in ([], ["report"]):
-    raise ValueError(f"unexpected arguments {command}; the one command is `report`")
+  if command not in ([], ["report"], ["archive"]):
+    raise ValueError(f"unexpected arguments {command}; the commands are `report` and `archive`")
   if FLAGS.gin_file:
     raise ValueError("--gin_file is for training runs; a sweep's gin files are in its sweep "
                      "file (--sweep_file)")
+  if command == ["archive"]:
+    result = archive_lib.archive([FLAGS.sweep_dir] * bool(FLAGS.sweep_dir) + FLAGS.merge,
+                                 FLAGS.archive_dir)
+    print(f"archive: {result['done']}/{result['points']} points done in "
+          f"{result['archive_dir']} ({result['bytes'] / 1024:.0f} KiB)")
+    return
   if not FLAGS.sweep_dir:
     raise ValueError("--sweep_dir is required: where the points' runs and the results go")
   options = {"x": FLAGS.x, "lines": FLAGS.lines, "panels": FLAGS.panels}
   if command == ["report"]:
-    result = report_lib.report(FLAGS.sweep_dir, **options)
+    result = report_lib.report(FLAGS.sweep_dir, out_dir=FLAGS.out_dir, **options)
     plot = result["plots"][0] if result["plots"] else "none"
     print(f"sweep: {result['done']}/{result['total']} points done results={result['results']} "
           f"plot={plot}")

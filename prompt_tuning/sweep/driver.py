@@ -119,7 +119,8 @@ def config_digest(text: str) -> str:
 
 
 def finished_runs(sweep_dirs: Sequence[str]) -> dict[tuple[str, str], str]:
-  """The done points of other sweeps, by (config digest, environment): runs to reuse.
+  """The done points of other sweeps (their directories or archives), by (config digest,
+  environment): runs to reuse.
 
   The digest is the one the point's sweep recorded when it prepared the point
   (and refuses to resume under another); a point of a sweep made before points
@@ -129,13 +130,15 @@ def finished_runs(sweep_dirs: Sequence[str]) -> dict[tuple[str, str], str]:
   Raises:
     spec.SweepFileError: a directory holds no sweep points.
   """
+  # An archive (archive.py) has a sweep directory's layout: its points are read alike.
   runs = {}
   for sweep_dir in sweep_dirs:
     names = sorted(n for n in (os.listdir(sweep_dir) if os.path.isdir(sweep_dir) else ())
                    if os.path.isfile(os.path.join(sweep_dir, n, points_lib.POINT_FILE)))
     if not names:
       raise spec.SweepFileError(f"--reuse_from={sweep_dir}: no sweep points there (no "
-                                f"*/{points_lib.POINT_FILE}); give a sweep directory")
+                                f"*/{points_lib.POINT_FILE}); give a sweep directory or an "
+                                "archive")
     for name in names:
       model_dir = os.path.realpath(os.path.join(sweep_dir, name))
       if not points_lib.is_done(model_dir):
@@ -321,11 +324,15 @@ def run(sweep_file: str, sweep_dir: str, *, overrides: Sequence[str] = (),
   """Runs the sweep's points that are not done; returns the exit status (0; 1: a point is
   not done; 130: interrupted, each running point saved its step). `only`: run just the
   points with these axis labels (`AXIS=LABEL[,LABEL...]` each, see spec.select).
-  `reuse_from`: sweep directories whose done points are copied, not run again, into
+  `reuse_from`: sweep directories or archives whose done points are copied, not run again, into
   this sweep's points that have the same config (`finished_runs`)."""
   if executor not in EXECUTORS:
     raise ValueError(f"--executor={executor!r}; use one of {', '.join(EXECUTORS)}")
   sweep_dir = os.path.abspath(sweep_dir)
+  if points_lib.is_archive(sweep_dir):
+    raise spec.SweepFileError(f"--sweep_dir={sweep_dir} is an archive, which holds results, "
+                              "not runs; continue the sweep in a new --sweep_dir with "
+                              f"--reuse_from={sweep_dir}")
   if any(c in sweep_dir for c in "'\"$`\\"):
     raise ValueError(f"--sweep_dir={sweep_dir!r}: use a path without quotes, '$', '`' or "
                      "backslashes (it is written into gin strings and shell commands)")

@@ -14,6 +14,9 @@
       results.csv, summary.md, plots/    written by `report`
       .copying/                  copies from --reuse_from being made, each swapped in whole
 
+An archive (archive.py: compact, portable, committed under results/) has the same
+layout with fewer files per point, and an archive.json that marks it.
+
 Every file here is written whole (a temporary file, then a rename), so a killed
 sweep leaves each one as it was or as it became.
 """
@@ -24,10 +27,11 @@ import shlex
 import shutil
 import sys
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 from prompt_tuning import host
 from prompt_tuning.checkpoints import layout
+from prompt_tuning.sweep import provenance
 from prompt_tuning.sweep import spec
 
 SWEEP_FILE = "sweep.json"
@@ -35,14 +39,17 @@ POINT_FILE = "point.json"
 COMMAND_FILE = "command.sh"
 LOG_FILE = "train.log"
 STATUS_FILE = "status.json"
+ARCHIVE_FILE = "archive.json"  # marks an archive (archive.py), which nothing runs or writes in
 DONE, FAILED, INTERRUPTED = "done", "failed", "interrupted"
 ERROR_LINES = 5  # the log's last lines kept in a failed point's status
 
 
-def write_file(path: str, text: str, mode: Optional[int] = None) -> None:
-  """Writes `path` whole: a temporary file beside it, then a rename."""
+def write_file(path: str, text: Union[str, bytes], mode: Optional[int] = None) -> None:
+  """Writes `path` whole (text, or bytes as they are): a temporary file beside it, then a
+  rename."""
   temporary = f"{path}.tmp.{os.getpid()}"
-  with open(temporary, "w", newline="") as f:
+  with (open(temporary, "wb") if isinstance(text, bytes) else
+        open(temporary, "w", newline="")) as f:
     f.write(text)
   if mode is not None:
     os.chmod(temporary, mode)
@@ -59,6 +66,16 @@ def read_json(path: str) -> Optional[Any]:
       return json.load(f)
   except FileNotFoundError:
     return None
+
+
+def is_archive(directory: str) -> bool:
+  return os.path.isfile(os.path.join(directory, ARCHIVE_FILE))
+
+
+def is_inside(path: str, directory: str) -> bool:
+  """Whether `path` is `directory` or under it (symbolic links resolved)."""
+  path, directory = os.path.realpath(path), os.path.realpath(directory)
+  return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
 
 
 def point_dir(sweep_dir: str, point: spec.Point) -> str:
@@ -237,10 +254,14 @@ def copy_run(source: str, model_dir: str) -> bool:
   with open(os.path.join(staging, LOG_FILE), "a") as log:
     log.write(f"{ATTEMPT_HEADER}{time.strftime('%Y-%m-%d %H:%M:%S')}: copied from {source} "
               "(the same config and environment), not run again\n")
-  # This sweep spent no time on it; the run's own time stays on record.
-  write_json(os.path.join(staging, STATUS_FILE), {
-      "status": DONE, "returncode": 0, "wall_s": 0.0, "attempts": 0, "finished": time.time(),
-      "reused_from": source, "source_wall_s": float(before.get("wall_s", 0.0))})
+  # This sweep spent no time on it; the run's own time stays on record (a copy's source
+  # may itself be a copy: its source's time).
+  record = {"status": DONE, "returncode": 0, "wall_s": 0.0, "attempts": 0, "finished": time.time(),
+            "reused_from": source,
+            "source_wall_s": float(before.get("wall_s") or before.get("source_wall_s") or 0.0)}
+  if provenance.ENVIRONMENT_KEY in before:  # what the run ran on, not this host
+    record[provenance.ENVIRONMENT_KEY] = before[provenance.ENVIRONMENT_KEY]
+  write_json(os.path.join(staging, STATUS_FILE), record)
   old = f"{staging}.old"
   if os.path.isdir(model_dir):
     os.replace(model_dir, old)
@@ -281,7 +302,9 @@ def error_line(lines: list[str]) -> str:
 
 
 def record_attempt(model_dir: str, returncode: int, seconds: float) -> dict[str, Any]:
-  """status.json after an attempt: done, failed (with the log's last lines) or interrupted."""
+  """status.json after an attempt: done, failed (with the log's last lines) or interrupted,
+  and what it ran on (`provenance.environment`: this host, the commit of the working
+  directory, where the points' commands run)."""
   old = status(model_dir)
   if returncode == 0:
     outcome = DONE
@@ -291,7 +314,8 @@ def record_attempt(model_dir: str, returncode: int, seconds: float) -> dict[str,
     outcome = FAILED
   record = {"status": outcome, "returncode": returncode,
             "wall_s": float(old.get("wall_s", 0.0)) + seconds,
-            "attempts": int(old.get("attempts", 0)) + 1, "finished": time.time()}
+            "attempts": int(old.get("attempts", 0)) + 1, "finished": time.time(),
+            provenance.ENVIRONMENT_KEY: provenance.environment(os.getcwd())}
   if outcome != DONE:
     lines = last_lines(os.path.join(model_dir, LOG_FILE))
     record["error"] = error_line(lines)

@@ -1,7 +1,9 @@
 """`report`: a sweep's results from what is on disk, partial sweeps included.
 
 Reads each point's point.json, status.json and metrics.jsonl (nothing else, so
-it can be rerun at any time) and writes, in SWEEP_DIR:
+it can be rerun at any time, and reads an archive of the sweep, archive.py, as it
+reads the sweep directory) and writes, in `out_dir` (default: SWEEP_DIR; never
+an archive, which holds the results a figure is drawn from and nothing else):
 
 * results.csv: a row per point: its axis values, status, parameter counts
   (total, the model's without the prompt, and trained), steps, the best step (early stopping: the evaluation
@@ -17,6 +19,7 @@ it can be rerun at any time) and writes, in SWEEP_DIR:
 
 import collections
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -37,29 +40,61 @@ TEST_SCORE = "eval/test/score"
 MEASURED = ("wall_s", "tokens_per_s")  # columns that differ between identical runs
 
 
-def _read_metrics(path: str) -> tuple[list[dict], dict[int, dict], dict[int, dict]]:
-  """(start lines, train records by step, eval records by step); a step's last line wins."""
-  starts, train, evals = [], {}, {}
+THINNED = "thinned"  # an archive's line for the training lines it left out (archive.py)
+
+
+@dataclasses.dataclass
+class Metrics:
+  """A point's metrics.jsonl, read: a step's last line wins.
+
+  Attributes:
+    starts: the `start` lines (one per run segment).
+    train: the training records (`train/...`) by step.
+    evals: the evaluation records (`eval/...`) by step.
+    thinned: an archive's `{"event": "thinned", "left_out": <training lines>,
+      "tokens_per_s": <their median tokens/s>}`, or None: what the left-out lines
+      gave results.csv.
+  """
+  starts: list[dict]
+  train: dict[int, dict]
+  evals: dict[int, dict]
+  thinned: Optional[dict] = None
+
+
+def read_metrics(path: str) -> Metrics:
+  metrics = Metrics([], {}, {})
   try:
     with open(path) as f:
       lines = f.readlines()
   except FileNotFoundError:
-    return starts, train, evals
+    return metrics
   for line in lines:
     try:
       record = json.loads(line)
     except ValueError:
       continue  # a line cut by a kill
     if record.get("event") == "start":
-      starts.append(record)
+      metrics.starts.append(record)
+    elif record.get("event") == THINNED:
+      metrics.thinned = record
+    if "event" in record:
       continue
     step = int(record["step"])
     values = {k: v for k, v in record.items() if k not in ("step", "time")}
     if any(k.startswith("eval/") for k in values):
-      evals[step] = values
+      metrics.evals[step] = values
     if any(k.startswith("train/") for k in values):
-      train[step] = values
-  return starts, train, evals
+      metrics.train[step] = values
+  return metrics
+
+
+def tokens_per_second(metrics: Metrics) -> Optional[float]:
+  """The median of the training lines' tokens/s (an archive's record of it, if thinned)."""
+  if metrics.thinned is not None:
+    return metrics.thinned.get("tokens_per_s")
+  speeds = [v["train/tokens_per_second"] for v in metrics.train.values()
+            if "train/tokens_per_second" in v]
+  return statistics.median(speeds) if speeds else None
 
 
 def _task_metrics(names: Iterable[str], test: bool = False) -> dict[str, list[str]]:
@@ -111,7 +146,8 @@ def point_row(model_dir: str) -> Optional[dict[str, Any]]:
   if record is None:
     return None
   status = points_lib.status(model_dir)
-  starts, train, evals = _read_metrics(points_lib.metrics_path(model_dir))
+  metrics = read_metrics(points_lib.metrics_path(model_dir))
+  starts, train, evals = metrics.starts, metrics.train, metrics.evals
   _add_score(evals)
   row: dict[str, Any] = {"name": record["name"], "index": record["index"]}
   for axis, label, value in record["axes"]:
@@ -141,9 +177,7 @@ def point_row(model_dir: str) -> Optional[dict[str, Any]]:
       row[f"{name}@last"] = evals[last_step][name]
   if train:
     row["train/loss"] = train[max(train)].get("train/loss")
-    speeds = [v["train/tokens_per_second"] for v in train.values()
-              if "train/tokens_per_second" in v]
-    row["tokens_per_s"] = statistics.median(speeds) if speeds else None
+    row["tokens_per_s"] = tokens_per_second(metrics)
   row["wall_s"] = status.get("wall_s")
   row["error"] = status.get("error", "") if row["status"] != points_lib.DONE else ""
   return row
@@ -444,20 +478,30 @@ def check_options(known: Sequence[str], x: Optional[Sequence[str]] = None,
 
 def report(sweep_dir: str, x: Optional[Sequence[str]] = None,
            lines: Optional[Sequence[str]] = None,
-           panels: Optional[str] = None) -> dict[str, Any]:
-  """Writes results.csv, summary.md and the plots; returns their paths and counts."""
+           panels: Optional[str] = None, out_dir: Optional[str] = None) -> dict[str, Any]:
+  """Writes results.csv, summary.md and the plots; returns their paths and counts.
+
+  Args:
+    sweep_dir: a sweep directory or an archive of one.
+    out_dir: where they go (default: sweep_dir; required for an archive, and outside it).
+  """
+  if points_lib.is_archive(sweep_dir) and (
+      out_dir is None or points_lib.is_inside(out_dir, sweep_dir)):
+    raise ValueError(f"{sweep_dir} is an archive, which report does not write into; give "
+                     "--out_dir, a directory outside it (e.g. build/report/<name>)")
+  out_dir = sweep_dir if out_dir is None else out_dir
   meta, rows = collect(sweep_dir)
   if not rows:
     raise FileNotFoundError(f"{sweep_dir} holds no sweep points (no */{points_lib.POINT_FILE})")
-  results = os.path.join(sweep_dir, RESULTS_FILE)
-  write_csv(rows, results)
-  summary = os.path.join(sweep_dir, SUMMARY_FILE)
-  points_lib.write_file(summary, summary_markdown(meta, rows))
   check_options([PARAMETERS] + list(meta.get("axes", [])), x, lines, panels)
-  plots = [p for p in (plot(meta, rows, axis, os.path.join(sweep_dir, PLOTS_DIR), lines, panels)
+  os.makedirs(out_dir, exist_ok=True)
+  results = os.path.join(out_dir, RESULTS_FILE)
+  write_csv(rows, results)
+  summary = os.path.join(out_dir, SUMMARY_FILE)
+  points_lib.write_file(summary, summary_markdown(meta, rows))
+  plots = [p for p in (plot(meta, rows, axis, os.path.join(out_dir, PLOTS_DIR), lines, panels)
                        for axis in (x or plot_axes(meta, rows))) if p]
   done = sum(r["status"] == points_lib.DONE for r in rows)
   failed = sum(r["status"] == points_lib.FAILED for r in rows)
   return {"results": results, "summary": summary, "plots": plots, "done": done,
           "failed": failed, "total": len(rows)}
-
