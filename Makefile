@@ -2,6 +2,7 @@
 # make test:    run the test suite (installs first when .venv is missing).
 # make demo:    prompt-tune the bundled tiny model on the bundled WordNet task (CPU, minutes).
 # make sweep-demo: the mini sweep (prompt length x initialization x 2 seeds) on the same.
+# make figures: redraw docs/scaling.md's figures and print its tables from results/ (no training).
 # make scaling: the miniature Figure 1 (prompt vs model tuning across the bundled WordNet
 #               family), one seed, the supersense task (CPU, 2 cores, ~25 minutes).
 PYTHON ?= python3.11
@@ -11,7 +12,7 @@ PY := $(VENV)/bin/python
 SWEEP_DIR ?= build/sweep_demo
 SCALING_DIR ?= build/scaling/figure1
 
-.PHONY: install test demo sweep-demo scaling lint clean
+.PHONY: install test demo sweep-demo scaling figures lint clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +46,10 @@ scaling: $(VENV)/.installed
 	$(PY) -m prompt_tuning.sweep --sweep_file=configs/sweeps/wordnet_scaling_figure1.gin \
 	  --sweep_dir=$(SCALING_DIR) --only=task=supersense --only=RANDOM_SEED=0
 	@cat $(SCALING_DIR)/summary.md
+
+# docs/scaling.md's figures and tables, redrawn from the shipped archives (results/), no training.
+figures: $(VENV)/.installed
+	$(PY) scripts/scaling_figures.py
 
 lint: $(VENV)/.installed
 	$(PY) -m pip install -q 'ruff>=0.6'

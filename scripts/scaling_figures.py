@@ -1,0 +1,99 @@
+r"""Redraws docs/scaling.md's figures and prints its tables from the shipped archives (`make figures`).
+
+Nothing trains and no model runs: every number comes from `results/<name>/`
+(archives of the study's sweeps, `python -m prompt_tuning.sweep archive`),
+read by the sweep `report` as it reads a live sweep directory.
+
+* Figures 1, 3(a), 3(b), 3(c): `report`'s plot of the main metric (the test
+  split at the best validation step, mean over the two tasks) against the
+  model's parameters, and its summary table; the PNG goes to
+  docs/scaling/<name>.png when the archive holds every point of its sweep.
+  A partial archive (a sweep still running, in slices) is reported with its
+  count, its plot left under --out_dir: the docs keep their figure until the
+  archive is complete.
+* Table 1 (domain shift): Figure 1's supersense points, in-domain test against
+  the out-of-domain split at the same step (`prompt_tuning.sweep.domain_shift`).
+
+    python scripts/scaling_figures.py [--out_dir=build/figures] [--docs_dir=docs/scaling]
+"""
+
+import argparse
+import os
+import shutil
+import sys
+
+from prompt_tuning.sweep import domain_shift
+from prompt_tuning.sweep import driver
+from prompt_tuning.sweep import points as points_lib
+from prompt_tuning.sweep import report as report_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIGURES = ("figure1", "figure3a", "figure3b", "figure3c")  # results/<name> -> <name>.png
+DOMAIN_SHIFT = ("figure1", "wordnet_supersense", ("method", "size"))  # archive, task, by
+
+
+def _planned(archive: str) -> int:
+  """How many points the archive's sweep file has (an archive may hold a slice of them)."""
+  meta = points_lib.read_json(os.path.join(archive, points_lib.SWEEP_FILE))
+  return len(driver.load(os.path.join(REPO, "configs", "sweeps", f"{meta['name']}.gin")).points)
+
+
+def figure(name: str, results: str, out_dir: str, docs_dir: str) -> None:
+  archive = os.path.join(results, name)
+  print(f"## {name}\n")
+  if not os.path.isdir(archive):
+    drawn = os.path.exists(os.path.join(docs_dir, f"{name}.png"))
+    print(f"no archive at {os.path.relpath(archive, REPO)} yet: " + (
+        f"docs/scaling/{name}.png and its tables are from the sweep run before archives were "
+        "kept (dated in docs/scaling.md)" if drawn else "not measured yet") + "\n")
+    return
+  result = report_lib.report(archive, out_dir=os.path.join(out_dir, name))
+  total = _planned(archive)
+  complete = result["done"] == total
+  with open(result["summary"]) as f:
+    print(f.read())
+  if not complete:
+    plot = result["plots"][0] if result["plots"] else "none yet"
+    print(f"{name}: partial ({result['done']}/{total} points done): plot {plot}; "
+          f"docs/scaling/{name}.png unchanged\n")
+    return
+  if result["plots"]:
+    target = os.path.join(docs_dir, f"{name}.png")
+    shutil.copyfile(result["plots"][0], target)
+    print(f"plot: {os.path.relpath(target, REPO)}\n")
+
+
+def table1(results: str, out_dir: str, docs_dir: str) -> None:
+  name, task, by = DOMAIN_SHIFT
+  archive = os.path.join(results, name)
+  print(f"## Table 1: domain shift ({task}, from results/{name})\n")
+  if not os.path.isdir(archive):
+    print(f"no archive at results/{name} yet\n")
+    return
+  _, rows = report_lib.collect(archive)
+  table = domain_shift.table(rows, task, by)
+  print(domain_shift.markdown(table, by))
+  done = sum(1 for r in rows if r["status"] == points_lib.DONE)
+  complete = done == _planned(archive)
+  path = os.path.join(docs_dir if complete else out_dir, "table1.png")
+  methods = list(dict.fromkeys(r.key[0] for r in table))
+  domain_shift.plot(table, methods, path, f"{task}: in-domain test vs out-of-domain (ood) "
+                    "at the best validation step")
+  print(f"plot: {os.path.relpath(path, REPO)}" + ("" if complete else
+                                                  f" (partial: {done} points done)") + "\n")
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--results", default=os.path.join(REPO, "results"))
+  parser.add_argument("--out_dir", default=os.path.join(REPO, "build", "figures"))
+  parser.add_argument("--docs_dir", default=os.path.join(REPO, "docs", "scaling"))
+  args = parser.parse_args(argv)
+  for name in FIGURES:
+    figure(name, args.results, args.out_dir, args.docs_dir)
+  table1(args.results, args.out_dir, args.docs_dir)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
