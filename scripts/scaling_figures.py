@@ -13,6 +13,9 @@ read by the sweep `report` as it reads a live sweep directory.
   archive is complete.
 * Table 1 (domain shift): Figure 1's supersense points, in-domain test against
   the out-of-domain split at the same step (`prompt_tuning.sweep.domain_shift`).
+* Table 3 (prompt ensembles): results/table3/ensembles.json, which
+  scripts/ensemble_table.py wrote from one pass over the frozen model per size
+  and task (`prompt_tuning.sweep.ensembles`); its table and plot.
 
     python scripts/scaling_figures.py [--out_dir=build/figures] [--docs_dir=docs/scaling]
 """
@@ -24,6 +27,7 @@ import sys
 
 from prompt_tuning.sweep import domain_shift
 from prompt_tuning.sweep import driver
+from prompt_tuning.sweep import ensembles
 from prompt_tuning.sweep import points as points_lib
 from prompt_tuning.sweep import report as report_lib
 
@@ -83,6 +87,19 @@ def table1(results: str, out_dir: str, docs_dir: str) -> None:
                                                   f" (partial: {done} points done)") + "\n")
 
 
+def table3(results: str, docs_dir: str) -> None:
+  path = os.path.join(results, "table3", "ensembles.json")
+  print("## Table 3: prompt ensembles (results/table3/ensembles.json)\n")
+  if not os.path.isfile(path):
+    print("not measured yet: scripts/ensemble_table.py writes it from the table-3 sweep\n")
+    return
+  table = ensembles.read_json(path)
+  print(ensembles.markdown(table))
+  target = os.path.join(docs_dir, "table3.png")
+  ensembles.plot(table, target)
+  print(f"plot: {os.path.relpath(target, REPO)}\n")
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--results", default=os.path.join(REPO, "results"))
@@ -92,6 +109,7 @@ def main(argv=None) -> int:
   for name in FIGURES:
     figure(name, args.results, args.out_dir, args.docs_dir)
   table1(args.results, args.out_dir, args.docs_dir)
+  table3(args.results, args.docs_dir)
   return 0
 
 

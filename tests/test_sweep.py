@@ -642,9 +642,24 @@ def test_shipped_sweep_files_parse_into_valid_runs(name, tmp_path):
            "wordnet_scaling_figure3a.gin": ("PROMPT_LENGTH", ["1", "5", "20", "100", "150"]),
            "wordnet_scaling_figure3b.gin": ("init", ["random_uniform", "sampled_vocab",
                                                      "class_labels"]),
-           "wordnet_scaling_figure3c.gin": ("PRETRAINING", ["span_corruption", "lm_adapted"])}
+           "wordnet_scaling_figure3c.gin": ("PRETRAINING", ["span_corruption", "lm_adapted"]),
+           "wordnet_scaling_table3.gin": ("RANDOM_SEED", ["0", "1", "2", "3", "4"])}
   if name in swept:
     assert _labels(plan, swept[name][0]) == swept[name][1]
+
+
+def test_table3s_seeds_0_to_2_are_figure1s_prompt_tuning_points():
+  """`--reuse_from=build/scaling/figure1` copies them: the same names and configs."""
+  def digests(name, only=()):
+    plan = spec.select(driver.load(os.path.join(REPO, "configs", "sweeps", name)), only)
+    return {p: driver.config_digest(text) for p, text in driver.check_points(plan).items()}
+
+  figure1 = digests("wordnet_scaling_figure1.gin", ["method=prompt_tuning"])
+  table3 = digests("wordnet_scaling_table3.gin")
+  shared = {p: d for p, d in table3.items() if p.endswith(("SEED=0", "SEED=1", "SEED=2"))}
+  assert shared == figure1 and len(figure1) == 4 * 2 * 3  # Figure 1 keeps its 3 seeds
+  new = set(table3.values()) - set(shared.values())
+  assert len(new) == 4 * 2 * 2 and not new & set(figure1.values())
 
 
 def test_the_eta_prices_each_point_left_from_the_done_points(tmp_path):
