@@ -58,7 +58,10 @@ def figure(name: str, results: str, out_dir: str, docs_dir: str) -> None:
     print(f.read())
   if not complete:
     plot = result["plots"][0] if result["plots"] else "none yet"
-    print(f"{name}: partial ({result['done']}/{total} points done): plot {plot}; "
+    held = (f"; the archive holds a slice, {result['total']} of its sweep's {total} points"
+            if result["total"] < total else "")
+    print(f"{name}: partial ({result['done']}/{total} points done{held}): plot {plot}; "
+          f"results.csv in {os.path.relpath(os.path.dirname(result['results']), REPO)}; "
           f"docs/scaling/{name}.png unchanged\n")
     return
   if result["plots"]:

@@ -321,8 +321,10 @@ def test_cli_bad_file_and_dry_run(tmp_path):
   assert code == 0, err
   lines = out.strip().splitlines()
   assert lines[0] == "sweep sweep: 3 points (dry run: nothing runs)"
-  assert [line for line in lines[1:] if not line.startswith(" ")] == [
+  assert [line for line in lines[1:-1] if not line.startswith(" ")] == [
       *GOOD_POINTS, BAD_POINT]
+  assert lines[-1] == (f"sweep sweep: 3 points: 0 done in {tmp_path / 'sweep'}, 0 to copy, "
+                       "3 to run (dry run: nothing ran)")
   assert "PROMPT_TUNING_CPU_CORES=1" in lines[2] and "--gin.LEARNING_RATE=0.3" in lines[2]
   assert not (tmp_path / "sweep").exists()
   # --only: a slice of the grid, its points named and run as in the whole sweep.
@@ -330,7 +332,7 @@ def test_cli_bad_file_and_dry_run(tmp_path):
   assert code == 0, err
   sliced = out.strip().splitlines()
   assert sliced[0] == "sweep sweep: 1 points (dry run: nothing runs)"
-  assert sliced[1:] == lines[3:5]
+  assert sliced[1:-1] == lines[3:5]
   code, out, err = _sweep(good, tmp_path / "sweep", "--only=LEARNING_RATE=2.0")
   assert code == 1 and err.strip().splitlines()[-1] == (
       "error: --only='LEARNING_RATE=2.0': LEARNING_RATE has no value '2.0' (0.3, 1.0, -1.0)")

@@ -294,6 +294,10 @@ def test_a_sweep_continued_from_an_archive_copies_its_done_points_and_runs_the_r
             if " (done in " in line]
   done = sorted(p.name for p in sweeps["plan"].points if p.name not in (FAILED, NOT_STARTED))
   assert sorted(copied) == done
+  assert out.getvalue().splitlines()[-1] == (
+      f"sweep {sweeps['plan'].name}: {len(sweeps['plan'].points)} points: 0 done in "
+      f"{sweep_dir}, {len(done)} to copy, {len(sweeps['plan'].points) - len(done)} to run "
+      "(dry run: nothing ran)")
   # A slice resumed from the archive runs only its points that the archive has not done.
   ran = []
 
@@ -460,3 +464,17 @@ def test_bad_input_is_one_line_and_writes_nothing(sweeps, tmp_path):
   with pytest.raises(spec.SweepFileError, match="is an archive, which holds results, not runs; "
                      f"continue the sweep in a new --sweep_dir with --reuse_from={whole}"):
     driver.run(sweeps["file"], whole, is_dry_run=True, out=io.StringIO())
+
+
+def test_a_merge_keeps_the_run_further_on_of_a_point_done_in_neither():
+  """A started run (evaluations written) is not replaced by another archive's copy of the
+  point not started, whichever comes first."""
+  point_json = json.dumps({"argv": ["python"], "env": {}}).encode()
+  started = archive_lib.Point("p", {
+      points_lib.POINT_FILE: point_json,
+      points_lib.STATUS_FILE: json.dumps({"status": "interrupted"}).encode(),
+      layout.METRICS_FILE: b'{"event": "start", "step": 0}\n{"step": 250, "eval/loss": 1.0}\n'},
+      "live")
+  not_started = archive_lib.Point("p", {points_lib.POINT_FILE: point_json}, "shipped")
+  assert archive_lib._pick(started, not_started) is started  # pylint: disable=protected-access
+  assert archive_lib._pick(not_started, started) is started  # pylint: disable=protected-access

@@ -376,9 +376,17 @@ def _check_same_sweep(a: Archive, b: Archive) -> None:
                          f"({a.meta.get(key)!r}, {b.meta.get(key)!r}): not slices of one sweep")
 
 
+def _progress(point: Point) -> tuple[int, int]:
+  metrics = point.files.get(layout.METRICS_FILE, b"")
+  size = len(metrics.read_bytes() if isinstance(metrics, pathlib.Path) else metrics)
+  return len(point.evaluations()), size
+
+
 def _pick(old: Point, new: Point) -> Point:
   """The run a merge keeps of a point two archives hold: the done one; of two done ones
-  with the same evaluations, and of two not done, the later."""
+  with the same evaluations, the later; of two not done, the one further on (more
+  evaluations, then more of metrics.jsonl: a started run over a copy not started), the
+  later on a tie."""
   commands = [p.record(points_lib.POINT_FILE) for p in (old, new)]
   keys = ["argv", "env"] + (["config_sha256"] if all("config_sha256" in c for c in commands)
                             else [])
@@ -390,6 +398,8 @@ def _pick(old: Point, new: Point) -> Point:
                        "different evaluation results; remove it from one of them and merge "
                        "again")
   if old.done and not new.done:
+    return old
+  if not old.done and not new.done and _progress(old) > _progress(new):
     return old
   # The same run archived again on another machine or commit: its earlier record of the
   # environment (the archiving machine's, when the sweep recorded none) stays.

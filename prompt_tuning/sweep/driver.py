@@ -283,6 +283,10 @@ def dry_run(plan: spec.Plan, sweep_dir: str, reusable: dict[str, str], out: Text
     argv = points_lib.train_argv(plan, point, points_lib.point_dir(sweep_dir, point))
     copied = f" (done in {reusable[point.name]}: copied, not run)" if point.name in reusable else ""
     print(f"{point.name}{copied}\n  {env} {points_lib.shell_command(argv)}", file=out)
+  done = sum(points_lib.is_done(points_lib.point_dir(sweep_dir, p)) for p in plan.points)
+  print(f"sweep {plan.name}: {len(plan.points)} points: {done} done in {sweep_dir}, "
+        f"{len(reusable)} to copy, {len(plan.points) - done - len(reusable)} to run "
+        "(dry run: nothing ran)", file=out)
 
 
 def reusable_points(plan: spec.Plan, digests: dict[str, str], sweep_dir: str,
