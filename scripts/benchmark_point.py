@@ -109,7 +109,7 @@ def main(args_list=None) -> int:
           {k: v for k, v in r.items() if k != "time"} for r in map(json.loads, f)
           if any(k.startswith("eval/") for k in r)]
   print(f"point {args.point} ({os.cpu_count()} cores here; seconds)")
-  print(f"| part | cold cache | warm cache |\n|---|---|---|")
+  print("| part | cold cache | warm cache |\n|---|---|---|")
   for part in results["cold"]["parts"]:
     print(f"| {part} | {results['cold']['parts'][part]:.1f} | "
           f"{results['warm']['parts'][part]:.1f} |")
