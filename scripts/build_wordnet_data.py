@@ -136,6 +136,17 @@ def _bucket(text: str) -> float:
   return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
 
+def ancestors(offset: str, hypernyms: dict[str, list[str]]) -> set[str]:
+  """Every synset above `offset` in the noun hypernym graph (`parse_hypernyms`)."""
+  seen, todo = set(), list(hypernyms.get(offset, ()))
+  while todo:
+    parent = todo.pop()
+    if parent not in seen:
+      seen.add(parent)
+      todo.extend(hypernyms.get(parent, ()))
+  return seen
+
+
 def task_splits(nouns):
   """Assigns supersense synsets to splits by lemma, disjoint and class-balanced."""
   candidates = [(o, SUPERSENSES[lex], lemmas, d) for o, lex, lemmas, d, _ in nouns
@@ -183,15 +194,6 @@ def hypernym_task(splits, nouns, hypernyms):
   """
   lemmas_of = {offset: lemmas for offset, _, lemmas, _, _ in nouns}
 
-  def ancestors(offset):
-    seen, todo = set(), list(hypernyms.get(offset, ()))
-    while todo:
-      parent = todo.pop()
-      if parent not in seen:
-        seen.add(parent)
-        todo.extend(hypernyms.get(parent, ()))
-    return seen
-
   out = {}
   for name, rows in splits.items():
     synsets = sorted((r for r in rows if hypernyms.get(r["offset"])),
@@ -199,7 +201,7 @@ def hypernym_task(splits, nouns, hypernyms):
     parents = [hypernyms[r["offset"]][0] for r in synsets]
     examples = []
     for i, r in enumerate(synsets):
-      above = ancestors(r["offset"])
+      above = ancestors(r["offset"], hypernyms)
       excluded = {l.lower() for a in above for l in lemmas_of[a]}
       excluded |= {l.lower() for l in lemmas_of[r["offset"]]}
       negative = next(c for c in (parents[(i + k) % len(parents)]
@@ -331,15 +333,6 @@ def ood_shift(splits, ood, hypernyms, sp_model: bytes, rare: int = 5) -> dict:
         hops[other] = hops[offset] + 1
         queue.append(other)
 
-  def ancestors(offset):
-    out, todo = set(), list(hypernyms.get(offset, ()))
-    while todo:
-      parent = todo.pop()
-      if parent not in out:
-        out.add(parent)
-        todo.extend(hypernyms.get(parent, ()))
-    return out
-
   sp = spm.SentencePieceProcessor(model_proto=sp_model)
   train_pieces = collections.Counter(p for r in splits["train"] for p in sp.encode(r["inputs"]))
   branch_of = {}
@@ -354,7 +347,8 @@ def ood_shift(splits, ood, hypernyms, sp_model: bytes, rare: int = 5) -> dict:
     pieces = [p for d in definitions for p in d]
     out[name] = {
         "hops_to_train": round(sum(hops[r["offset"]] for r in rows) / len(rows), 2),
-        "under_seen": round(sum(bool(ancestors(r["offset"]) & seen) for r in rows) / len(rows), 3),
+        "under_seen": round(sum(bool(ancestors(r["offset"], hypernyms) & seen)
+                                for r in rows) / len(rows), 3),
         "input_pieces": round(sum(len(sp.encode(r["inputs"])) for r in rows) / len(rows), 1),
         "rare_definition_pieces": round(sum(train_pieces[p] < rare for p in pieces) / len(pieces),
                                         4)}
