@@ -84,8 +84,8 @@ def table1(results: str, out_dir: str, docs_dir: str) -> None:
   complete = done == _planned(archive)
   path = os.path.join(docs_dir if complete else out_dir, "table1.png")
   methods = list(dict.fromkeys(r.key[0] for r in table))
-  domain_shift.plot(table, methods, path, f"{task}: in-domain test vs out-of-domain (ood) "
-                    "at the best validation step")
+  domain_shift.plot(table, methods, path, f"{task}: in-domain test against out-of-domain (ood)\n"
+                    "at the step the validation split picks")
   print(f"plot: {os.path.relpath(path, REPO)}" + ("" if complete else
                                                   f" (partial: {done} points done)") + "\n")
 

@@ -33,7 +33,8 @@ def test_the_domain_shift_table_pairs_each_seeds_test_and_ood_numbers():
       (("model", "xs"), [90.0, 80.0], [70.0, 80.0], [20.0, 0.0])]
   text = domain_shift.markdown(table, ("method", "size"))
   assert (f"| prompt | xs | 1,000 | 2 | 55.00 ± {statistics.stdev([50, 60]):.2f} | 35.00 ± "
-          f"{statistics.stdev([40, 30]):.2f} | 20.00 ± {statistics.stdev([10, 30]):.2f} |") in text
+          f"{statistics.stdev([40, 30]):.2f} | 20.00 ± {statistics.stdev([10, 30]):.2f} | "
+          f"65.0 ± {statistics.stdev([80, 50]):.1f} |") in text
   no_ood = {k: v for k, v in _row("g", "prompt", "s", 0, 1.0, 1.0).items() if "/ood/" not in k}
   with pytest.raises(ValueError, match="point g has no eval/wordnet_supersense/ood/accuracy"):
     domain_shift.table([no_ood], TASK, ("method",))

@@ -5,7 +5,9 @@ same labels: prompt tuning loses less than model tuning. Here each point of a
 sweep whose runs decode an out-of-domain split at every evaluation (TEST_SPLIT
 ['test', 'ood']: `eval/<task>/ood/<metric>`) gives, at the step its validation
 split picks, its in-domain test number and its out-of-domain one; the drop is
-their difference, per seed, then mean ± std over seeds.
+their difference and "kept" the out-of-domain number as a percentage of the
+in-domain one, per seed, then mean ± std over seeds (a method near chance has
+little to lose: kept compares methods at different accuracies).
 
     rows = report.collect(sweep_dir_or_archive)[1]
     table = domain_shift.table(rows, task="wordnet_supersense", by=("method", "size"))
@@ -34,6 +36,12 @@ class Row:
   def drop(self) -> list[float]:
     return [a - b for a, b in zip(self.in_domain, self.out_of_domain)]
 
+  @property
+  def kept(self) -> list[float]:
+    """Out-of-domain as a percentage of in-domain, per seed (nan where in-domain is 0)."""
+    return [100.0 * b / a if a else float("nan")
+            for a, b in zip(self.in_domain, self.out_of_domain)]
+
 
 def table(rows: Sequence[dict[str, Any]], task: str, by: Sequence[str],
           metric: str = "accuracy") -> list[Row]:
@@ -60,21 +68,23 @@ def table(rows: Sequence[dict[str, Any]], task: str, by: Sequence[str],
           for key, group in groups.items()]
 
 
-def _pm(values: Sequence[float]) -> str:
+def _pm(values: Sequence[float], digits: int = 2) -> str:
   if len(values) > 1:
-    return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
-  return f"{statistics.fmean(values):.2f}"
+    return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+  return f"{statistics.fmean(values):.{digits}f}"
 
 
 def markdown(rows: Sequence[Row], by: Sequence[str]) -> str:
-  """The table as markdown: in-domain, out-of-domain and the drop, mean ± std over seeds."""
+  """The table as markdown: in-domain, out-of-domain, the drop and kept (%), mean ± std
+  over seeds."""
   lines = ["| " + " | ".join(list(by) + ["parameters", "seeds", "in-domain (test)",
-                                           "out-of-domain", "drop"]) + " |",
-           "|" + "---|" * (len(by) + 5)]
+                                           "out-of-domain", "drop", "kept (%)"]) + " |",
+           "|" + "---|" * (len(by) + 6)]
   for row in rows:
     cells = [str(v) for v in row.key] + [f"{row.parameters:,}" if row.parameters else "",
                                          str(len(row.in_domain)), _pm(row.in_domain),
-                                         _pm(row.out_of_domain), _pm(row.drop)]
+                                         _pm(row.out_of_domain), _pm(row.drop),
+                                         _pm(row.kept, digits=1)]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
