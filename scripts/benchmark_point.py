@@ -23,6 +23,15 @@ does).
     python scripts/benchmark_point.py \
       --sweep_file=configs/sweeps/wordnet_scaling_figure1.gin \
       --point=size=xs,method=prompt_tuning,task=supersense,RANDOM_SEED=0 --out=build/bench
+
+With --point_dirs it runs nothing and splits points a sweep already ran, from
+their train.log and status.json (one attempt each; the wall time is the
+executor's), e.g. a sweep's first point of a shape (cold cache) against a later
+one (warm), as the sweep ran them:
+
+    python scripts/benchmark_point.py --point_dirs \
+      "build/scaling/figure1/size=l,method=prompt_tuning,task=supersense,RANDOM_SEED=0" \
+      "build/scaling/figure1/size=l,method=prompt_tuning,task=supersense,RANDOM_SEED=1"
 """
 
 import argparse
@@ -80,14 +89,44 @@ def run(argv: list, env: dict, log_path: str) -> dict:
   return split(result.stderr, begin, end)
 
 
+def split_point_dir(point_dir: str) -> dict:
+  """The split of a point a sweep ran: its train.log's lines, its status.json's wall time."""
+  status = points_lib.status(point_dir)
+  if status.get("status") != points_lib.DONE or status.get("attempts") != 1:
+    sys.exit(f"benchmark_point: {point_dir} is not a point done in one attempt "
+             f"(status {status.get('status')!r}, attempts {status.get('attempts')!r})")
+  with open(os.path.join(point_dir, points_lib.LOG_FILE), errors="replace") as f:
+    log = f.read()
+  end = status["finished"]
+  return split(log, end - status["wall_s"], end)
+
+
+def _print_splits(columns: dict) -> None:
+  print("| part | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
+  first = next(iter(columns.values()))
+  for part in first["parts"]:
+    print(f"| {part} | " + " | ".join(f"{c['parts'][part]:.1f}" for c in columns.values())
+          + " |")
+  print("| total | " + " | ".join(f"{c['total']:.1f}" for c in columns.values()) + " |")
+
+
 def main(args_list=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--sweep_file", required=True)
-  parser.add_argument("--point", required=True, help="the point's name (its directory's)")
-  parser.add_argument("--out", required=True, help="a fresh directory for the two runs")
+  parser.add_argument("--sweep_file")
+  parser.add_argument("--point", help="the point's name (its directory's)")
+  parser.add_argument("--out", help="a fresh directory for the two runs")
+  parser.add_argument("--point_dirs", nargs="+",
+                      help="split these points a sweep ran instead (nothing runs)")
   parser.add_argument("--gin", action="append", default=[],
                       help="extra KEY=VALUE bindings after the point's (e.g. TRAIN_STEPS=250)")
   args = parser.parse_args(args_list)
+  if args.point_dirs:
+    splits = {os.path.basename(os.path.normpath(d)): split_point_dir(d) for d in args.point_dirs}
+    print("points as their sweep ran them (seconds)")
+    _print_splits(splits)
+    return 0
+  if not (args.sweep_file and args.point and args.out):
+    parser.error("give --sweep_file, --point and --out (or --point_dirs)")
   plan = driver.load(args.sweep_file)
   points = {p.name: p for p in plan.points}
   if args.point not in points:
@@ -109,11 +148,7 @@ def main(args_list=None) -> int:
           {k: v for k, v in r.items() if k != "time"} for r in map(json.loads, f)
           if any(k.startswith("eval/") for k in r)]
   print(f"point {args.point} ({os.cpu_count()} cores here; seconds)")
-  print("| part | cold cache | warm cache |\n|---|---|---|")
-  for part in results["cold"]["parts"]:
-    print(f"| {part} | {results['cold']['parts'][part]:.1f} | "
-          f"{results['warm']['parts'][part]:.1f} |")
-  print(f"| total | {results['cold']['total']:.1f} | {results['warm']['total']:.1f} |")
+  _print_splits({"cold cache": results["cold"], "warm cache": results["warm"]})
   same = results["cold"]["eval_records"] == results["warm"]["eval_records"]
   print(f"evaluations: {results['cold']['evaluations']}; evaluation lines identical: {same}")
   with open(os.path.join(args.out, "split.json"), "w") as f:
