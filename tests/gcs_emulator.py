@@ -1,7 +1,7 @@
 """A real GCS server on localhost for the gs:// tests: gcp-storage-emulator, in memory.
 
 tensorstore reaches it through two documented environment variables, the same
-ones a user sets to repeat the check (README, "Checkpoints on gs://"):
+ones a user sets to repeat the check (docs/training.md, "Checkpoints on gs://"):
 
     TENSORSTORE_GCS_HTTP_URL=http://127.0.0.1:<port>   # instead of storage.googleapis.com
     GOOGLE_AUTH_TOKEN_FOR_TESTING=<any token>           # no credential lookup

@@ -1,96 +1,92 @@
-"""The README's Python blocks and the own-task command run as written, offline."""
+"""The command blocks of README.md and docs/*.md that the tests run, run as written, offline.
+
+Each test reads its blocks with `doc_blocks.run_by(request, <page>)`: the blocks of that
+page whose first line is `# run by tests/test_readme.py::<the test>`. The rule for the
+others is in tests/doc_blocks.py; tests/test_docs_commands.py checks every block.
+"""
 
 import json
-import os
 import re
-import shlex
-import subprocess
-import sys
 
 import pytest
 
 from tests import conftest
-
-
-def _run_python_block(tmp_path, marker: str) -> subprocess.CompletedProcess:
-  """Runs the README's one ```python block containing `marker`, from the repository root."""
-  readme = (conftest.REPO_ROOT / "README.md").read_text()
-  blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if marker in b]
-  assert len(blocks) == 1
-  script = tmp_path / "example.py"
-  script.write_text(blocks[0])
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  result = subprocess.run([sys.executable, str(script)], cwd=conftest.REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return result
-
-
-@pytest.mark.integration
-def test_readme_python_example_runs(tmp_path):
-  lines = _run_python_block(tmp_path, "gin_config.predictor(").stdout.splitlines()
-  assert lines[0].startswith("sentiment ") and lines[1].startswith("topic ")
-  assert "{'sentiment':" in lines[-1]
-
-
-def _readme_command(section: str, start: str) -> list[str]:
-  """The README block of `section` that starts with `start`, as argv."""
-  command = re.search(r"```\n(" + re.escape(start) + r".*?)```", section, flags=re.S)[1]
-  return shlex.split(command.replace("\\\n", " "))
-
-
-def _run(args, tmp_path, paths):
-  """Runs a README command from the repository root with its /tmp paths moved to tmp_path."""
-  assert args[:3] == ["PYTHONPATH=.", "python", "-m"] or args[:2] == ["python", "-m"]
-  args = args[args.index("python"):]
-  for old, new in paths.items():
-    args = [a.replace(old, str(tmp_path / new)) for a in args]
-  env = dict(os.environ, PYTHONPATH=str(tmp_path),
-             XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  result = subprocess.run([sys.executable] + args[1:], cwd=conftest.REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return result
+from tests import doc_blocks
 
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_readme_own_task_then_its_eval_and_infer_commands_run(tmp_path):
-  """"Your own task" (its module, its training command), then the eval and infer commands
-  of "Evaluation, inference, ensembles" on the prompt it trains: as written, offline."""
-  readme = (conftest.REPO_ROOT / "README.md").read_text()
-  section = readme[readme.index("### Your own task"):]
-  module = re.search(r"```python\n# my_tasks.py\n(.*?)```", section, flags=re.S)[1]
-  (tmp_path / "my_tasks.py").write_text(module)
-  paths = {"/tmp/my_sentiment_eval": "eval", "/tmp/my_sentiment": "run",
-           "in.jsonl": "in.jsonl", "out.jsonl": "out.jsonl"}
-  result = _run(_readme_command(section, "PYTHONPATH=. python -m prompt_tuning.train"),
-                tmp_path, paths)
-  assert "train: step=6" in result.stdout
-  assert "my_sentiment/accuracy=" in result.stderr
-
-  evaluation = readme[readme.index("## Evaluation, inference, ensembles"):]
-  result = _run(_readme_command(evaluation, "PYTHONPATH=. python -m prompt_tuning.eval"),
-                tmp_path, paths)
-  assert (tmp_path / "eval" / "metrics.json").exists(), result.stderr[-2000:]
-  (tmp_path / "in.jsonl").write_text('{"inputs": "review: a gorgeous, moving film"}\n')
-  _run(_readme_command(evaluation, "python -m prompt_tuning.infer"), tmp_path, paths)
+def test_quickstart_trains_evaluates_and_predicts(request, tmp_path):
+  """The README's quickstart: train, eval and infer, in a row, on the prompt it trains."""
+  train, evaluate, infer = doc_blocks.run_by(request, "README.md")
+  result = doc_blocks.run_shell(train, tmp_path)
+  assert "train: step=30 " in result.stdout
+  doc_blocks.run_shell(evaluate, tmp_path)
+  metrics = json.loads((tmp_path / "quickstart_eval" / "metrics.json").read_text())
+  assert "accuracy" in json.dumps(metrics)
+  doc_blocks.run_shell(infer, tmp_path)
   lines = (tmp_path / "out.jsonl").read_text().splitlines()
   assert len(lines) == 1 and {"inputs", "prediction", "score"} <= set(json.loads(lines[0]))
 
 
 @pytest.mark.integration
-def test_readme_model_example_prints_the_small_parameter_count(tmp_path):
-  assert _run_python_block(tmp_path, "T5.1.1 Small").stdout.split() == ["76961152"]
+def test_quickstart_sweep_commands_run(request, tmp_path):
+  """The README's sweep quickstart: a dry run creates nothing; report reads a shipped archive."""
+  (block,) = doc_blocks.run_by(request, "README.md")
+  result = doc_blocks.run_shell(block, tmp_path)
+  assert "sweep wordnet_mini: 12 points" in result.stdout + result.stderr
+  assert "dry run: nothing ran" in result.stdout + result.stderr
+  assert not (tmp_path / "sweeps").exists()
+  assert re.search(r"^sweep: \d+/\d+ points done results=", result.stdout, flags=re.M)
+  assert (tmp_path / "report" / "figure1" / "summary.md").exists()
+  assert not (conftest.REPO_ROOT / "results" / "figure1" / "summary.md").exists()
 
 
-def test_readme_sweep_file_is_the_shipped_mini_sweep():
-  """The Sweeps section's sweep file is configs/sweeps/wordnet_mini.gin (comments aside),
+@pytest.mark.integration
+def test_listing_the_wordnet_tasks_runs(request, tmp_path):
+  (block,) = doc_blocks.run_by(request, "docs/tasks.md")
+  out = doc_blocks.run_shell(block, tmp_path).stdout
+  assert re.search(r"^wordnet_supersense +task +splits: train, validation, test, ood$", out,
+                   flags=re.M), out
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_own_task_module_and_its_training_command_run(request, tmp_path):
+  """docs/tasks.md's "Your own task": its module, then its training command, offline."""
+  module, command = doc_blocks.run_by(request, "docs/tasks.md")
+  assert module.splitlines()[1] == "# my_tasks.py"
+  (tmp_path / "my_tasks.py").write_text(module)
+  result = doc_blocks.run_shell(command, tmp_path,
+                                replace={"PYTHONPATH=. ": f"PYTHONPATH={tmp_path} "})
+  assert "train: step=6" in result.stdout
+  assert "my_sentiment/accuracy=" in result.stderr
+  assert (tmp_path / "my_sentiment" / "numpy_checkpoints" / "checkpoint_6").is_dir()
+
+
+@pytest.mark.integration
+def test_python_api_example_runs(request, tmp_path):
+  (block,) = doc_blocks.run_by(request, "docs/evaluation.md")
+  lines = doc_blocks.run_python(block, tmp_path).stdout.splitlines()
+  assert lines[0].startswith("sentiment ") and lines[1].startswith("topic ")
+  assert "{'sentiment':" in lines[-1]
+
+
+@pytest.mark.integration
+def test_model_example_prints_the_small_parameter_count(request, tmp_path):
+  (block,) = doc_blocks.run_by(request, "docs/architecture.md")
+  assert doc_blocks.run_python(block, tmp_path).stdout.split() == ["76961152"]
+
+
+def test_a_prompt_saved_by_the_original_code_loads(request, tmp_path):
+  (block,) = doc_blocks.run_by(request, "docs/migrating.md")
+  assert doc_blocks.run_python(block, tmp_path).stdout.split() == ["(100,", "768)"]
+
+
+def test_sweep_file_is_the_shipped_mini_sweep():
+  """docs/running_sweeps.md's sweep file is configs/sweeps/wordnet_mini.gin (comments aside),
   which tests/test_sweep.py parses into valid runs."""
-  readme = (conftest.REPO_ROOT / "README.md").read_text()
-  section = readme[readme.index("## Sweeps"):]
-  block = re.search(r"```\n(from __gin__ import dynamic_registration\n.*?)```", section,
-                    flags=re.S)[1]
+  (block,) = [b.text for b in doc_blocks.blocks("docs/running_sweeps.md") if b.info == "gin"]
   shipped = (conftest.REPO_ROOT / "configs" / "sweeps" / "wordnet_mini.gin").read_text()
   assert block.strip() == "\n".join(
       line for line in shipped.splitlines() if not line.startswith("#")).strip()
