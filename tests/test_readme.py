@@ -84,9 +84,9 @@ def test_a_prompt_saved_by_the_original_code_loads(request, tmp_path):
 
 
 def test_sweep_file_is_the_shipped_mini_sweep():
-  """docs/running_sweeps.md's sweep file is configs/sweeps/wordnet_mini.gin (comments aside),
+  """docs/sweeps.md's sweep file is configs/sweeps/wordnet_mini.gin (comments aside),
   which tests/test_sweep.py parses into valid runs."""
-  (block,) = [b.text for b in doc_blocks.blocks("docs/running_sweeps.md") if b.info == "gin"]
+  (block,) = [b.text for b in doc_blocks.blocks("docs/sweeps.md") if b.info == "gin"]
   shipped = (conftest.REPO_ROOT / "configs" / "sweeps" / "wordnet_mini.gin").read_text()
   assert block.strip() == "\n".join(
       line for line in shipped.splitlines() if not line.startswith("#")).strip()
