@@ -4,8 +4,8 @@ Whatever this project reads from a t5x checkpoint, the msgpack `checkpoint`
 file, the listing of `checkpoint_<step>` directories and the zarr arrays, goes
 through tensorstore: the `file` driver for local paths, the `gcs` driver for
 `gs://bucket/path`. So one set of settings points every remote read at an
-endpoint: tensorstore's own environment variables (see the README's "Checkpoints
-on gs://"), e.g. a local GCS emulator in the tests.
+endpoint: tensorstore's own environment variables (see docs/training.md,
+"Checkpoints on gs://"), e.g. a local GCS emulator in the tests.
 
 A failed remote read raises `StorageError` naming the path, on one line.
 """
