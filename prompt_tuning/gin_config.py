@@ -15,14 +15,16 @@ Typical use:
         gin_config.bindings_from_flags({"PROMPT_LENGTH": "20"}))
     model = gin_config.build_model()
 
-`configs/...` paths resolve against `config_search_paths()` (the repository
-root for an editable install, the package directory for a wheel), after the
-current directory and any user search paths.
+The configs ship inside the package (`prompt_tuning/configs/`). Gin paths
+resolve against the current directory, any user search paths, then
+`config_search_paths()`: `prompt_tuning/configs/...` and `configs/...` both
+work from any directory, with an editable install or a wheel.
 """
 
 import contextlib
 import difflib
 import importlib.util
+import logging
 import os
 import pathlib
 import re
@@ -34,7 +36,6 @@ from gin import resource_reader
 from prompt_tuning.models import t5
 
 _PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
-_REPO_DIR = _PACKAGE_DIR.parent
 
 # Search paths this module has already given gin (gin keeps them globally and
 # `gin.clear_config` does not reset them).
@@ -55,18 +56,27 @@ def _configured_value(value: Any = gin.REQUIRED) -> Any:
 
 
 def config_search_paths() -> list[str]:
-  """Directories against which `configs/...` gin paths resolve.
+  """Directories against which relative gin paths resolve, after the current directory.
 
   Returns:
-    The repository root when `configs/` sits beside the package (an editable
-    install or a checkout), then the package directory when it holds `configs/`
-    (a wheel built with the configs as package data).
+    The directory holding the package, so that `prompt_tuning/configs/...`
+    resolves from anywhere (as the original codebase's paths do), then the
+    package directory, so that `configs/...` does (in a checkout, `configs`
+    at the repository root is a link to `prompt_tuning/configs`).
   """
-  paths = []
-  for root in (_REPO_DIR, _PACKAGE_DIR):
-    if (root / "configs").is_dir():
-      paths.append(str(root))
-  return paths
+  return [str(_PACKAGE_DIR.parent), str(_PACKAGE_DIR)]
+
+
+def find_config_file(path: str) -> str:
+  """The file a gin path names, as `parse_gin` finds it: `path` itself when it exists,
+  else the first search path holding it; `path` unchanged when none does."""
+  if os.path.isabs(path) or os.path.isfile(path):
+    return path
+  for root in _ADDED_SEARCH_PATHS + config_search_paths():
+    candidate = os.path.join(root, path)
+    if os.path.isfile(candidate):
+      return candidate
+  return path
 
 
 def _add_search_path(path: str) -> None:
@@ -86,10 +96,19 @@ def _namespace_safe_resource_reader() -> Iterator[None]:
   `configs/models` is a namespace package with no `origin` and gin raises a
   TypeError instead of moving on to the next search path. This makes such a
   package count as "not found", as gin intends.
+
+  It also drops the ERROR line ("Path not found: ...") gin logs for each search
+  path that is not a package before it moves on to the next: with the configs
+  found on a later search path, every `configs/...` file of a run printed one.
   """
+  quiet = _DropGinPathNotFound()
+  logging.getLogger().addFilter(quiet)
   original = getattr(resource_reader, "_parse_config_path", None)
   if original is None:  # A gin without the bug's code path.
-    yield
+    try:
+      yield
+    finally:
+      logging.getLogger().removeFilter(quiet)
     return
 
   def parse_config_path(config_path: str) -> str:
@@ -103,6 +122,14 @@ def _namespace_safe_resource_reader() -> Iterator[None]:
     yield
   finally:
     resource_reader._parse_config_path = original  # pylint: disable=protected-access
+    logging.getLogger().removeFilter(quiet)
+
+
+class _DropGinPathNotFound(logging.Filter):
+  """Drops gin's resource reader's "Path not found" records (a search path that missed)."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not (record.module == "resource_reader" and record.msg == "Path not found: %s")
 
 
 def bindings_from_flags(overrides: Mapping[str, str]) -> list[str]:

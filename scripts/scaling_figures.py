@@ -39,7 +39,8 @@ DOMAIN_SHIFT = ("figure1", "wordnet_supersense", ("method", "size"))  # archive,
 def _planned(archive: str) -> int:
   """How many points the archive's sweep file has (an archive may hold a slice of them)."""
   meta = points_lib.read_json(os.path.join(archive, points_lib.SWEEP_FILE))
-  return len(driver.load(os.path.join(REPO, "configs", "sweeps", f"{meta['name']}.gin")).points)
+  return len(driver.load(os.path.join(REPO, "prompt_tuning", "configs", "sweeps",
+                                       f"{meta['name']}.gin")).points)
 
 
 def figure(name: str, results: str, out_dir: str, docs_dir: str) -> None:

@@ -48,7 +48,7 @@ def load(sweep_file: str, overrides: Sequence[str] = ()) -> spec.Plan:
   Raises:
     spec.SweepFileError: the file is missing, malformed, or makes no valid grid.
   """
-  if not os.path.isfile(sweep_file):
+  if not os.path.isfile(gin_config.find_config_file(sweep_file)):
     raise spec.SweepFileError(f"sweep file {sweep_file!r} not found; see configs/sweeps/")
   gin.clear_config()
   try:
