@@ -2,7 +2,8 @@
 
 `python -m prompt_tuning.{train,eval,infer}` take `--gin_file=...` (repeated,
 later files override), `--gin.NAME=VALUE` (any binding, after the files; values
-are gin expressions, so strings keep their quotes), `--gin_search_paths` and
+are gin expressions, so strings keep their quotes), `--gin_search_paths`
+(repeated, or a comma-separated list as t5x takes it), `--tfds_data_dir` and
 `--verbose` (the libraries' INFO logs too).
 """
 
@@ -23,7 +24,10 @@ FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("gin_file", [], "Gin files, in order (later ones override).")
 flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings (`--gin.NAME=VALUE` is rewritten "
                           "to this).")
-flags.DEFINE_multi_string("gin_search_paths", [], "Extra directories to find gin files in.")
+flags.DEFINE_multi_string("gin_search_paths", [], "Extra directories to find gin files in "
+                          "(repeated, or comma-separated as t5x takes them).")
+flags.DEFINE_string("tfds_data_dir", None, "Where tensorflow-datasets finds prepared datasets "
+                    "(as t5x's flag; the TFDS_DATA_DIR environment variable does the same).")
 flags.DEFINE_bool("verbose", False, "Also show the libraries' INFO logs (orbax, seqio, "
                   "TensorFlow); by default only this project's INFO lines and everyone's "
                   "warnings reach the console.")
@@ -71,6 +75,11 @@ def rewrite_gin_args(argv: Sequence[str]) -> list[str]:
   return out
 
 
+def search_paths(values: Sequence[str]) -> list[str]:
+  """--gin_search_paths values, each a directory or a comma-separated list of them."""
+  return [path for value in values for path in value.split(",") if path]
+
+
 def parse_flags_and_gin(argv: Sequence[str], required: Sequence[str],
                         read_directly: Sequence[str] = ()) -> None:
   """Parses the gin files and bindings of the flags; checks the REQUIRED macros are set and
@@ -78,7 +87,10 @@ def parse_flags_and_gin(argv: Sequence[str], required: Sequence[str],
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   quiet_libraries()
-  gin_config.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_paths)
+  if FLAGS.tfds_data_dir:
+    import seqio  # pylint: disable=g-import-not-at-top
+    seqio.set_tfds_data_dir_override(FLAGS.tfds_data_dir)
+  gin_config.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, search_paths(FLAGS.gin_search_paths))
   gin_config.check_run_config(required, read_directly)
 
 

@@ -108,6 +108,9 @@ def straight_run(tmp_path_factory):
   assert "eval at step 3: accuracy=" in done.stderr and "eval at step 6:" in done.stderr
   assert any(name.startswith("events.out.tfevents") for name in os.listdir(straight))
   assert "compiled train step: argument=" in done.stderr
+  # Before its first step the run says how many it takes.
+  said = done.stderr.index("TRAIN_STEPS=6: this run trains 6 steps")
+  assert said < done.stderr.index("eval at step 3")
   assert "checkpoint_manager.py" not in done.stderr  # orbax's INFO lines need --verbose
   full_log = done.stderr.split("the full log, the libraries' INFO lines included: ")[1].split()[0]
   with open(full_log) as f:

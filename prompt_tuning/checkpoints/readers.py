@@ -284,6 +284,17 @@ class T5xOrbaxReader(_OrbaxTreeReader):
     return tree_lib.flatten(tree["target"])
 
 
+def t5x_step(path: str) -> Optional[int]:
+  """The step of a t5x checkpoint (legacy or Orbax): its `checkpoint_<step>` directory's
+  number, the one `path` names or the latest inside it; None for every other format."""
+  step_dir = t5x.step_dir(path)
+  if step_dir is None and not storage.is_remote(path):
+    step_dir = _t5x_orbax_step_dir(path)
+  if step_dir is None:
+    return None
+  return t5x.step_number(step_dir.rstrip("/").rsplit("/", 1)[-1])
+
+
 def _t5x_orbax_step_dir(path: str) -> Optional[str]:
   """`checkpoint_<step>` (itself, or the latest in `path`) holding a t5x orbax `state/`."""
   candidates = [path]

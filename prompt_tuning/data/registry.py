@@ -61,11 +61,14 @@ def check_vocabulary(name: str, vocabulary, vocab_size: int) -> None:
     vocabulary: the model's VOCABULARY (None skips the identity check).
     vocab_size: rows of the model's embedding table (NUM_EMBEDDINGS).
   """
+  tasks = tasks_of(name)  # a registered name, or a one-line error first
   if isinstance(vocabulary, seqio.SentencePieceVocabulary):
     _file_bytes(vocabulary.sentencepiece_model_file)  # readable, or a one-line error now
-  for task in tasks_of(name):
+  for task in tasks:
     for feature_name, feature in task.output_features.items():
       vocab = feature.vocabulary
+      if isinstance(vocab, seqio.SentencePieceVocabulary):
+        _file_bytes(vocab.sentencepiece_model_file, _TASK_VOCABULARY_HINT)
       if vocab.vocab_size > vocab_size:
         raise ValueError(
             f"task {task.name!r} feature {feature_name!r} has a vocabulary of "
@@ -86,8 +89,15 @@ def _describe(vocabulary) -> str:
   return f"{type(vocabulary).__name__}({vocabulary.vocab_size} ids)"
 
 
+_MODEL_VOCABULARY_HINT = ("set SENTENCEPIECE_MODEL_FILE to a local copy (offline, gs:// "
+                          "cannot be read)")
+_TASK_VOCABULARY_HINT = ("it is a task's vocabulary: for the paper's tasks set "
+                         "PROMPT_TUNING_T5_VOCABULARY (PROMPT_TUNING_MT5_VOCABULARY for mt5_ "
+                         "tasks) to a local copy (offline, gs:// cannot be read)")
+
+
 @functools.lru_cache(maxsize=8)
-def _file_bytes(path: str) -> bytes:
+def _file_bytes(path: str, hint: str = _MODEL_VOCABULARY_HINT) -> bytes:
   """A vocabulary file's contents, read once per path (a mixture's tasks share it).
 
   Raises:
@@ -98,9 +108,8 @@ def _file_bytes(path: str) -> bytes:
       return f.read()
   except (tf.errors.OpError, OSError) as e:
     reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    raise ValueError(f"cannot read the SentencePiece vocabulary {path} ({reason}); set "
-                     "SENTENCEPIECE_MODEL_FILE to a local copy (offline, gs:// cannot be "
-                     "read)") from None
+    raise ValueError(f"cannot read the SentencePiece vocabulary {path} ({reason}); "
+                     f"{hint}") from None
 
 
 def _same_sentencepiece(a, b) -> bool:

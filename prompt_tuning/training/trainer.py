@@ -26,6 +26,7 @@ import optax
 from prompt_tuning import partitioning
 from prompt_tuning.checkpoints import checkpointer
 from prompt_tuning.checkpoints import layout
+from prompt_tuning.checkpoints import readers
 from prompt_tuning.checkpoints import variables as variables_lib
 from prompt_tuning.data import registry
 from prompt_tuning.models import t5
@@ -273,6 +274,26 @@ def _check_finite(loss: Any, step: int, last_saved: Optional[int]) -> None:
         f"(step {last_saved}) stays the latest; lower the learning rate or check the data")
 
 
+def steps_of_this_run(train_steps: int, checkpoint_step: Optional[int]) -> tuple[int, str]:
+  """TRAIN_STEPS as the number of this run's steps, and the line that says so.
+
+  Here a run's steps count from 0, whatever it starts from. t5x carries on the
+  step of the checkpoint it starts from, so in the original codebase
+  `TRAIN_STEPS=1_150_000` on a step-1,100,000 t5x checkpoint means 50,000 steps
+  of tuning. From a t5x checkpoint (`checkpoint_step`, None for other formats)
+  whose step is below TRAIN_STEPS, TRAIN_STEPS is read as the original reads it,
+  and the line says so with the value that means the same here.
+  """
+  if checkpoint_step and train_steps > checkpoint_step:
+    steps = train_steps - checkpoint_step
+    return steps, (f"TRAIN_STEPS={train_steps} is above the t5x checkpoint's step "
+                   f"{checkpoint_step}: read as the original codebase reads it, the step to "
+                   f"stop at counted from the checkpoint's, so this run trains {steps} steps "
+                   f"(here TRAIN_STEPS counts this run's steps: TRAIN_STEPS={steps} says the "
+                   "same)")
+  return train_steps, f"TRAIN_STEPS={train_steps}: this run trains {train_steps} steps"
+
+
 def train(*,
           model: t5.Transformer,
           model_dir: str,
@@ -354,6 +375,8 @@ def train(*,
 
     variables, shardings = variables_lib.init_variables(model, part, initial_checkpoint_path,
                                                         random_seed)
+    train_steps, steps_line = steps_of_this_run(
+        train_steps, initial_checkpoint_path and readers.t5x_step(initial_checkpoint_path))
     state, frozen, state_shardings, jitted = train_state.setup_step(
         model, part, optimizer, variables, shardings, what_trains, random_seed, z_loss=z_loss,
         label_smoothing=label_smoothing, loss_normalizing_factor=loss_normalizing_factor)
@@ -399,6 +422,8 @@ def train(*,
       on_start()
     writer = _Summaries(model_dir, first_host=jax.process_index() == 0)
     step = int(state.step)
+    logging.info("%s%s", steps_line, f"; {train_steps - step} to go from step {step}" if step
+                 else "")
     writer.start(step, train_steps=train_steps, parameters_total=num_frozen + num_trainable,
                  parameters_model=num_frozen + num_trainable - num_prompt,
                  parameters_trainable=num_trainable, what_trains=what_trains)

@@ -16,6 +16,7 @@ from prompt_tuning.models import t5
 from prompt_tuning import partitioning
 from prompt_tuning.training import trainable
 from scripts import extract_variable
+from tests import conftest
 from tests import hf_reference
 from tests.checkpoints import t5x_writer
 
@@ -124,3 +125,17 @@ def test_checkpoints_t5x_writes_with_orbax_load_bitwise(t5x_checkpoint, tmp_path
     np.testing.assert_array_equal(np.asarray(flat["params/" + name]),
                                   np.asarray(value, np.float32), err_msg=name)
     np.testing.assert_array_equal(reader.read_array(name), np.asarray(value, np.float32))
+  # Its step (TRAIN_STEPS is read against it, as the original codebase reads it).
+  assert readers.t5x_step(str(tmp_path)) == 5
+  assert readers.t5x_step(str(tmp_path / "checkpoint_5")) == 5
+
+
+def test_a_t5x_checkpoints_step_is_its_directorys_and_other_formats_have_none(
+    t5x_checkpoint, tmp_path):
+  root, directory, _ = t5x_checkpoint
+  assert readers.t5x_step(root) == 1100000  # the latest of checkpoint_1000, checkpoint_1100000
+  assert readers.t5x_step(os.path.join(root, "checkpoint_1000")) == 1000
+  assert readers.t5x_step(directory) == 1100000
+  assert readers.t5x_step(str(tmp_path)) is None  # no checkpoint at all
+  assert readers.t5x_step(os.path.join(conftest.REPO_ROOT, "prompt_tuning", "data",
+                                       "wordnet_tiny")) is None  # this project's format

@@ -37,3 +37,20 @@ def test_a_batch_the_data_axis_cannot_split_is_one_line():
   with pytest.raises(ValueError, match=r"BATCH_SIZE=6 does not split over the mesh's data axis "
                      r"of 4 devices \(8 devices / NUM_PARTITIONS=2\); use a multiple of 4"):
     trainer._check_batch_split(6, part)  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize("train_steps,checkpoint_step,steps,says", [
+    # The original codebase's sst2-demo.sh: TRAIN_STEPS counts from the t5x checkpoint's step.
+    (1_150_000, 1_100_000, 50_000, "read as the original codebase reads it, the step to stop "
+     "at counted from the checkpoint's, so this run trains 50000 steps (here TRAIN_STEPS "
+     "counts this run's steps: TRAIN_STEPS=50000 says the same)"),
+    (30_000, 1_100_000, 30_000, "TRAIN_STEPS=30000: this run trains 30000 steps"),  # this one's
+    (1_100_000, 1_100_000, 1_100_000, "this run trains 1100000 steps"),  # not below: this one's
+    (500, None, 500, "TRAIN_STEPS=500: this run trains 500 steps"),  # not a t5x checkpoint
+    (500, 0, 500, "TRAIN_STEPS=500: this run trains 500 steps"),  # a t5x checkpoint at step 0
+])
+def test_train_steps_from_a_t5x_checkpoint_below_them_count_from_its_step(
+    train_steps, checkpoint_step, steps, says):
+  got, line = trainer.steps_of_this_run(train_steps, checkpoint_step)
+  assert got == steps
+  assert says in line

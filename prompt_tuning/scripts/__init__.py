@@ -1,0 +1,1 @@
+"""Command-line helpers the original codebase's scripts call (`find_module`)."""
