@@ -134,4 +134,16 @@ def run(main) -> None:
     print(line, file=sys.stderr, flush=True)
     os._exit(code)  # pylint: disable=protected-access
 
+  if _HELP.intersection(sys.argv[1:]):  # absl exits 1 after its help; asking is no error
+    FLAGS([sys.argv[0]])
+    if "--helpfull" in sys.argv:
+      app.usage(writeto_stdout=True, exitcode=0)
+    doc = (sys.modules["__main__"].__doc__ or "").strip()
+    own = "\n".join(h for h in (FLAGS.module_help(sys.modules[__name__]),
+                                FLAGS.main_module_help()) if h.strip())
+    print(f"{doc}\n\nflags (--helpfull: every library's too):\n{own}")
+    sys.exit(0)
   app.run(guarded, argv=rewrite_gin_args(sys.argv))
+
+
+_HELP = frozenset({"--help", "-help", "-h", "-?", "--helpshort", "--helpfull"})
