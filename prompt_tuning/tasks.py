@@ -31,8 +31,7 @@ def listing(modules: Sequence[str], text: str = "") -> list[str]:
   lines = []
   for name in sorted(seqio.TaskRegistry.names()):
     if text in name:
-      splits = ", ".join(seqio.TaskRegistry.get(name).splits)
-      lines.append(f"{name}  task  splits: {splits}")
+      lines.append(f"{name}  task  {_splits(seqio.TaskRegistry.get(name))}")
   for name in sorted(seqio.MixtureRegistry.names()):
     if text in name:
       tasks = ", ".join(t.name for t in seqio.MixtureRegistry.get(name).tasks)
@@ -40,13 +39,32 @@ def listing(modules: Sequence[str], text: str = "") -> list[str]:
   return lines
 
 
+NO_DATA = "no data: "  # what a task's line says instead of its splits
+
+
+def _splits(task) -> str:
+  """`splits: train, validation`, or why there are none (a tfds dataset not prepared)."""
+  try:
+    return "splits: " + ", ".join(task.splits)
+  except Exception:  # pylint: disable=broad-except
+    # seqio finds no split when the source's data is missing (e.g. a tfds dataset not
+    # prepared in TFDS_DATA_DIR); a listing lists it all the same.
+    source = getattr(task, "source", None)
+    tfds_name = getattr(source, "tfds_dataset", None)
+    tfds_name = getattr(tfds_name, "name", None) or getattr(source, "_tfds_name", None)
+    what = f"tfds dataset {tfds_name} not prepared" if tfds_name else "its source has no splits"
+    return f"{NO_DATA}{what}"
+
+
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   lines = listing(FLAGS.module, FLAGS.filter)
   print("\n".join(lines) if lines else f"no task or mixture name contains {FLAGS.filter!r}")
-  print(f"tasks: {len(lines)} registered names{' matching' if FLAGS.filter else ''}",
-        file=sys.stderr)
+  missing = sum(NO_DATA in line for line in lines)
+  print(f"tasks: {len(lines)} registered names{' matching' if FLAGS.filter else ''}" + (
+      f"; {missing} without their data (tfds datasets not prepared here: `tfds build` them, "
+      "or point TFDS_DATA_DIR / --tfds_data_dir at them)" if missing else ""), file=sys.stderr)
 
 
 if __name__ == "__main__":

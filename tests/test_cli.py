@@ -19,6 +19,15 @@ def test_listing_names_the_bundled_and_paper_tasks():
   assert tasks.listing(["prompt_tuning.data.tasks"], "no_such_task_name") == []
 
 
+def test_a_task_whose_data_is_not_prepared_is_listed_saying_so(tmp_path, monkeypatch):
+  """The paper's tasks read tfds datasets that a fresh machine has not prepared: the listing
+  lists them all the same (it exited 1 on the first, `Task dpr_v001_simple has no splits`)."""
+  monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))  # nothing prepared there
+  lines = tasks.listing(["prompt_tuning.data.tasks"], "dpr_v001_simple")
+  assert lines[0] == ("dpr_v001_simple  task  no data: tfds dataset "
+                      "definite_pronoun_resolution:1.1.0 not prepared")
+
+
 @pytest.mark.integration
 def test_help_and_the_tasks_command():
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
