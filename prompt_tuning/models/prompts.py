@@ -20,6 +20,7 @@ from typing import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from prompt_tuning.models import layers
 from prompt_tuning.models import prompt_init as initializers
@@ -123,8 +124,10 @@ class Prompt(nn.Module):
   @nn.compact
   def __call__(self) -> Array:
     """Returns the prompt, `[length, embed]`."""
-    if self.length < 0:
-      raise ValueError(f"prompt length must be >= 0, got {self.length}")
+    if isinstance(self.length, bool) or not isinstance(self.length, (int, np.integer)) or (
+        self.length < 0):
+      raise ValueError(f"prompt length (PROMPT_LENGTH) is {self.length!r}; it must be an "
+                       "integer >= 0")
     shape = (self.length, self.embed_dim)
 
     def init():

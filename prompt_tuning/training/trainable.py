@@ -56,6 +56,11 @@ def partition(variables: Mapping[str, Any], what: WhatTrains = PROMPT_TUNING) ->
     trains = any(p.fullmatch(path) for p in patterns) and math.prod(value.shape) > 0
     (trainable if trains else frozen)[path] = value
   if not trainable:
+    prompts = [path for path in frozen if "prompt" in path.split("/")[0]]
+    if what == PROMPT_TUNING and all(math.prod(frozen[p].shape) == 0 for p in prompts):
+      raise ValueError("there is no prompt to train: the model's prompt has length 0 "
+                       "(PROMPT_LENGTH=0) or there is none (configs/prompts/no_prompt.gin); "
+                       "give PROMPT_LENGTH >= 1, or WHAT_TRAINS='all' to tune the model")
     raise ValueError(f"no variable path matches what trains ({what!r}); paths look like "
                      f"{sorted(frozen)[:3]}")
   return trainable, frozen

@@ -57,8 +57,18 @@ def test_an_empty_prompt_stays_frozen():
   train, frozen = trainable.partition(variables, "all")  # model tuning of a plain T5
   assert list(frozen) == ["prompt/encoder/prompt/prompt"]
   assert set(train) == {p for p in trainable.flatten(variables) if p.startswith("params/")}
-  with pytest.raises(ValueError, match="no variable path matches"):
+  with pytest.raises(ValueError, match=r"there is no prompt to train: the model's prompt has "
+                     r"length 0 \(PROMPT_LENGTH=0\)"):
     trainable.partition(variables, "prompt")
+
+
+@pytest.mark.parametrize("length", ["ten", 2.5, True, -1])
+def test_a_prompt_length_that_is_no_count_is_one_line_naming_the_macro(length):
+  model = t5.Transformer(CFG, prompts.Prompt(length, CFG.emb_dim))
+  tokens = jnp.ones((1, 3), jnp.int32)
+  with pytest.raises(ValueError, match=rf"prompt length \(PROMPT_LENGTH\) is {length!r}; it "
+                     "must be an integer >= 0"):
+    model.init(jax.random.key(0), tokens, tokens)
 
 
 @pytest.mark.parametrize("what", ["prompt", "all"])
