@@ -24,11 +24,13 @@ work from any directory, with an editable install or a wheel.
 import contextlib
 import difflib
 import importlib.util
+import io
 import logging
 import os
 import pathlib
 import re
-from typing import Any, Iterator, Mapping, Sequence
+import tokenize
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import gin
 from gin import resource_reader
@@ -217,10 +219,17 @@ def parse_gin(gin_files: Sequence[str],
     _add_search_path(path)
   try:
     with _namespace_safe_resource_reader():
-      gin.parse_config_files_and_bindings(
-          list(gin_files), None, finalize_config=False, skip_unknown=False)
+      try:
+        gin.parse_config_files_and_bindings(
+            list(gin_files), None, finalize_config=False, skip_unknown=False)
+      except (SyntaxError, tokenize.TokenError) as e:
+        raise ValueError(_syntax_error(e, gin_files)) from None
       for binding in bindings:  # one at a time, in order: later ones win
-        gin.parse_config(_with_imports(binding))
+        try:
+          gin.parse_config(_with_imports(binding))
+        except (SyntaxError, tokenize.TokenError) as e:
+          raise ValueError(f"gin syntax error in the binding {binding!r} (a --gin.NAME=VALUE "
+                           f"flag): {_reason(e)}") from None
   except OSError as e:
     match = _UNABLE_TO_OPEN.search(str(e))
     if match is None:
@@ -230,6 +239,44 @@ def parse_gin(gin_files: Sequence[str],
         f"gin file {match[1]!r} not found in any of {searched}; give an absolute path or "
         "one relative to a searched directory (e.g. configs/models/t5_1_1_base_prompt.gin), "
         "or add its directory to the search paths") from None
+
+
+def _reason(error: Exception) -> str:
+  if isinstance(error, tokenize.TokenError):
+    return "the text ends inside an unclosed bracket or string"
+  return error.msg if isinstance(error, SyntaxError) else str(error)
+
+
+def _syntax_error(error: Exception, gin_files: Sequence[str]) -> str:
+  """One line naming the gin file (and line) that does not parse."""
+  if isinstance(error, SyntaxError) and error.filename not in (None, "<string>"):
+    text = (error.text or "").strip()
+    return (f"gin syntax error in {error.filename}, line {error.lineno}: "
+            f"{error.msg.rstrip('.')}" + (f": {text}" if text else ""))
+  # gin does not say where the tokenizer ran out of text: find the file, with its includes.
+  culprit = _unclosed_file(gin_files)
+  return (f"gin syntax error in {culprit or ' or '.join(gin_files)}: {_reason(error)}")
+
+
+def _unclosed_file(gin_files: Sequence[str], seen: Optional[set] = None) -> Optional[str]:
+  """The first of the files (or the files they include) the tokenizer cannot finish."""
+  seen = set() if seen is None else seen
+  for name in gin_files:
+    path = find_config_file(name)
+    if path in seen or not os.path.isfile(path):
+      continue
+    seen.add(path)
+    with open(path) as f:
+      text = f.read()
+    try:
+      list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, SyntaxError):
+      return name
+    included = re.findall(r"^include\s+['\"]([^'\"]+)['\"]", text, flags=re.M)
+    found = _unclosed_file(included, seen)
+    if found:
+      return found
+  return None
 
 
 def macro_value(name: str, hint: str) -> Any:

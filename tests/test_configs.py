@@ -447,3 +447,22 @@ def test_task_class_labels_config_takes_a_wordnet_tasks_labels(task, labels):
   gin_config.parse_gin([FAMILY_FILES["xs"], TASK_CLASS_LABELS],
                        [f"MIXTURE_OR_TASK_NAME = {task!r}"])
   assert gin_config.macro_value("CLASS_LABELS", "") == (labels or list(wordnet.LABELS))
+
+
+@pytest.mark.parametrize("text,says", [
+    ("TRAIN_STEPS = (3\n", r"gin syntax error in {bad}: the text ends inside an unclosed "
+     r"bracket or string$"),
+    ("TRAIN_STEPS = 3 +\n", r"gin syntax error in {bad}, line 1: Expected newline: "
+     r"TRAIN_STEPS = 3 \+$"),
+])
+def test_a_gin_file_that_does_not_parse_is_one_line_naming_it(tmp_path, text, says):
+  bad = tmp_path / "bad.gin"
+  bad.write_text(text)
+  top = tmp_path / "top.gin"  # the broken file only included: the message names it all the same
+  top.write_text(f"include '{bad}'\n")
+  for files in ([str(bad)], [str(top)]):
+    with pytest.raises(ValueError, match=says.format(bad=re.escape(str(bad)))):
+      gin_config.parse_gin(files)
+  with pytest.raises(ValueError, match=r"gin syntax error in the binding 'X = \(3' \(a "
+                     r"--gin.NAME=VALUE flag\): the text ends inside an unclosed bracket"):
+    gin_config.parse_gin([], ["X = (3"])
