@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 SWEEP_DIR ?= build/sweep_demo
 SCALING_DIR ?= build/scaling/figure1
 
-.PHONY: install test demo sweep-demo scaling figures lint clean
+.PHONY: install test demo sweep-demo scaling figures lint lint-check clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -51,10 +51,14 @@ scaling: $(VENV)/.installed
 figures: $(VENV)/.installed
 	$(PY) scripts/scaling_figures.py
 
+# Formats and checks the code (settings: ruff.toml); lint-check only checks, as CI does.
 lint: $(VENV)/.installed
-	$(PY) -m pip install -q 'ruff>=0.6'
-	$(VENV)/bin/ruff format --line-length 100 --indent-width 2 prompt_tuning tests scripts
-	$(VENV)/bin/ruff check --select E9,F prompt_tuning tests scripts
+	$(VENV)/bin/ruff format prompt_tuning tests scripts
+	$(VENV)/bin/ruff check prompt_tuning tests scripts
+
+lint-check: $(VENV)/.installed
+	$(VENV)/bin/ruff format --check prompt_tuning tests scripts
+	$(VENV)/bin/ruff check prompt_tuning tests scripts
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -46,6 +46,7 @@ TEST_REQUIRES = [
     "pytest>=8",
     "pytest-timeout>=2.4,<3",
     "pytest-xdist>=3.8,<4",  # make test runs the files on two workers
+    "ruff==0.17.6",  # make lint / lint-check (CI): one formatter, one version
     "gcp-storage-emulator==2026.7.19",  # a GCS server on localhost for the gs:// tests
     "torch==2.13.0",
     "transformers>=5.23,<5.24",

@@ -8,4 +8,4 @@ tasks are registered together, `paper_tasks`), among them
 command lines name their tasks as they did.
 """
 
-from prompt_tuning.data import tasks  # pylint: disable=unused-import
+from prompt_tuning.data import tasks  # noqa: F401  pylint: disable=unused-import

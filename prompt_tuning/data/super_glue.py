@@ -7,4 +7,4 @@ tasks are registered together, `paper_tasks`), among them
 `{,taskless_,task_index_}super_glue_{name}_v102{,_examples}` and `super_glue_v102`.
 """
 
-from prompt_tuning.data import tasks  # pylint: disable=unused-import
+from prompt_tuning.data import tasks  # noqa: F401  pylint: disable=unused-import
