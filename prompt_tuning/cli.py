@@ -22,15 +22,27 @@ from prompt_tuning.checkpoints import storage
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("gin_file", [], "Gin files, in order (later ones override).")
-flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings (`--gin.NAME=VALUE` is rewritten "
-                          "to this).")
-flags.DEFINE_multi_string("gin_search_paths", [], "Extra directories to find gin files in "
-                          "(repeated, or comma-separated as t5x takes them).")
-flags.DEFINE_string("tfds_data_dir", None, "Where tensorflow-datasets finds prepared datasets "
-                    "(as t5x's flag; the TFDS_DATA_DIR environment variable does the same).")
-flags.DEFINE_bool("verbose", False, "Also show the libraries' INFO logs (orbax, seqio, "
-                  "TensorFlow); by default only this project's INFO lines and everyone's "
-                  "warnings reach the console.")
+flags.DEFINE_multi_string(
+  "gin_bindings", [], "Gin bindings (`--gin.NAME=VALUE` is rewritten to this)."
+)
+flags.DEFINE_multi_string(
+  "gin_search_paths",
+  [],
+  "Extra directories to find gin files in (repeated, or comma-separated as t5x takes them).",
+)
+flags.DEFINE_string(
+  "tfds_data_dir",
+  None,
+  "Where tensorflow-datasets finds prepared datasets "
+  "(as t5x's flag; the TFDS_DATA_DIR environment variable does the same).",
+)
+flags.DEFINE_bool(
+  "verbose",
+  False,
+  "Also show the libraries' INFO logs (orbax, seqio, "
+  "TensorFlow); by default only this project's INFO lines and everyone's "
+  "warnings reach the console.",
+)
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -66,7 +78,7 @@ def rewrite_gin_args(argv: Sequence[str]) -> list[str]:
   out = []
   for arg in argv:
     if arg.startswith("--gin."):
-      name, sep, value = arg[len("--gin."):].partition("=")
+      name, sep, value = arg[len("--gin.") :].partition("=")
       if not sep:
         raise app.UsageError(f"{arg}: write --gin.NAME=VALUE")
       out.append(f"--gin_bindings={gin_config.bindings_from_flags({name: value})[0]}")
@@ -80,8 +92,9 @@ def search_paths(values: Sequence[str]) -> list[str]:
   return [path for value in values for path in value.split(",") if path]
 
 
-def parse_flags_and_gin(argv: Sequence[str], required: Sequence[str],
-                        read_directly: Sequence[str] = ()) -> None:
+def parse_flags_and_gin(
+  argv: Sequence[str], required: Sequence[str], read_directly: Sequence[str] = ()
+) -> None:
   """Parses the gin files and bindings of the flags; checks the REQUIRED macros are set and
   that every macro set is read (`read_directly`: those the entry point reads itself)."""
   if len(argv) > 1:
@@ -89,6 +102,7 @@ def parse_flags_and_gin(argv: Sequence[str], required: Sequence[str],
   quiet_libraries()
   if FLAGS.tfds_data_dir:
     import seqio  # pylint: disable=g-import-not-at-top
+
     seqio.set_tfds_data_dir_override(FLAGS.tfds_data_dir)
   gin_config.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, search_paths(FLAGS.gin_search_paths))
   gin_config.check_run_config(required, read_directly)
@@ -96,8 +110,15 @@ def parse_flags_and_gin(argv: Sequence[str], required: Sequence[str],
 
 # What a user's input can cause (a missing file, a wrong shape, an unset macro):
 # reported as one line, without a traceback (set PROMPT_TUNING_TRACEBACKS=1 for one).
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, ImportError,
-               KeyError, storage.StorageError)
+USER_ERRORS = (
+  ValueError,
+  FileNotFoundError,
+  FileExistsError,
+  PermissionError,
+  ImportError,
+  KeyError,
+  storage.StorageError,
+)
 
 
 def run(main) -> None:
@@ -139,8 +160,9 @@ def run(main) -> None:
     if "--helpfull" in sys.argv:
       app.usage(writeto_stdout=True, exitcode=0)
     doc = (sys.modules["__main__"].__doc__ or "").strip()
-    own = "\n".join(h for h in (FLAGS.module_help(sys.modules[__name__]),
-                                FLAGS.main_module_help()) if h.strip())
+    own = "\n".join(
+      h for h in (FLAGS.module_help(sys.modules[__name__]), FLAGS.main_module_help()) if h.strip()
+    )
     print(f"{doc}\n\nflags (--helpfull: every library's too):\n{own}")
     sys.exit(0)
   app.run(guarded, argv=rewrite_gin_args(sys.argv))

@@ -36,8 +36,12 @@ import gin  # pylint: disable=g-import-not-at-top
 from prompt_tuning import cli  # pylint: disable=g-import-not-at-top
 from prompt_tuning import gin_config
 
-REQUIRED_MACROS = ("INITIAL_CHECKPOINT_PATH", "MIXTURE_OR_TASK_NAME", "TASK_FEATURE_LENGTHS",
-                   "EVAL_OUTPUT_DIR")
+REQUIRED_MACROS = (
+  "INITIAL_CHECKPOINT_PATH",
+  "MIXTURE_OR_TASK_NAME",
+  "TASK_FEATURE_LENGTHS",
+  "EVAL_OUTPUT_DIR",
+)
 
 
 def main(argv: Sequence[str]) -> None:

@@ -151,8 +151,9 @@ def bindings_from_flags(overrides: Mapping[str, str]) -> list[str]:
     key, value = str(key).strip(), str(value).strip()
     if not key or not value:
       raise ValueError(
-          f"gin override {key!r}={value!r} needs both a name and a value, as in "
-          "--gin.PROMPT_LENGTH=20")
+        f"gin override {key!r}={value!r} needs both a name and a value, as in "
+        "--gin.PROMPT_LENGTH=20"
+      )
     bindings.append(f"{key} = {value}")
   return bindings
 
@@ -184,8 +185,9 @@ def _with_imports(binding: str) -> str:
       modules.append(module)
   if not modules:
     return binding
-  return "\n".join(["from __gin__ import dynamic_registration"] +
-                   [f"import {m}" for m in modules] + [binding])
+  return "\n".join(
+    ["from __gin__ import dynamic_registration"] + [f"import {m}" for m in modules] + [binding]
+  )
 
 
 def reference_text(reference: Any) -> str:
@@ -199,9 +201,9 @@ def reference_text(reference: Any) -> str:
   return "@" + "/".join([*reference.scopes, path]) + ("()" if reference.evaluate else "")
 
 
-def parse_gin(gin_files: Sequence[str],
-              bindings: Sequence[str] = (),
-              search_paths: Sequence[str] = ()) -> None:
+def parse_gin(
+  gin_files: Sequence[str], bindings: Sequence[str] = (), search_paths: Sequence[str] = ()
+) -> None:
   """Parses gin files, then bindings (later ones win), without finalizing.
 
   Args:
@@ -221,24 +223,27 @@ def parse_gin(gin_files: Sequence[str],
     with _namespace_safe_resource_reader():
       try:
         gin.parse_config_files_and_bindings(
-            list(gin_files), None, finalize_config=False, skip_unknown=False)
+          list(gin_files), None, finalize_config=False, skip_unknown=False
+        )
       except (SyntaxError, tokenize.TokenError) as e:
         raise ValueError(_syntax_error(e, gin_files)) from None
       for binding in bindings:  # one at a time, in order: later ones win
         try:
           gin.parse_config(_with_imports(binding))
         except (SyntaxError, tokenize.TokenError) as e:
-          raise ValueError(f"gin syntax error in the binding {binding!r} (a --gin.NAME=VALUE "
-                           f"flag): {_reason(e)}") from None
+          raise ValueError(
+            f"gin syntax error in the binding {binding!r} (a --gin.NAME=VALUE flag): {_reason(e)}"
+          ) from None
   except OSError as e:
     match = _UNABLE_TO_OPEN.search(str(e))
     if match is None:
       raise
     searched = ["<current directory>"] + _ADDED_SEARCH_PATHS
     raise FileNotFoundError(
-        f"gin file {match[1]!r} not found in any of {searched}; give an absolute path or "
-        "one relative to a searched directory (e.g. configs/models/t5_1_1_base_prompt.gin), "
-        "or add its directory to the search paths") from None
+      f"gin file {match[1]!r} not found in any of {searched}; give an absolute path or "
+      "one relative to a searched directory (e.g. configs/models/t5_1_1_base_prompt.gin), "
+      "or add its directory to the search paths"
+    ) from None
 
 
 def _reason(error: Exception) -> str:
@@ -251,11 +256,12 @@ def _syntax_error(error: Exception, gin_files: Sequence[str]) -> str:
   """One line naming the gin file (and line) that does not parse."""
   if isinstance(error, SyntaxError) and error.filename not in (None, "<string>"):
     text = (error.text or "").strip()
-    return (f"gin syntax error in {error.filename}, line {error.lineno}: "
-            f"{error.msg.rstrip('.')}" + (f": {text}" if text else ""))
+    return f"gin syntax error in {error.filename}, line {error.lineno}: {error.msg.rstrip('.')}" + (
+      f": {text}" if text else ""
+    )
   # gin does not say where the tokenizer ran out of text: find the file, with its includes.
   culprit = _unclosed_file(gin_files)
-  return (f"gin syntax error in {culprit or ' or '.join(gin_files)}: {_reason(error)}")
+  return f"gin syntax error in {culprit or ' or '.join(gin_files)}: {_reason(error)}"
 
 
 def _unclosed_file(gin_files: Sequence[str], seen: Optional[set] = None) -> Optional[str]:
@@ -319,8 +325,9 @@ def check_required_macros(names: Sequence[str]) -> None:
       unset.append(name)
   if unset:
     raise ValueError(
-        f"the gin config requires {', '.join(unset)} but they are unset; pass them, e.g. "
-        + " ".join(f"--gin.{name}=..." for name in unset))
+      f"the gin config requires {', '.join(unset)} but they are unset; pass them, e.g. "
+      + " ".join(f"--gin.{name}=..." for name in unset)
+    )
 
 
 _MACRO = "gin.macro"
@@ -331,7 +338,7 @@ def _macro_references(value: Any, found: set[str]) -> None:
   if isinstance(value, gin.config.ConfigurableReference):
     scoped = value.scoped_selector
     if scoped.endswith("/" + _MACRO):
-      found.add(scoped[:-len(_MACRO) - 1])
+      found.add(scoped[: -len(_MACRO) - 1])
   elif isinstance(value, Mapping):
     for item in list(value.keys()) + list(value.values()):
       _macro_references(item, found)
@@ -340,8 +347,7 @@ def _macro_references(value: Any, found: set[str]) -> None:
       _macro_references(item, found)
 
 
-_RUN_MACROS_HINT = ("the macros a run reads are in its run file's header and "
-                    "configs/models/*.gin")
+_RUN_MACROS_HINT = "the macros a run reads are in its run file's header and configs/models/*.gin"
 
 
 def check_every_macro_is_read(read_directly: Sequence[str], where: str = _RUN_MACROS_HINT) -> None:
@@ -370,8 +376,9 @@ def check_every_macro_is_read(read_directly: Sequence[str], where: str = _RUN_MA
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.8)
     hints.append(f"{name} (did you mean {' or '.join(close)}?)" if close else name)
   raise ValueError(
-      f"the gin config sets {', '.join(hints)}, which nothing in this run reads; a misspelled "
-      f"or stray setting would change nothing, so fix or remove it ({where})")
+    f"the gin config sets {', '.join(hints)}, which nothing in this run reads; a misspelled "
+    f"or stray setting would change nothing, so fix or remove it ({where})"
+  )
 
 
 # Macros every entry point reads itself, beside those its run's bindings reference.
@@ -392,10 +399,12 @@ def check_prompt_sources() -> None:
   which from_file.gin reads from PROMPT_FILE: one of the two must go.
   """
   if _defines("PROMPT_FILE") and optional_macro("PROMPT_FILES") is not None:
-    raise ValueError("PROMPT_FILES replaces the model's own prompt, which "
-                     "configs/prompts/from_file.gin reads from PROMPT_FILE; remove "
-                     "--gin_file=configs/prompts/from_file.gin and --gin.PROMPT_FILE from the "
-                     "command (or PROMPT_FILES, to use the one prompt)")
+    raise ValueError(
+      "PROMPT_FILES replaces the model's own prompt, which "
+      "configs/prompts/from_file.gin reads from PROMPT_FILE; remove "
+      "--gin_file=configs/prompts/from_file.gin and --gin.PROMPT_FILE from the "
+      "command (or PROMPT_FILES, to use the one prompt)"
+    )
 
 
 def build_model() -> t5.Transformer:
@@ -412,8 +421,10 @@ def build_model() -> t5.Transformer:
   check_required_macros(REQUIRED_MACROS)
   model = macro_value("MODEL", "parse a configs/models/*_prompt.gin file first")
   if not isinstance(model, t5.Transformer):
-    raise TypeError(f"MODEL evaluated to {type(model).__name__}, not a t5.Transformer; "
-                    "bind MODEL = @t5.Transformer() as configs/models/t5_1_1_prompt.gin does")
+    raise TypeError(
+      f"MODEL evaluated to {type(model).__name__}, not a t5.Transformer; "
+      "bind MODEL = @t5.Transformer() as configs/models/t5_1_1_prompt.gin does"
+    )
   return model
 
 
@@ -422,8 +433,17 @@ def vocabulary() -> Any:
   return macro_value("VOCABULARY", "parse a configs/models/*_prompt.gin file first")
 
 
-PREDICTOR_MACROS = ("MODEL", "VOCABULARY", "INITIAL_CHECKPOINT_PATH", "TASK_FEATURE_LENGTHS",
-                    "PROMPT_FILES", "BATCH_SIZE", "DECODING", "RANDOM_SEED", "NUM_PARTITIONS")
+PREDICTOR_MACROS = (
+  "MODEL",
+  "VOCABULARY",
+  "INITIAL_CHECKPOINT_PATH",
+  "TASK_FEATURE_LENGTHS",
+  "PROMPT_FILES",
+  "BATCH_SIZE",
+  "DECODING",
+  "RANDOM_SEED",
+  "NUM_PARTITIONS",
+)
 
 
 def predictor(gin_files: Sequence[str], overrides: Mapping[str, str] = (), **kwargs) -> Any:
@@ -443,17 +463,21 @@ def predictor(gin_files: Sequence[str], overrides: Mapping[str, str] = (), **kwa
   # The Predictor sits below the entry points' layer; only this function knows gin.
   from prompt_tuning.inference import decoding  # pylint: disable=g-import-not-at-top
   from prompt_tuning.inference import predictor as predictor_lib  # pylint: disable=g-import-not-at-top
+
   parse_gin(gin_files, bindings_from_flags(dict(overrides)))
   macro = optional_macro
   check_required_macros(("INITIAL_CHECKPOINT_PATH", "TASK_FEATURE_LENGTHS"))
   check_every_macro_is_read(PREDICTOR_MACROS + ("RUN",))
   check_prompt_sources()
   return predictor_lib.build(
-      build_model(), vocabulary(), macro("INITIAL_CHECKPOINT_PATH"),
-      task_feature_lengths=kwargs.pop("task_feature_lengths", macro("TASK_FEATURE_LENGTHS")),
-      prompt_files=kwargs.pop("prompt_files", macro("PROMPT_FILES")),
-      batch_size=kwargs.pop("batch_size", macro("BATCH_SIZE", 32)),
-      method=kwargs.pop("method", macro("DECODING", decoding.Greedy())),
-      seed=kwargs.pop("seed", macro("RANDOM_SEED", 0)),
-      num_partitions=kwargs.pop("num_partitions", macro("NUM_PARTITIONS", 1)),
-      **kwargs)
+    build_model(),
+    vocabulary(),
+    macro("INITIAL_CHECKPOINT_PATH"),
+    task_feature_lengths=kwargs.pop("task_feature_lengths", macro("TASK_FEATURE_LENGTHS")),
+    prompt_files=kwargs.pop("prompt_files", macro("PROMPT_FILES")),
+    batch_size=kwargs.pop("batch_size", macro("BATCH_SIZE", 32)),
+    method=kwargs.pop("method", macro("DECODING", decoding.Greedy())),
+    seed=kwargs.pop("seed", macro("RANDOM_SEED", 0)),
+    num_partitions=kwargs.pop("num_partitions", macro("NUM_PARTITIONS", 1)),
+    **kwargs,
+  )

@@ -102,13 +102,16 @@ def claim_cpu_cores(environ: Optional[dict[str, str]] = None) -> Optional[list[i
   if environ.get(_CLAIMED_VARIABLE):  # claimed before this process re-executed itself
     return [int(c) for c in environ[_CLAIMED_VARIABLE].split(",")]
   if not hasattr(os, "sched_setaffinity"):  # not Linux: no pinning (nor its guarantee)
-    logging.warning("%s is set, but this platform cannot pin a process to cores",
-                    CPU_CORES_VARIABLE)
+    logging.warning(
+      "%s is set, but this platform cannot pin a process to cores", CPU_CORES_VARIABLE
+    )
     return None
   allowed = sorted(os.sched_getaffinity(0))
   if not wanted.isdigit() or not 1 <= int(wanted) <= len(allowed):
-    raise ValueError(f"{CPU_CORES_VARIABLE}={wanted!r}; it must be a number of cores from 1 "
-                     f"to the {len(allowed)} this process may use")
+    raise ValueError(
+      f"{CPU_CORES_VARIABLE}={wanted!r}; it must be a number of cores from 1 "
+      f"to the {len(allowed)} this process may use"
+    )
   count, cores, fds = int(wanted), [], []
   try:
     os.makedirs(_lock_directory(), exist_ok=True)
@@ -127,8 +130,13 @@ def claim_cpu_cores(environ: Optional[dict[str, str]] = None) -> Optional[list[i
   except OSError:
     pass  # no usable lock directory: share
   if len(cores) < count:
-    logging.warning("%s=%d: only %d of this host's cores are unclaimed; sharing the first %d",
-                    CPU_CORES_VARIABLE, count, len(cores), count)
+    logging.warning(
+      "%s=%d: only %d of this host's cores are unclaimed; sharing the first %d",
+      CPU_CORES_VARIABLE,
+      count,
+      len(cores),
+      count,
+    )
     for fd in fds:  # not used: free for other runs
       os.close(fd)
     cores = allowed[:count]

@@ -40,10 +40,18 @@ from prompt_tuning import gin_config
 REQUIRED_MACROS = ("INITIAL_CHECKPOINT_PATH", "TASK_FEATURE_LENGTHS")
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("input_file", None, "Inputs: .jsonl with an \"inputs\" string per line "
-                    "(and \"task\" with a PROMPT_FILES dict), or a text file, one per line.")
-flags.DEFINE_string("output_file", None, "Where predictions go, one JSON object per line "
-                    "(default: beside the input file, or under INFER_OUTPUT_DIR).")
+flags.DEFINE_string(
+  "input_file",
+  None,
+  "Inputs: .jsonl with an \"inputs\" string per line "
+  "(and \"task\" with a PROMPT_FILES dict), or a text file, one per line.",
+)
+flags.DEFINE_string(
+  "output_file",
+  None,
+  "Where predictions go, one JSON object per line "
+  "(default: beside the input file, or under INFER_OUTPUT_DIR).",
+)
 
 
 def main(argv: Sequence[str]) -> None:

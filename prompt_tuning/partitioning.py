@@ -25,18 +25,18 @@ LogicalRules = Sequence[tuple[str, Optional[str]]]
 def standard_logical_axis_rules() -> tuple[tuple[str, Optional[str]], ...]:
   """t5x's standard rules (1-D model parallelism), with the prompt replicated."""
   return (
-      ("batch", DATA_AXIS),
-      ("vocab", MODEL_AXIS),
-      ("mlp", MODEL_AXIS),
-      ("heads", MODEL_AXIS),
-      ("joined_kv", MODEL_AXIS),
-      ("kv", None),
-      ("embed", None),
-      ("length", None),
-      ("relpos_buckets", None),
-      ("layers", None),
-      ("prompt", None),
-      ("prompt_embed", None),
+    ("batch", DATA_AXIS),
+    ("vocab", MODEL_AXIS),
+    ("mlp", MODEL_AXIS),
+    ("heads", MODEL_AXIS),
+    ("joined_kv", MODEL_AXIS),
+    ("kv", None),
+    ("embed", None),
+    ("length", None),
+    ("relpos_buckets", None),
+    ("layers", None),
+    ("prompt", None),
+    ("prompt_embed", None),
   )
 
 
@@ -52,8 +52,9 @@ def create_mesh(num_partitions: int = 1, devices: Optional[Sequence[Any]] = None
   """
   devices = list(jax.devices() if devices is None else devices)
   if num_partitions < 1 or len(devices) % num_partitions:
-    raise ValueError(f"NUM_PARTITIONS={num_partitions} must be a positive divisor of the "
-                     f"{len(devices)} devices")
+    raise ValueError(
+      f"NUM_PARTITIONS={num_partitions} must be a positive divisor of the {len(devices)} devices"
+    )
   shape = (len(devices) // num_partitions, num_partitions)
   try:
     grid = mesh_utils.create_device_mesh(shape, devices)
@@ -70,8 +71,12 @@ class Partitioner:
     rules: logical axis name -> mesh axis (or None: replicated).
   """
 
-  def __init__(self, num_partitions: int = 1, rules: Optional[LogicalRules] = None,
-               devices: Optional[Sequence[Any]] = None):
+  def __init__(
+    self,
+    num_partitions: int = 1,
+    rules: Optional[LogicalRules] = None,
+    devices: Optional[Sequence[Any]] = None,
+  ):
     self.mesh = create_mesh(num_partitions, devices)
     self.rules = tuple(rules) if rules is not None else standard_logical_axis_rules()
 
@@ -101,8 +106,10 @@ class Partitioner:
 
   def global_batch(self, local_batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
     """This host's rows of the batch (its seqio shard) as global arrays split over `data`."""
-    return {name: jax.make_array_from_process_local_data(self.batch_sharding(value.ndim), value)
-            for name, value in local_batch.items()}
+    return {
+      name: jax.make_array_from_process_local_data(self.batch_sharding(value.ndim), value)
+      for name, value in local_batch.items()
+    }
 
   def replicated(self) -> NamedSharding:
     return NamedSharding(self.mesh, PartitionSpec())
@@ -120,6 +127,5 @@ class Partitioner:
     abstract = jax.eval_shape(init_fn, *args)
     shardings = self.shardings(abstract)
     with self.context():
-      variables = jax.jit(lambda *a: nn.meta.unbox(init_fn(*a)),
-                          out_shardings=shardings)(*args)
+      variables = jax.jit(lambda *a: nn.meta.unbox(init_fn(*a)), out_shardings=shardings)(*args)
     return variables, shardings

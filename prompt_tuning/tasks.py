@@ -16,9 +16,11 @@ from absl import app
 from absl import flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_string("module", ["prompt_tuning.data.tasks"],
-                          "Modules to import first (each registers tasks), as "
-                          "MIXTURE_OR_TASK_MODULE does.")
+flags.DEFINE_multi_string(
+  "module",
+  ["prompt_tuning.data.tasks"],
+  "Modules to import first (each registers tasks), as MIXTURE_OR_TASK_MODULE does.",
+)
 flags.DEFINE_string("filter", "", "Only names containing this text.")
 
 
@@ -26,6 +28,7 @@ def listing(modules: Sequence[str], text: str = "") -> list[str]:
   """One line per registered task or mixture whose name contains `text`."""
   import seqio  # pylint: disable=g-import-not-at-top
   from prompt_tuning.data import registry  # pylint: disable=g-import-not-at-top
+
   for module in modules:
     registry.import_task_module(module)
   lines = []
@@ -62,11 +65,19 @@ def main(argv: Sequence[str]) -> None:
   lines = listing(FLAGS.module, FLAGS.filter)
   print("\n".join(lines) if lines else f"no task or mixture name contains {FLAGS.filter!r}")
   missing = sum(NO_DATA in line for line in lines)
-  print(f"tasks: {len(lines)} registered names{' matching' if FLAGS.filter else ''}" + (
+  print(
+    f"tasks: {len(lines)} registered names{' matching' if FLAGS.filter else ''}"
+    + (
       f"; {missing} without their data (tfds datasets not prepared here: `tfds build` them, "
-      "or point TFDS_DATA_DIR / --tfds_data_dir at them)" if missing else ""), file=sys.stderr)
+      "or point TFDS_DATA_DIR / --tfds_data_dir at them)"
+      if missing
+      else ""
+    ),
+    file=sys.stderr,
+  )
 
 
 if __name__ == "__main__":
   from prompt_tuning import cli  # pylint: disable=g-import-not-at-top
+
   cli.run(main)

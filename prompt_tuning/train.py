@@ -47,22 +47,33 @@ from prompt_tuning import cli  # pylint: disable=g-import-not-at-top
 from prompt_tuning import gin_config
 from prompt_tuning.checkpoints import layout
 
-RUN_REQUIRED_MACROS = ("MODEL_DIR", "MIXTURE_OR_TASK_NAME", "TASK_FEATURE_LENGTHS",
-                       "TRAIN_STEPS", "INITIAL_CHECKPOINT_PATH")
+RUN_REQUIRED_MACROS = (
+  "MODEL_DIR",
+  "MIXTURE_OR_TASK_NAME",
+  "TASK_FEATURE_LENGTHS",
+  "TRAIN_STEPS",
+  "INITIAL_CHECKPOINT_PATH",
+)
 READ_DIRECTLY = ("MODEL_DIR",)  # macros this entry point reads itself
 
 FLAGS = flags.FLAGS
-flags.DEFINE_bool("multiprocess", False, "Call jax.distributed.initialize() (one process per "
-                  "host of a TPU pod or GPU cluster; JAX finds its peers from the platform or "
-                  "from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID).")
+flags.DEFINE_bool(
+  "multiprocess",
+  False,
+  "Call jax.distributed.initialize() (one process per "
+  "host of a TPU pod or GPU cluster; JAX finds its peers from the platform or "
+  "from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID).",
+)
 rewrite_gin_args = cli.rewrite_gin_args
 
 
 def _initialize_distributed() -> None:
   """jax.distributed.initialize(), from the platform or the JAX_* environment variables."""
-  ids = {key: int(os.environ[name]) for key, name in
-         (("num_processes", "JAX_NUM_PROCESSES"), ("process_id", "JAX_PROCESS_ID"))
-         if name in os.environ}
+  ids = {
+    key: int(os.environ[name])
+    for key, name in (("num_processes", "JAX_NUM_PROCESSES"), ("process_id", "JAX_PROCESS_ID"))
+    if name in os.environ
+  }
   # Collectives between CPU hosts (accelerator platforms bring their own).
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(**ids)
@@ -83,8 +94,10 @@ def main(argv: Sequence[str]) -> None:
       f.write(gin.operative_config_str())
 
   result = run(on_start=write_operative_config)
-  print(f"train: step={result['step']} loss={result['metrics'].get('loss', float('nan')):.4f} "
-        f"prompt={result['numpy_checkpoint_dir']}")
+  print(
+    f"train: step={result['step']} loss={result['metrics'].get('loss', float('nan')):.4f} "
+    f"prompt={result['numpy_checkpoint_dir']}"
+  )
 
 
 if __name__ == "__main__":

@@ -30,9 +30,9 @@ import time
 from prompt_tuning import host
 
 SIZES = {  # emb_dim, num_heads, layers per stack, head_dim, mlp_dim
-    "tiny": (64, 4, 2, 16, 128),
-    "small": (512, 6, 8, 64, 1024),
-    "base": (768, 12, 12, 64, 2048),
+  "tiny": (64, 4, 2, 16, 128),
+  "small": (512, 6, 8, 64, 1024),
+  "base": (768, 12, 12, 64, 2048),
 }
 VOCAB_SIZE = 32128
 NEVER = -1  # an EOS id no token has: every sequence runs to max length
@@ -61,17 +61,38 @@ def main(argv=None):
   from prompt_tuning import partitioning  # pylint: disable=g-import-not-at-top
 
   emb, heads, layers, head_dim, mlp = SIZES[args.size]
-  cfg = t5.T5Config(vocab_size=VOCAB_SIZE, emb_dim=emb, num_heads=heads,
-                    num_encoder_layers=layers, num_decoder_layers=layers, head_dim=head_dim,
-                    mlp_dim=mlp, dropout_rate=0.0, dtype="float32")
+  cfg = t5.T5Config(
+    vocab_size=VOCAB_SIZE,
+    emb_dim=emb,
+    num_heads=heads,
+    num_encoder_layers=layers,
+    num_decoder_layers=layers,
+    head_dim=head_dim,
+    mlp_dim=mlp,
+    dropout_rate=0.0,
+    dtype="float32",
+  )
   torch.manual_seed(0)
-  hf = transformers.T5ForConditionalGeneration(transformers.T5Config(
-      vocab_size=VOCAB_SIZE, d_model=emb, d_kv=head_dim, d_ff=mlp, num_layers=layers,
-      num_decoder_layers=layers, num_heads=heads, dropout_rate=0.0,
-      feed_forward_proj="gated-gelu", tie_word_embeddings=False, is_encoder_decoder=True, pad_token_id=0, eos_token_id=1,
-      decoder_start_token_id=0)).eval()
+  hf = transformers.T5ForConditionalGeneration(
+    transformers.T5Config(
+      vocab_size=VOCAB_SIZE,
+      d_model=emb,
+      d_kv=head_dim,
+      d_ff=mlp,
+      num_layers=layers,
+      num_decoder_layers=layers,
+      num_heads=heads,
+      dropout_rate=0.0,
+      feed_forward_proj="gated-gelu",
+      tie_word_embeddings=False,
+      is_encoder_decoder=True,
+      pad_token_id=0,
+      eos_token_id=1,
+      decoder_start_token_id=0,
+    )
+  ).eval()
   with torch.no_grad():
-    hf.lm_head.weight.normal_(0.0, emb ** -0.5)
+    hf.lm_head.weight.normal_(0.0, emb**-0.5)
   state = {k: v.detach().numpy() for k, v in hf.state_dict().items()}
   params = huggingface.params_from_hf(state, layers, layers)
 
@@ -83,15 +104,23 @@ def main(argv=None):
   part = partitioning.Partitioner(1)
   model = t5.Transformer(cfg, prompts.Prompt(args.prompt_length, emb))
   params = jax.device_put(params, part.replicated())
-  ours = predictor_lib.Predictor(model, params, None,
-                                 task_feature_lengths={"inputs": args.input_length,
-                                                       "targets": args.new_tokens},
-                                 prompts={"p": prompt}, batch_size=args.batch_size,
-                                 partitioner=part, eos_id=NEVER)
+  ours = predictor_lib.Predictor(
+    model,
+    params,
+    None,
+    task_feature_lengths={"inputs": args.input_length, "targets": args.new_tokens},
+    prompts={"p": prompt},
+    batch_size=args.batch_size,
+    partitioner=part,
+    eos_id=NEVER,
+  )
 
   table = state["shared.weight"]
-  embeds = torch.from_numpy(np.concatenate(
-      [np.broadcast_to(prompt, (args.batch_size,) + prompt.shape), table[tokens]], axis=1))
+  embeds = torch.from_numpy(
+    np.concatenate(
+      [np.broadcast_to(prompt, (args.batch_size,) + prompt.shape), table[tokens]], axis=1
+    )
+  )
   mask = torch.ones(embeds.shape[:2], dtype=torch.long)
 
   def run_ours():
@@ -99,10 +128,17 @@ def main(argv=None):
 
   def run_hf():
     with torch.no_grad():
-      out = hf.generate(inputs_embeds=embeds, attention_mask=mask,
-                        max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
-                        do_sample=False, num_beams=1, decoder_start_token_id=0, pad_token_id=0,
-                        eos_token_id=1)
+      out = hf.generate(
+        inputs_embeds=embeds,
+        attention_mask=mask,
+        max_new_tokens=args.new_tokens,
+        min_new_tokens=args.new_tokens,
+        do_sample=False,
+        num_beams=1,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
+      )
     return out[:, 1:].numpy()
 
   run_ours(), run_hf()  # warm-up (compilation)
@@ -119,14 +155,25 @@ def main(argv=None):
       same = float(np.mean(np.all(outputs["ours"] == outputs["hf"], axis=1)))
   new_tokens = args.batch_size * args.new_tokens
   ours_s, hf_s = statistics.median(times["ours"]), statistics.median(times["hf"])
-  print(json.dumps({
-      "size": args.size, "batch_size": args.batch_size, "input_length": args.input_length,
-      "prompt_length": args.prompt_length, "new_tokens": args.new_tokens,
-      "cpu_devices": devices or len(jax.devices()), "torch_threads": torch.get_num_threads(),
-      "ours_seconds_median": round(ours_s, 4), "hf_seconds_median": round(hf_s, 4),
-      "ours_tokens_per_s": round(new_tokens / ours_s, 1),
-      "hf_tokens_per_s": round(new_tokens / hf_s, 1),
-      "rows_with_identical_tokens": same, "times": times}))
+  print(
+    json.dumps(
+      {
+        "size": args.size,
+        "batch_size": args.batch_size,
+        "input_length": args.input_length,
+        "prompt_length": args.prompt_length,
+        "new_tokens": args.new_tokens,
+        "cpu_devices": devices or len(jax.devices()),
+        "torch_threads": torch.get_num_threads(),
+        "ours_seconds_median": round(ours_s, 4),
+        "hf_seconds_median": round(hf_s, 4),
+        "ours_tokens_per_s": round(new_tokens / ours_s, 1),
+        "hf_tokens_per_s": round(new_tokens / hf_s, 1),
+        "rows_with_identical_tokens": same,
+        "times": times,
+      }
+    )
+  )
   print(f"decode_speedup_vs_hf={hf_s / ours_s:.3f}")
 
 

@@ -71,10 +71,13 @@ def split(log: str, begin: float, end: float) -> dict:
       evals.append(_time(line, year) - step_line[int(match[1])])
       eval_lines.append(f"eval at step {match[1]}: {match[2]}")
   total = end - begin
-  parts = {"start-up": parameters - begin, "set-up and compilation": compiled - parameters,
-           "evaluation": sum(evals), "first evaluation": evals[0] if evals else 0.0}
-  parts["training steps"] = total - parts["start-up"] - parts["set-up and compilation"] - sum(
-      evals)
+  parts = {
+    "start-up": parameters - begin,
+    "set-up and compilation": compiled - parameters,
+    "evaluation": sum(evals),
+    "first evaluation": evals[0] if evals else 0.0,
+  }
+  parts["training steps"] = total - parts["start-up"] - parts["set-up and compilation"] - sum(evals)
   return {"total": total, "parts": parts, "evaluations": len(evals), "eval_lines": eval_lines}
 
 
@@ -93,8 +96,10 @@ def split_point_dir(point_dir: str) -> dict:
   """The split of a point a sweep ran: its train.log's lines, its status.json's wall time."""
   status = points_lib.status(point_dir)
   if status.get("status") != points_lib.DONE or status.get("attempts") != 1:
-    sys.exit(f"benchmark_point: {point_dir} is not a point done in one attempt "
-             f"(status {status.get('status')!r}, attempts {status.get('attempts')!r})")
+    sys.exit(
+      f"benchmark_point: {point_dir} is not a point done in one attempt "
+      f"(status {status.get('status')!r}, attempts {status.get('attempts')!r})"
+    )
   with open(os.path.join(point_dir, points_lib.LOG_FILE), errors="replace") as f:
     log = f.read()
   end = status["finished"]
@@ -105,8 +110,7 @@ def _print_splits(columns: dict) -> None:
   print("| part | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
   first = next(iter(columns.values()))
   for part in first["parts"]:
-    print(f"| {part} | " + " | ".join(f"{c['parts'][part]:.1f}" for c in columns.values())
-          + " |")
+    print(f"| {part} | " + " | ".join(f"{c['parts'][part]:.1f}" for c in columns.values()) + " |")
   print("| total | " + " | ".join(f"{c['total']:.1f}" for c in columns.values()) + " |")
 
 
@@ -115,10 +119,15 @@ def main(args_list=None) -> int:
   parser.add_argument("--sweep_file")
   parser.add_argument("--point", help="the point's name (its directory's)")
   parser.add_argument("--out", help="a fresh directory for the two runs")
-  parser.add_argument("--point_dirs", nargs="+",
-                      help="split these points a sweep ran instead (nothing runs)")
-  parser.add_argument("--gin", action="append", default=[],
-                      help="extra KEY=VALUE bindings after the point's (e.g. TRAIN_STEPS=250)")
+  parser.add_argument(
+    "--point_dirs", nargs="+", help="split these points a sweep ran instead (nothing runs)"
+  )
+  parser.add_argument(
+    "--gin",
+    action="append",
+    default=[],
+    help="extra KEY=VALUE bindings after the point's (e.g. TRAIN_STEPS=250)",
+  )
   args = parser.parse_args(args_list)
   if args.point_dirs:
     splits = {os.path.basename(os.path.normpath(d)): split_point_dir(d) for d in args.point_dirs}
@@ -139,14 +148,19 @@ def main(args_list=None) -> int:
     model_dir = os.path.join(os.path.abspath(args.out), name)
     argv = points_lib.train_argv(plan, points[args.point], model_dir, python=sys.executable)
     argv += [f"--gin.{binding}" for binding in args.gin]
-    env = {**os.environ, **points_lib.environment(plan),
-           **executors.compilation_cache({"XDG_CACHE_HOME": "unused"}),
-           executors.CACHE_VARIABLE: cache}
+    env = {
+      **os.environ,
+      **points_lib.environment(plan),
+      **executors.compilation_cache({"XDG_CACHE_HOME": "unused"}),
+      executors.CACHE_VARIABLE: cache,
+    }
     results[name] = run(argv, env, os.path.join(args.out, f"{name}.log"))
     with open(os.path.join(model_dir, "metrics.jsonl")) as f:  # exact values, not the console's
       results[name]["eval_records"] = [
-          {k: v for k, v in r.items() if k != "time"} for r in map(json.loads, f)
-          if any(k.startswith("eval/") for k in r)]
+        {k: v for k, v in r.items() if k != "time"}
+        for r in map(json.loads, f)
+        if any(k.startswith("eval/") for k in r)
+      ]
   print(f"point {args.point} ({os.cpu_count()} cores here; seconds)")
   _print_splits({"cold cache": results["cold"], "warm cache": results["warm"]})
   same = results["cold"]["eval_records"] == results["warm"]["eval_records"]

@@ -38,9 +38,9 @@ import time
 from prompt_tuning import host
 
 SIZES = {  # emb_dim, num_heads, layers per stack, head_dim, mlp_dim
-    "tiny": (64, 4, 2, 16, 128),
-    "small": (512, 6, 8, 64, 1024),
-    "base": (768, 12, 12, 64, 2048),
+  "tiny": (64, 4, 2, 16, 128),
+  "small": (512, 6, 8, 64, 1024),
+  "base": (768, 12, 12, 64, 2048),
 }
 VOCAB_SIZE = 32128
 
@@ -57,9 +57,12 @@ def _parse(argv=None):
   parser.add_argument("--warmup", type=int, default=2, help="untimed steps per side")
   parser.add_argument("--rounds", type=int, default=5)
   parser.add_argument("--steps_per_round", type=int, default=2)
-  parser.add_argument("--peft_huge_pages", action="store_true",
-                      help="give PEFT's process the glibc huge-page tunable that "
-                      "python -m prompt_tuning.train sets for itself (ours always has it)")
+  parser.add_argument(
+    "--peft_huge_pages",
+    action="store_true",
+    help="give PEFT's process the glibc huge-page tunable that "
+    "python -m prompt_tuning.train sets for itself (ours always has it)",
+  )
   parser.add_argument("--worker", choices=("ours", "peft"), help=argparse.SUPPRESS)
   return parser.parse_args(argv)
 
@@ -71,6 +74,7 @@ def _peak_rss_mib() -> float:
 def _batch(args, seed=0):
   """Random token ids, no padding: `[B, L]` inputs, `[B, T]` targets."""
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   rng = np.random.default_rng(seed)
   inputs = rng.integers(2, VOCAB_SIZE, (args.batch_size, args.input_length), dtype=np.int32)
   targets = rng.integers(2, VOCAB_SIZE, (args.batch_size, args.target_length), dtype=np.int32)
@@ -101,11 +105,20 @@ class _Ours:
     from prompt_tuning.training import optimizers, train_state  # pylint: disable=g-import-not-at-top
 
     emb, heads, layers_, head_dim, mlp = SIZES[args.size]
-    cfg = t5.T5Config(vocab_size=VOCAB_SIZE, emb_dim=emb, num_heads=heads,
-                      num_encoder_layers=layers_, num_decoder_layers=layers_, head_dim=head_dim,
-                      mlp_dim=mlp, dropout_rate=args.dropout, dtype=args.dtype)
-    model = t5.Transformer(cfg, prompts.Prompt(args.prompt_length, emb,
-                                               prompt_init.random_uniform(0.5)))
+    cfg = t5.T5Config(
+      vocab_size=VOCAB_SIZE,
+      emb_dim=emb,
+      num_heads=heads,
+      num_encoder_layers=layers_,
+      num_decoder_layers=layers_,
+      head_dim=head_dim,
+      mlp_dim=mlp,
+      dropout_rate=args.dropout,
+      dtype=args.dtype,
+    )
+    model = t5.Transformer(
+      cfg, prompts.Prompt(args.prompt_length, emb, prompt_init.random_uniform(0.5))
+    )
     part = partitioning.Partitioner(1)
     optimizer = optimizers.adafactor(0.3)
     variables, shardings = variables_lib.init_variables(model, part, None, seed=0)
@@ -113,11 +126,15 @@ class _Ours:
     self.state, self.frozen, jitted = setup.state, setup.frozen, setup.jitted
     inputs, targets = _batch(args)
     decoder_inputs = np.concatenate([np.zeros_like(targets[:, :1]), targets[:, :-1]], axis=1)
-    self.batch = {"encoder_input_tokens": inputs, "decoder_input_tokens": decoder_inputs,
-                  "decoder_target_tokens": targets,
-                  "decoder_loss_weights": np.ones_like(targets, np.float32)}
-    self.step_fn, _ = train_state.compile_train_step(jitted, part, self.state, self.frozen,
-                                                     self.batch)
+    self.batch = {
+      "encoder_input_tokens": inputs,
+      "decoder_input_tokens": decoder_inputs,
+      "decoder_target_tokens": targets,
+      "decoder_loss_weights": np.ones_like(targets, np.float32),
+    }
+    self.step_fn, _ = train_state.compile_train_step(
+      jitted, part, self.state, self.frozen, self.batch
+    )
     # XLA's count is per device (each runs the same program on its batch shard).
     self.flops = float(self.step_fn.cost_analysis().get("flops", 0.0)) * part.mesh.devices.size
     self.devices = part.mesh.devices.size
@@ -144,22 +161,44 @@ class _Peft:
     emb, heads, layers_, head_dim, mlp = SIZES[args.size]
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
     config = transformers.T5Config(
-        vocab_size=VOCAB_SIZE, d_model=emb, d_kv=head_dim, d_ff=mlp, num_layers=layers_,
-        num_decoder_layers=layers_, num_heads=heads, dropout_rate=args.dropout,
-        feed_forward_proj="gated-gelu", tie_word_embeddings=False, is_encoder_decoder=True,
-        pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+      vocab_size=VOCAB_SIZE,
+      d_model=emb,
+      d_kv=head_dim,
+      d_ff=mlp,
+      num_layers=layers_,
+      num_decoder_layers=layers_,
+      num_heads=heads,
+      dropout_rate=args.dropout,
+      feed_forward_proj="gated-gelu",
+      tie_word_embeddings=False,
+      is_encoder_decoder=True,
+      pad_token_id=0,
+      eos_token_id=1,
+      decoder_start_token_id=0,
+    )
     torch.manual_seed(0)
     base = transformers.T5ForConditionalGeneration(config).to(dtype)
     peft_config = peft.PromptTuningConfig(
-        task_type=peft.TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=args.prompt_length,
-        token_dim=emb, num_transformer_submodules=1, num_attention_heads=heads,
-        num_layers=layers_)
+      task_type=peft.TaskType.SEQ_2_SEQ_LM,
+      num_virtual_tokens=args.prompt_length,
+      token_dim=emb,
+      num_transformer_submodules=1,
+      num_attention_heads=heads,
+      num_layers=layers_,
+    )
     self.model = peft.get_peft_model(base, peft_config)
     self.model.train()
     self.optimizer = Adafactor(
-        [p for p in self.model.parameters() if p.requires_grad], lr=0.3, eps=(1e-30, 1e-3),
-        clip_threshold=1.0, decay_rate=-0.8, weight_decay=1e-5, scale_parameter=False,
-        relative_step=False, warmup_init=False)
+      [p for p in self.model.parameters() if p.requires_grad],
+      lr=0.3,
+      eps=(1e-30, 1e-3),
+      clip_threshold=1.0,
+      decay_rate=-0.8,
+      weight_decay=1e-5,
+      scale_parameter=False,
+      relative_step=False,
+      warmup_init=False,
+    )
     inputs, targets = _batch(args)
     self.inputs = torch.from_numpy(inputs).long()
     self.mask = torch.ones_like(self.inputs)
@@ -179,9 +218,17 @@ def _worker(args) -> None:
   side = (_Ours if args.worker == "ours" else _Peft)(args)
   for _ in range(args.warmup):
     side.step()
-  print(json.dumps({"ready": True, "matmul_peak": side.matmul_peak,
-                    "flops": getattr(side, "flops", None),
-                    "devices": getattr(side, "devices", None)}), flush=True)
+  print(
+    json.dumps(
+      {
+        "ready": True,
+        "matmul_peak": side.matmul_peak,
+        "flops": getattr(side, "flops", None),
+        "devices": getattr(side, "devices", None),
+      }
+    ),
+    flush=True,
+  )
   for line in sys.stdin:
     command = line.split()
     if command[0] == "run":
@@ -203,8 +250,13 @@ def _start(side, argv, huge_pages):
     env = host.huge_pages_environment(env) or env
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env["PYTHONPATH"] = repo + os.pathsep + env.get("PYTHONPATH", "")
-  return subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", side, *argv],
-                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+  return subprocess.Popen(
+    [sys.executable, os.path.abspath(__file__), "--worker", side, *argv],
+    stdin=subprocess.PIPE,
+    stdout=subprocess.PIPE,
+    text=True,
+    env=env,
+  )
 
 
 def _ask(proc, command=None):
@@ -229,7 +281,7 @@ def main(argv=None) -> None:
     sides[side] = (proc, _ask(proc))
   times = {"ours": [], "peft": []}
   for r in range(args.rounds):
-    for side in (("ours", "peft") if r % 2 == 0 else ("peft", "ours")):
+    for side in ("ours", "peft") if r % 2 == 0 else ("peft", "ours"):
       times[side] += _ask(sides[side][0], f"run {args.steps_per_round}")["times"]
   rss = {side: _ask(proc, "quit")["peak_rss_mib"] for side, (proc, _) in sides.items()}
   for proc, _ in sides.values():
@@ -238,23 +290,30 @@ def main(argv=None) -> None:
   flops = sides["ours"][1]["flops"]
   peak = max(info["matmul_peak"] for _, info in sides.values())
   tokens = args.batch_size * (args.input_length + args.prompt_length + args.target_length)
-  print(f"T5.1.1 {args.size}, batch {args.batch_size}, inputs {args.input_length} + prompt "
-        f"{args.prompt_length}, targets {args.target_length}, {args.dtype}, dropout "
-        f"{args.dropout}; {os.cpu_count()} cores (ours: {sides['ours'][1]['devices']} CPU "
-        f"devices, data parallel); {len(times['ours'])} timed steps each; glibc huge pages: "
-        f"ours{', PEFT' if args.peft_huge_pages else ''}")
-  print(f"matmul peak (2048^3 float32, best of jax and torch): {peak / 1e9:.1f} GFLOP/s; "
-        f"step: {flops / 1e9:.1f} GFLOP (XLA cost analysis)")
-  print(f"{'':6} {'ms/step':>9} {'tokens/s':>9} {'peak RSS MiB':>13} {'GFLOP/s':>8} "
-        f"{'of peak':>8}")
+  print(
+    f"T5.1.1 {args.size}, batch {args.batch_size}, inputs {args.input_length} + prompt "
+    f"{args.prompt_length}, targets {args.target_length}, {args.dtype}, dropout "
+    f"{args.dropout}; {os.cpu_count()} cores (ours: {sides['ours'][1]['devices']} CPU "
+    f"devices, data parallel); {len(times['ours'])} timed steps each; glibc huge pages: "
+    f"ours{', PEFT' if args.peft_huge_pages else ''}"
+  )
+  print(
+    f"matmul peak (2048^3 float32, best of jax and torch): {peak / 1e9:.1f} GFLOP/s; "
+    f"step: {flops / 1e9:.1f} GFLOP (XLA cost analysis)"
+  )
+  print(f"{'':6} {'ms/step':>9} {'tokens/s':>9} {'peak RSS MiB':>13} {'GFLOP/s':>8} {'of peak':>8}")
   medians = {}
   for side in ("ours", "peft"):
     medians[side] = statistics.median(times[side])
     achieved = flops / medians[side]
-    print(f"{side:6} {medians[side] * 1e3:9.1f} {tokens / medians[side]:9.0f} "
-          f"{rss[side]:13.0f} {achieved / 1e9:8.1f} {achieved / peak:8.2f}")
-  print(f"speedup_vs_peft={medians['peft'] / medians['ours']:.3f} "
-        f"peak_rss_ratio_vs_peft={rss['ours'] / rss['peft']:.3f}")
+    print(
+      f"{side:6} {medians[side] * 1e3:9.1f} {tokens / medians[side]:9.0f} "
+      f"{rss[side]:13.0f} {achieved / 1e9:8.1f} {achieved / peak:8.2f}"
+    )
+  print(
+    f"speedup_vs_peft={medians['peft'] / medians['ours']:.3f} "
+    f"peak_rss_ratio_vs_peft={rss['ours'] / rss['peft']:.3f}"
+  )
 
 
 if __name__ == "__main__":

@@ -53,11 +53,20 @@ import sys
 
 import sentencepiece as spm
 
-OUT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                       "prompt_tuning", "data", "wordnet")
+OUT_DIR = os.path.join(
+  os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "prompt_tuning", "data", "wordnet"
+)
 # WordNet's lexicographer file numbers of the task's noun supersenses -> label.
-SUPERSENSES = {5: "animal", 6: "artifact", 8: "body", 13: "food", 15: "location",
-               18: "person", 20: "plant", 27: "substance"}
+SUPERSENSES = {
+  5: "animal",
+  6: "artifact",
+  8: "body",
+  13: "food",
+  15: "location",
+  18: "person",
+  20: "plant",
+  27: "substance",
+}
 PER_CLASS = {"train": 1000, "validation": 50, "test": 100}
 # The ood split: examples per label, and the fewest synsets of a branch it draws from.
 OOD_PER_CLASS = 50
@@ -110,7 +119,7 @@ def parse_synsets(path: str):
       fields = data.split()
       offset, lex_filenum = fields[0], int(fields[1])
       count = int(fields[3], 16)
-      lemmas = [re.sub(r"\(.*\)$", "", w).replace("_", " ") for w in fields[4:4 + 2 * count:2]]
+      lemmas = [re.sub(r"\(.*\)$", "", w).replace("_", " ") for w in fields[4 : 4 + 2 * count : 2]]
       parts = [p.strip() for p in gloss.strip().split(";")]
       definition = parts[0]
       examples = [p.strip('"') for p in parts[1:] if p.startswith('"')]
@@ -127,7 +136,7 @@ def parse_hypernyms(path: str) -> dict[str, list[str]]:
       fields = line.partition(" | ")[0].split()
       count = int(fields[3], 16)
       at = 4 + 2 * count
-      pointers = [fields[at + 1 + 4 * i:at + 5 + 4 * i] for i in range(int(fields[at]))]
+      pointers = [fields[at + 1 + 4 * i : at + 5 + 4 * i] for i in range(int(fields[at]))]
       hypernyms[fields[0]] = [p[1] for p in pointers if p[0] in ("@", "@i") and p[2] == "n"]
   return hypernyms
 
@@ -149,8 +158,9 @@ def ancestors(offset: str, hypernyms: dict[str, list[str]]) -> set[str]:
 
 def task_splits(nouns):
   """Assigns supersense synsets to splits by lemma, disjoint and class-balanced."""
-  candidates = [(o, SUPERSENSES[lex], lemmas, d) for o, lex, lemmas, d, _ in nouns
-                if lex in SUPERSENSES and d]
+  candidates = [
+    (o, SUPERSENSES[lex], lemmas, d) for o, lex, lemmas, d, _ in nouns if lex in SUPERSENSES and d
+  ]
   split_of = {}
   for offset, _, lemmas, _ in candidates:
     b = _bucket(lemmas[0].lower())
@@ -169,8 +179,14 @@ def task_splits(nouns):
     name = split_of[offset]
     if any(owner[l.lower()] != name for l in lemmas):
       continue
-    examples[name][label].append({"inputs": f"{lemmas[0]}: {definition}", "targets": label,
-                                  "lemma": lemmas[0], "offset": offset})
+    examples[name][label].append(
+      {
+        "inputs": f"{lemmas[0]}: {definition}",
+        "targets": label,
+        "lemma": lemmas[0],
+        "offset": offset,
+      }
+    )
   out = {}
   for name, per_class in PER_CLASS.items():
     rows = []
@@ -196,22 +212,31 @@ def hypernym_task(splits, nouns, hypernyms):
 
   out = {}
   for name, rows in splits.items():
-    synsets = sorted((r for r in rows if hypernyms.get(r["offset"])),
-                     key=lambda r: _bucket("cycle" + r["offset"]))
+    synsets = sorted(
+      (r for r in rows if hypernyms.get(r["offset"])), key=lambda r: _bucket("cycle" + r["offset"])
+    )
     parents = [hypernyms[r["offset"]][0] for r in synsets]
     examples = []
     for i, r in enumerate(synsets):
       above = ancestors(r["offset"], hypernyms)
       excluded = {l.lower() for a in above for l in lemmas_of[a]}
       excluded |= {l.lower() for l in lemmas_of[r["offset"]]}
-      negative = next(c for c in (parents[(i + k) % len(parents)]
-                                  for k in range(1, len(parents)))
-                      if c not in above and lemmas_of[c][0].lower() not in excluded)
+      negative = next(
+        c
+        for c in (parents[(i + k) % len(parents)] for k in range(1, len(parents)))
+        if c not in above and lemmas_of[c][0].lower() not in excluded
+      )
       positive = lemmas_of[parents[i]][0]
       for category, label in ((positive, "yes"), (lemmas_of[negative][0], "no")):
-        examples.append({"inputs": f"is {r['lemma']} a kind of {category}? {r['inputs']}",
-                         "targets": label, "lemma": r["lemma"], "category": category,
-                         "offset": r["offset"] + label})
+        examples.append(
+          {
+            "inputs": f"is {r['lemma']} a kind of {category}? {r['inputs']}",
+            "targets": label,
+            "lemma": r["lemma"],
+            "category": category,
+            "offset": r["offset"] + label,
+          }
+        )
     out[name] = sorted(examples, key=lambda e: _bucket("shuffle" + e["offset"]))
   return out
 
@@ -257,8 +282,9 @@ def unseen_branches(hypernyms: dict[str, list[str]], seen: set[str]) -> dict[str
   return branches
 
 
-def ood_split(nouns, hypernyms, splits, per_class: int = OOD_PER_CLASS,
-              min_branch: int = OOD_MIN_BRANCH) -> list[dict[str, str]]:
+def ood_split(
+  nouns, hypernyms, splits, per_class: int = OOD_PER_CLASS, min_branch: int = OOD_MIN_BRANCH
+) -> list[dict[str, str]]:
   """The out-of-domain split: supersense synsets from branches no split reaches.
 
   A synset is drawn from if it is in a branch of `unseen_branches` (no synset
@@ -290,17 +316,29 @@ def ood_split(nouns, hypernyms, splits, per_class: int = OOD_PER_CLASS,
       drawable |= members
   examples = collections.defaultdict(list)
   for offset, lex, lemmas, definition, _ in nouns:
-    if (lex in SUPERSENSES and definition and offset in drawable
-        and not any(l.lower() in seen_lemmas for l in lemmas)):
+    if (
+      lex in SUPERSENSES
+      and definition
+      and offset in drawable
+      and not any(l.lower() in seen_lemmas for l in lemmas)
+    ):
       label = SUPERSENSES[lex]
-      examples[label].append({"inputs": f"{lemmas[0]}: {definition}", "targets": label,
-                              "lemma": lemmas[0], "offset": offset})
+      examples[label].append(
+        {
+          "inputs": f"{lemmas[0]}: {definition}",
+          "targets": label,
+          "lemma": lemmas[0],
+          "offset": offset,
+        }
+      )
   rows = []
   for label in labels:
     if len(examples[label]) < per_class:
-      raise ValueError(f"ood split: {len(examples[label])} {label} synsets are in unseen "
-                       f"branches of >= {min_branch} synsets; {per_class} are needed. Lower "
-                       "OOD_PER_CLASS or OOD_MIN_BRANCH")
+      raise ValueError(
+        f"ood split: {len(examples[label])} {label} synsets are in unseen "
+        f"branches of >= {min_branch} synsets; {per_class} are needed. Lower "
+        "OOD_PER_CLASS or OOD_MIN_BRANCH"
+      )
     ranked = sorted(examples[label], key=lambda r: _bucket("ood" + r["offset"]))
     rows.extend(ranked[:per_class])
   return sorted(rows, key=lambda r: _bucket("shuffle" + r["offset"]))
@@ -343,15 +381,16 @@ def ood_shift(splits, ood, hypernyms, sp_model: bytes, rare: int = 5) -> dict:
   sizes = sorted({branch_of[r["offset"]] for r in ood}, key=len)
   out = {"branches": {"count": len(sizes), "median_size": len(sizes[len(sizes) // 2])}}
   for name, rows in (("test", splits["test"]), ("ood", ood)):
-    definitions = [sp.encode(r["inputs"][len(r["lemma"]) + 2:]) for r in rows]
+    definitions = [sp.encode(r["inputs"][len(r["lemma"]) + 2 :]) for r in rows]
     pieces = [p for d in definitions for p in d]
     out[name] = {
-        "hops_to_train": round(sum(hops[r["offset"]] for r in rows) / len(rows), 2),
-        "under_seen": round(sum(bool(ancestors(r["offset"], hypernyms) & seen)
-                                for r in rows) / len(rows), 3),
-        "input_pieces": round(sum(len(sp.encode(r["inputs"])) for r in rows) / len(rows), 1),
-        "rare_definition_pieces": round(sum(train_pieces[p] < rare for p in pieces) / len(pieces),
-                                        4)}
+      "hops_to_train": round(sum(hops[r["offset"]] for r in rows) / len(rows), 2),
+      "under_seen": round(
+        sum(bool(ancestors(r["offset"], hypernyms) & seen) for r in rows) / len(rows), 3
+      ),
+      "input_pieces": round(sum(len(sp.encode(r["inputs"])) for r in rows) / len(rows), 1),
+      "rare_definition_pieces": round(sum(train_pieces[p] < rare for p in pieces) / len(pieces), 4),
+    }
   return out
 
 
@@ -369,21 +408,26 @@ def main(argv=None) -> int:
   parser.add_argument("--output_dir", default=OUT_DIR)
   args = parser.parse_args(argv)
   if not os.path.exists(os.path.join(args.wordnet_dir, "data.noun")):
-    print(f"build_wordnet_data: no WordNet 3.0 in {args.wordnet_dir}; apt-get install "
-          "wordnet-base, or pass --wordnet_dir", file=sys.stderr)
+    print(
+      f"build_wordnet_data: no WordNet 3.0 in {args.wordnet_dir}; apt-get install "
+      "wordnet-base, or pass --wordnet_dir",
+      file=sys.stderr,
+    )
     return 2
-  synsets = {pos: list(parse_synsets(os.path.join(args.wordnet_dir, f"data.{pos}")))
-             for pos in ("noun", "verb", "adj", "adv")}
+  synsets = {
+    pos: list(parse_synsets(os.path.join(args.wordnet_dir, f"data.{pos}")))
+    for pos in ("noun", "verb", "adj", "adv")
+  }
   splits = task_splits(synsets["noun"])
   held_out = {r["offset"] for name in ("validation", "test") for r in splits[name]}
   graph = parse_hypernyms(os.path.join(args.wordnet_dir, "data.noun"))
   hypernyms = hypernym_task(splits, synsets["noun"], graph)
   ood = ood_split(synsets["noun"], graph, splits)
   os.makedirs(args.output_dir, exist_ok=True)
-  for task, keys, examples in (("supersense", ("inputs", "targets", "lemma"),
-                                {**splits, "ood": ood}),
-                               ("hypernym", ("inputs", "targets", "lemma", "category"),
-                                hypernyms)):
+  for task, keys, examples in (
+    ("supersense", ("inputs", "targets", "lemma"), {**splits, "ood": ood}),
+    ("hypernym", ("inputs", "targets", "lemma", "category"), hypernyms),
+  ):
     for name, rows in examples.items():
       lines = "".join(json.dumps({k: r[k] for k in keys}) + "\n" for r in rows)
       _write_gzip(os.path.join(args.output_dir, f"{task}_{name}.jsonl.gz"), lines)
@@ -399,19 +443,39 @@ def main(argv=None) -> int:
   _write_gzip(os.path.join(args.output_dir, "corpus.txt.gz"), "\n".join(corpus) + "\n")
   model = io.BytesIO()
   spm.SentencePieceTrainer.train(
-      sentence_iterator=iter(corpus), model_writer=model, vocab_size=VOCAB_SIZE,
-      model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, num_threads=1,
-      shuffle_input_sentence=False, character_coverage=1.0, minloglevel=2)
+    sentence_iterator=iter(corpus),
+    model_writer=model,
+    vocab_size=VOCAB_SIZE,
+    model_type="unigram",
+    pad_id=0,
+    eos_id=1,
+    unk_id=2,
+    bos_id=-1,
+    num_threads=1,
+    shuffle_input_sentence=False,
+    character_coverage=1.0,
+    minloglevel=2,
+  )
   with open(os.path.join(args.output_dir, "spm.model"), "wb") as f:
     f.write(model.getvalue())
   with open(os.path.join(args.output_dir, "LICENSE"), "w") as f:
     f.write(LICENSE)
-  counts = {task: {name: dict(sorted(collections.Counter(r["targets"] for r in rows).items()))
-                    for name, rows in examples.items()}
-            for task, examples in (("supersense", {**splits, "ood": ood}),
-                                   ("hypernym", hypernyms))}
-  print(json.dumps({"corpus_lines": len(corpus), "splits": counts,
-                    "ood_shift": ood_shift(splits, ood, graph, model.getvalue())}))
+  counts = {
+    task: {
+      name: dict(sorted(collections.Counter(r["targets"] for r in rows).items()))
+      for name, rows in examples.items()
+    }
+    for task, examples in (("supersense", {**splits, "ood": ood}), ("hypernym", hypernyms))
+  }
+  print(
+    json.dumps(
+      {
+        "corpus_lines": len(corpus),
+        "splits": counts,
+        "ood_shift": ood_shift(splits, ood, graph, model.getvalue()),
+      }
+    )
+  )
   return 0
 
 

@@ -72,15 +72,30 @@ def model_file(size: str) -> str:
 def stages(args) -> list[dict]:
   """The recipe: each stage's name, run file, task, steps, rate and the stage it continues."""
   return [
-      {"name": "span_corruption_1", "run": "configs/runs/pretrain.gin",
-       "task": "wordnet_span_corruption", "steps": args.span_corruption_steps,
-       "learning_rate": args.learning_rate, "from": None},
-      {"name": "span_corruption_2", "run": "configs/runs/pretrain.gin",
-       "task": "wordnet_span_corruption", "steps": args.anneal_steps,
-       "learning_rate": args.anneal_learning_rate, "from": "span_corruption_1"},
-      {"name": "lm_adapt", "run": "configs/runs/lm_adapt.gin", "task": "wordnet_prefix_lm",
-       "steps": args.lm_adapt_steps, "learning_rate": args.anneal_learning_rate,
-       "from": "span_corruption_2"},
+    {
+      "name": "span_corruption_1",
+      "run": "configs/runs/pretrain.gin",
+      "task": "wordnet_span_corruption",
+      "steps": args.span_corruption_steps,
+      "learning_rate": args.learning_rate,
+      "from": None,
+    },
+    {
+      "name": "span_corruption_2",
+      "run": "configs/runs/pretrain.gin",
+      "task": "wordnet_span_corruption",
+      "steps": args.anneal_steps,
+      "learning_rate": args.anneal_learning_rate,
+      "from": "span_corruption_1",
+    },
+    {
+      "name": "lm_adapt",
+      "run": "configs/runs/lm_adapt.gin",
+      "task": "wordnet_prefix_lm",
+      "steps": args.lm_adapt_steps,
+      "learning_rate": args.anneal_learning_rate,
+      "from": "span_corruption_2",
+    },
   ]
 
 
@@ -89,13 +104,21 @@ EXPORTS = {"span_corruption": "span_corruption_2", "lm_adapted": "lm_adapt"}
 
 
 def train_command(model: str, model_dir: str, stage: dict, initial, batch_size: int) -> list[str]:
-  return [sys.executable, "-m", "prompt_tuning.train", f"--gin_file={model}",
-          f"--gin_file={stage['run']}", f"--gin.MODEL_DIR='{model_dir}'",
-          f"--gin.MIXTURE_OR_TASK_NAME='{stage['task']}'",
-          "--gin.MIXTURE_OR_TASK_MODULE='prompt_tuning.data.tasks'",
-          f"--gin.TASK_FEATURE_LENGTHS={LENGTHS}", f"--gin.TRAIN_STEPS={stage['steps']}",
-          f"--gin.INITIAL_CHECKPOINT_PATH={initial!r}", f"--gin.BATCH_SIZE={batch_size}",
-          f"--gin.LEARNING_RATE={stage['learning_rate']}"]
+  return [
+    sys.executable,
+    "-m",
+    "prompt_tuning.train",
+    f"--gin_file={model}",
+    f"--gin_file={stage['run']}",
+    f"--gin.MODEL_DIR='{model_dir}'",
+    f"--gin.MIXTURE_OR_TASK_NAME='{stage['task']}'",
+    "--gin.MIXTURE_OR_TASK_MODULE='prompt_tuning.data.tasks'",
+    f"--gin.TASK_FEATURE_LENGTHS={LENGTHS}",
+    f"--gin.TRAIN_STEPS={stage['steps']}",
+    f"--gin.INITIAL_CHECKPOINT_PATH={initial!r}",
+    f"--gin.BATCH_SIZE={batch_size}",
+    f"--gin.LEARNING_RATE={stage['learning_rate']}",
+  ]
 
 
 def _run(cmd: list[str], log: str) -> None:
@@ -115,13 +138,23 @@ def build(size: str, model: str, args, output: str) -> None:
   for stage in stages(args):
     initial = os.path.join(work, stage["from"]) if stage["from"] else None
     model_dir = os.path.join(work, stage["name"])
-    _run(train_command(model, model_dir, stage, initial, args.batch_size),
-         os.path.join(work, stage["name"] + ".log"))
+    _run(
+      train_command(model, model_dir, stage, initial, args.batch_size),
+      os.path.join(work, stage["name"] + ".log"),
+    )
     print(f"build_wordnet_family: {size} {stage['name']} done", flush=True)
   for name, stage in EXPORTS.items():
-    _run([sys.executable, "scripts/convert_checkpoint.py", f"--input={os.path.join(work, stage)}",
-          f"--output={os.path.join(output, name)}", "--to=huggingface", "--dtype=bfloat16"],
-         os.path.join(work, "export.log"))
+    _run(
+      [
+        sys.executable,
+        "scripts/convert_checkpoint.py",
+        f"--input={os.path.join(work, stage)}",
+        f"--output={os.path.join(output, name)}",
+        "--to=huggingface",
+        "--dtype=bfloat16",
+      ],
+      os.path.join(work, "export.log"),
+    )
 
 
 def final_loss(model_dir: str, last: int = 10) -> float:
@@ -141,10 +174,12 @@ def embedding_norms(checkpoint_dir: str) -> dict[str, float]:
   """The input embedding's and logits layer's norms over the vocabulary's real rows."""
   weights = convert.read_all(checkpoint_dir)
   out = {"parameters": int(sum(w.size for w in weights.values()))}
-  for table, name in ((weights["token_embedder/embedding"], "embedding"),
-                      (weights["decoder/logits_dense/kernel"].T, "logits")):
+  for table, name in (
+    (weights["token_embedder/embedding"], "embedding"),
+    (weights["decoder/logits_dense/kernel"].T, "logits"),
+  ):
     rows = table[:REAL_ROWS].astype(np.float32)
-    out[f"{name}_rms"] = float(np.sqrt(np.mean(rows ** 2)))
+    out[f"{name}_rms"] = float(np.sqrt(np.mean(rows**2)))
     out[f"{name}_mean_row_norm"] = float(np.mean(np.linalg.norm(rows, axis=1)))
   return out
 
@@ -156,13 +191,20 @@ def summarize(sizes, recipe, args) -> dict:
     out = os.path.join(args.output, size)
     with open(os.path.join(out, "lm_adapted", "config.json")) as f:
       config = json.load(f)
-    entry = {"architecture": {k: config[k] for k in ("d_model", "d_ff", "num_heads", "d_kv",
-                                                     "num_layers", "num_decoder_layers")}}
+    entry = {
+      "architecture": {
+        k: config[k]
+        for k in ("d_model", "d_ff", "num_heads", "d_kv", "num_layers", "num_decoder_layers")
+      }
+    }
     for name, stage in EXPORTS.items():
-      entry[name] = {"final_train_loss": final_loss(os.path.join(args.work_dir, size, stage)),
-                     **embedding_norms(os.path.join(out, name))}
+      entry[name] = {
+        "final_train_loss": final_loss(os.path.join(args.work_dir, size, stage)),
+        **embedding_norms(os.path.join(out, name)),
+      }
     entry["span_corruption_1_final_train_loss"] = final_loss(
-        os.path.join(args.work_dir, size, "span_corruption_1"))
+      os.path.join(args.work_dir, size, "span_corruption_1")
+    )
     entry["parameters"] = entry["lm_adapted"].pop("parameters")
     entry["span_corruption"].pop("parameters")
     family["sizes"][size] = entry
@@ -180,8 +222,12 @@ def main(argv=None) -> int:
   parser.add_argument("--learning_rate", type=float, default=0.03)
   parser.add_argument("--anneal_learning_rate", type=float, default=0.01)
   parser.add_argument("--batch_size", type=int, default=32)
-  parser.add_argument("--parallel", type=int, default=len(os.sched_getaffinity(0)),
-                      help="sizes built at once, one core each")
+  parser.add_argument(
+    "--parallel",
+    type=int,
+    default=len(os.sched_getaffinity(0)),
+    help="sizes built at once, one core each",
+  )
   args = parser.parse_args(argv)
   args.work_dir, args.output = os.path.abspath(args.work_dir), os.path.abspath(args.output)
   sizes = list(dict.fromkeys(s for s in args.sizes.split(",") if s))
@@ -192,20 +238,27 @@ def main(argv=None) -> int:
   # A resumed stage continues its run; a stage done is only reloaded. So a work_dir
   # holds one recipe: another one (other steps or rates) needs its own work_dir.
   # (as JSON reads it back, so that it compares equal to a recipe.json or family.json)
-  recipe = json.loads(json.dumps({"stages": stages(args), "batch_size": args.batch_size,
-                                  "task_feature_lengths": LENGTHS}))
+  recipe = json.loads(
+    json.dumps(
+      {"stages": stages(args), "batch_size": args.batch_size, "task_feature_lengths": LENGTHS}
+    )
+  )
   recipe_file = os.path.join(args.work_dir, "recipe.json")
   if os.path.exists(recipe_file):
     with open(recipe_file) as f:
       if json.load(f) != recipe:
-        parser.error(f"{args.work_dir} holds runs of another recipe ({recipe_file}); give "
-                     "this one a new --work_dir")
+        parser.error(
+          f"{args.work_dir} holds runs of another recipe ({recipe_file}); give "
+          "this one a new --work_dir"
+        )
   os.makedirs(args.work_dir, exist_ok=True)
   with open(recipe_file, "w") as f:
     json.dump(recipe, f, indent=2, sort_keys=True)
   with concurrent.futures.ThreadPoolExecutor(max_workers=args.parallel) as pool:
-    jobs = {pool.submit(build, size, model_file(size), args, os.path.join(args.output, size)):
-            size for size in sorted(sizes, key=SIZES.index, reverse=True)}
+    jobs = {
+      pool.submit(build, size, model_file(size), args, os.path.join(args.output, size)): size
+      for size in sorted(sizes, key=SIZES.index, reverse=True)
+    }
     failed = []
     for job in concurrent.futures.as_completed(jobs):
       if job.exception() is not None:

@@ -52,8 +52,9 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--work_dir", default="/tmp/wordnet_tiny")
   parser.add_argument("--span_corruption_steps", type=int, default=4000)
-  parser.add_argument("--anneal_steps", type=int, default=6000,
-                      help="span-corruption steps at --anneal_learning_rate")
+  parser.add_argument(
+    "--anneal_steps", type=int, default=6000, help="span-corruption steps at --anneal_learning_rate"
+  )
   parser.add_argument("--lm_adapt_steps", type=int, default=1000)
   parser.add_argument("--learning_rate", type=float, default=0.03)
   parser.add_argument("--anneal_learning_rate", type=float, default=0.01)
@@ -62,18 +63,29 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   # The family's stages, under this script's earlier directory names; unpinned, as the
   # shipped model was built (on 2 cores).
-  names = {"span_corruption_1": "span_corruption", "span_corruption_2": "anneal",
-           "lm_adapt": "lm_adapt"}
+  names = {
+    "span_corruption_1": "span_corruption",
+    "span_corruption_2": "anneal",
+    "lm_adapt": "lm_adapt",
+  }
   for stage in build_wordnet_family.stages(args):
     initial = os.path.join(args.work_dir, names[stage["from"]]) if stage["from"] else None
     cmd = build_wordnet_family.train_command(
-        MODEL, os.path.join(args.work_dir, names[stage["name"]]), stage, initial,
-        args.batch_size)
+      MODEL, os.path.join(args.work_dir, names[stage["name"]]), stage, initial, args.batch_size
+    )
     print(" ".join(cmd), flush=True)
     subprocess.run(cmd, cwd=REPO, check=True)
-  subprocess.run([sys.executable, "scripts/convert_checkpoint.py",
-                  f"--input={os.path.join(args.work_dir, 'lm_adapt')}",
-                  f"--output={args.output}", "--to=huggingface"], cwd=REPO, check=True)
+  subprocess.run(
+    [
+      sys.executable,
+      "scripts/convert_checkpoint.py",
+      f"--input={os.path.join(args.work_dir, 'lm_adapt')}",
+      f"--output={args.output}",
+      "--to=huggingface",
+    ],
+    cwd=REPO,
+    check=True,
+  )
   return 0
 
 

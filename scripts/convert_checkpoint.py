@@ -30,21 +30,37 @@ from prompt_tuning.checkpoints import convert
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                   formatter_class=argparse.RawDescriptionHelpFormatter,
-                                   epilog=__doc__.split("\n", 2)[2])
+  parser = argparse.ArgumentParser(
+    description=__doc__.split("\n")[0],
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+    epilog=__doc__.split("\n", 2)[2],
+  )
   parser.add_argument("--input", required=True, help="the checkpoint to read (any format)")
   parser.add_argument("--output", required=True, help="the directory to write")
-  parser.add_argument("--to", required=True, choices=("ours", "huggingface"),
-                      help="ours: this project's orbax checkpoint; huggingface: config.json + "
-                      "model.safetensors")
-  parser.add_argument("--relative_attention_max_distance", type=int, default=128,
-                      help="written to config.json (--to=huggingface); not in the weights")
-  parser.add_argument("--layer_norm_epsilon", type=float, default=1e-6,
-                      help="written to config.json (--to=huggingface)")
-  parser.add_argument("--dtype", choices=sorted(convert.DTYPES),
-                      help="cast every parameter to this dtype (default: keep the stored "
-                      "dtypes); bfloat16 halves a float32 checkpoint, as T5's are shipped")
+  parser.add_argument(
+    "--to",
+    required=True,
+    choices=("ours", "huggingface"),
+    help="ours: this project's orbax checkpoint; huggingface: config.json + model.safetensors",
+  )
+  parser.add_argument(
+    "--relative_attention_max_distance",
+    type=int,
+    default=128,
+    help="written to config.json (--to=huggingface); not in the weights",
+  )
+  parser.add_argument(
+    "--layer_norm_epsilon",
+    type=float,
+    default=1e-6,
+    help="written to config.json (--to=huggingface)",
+  )
+  parser.add_argument(
+    "--dtype",
+    choices=sorted(convert.DTYPES),
+    help="cast every parameter to this dtype (default: keep the stored "
+    "dtypes); bfloat16 halves a float32 checkpoint, as T5's are shipped",
+  )
   args = parser.parse_args(argv)
   try:
     params = convert.read_all(args.input)
@@ -53,9 +69,12 @@ def main(argv=None) -> int:
     if args.to == "ours":
       where = convert.to_own(params, args.output, source=args.input)
     else:
-      convert.to_huggingface(params, args.output,
-                             relative_attention_max_distance=args.relative_attention_max_distance,
-                             layer_norm_epsilon=args.layer_norm_epsilon)
+      convert.to_huggingface(
+        params,
+        args.output,
+        relative_attention_max_distance=args.relative_attention_max_distance,
+        layer_norm_epsilon=args.layer_norm_epsilon,
+      )
       where = args.output
   except (OSError, ValueError) as e:
     print(f"convert_checkpoint: {e}", file=sys.stderr)

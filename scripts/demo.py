@@ -47,24 +47,28 @@ def _random_checkpoint(directory: str) -> str:
   from prompt_tuning import gin_config  # pylint: disable=g-import-not-at-top
   from prompt_tuning.checkpoints import convert  # pylint: disable=g-import-not-at-top
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
+
   gin_config.parse_gin(["configs/models/wordnet_tiny_prompt.gin", "configs/prompts/no_prompt.gin"])
   model = gin_config.build_model()
   x = np.ones((1, 2), np.int32)
   params = jax.device_get(nn.meta.unbox(model.init(jax.random.key(0), x, x)))["params"]
-  convert.to_huggingface({k: np.asarray(v) for k, v in tree.flatten(params).items()},
-                         directory)
+  convert.to_huggingface({k: np.asarray(v) for k, v in tree.flatten(params).items()}, directory)
   return directory
 
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--output_dir", default=os.path.join(REPO, "build", "demo"))
-  parser.add_argument("--random_model", action="store_true",
-                      help="a randomly initialized frozen model instead of the pretrained one")
+  parser.add_argument(
+    "--random_model",
+    action="store_true",
+    help="a randomly initialized frozen model instead of the pretrained one",
+  )
   args = parser.parse_args(argv)
   start = time.time()
   sys.path.insert(0, REPO)
   from prompt_tuning.data import wordnet  # pylint: disable=g-import-not-at-top
+
   out = os.path.abspath(args.output_dir) + ("_random_model" if args.random_model else "")
   if os.path.exists(out):
     shutil.rmtree(out)  # a fresh run, not a resumed one
@@ -75,30 +79,51 @@ def main(argv=None) -> int:
     random_dir = _random_checkpoint(os.path.join(out, "random_frozen_model"))
     overrides.append(f"--gin.INITIAL_CHECKPOINT_PATH='{random_dir}'")
 
-  _run([sys.executable, "-m", "prompt_tuning.train",
-        "--gin_file=configs/runs/wordnet_demo.gin", f"--gin.MODEL_DIR='{model_dir}'",
-        *overrides])
+  _run(
+    [
+      sys.executable,
+      "-m",
+      "prompt_tuning.train",
+      "--gin_file=configs/runs/wordnet_demo.gin",
+      f"--gin.MODEL_DIR='{model_dir}'",
+      *overrides,
+    ]
+  )
   frozen = random_dir if args.random_model else wordnet.bundled_checkpoint()
-  _run([sys.executable, "-m", "prompt_tuning.eval",
-        "--gin_file=configs/models/wordnet_tiny_prompt.gin",
-        "--gin_file=configs/prompts/from_file.gin", "--gin_file=configs/runs/prompt_eval.gin",
-        f"--gin.INITIAL_CHECKPOINT_PATH='{frozen}'", f"--gin.PROMPT_FILE='{model_dir}'",
-        f"--gin.PROMPT_LENGTH={PROMPT_LENGTH}", f"--gin.MIXTURE_OR_TASK_NAME='{TASK}'",
-        "--gin.MIXTURE_OR_TASK_MODULE='prompt_tuning.data.tasks'",
-        f"--gin.TASK_FEATURE_LENGTHS={LENGTHS}", f"--gin.EVAL_OUTPUT_DIR='{eval_dir}'"])
+  _run(
+    [
+      sys.executable,
+      "-m",
+      "prompt_tuning.eval",
+      "--gin_file=configs/models/wordnet_tiny_prompt.gin",
+      "--gin_file=configs/prompts/from_file.gin",
+      "--gin_file=configs/runs/prompt_eval.gin",
+      f"--gin.INITIAL_CHECKPOINT_PATH='{frozen}'",
+      f"--gin.PROMPT_FILE='{model_dir}'",
+      f"--gin.PROMPT_LENGTH={PROMPT_LENGTH}",
+      f"--gin.MIXTURE_OR_TASK_NAME='{TASK}'",
+      "--gin.MIXTURE_OR_TASK_MODULE='prompt_tuning.data.tasks'",
+      f"--gin.TASK_FEATURE_LENGTHS={LENGTHS}",
+      f"--gin.EVAL_OUTPUT_DIR='{eval_dir}'",
+    ]
+  )
 
   with open(os.path.join(eval_dir, "metrics.json")) as f:
     accuracy = json.load(f)["results"][TASK]["."]["accuracy"]
   majority = collections.Counter(r["targets"] for r in wordnet.read_split("train")).most_common(1)
   validation = [r["targets"] for r in wordnet.read_split("validation")]
   baseline = 100.0 * validation.count(majority[0][0]) / len(validation)
-  steps = sorted(int(n.split("_")[1]) for n in
-                 os.listdir(os.path.join(model_dir, "numpy_checkpoints")))
-  prompt = os.path.join(model_dir, "numpy_checkpoints", f"checkpoint_{steps[-1]}",
-                        "encoder.prompt.prompt.npy")
+  steps = sorted(
+    int(n.split("_")[1]) for n in os.listdir(os.path.join(model_dir, "numpy_checkpoints"))
+  )
+  prompt = os.path.join(
+    model_dir, "numpy_checkpoints", f"checkpoint_{steps[-1]}", "encoder.prompt.prompt.npy"
+  )
   print(f"demo: finished in {time.time() - start:.0f}s; predictions in {eval_dir}")
-  print(f"demo: {TASK} validation accuracy={accuracy:.1f} majority_baseline={baseline:.1f} "
-        f"prompt={prompt}")
+  print(
+    f"demo: {TASK} validation accuracy={accuracy:.1f} majority_baseline={baseline:.1f} "
+    f"prompt={prompt}"
+  )
   return 0
 
 

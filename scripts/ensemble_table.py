@@ -28,19 +28,26 @@ from prompt_tuning.sweep import ensembles  # pylint: disable=g-import-not-at-top
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--sweep_dir", help="the sweep directory or archive to evaluate (none: "
-                      "read --json, evaluate nothing)")
-  parser.add_argument("--json", required=True, help="the results file, written with "
-                      "--sweep_dir, read without")
+  parser.add_argument(
+    "--sweep_dir",
+    help="the sweep directory or archive to evaluate (none: read --json, evaluate nothing)",
+  )
+  parser.add_argument(
+    "--json", required=True, help="the results file, written with --sweep_dir, read without"
+  )
   parser.add_argument("--plot", help="the PNG to write (default: --json's path with .png)")
-  parser.add_argument("--eval_dir", help="with --sweep_dir: where the passes write their "
-                      "predictions (default: build/ensembles/<the sweep directory's name>)")
+  parser.add_argument(
+    "--eval_dir",
+    help="with --sweep_dir: where the passes write their "
+    "predictions (default: build/ensembles/<the sweep directory's name>)",
+  )
   args = parser.parse_args(argv)
   plot_path = args.plot or os.path.splitext(args.json)[0] + ".png"
   try:
     if args.sweep_dir:
       eval_dir = args.eval_dir or os.path.join(
-          "build", "ensembles", os.path.basename(os.path.normpath(args.sweep_dir)))
+        "build", "ensembles", os.path.basename(os.path.normpath(args.sweep_dir))
+      )
       results = ensembles.evaluate(args.sweep_dir, eval_dir)
       ensembles.write_json(results, args.json)
     else:
@@ -51,8 +58,11 @@ def main(argv=None) -> int:
   except (ValueError, FileNotFoundError) as e:  # a bad input: one line
     print(f"error: {e}", file=sys.stderr, flush=True)
     return 1
-  print(f"ensembles: json={args.json} plot={plotted or 'none (no parameter counts)'}",
-        file=sys.stderr, flush=True)
+  print(
+    f"ensembles: json={args.json} plot={plotted or 'none (no parameter counts)'}",
+    file=sys.stderr,
+    flush=True,
+  )
   return 0
 
 

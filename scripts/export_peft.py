@@ -26,13 +26,18 @@ from prompt_tuning.checkpoints import peft
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                   formatter_class=argparse.RawDescriptionHelpFormatter,
-                                   epilog=__doc__.split("\n", 2)[2])
+  parser = argparse.ArgumentParser(
+    description=__doc__.split("\n")[0],
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+    epilog=__doc__.split("\n", 2)[2],
+  )
   parser.add_argument("--prompt_file", required=True, help="the prompt (see PROMPT_FILE)")
   parser.add_argument("--output_dir", required=True, help="the adapter directory to write")
-  parser.add_argument("--base_model_name_or_path", required=True,
-                      help="the transformers T5 the prompt belongs to (hub name or directory)")
+  parser.add_argument(
+    "--base_model_name_or_path",
+    required=True,
+    help="the transformers T5 the prompt belongs to (hub name or directory)",
+  )
   args = parser.parse_args(argv)
   try:
     prompt = prompt_files.load_prompt_file(args.prompt_file)
@@ -46,9 +51,11 @@ def main(argv=None) -> int:
       base = json.load(f)
     layers, heads = base.get("num_layers"), base.get("num_heads")
     if base.get("d_model") not in (None, prompt.shape[1]):
-      print(f"export_peft: the prompt is {prompt.shape[1]} wide but {config_path} has "
-            f"d_model={base['d_model']}; export it for the model it was trained with",
-            file=sys.stderr)
+      print(
+        f"export_peft: the prompt is {prompt.shape[1]} wide but {config_path} has "
+        f"d_model={base['d_model']}; export it for the model it was trained with",
+        file=sys.stderr,
+      )
       return 2
   peft.write_adapter(prompt, args.output_dir, args.base_model_name_or_path, layers, heads)
   print(f"export_peft: wrote a {prompt.shape[0]}x{prompt.shape[1]} prompt to {args.output_dir}")

@@ -25,7 +25,7 @@ def main() -> None:
   if "--steps" in argv:
     i = argv.index("--steps")
     steps = int(argv[i + 1])
-    del argv[i:i + 2]
+    del argv[i : i + 2]
   args = benchmark_train._parse(argv)  # pylint: disable=protected-access
   ours = benchmark_train._Ours(args)  # pylint: disable=protected-access
   ours.step()  # warm-up
@@ -35,12 +35,16 @@ def main() -> None:
     ours.step()
     wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
     walls.append(wall)
-    print(f"step {wall:.2f} s  user {after.ru_utime - before.ru_utime:.2f} s  "
-          f"sys {after.ru_stime - before.ru_stime:.2f} s  "
-          f"page faults {after.ru_minflt - before.ru_minflt}")
-  print(f"devices={ours.devices} GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r} "
-        f"median_step_s={statistics.median(walls):.3f} "
-        f"peak_rss_mib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
+    print(
+      f"step {wall:.2f} s  user {after.ru_utime - before.ru_utime:.2f} s  "
+      f"sys {after.ru_stime - before.ru_stime:.2f} s  "
+      f"page faults {after.ru_minflt - before.ru_minflt}"
+    )
+  print(
+    f"devices={ours.devices} GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r} "
+    f"median_step_s={statistics.median(walls):.3f} "
+    f"peak_rss_mib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
+  )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,11 @@ DOMAIN_SHIFT = ("figure1", "wordnet_supersense", ("method", "size"))  # archive,
 def _planned(archive: str) -> int:
   """How many points the archive's sweep file has (an archive may hold a slice of them)."""
   meta = points_lib.read_json(os.path.join(archive, points_lib.SWEEP_FILE))
-  return len(driver.load(os.path.join(REPO, "prompt_tuning", "configs", "sweeps",
-                                       f"{meta['name']}.gin")).points)
+  return len(
+    driver.load(
+      os.path.join(REPO, "prompt_tuning", "configs", "sweeps", f"{meta['name']}.gin")
+    ).points
+  )
 
 
 def figure(name: str, results: str, out_dir: str, docs_dir: str) -> None:
@@ -48,9 +51,16 @@ def figure(name: str, results: str, out_dir: str, docs_dir: str) -> None:
   print(f"## {name}\n")
   if not os.path.isdir(archive):
     drawn = os.path.exists(os.path.join(docs_dir, f"{name}.png"))
-    print(f"no archive at {os.path.relpath(archive, REPO)} yet: " + (
+    print(
+      f"no archive at {os.path.relpath(archive, REPO)} yet: "
+      + (
         f"docs/scaling/{name}.png and its tables are from the sweep run before archives were "
-        "kept (dated in docs/scaling.md)" if drawn else "not measured yet") + "\n")
+        "kept (dated in docs/scaling.md)"
+        if drawn
+        else "not measured yet"
+      )
+      + "\n"
+    )
     return
   result = report_lib.report(archive, out_dir=os.path.join(out_dir, name))
   total = _planned(archive)
@@ -59,11 +69,16 @@ def figure(name: str, results: str, out_dir: str, docs_dir: str) -> None:
     print(f.read())
   if not complete:
     plot = result["plots"][0] if result["plots"] else "none yet"
-    held = (f"; the archive holds a slice, {result['total']} of its sweep's {total} points"
-            if result["total"] < total else "")
-    print(f"{name}: partial ({result['done']}/{total} points done{held}): plot {plot}; "
-          f"results.csv in {os.path.relpath(os.path.dirname(result['results']), REPO)}; "
-          f"docs/scaling/{name}.png unchanged\n")
+    held = (
+      f"; the archive holds a slice, {result['total']} of its sweep's {total} points"
+      if result["total"] < total
+      else ""
+    )
+    print(
+      f"{name}: partial ({result['done']}/{total} points done{held}): plot {plot}; "
+      f"results.csv in {os.path.relpath(os.path.dirname(result['results']), REPO)}; "
+      f"docs/scaling/{name}.png unchanged\n"
+    )
     return
   if result["plots"]:
     target = os.path.join(docs_dir, f"{name}.png")
@@ -85,10 +100,17 @@ def table1(results: str, out_dir: str, docs_dir: str) -> None:
   complete = done == _planned(archive)
   path = os.path.join(docs_dir if complete else out_dir, "table1.png")
   methods = list(dict.fromkeys(r.key[0] for r in table))
-  domain_shift.plot(table, methods, path, f"{task}: in-domain test against out-of-domain (ood)\n"
-                    "at the step the validation split picks")
-  print(f"plot: {os.path.relpath(path, REPO)}" + ("" if complete else
-                                                  f" (partial: {done} points done)") + "\n")
+  domain_shift.plot(
+    table,
+    methods,
+    path,
+    f"{task}: in-domain test against out-of-domain (ood)\nat the step the validation split picks",
+  )
+  print(
+    f"plot: {os.path.relpath(path, REPO)}"
+    + ("" if complete else f" (partial: {done} points done)")
+    + "\n"
+  )
 
 
 def table3(results: str, docs_dir: str) -> None:

@@ -26,6 +26,7 @@ def pytest_sessionfinish(session, exitstatus):
   del session, exitstatus
   shutil.rmtree(_COMPILATION_CACHE, ignore_errors=True)
 
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 VOCAB_PATH = REPO_ROOT.parent / "shared" / "data" / "t5_sentencepiece.model"
 # The paper's tasks read T5's vocabulary from here (offline) rather than gs://.
@@ -33,16 +34,19 @@ os.environ.setdefault("PROMPT_TUNING_T5_VOCABULARY", str(VOCAB_PATH))
 # mT5's vocabulary is not available offline: the mt5_ variants of the paper's
 # tasks run on a stand-in SentencePiece model (the bundled WordNet one), which
 # exercises the same preprocessing with a vocabulary other than T5's.
-os.environ.setdefault("PROMPT_TUNING_MT5_VOCABULARY",
-                      str(REPO_ROOT / "prompt_tuning" / "data" / "wordnet" / "spm.model"))
+os.environ.setdefault(
+  "PROMPT_TUNING_MT5_VOCABULARY",
+  str(REPO_ROOT / "prompt_tuning" / "data" / "wordnet" / "spm.model"),
+)
 
 
 # One policy for the shared vocabulary (T5's real SentencePiece model, which
 # the tests cannot download): in CI (`CI` set) a missing file stops the run
 # before any test, naming the file; locally every test module that uses it is
 # skipped with that reason (shown by `-rs`), and the rest run.
-MISSING_VOCABULARY = (f"the T5 SentencePiece model is missing: {VOCAB_PATH} (shared/data/ "
-                      "beside the repository)")
+MISSING_VOCABULARY = (
+  f"the T5 SentencePiece model is missing: {VOCAB_PATH} (shared/data/ beside the repository)"
+)
 _USES_VOCABULARY = ("t5_vocab", "VOCAB_PATH", "paper_tasks", "eval_tasks")
 
 
@@ -72,4 +76,5 @@ def t5_vocab_path() -> str:
 @pytest.fixture(scope="session")
 def t5_vocabulary(t5_vocab_path):
   import seqio  # pylint: disable=g-import-not-at-top
+
   return seqio.SentencePieceVocabulary(t5_vocab_path)

@@ -106,9 +106,12 @@ def run_by(request, doc: str) -> list[str]:
   return found
 
 
-def run_shell(block: str, tmp_path: pathlib.Path,
-              replace: Optional[Mapping[str, str]] = None,
-              timeout: int = 300) -> subprocess.CompletedProcess:
+def run_shell(
+  block: str,
+  tmp_path: pathlib.Path,
+  replace: Optional[Mapping[str, str]] = None,
+  timeout: int = 300,
+) -> subprocess.CompletedProcess:
   """Runs a shell block as written, from the repository root, and checks its exit status.
 
   `python` is this interpreter; every `/tmp/` path moves under `tmp_path`, then
@@ -123,22 +126,38 @@ def run_shell(block: str, tmp_path: pathlib.Path,
   script = block.replace("/tmp/", f"{tmp_path}/")
   for old, new in (replace or {}).items():
     script = script.replace(old, new)
-  env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-             XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  result = subprocess.run(["sh", "-e", "-c", script], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+  env = dict(
+    os.environ,
+    PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+    XLA_FLAGS="--xla_force_host_platform_device_count=1",
+  )
+  result = subprocess.run(
+    ["sh", "-e", "-c", script],
+    cwd=REPO_ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
   assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-3000:])
   return result
 
 
-def run_python(block: str, tmp_path: pathlib.Path, timeout: int = 300,
-               cwd: Optional[pathlib.Path] = None) -> subprocess.CompletedProcess:
+def run_python(
+  block: str, tmp_path: pathlib.Path, timeout: int = 300, cwd: Optional[pathlib.Path] = None
+) -> subprocess.CompletedProcess:
   """Runs a ```python block as a script (from the repository root unless `cwd`), its
   `/tmp/` paths moved under `tmp_path`."""
   script = tmp_path / "example.py"
   script.write_text(block.replace("/tmp/", f"{tmp_path}/"))
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  result = subprocess.run([sys.executable, str(script)], cwd=cwd or REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+  result = subprocess.run(
+    [sys.executable, str(script)],
+    cwd=cwd or REPO_ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   return result

@@ -61,8 +61,13 @@ def _complete_the_api() -> None:
       return False
     return True
 
-  listing, get, download, insert, delete = (objects.ls, objects.get, objects.download,
-                                            objects.insert, objects.delete)
+  listing, get, download, insert, delete = (
+    objects.ls,
+    objects.get,
+    objects.download,
+    objects.insert,
+    objects.delete,
+  )
 
   def ls(request, response, storage, *args, **kwargs):
     start, end = _query(request, "startOffset"), _query(request, "endOffset")
@@ -70,14 +75,22 @@ def _complete_the_api() -> None:
       return listing(request, response, storage, *args, **kwargs)
     try:
       files, prefixes = storage.get_file_list(
-          request.params["bucket_name"], _query(request, "prefix"),
-          _query(request, "delimiter"), _query(request, "matchGlob"))
+        request.params["bucket_name"],
+        _query(request, "prefix"),
+        _query(request, "delimiter"),
+        _query(request, "matchGlob"),
+      )
     except NotFound:
       response.status = HTTPStatus.NOT_FOUND
       return None
     inside = lambda name: (start is None or name >= start) and (end is None or name < end)
-    response.json({"kind": "storage#objects", "prefixes": [p for p in prefixes if inside(p)],
-                   "items": [f for f in files if inside(f["name"])]})
+    response.json(
+      {
+        "kind": "storage#objects",
+        "prefixes": [p for p in prefixes if inside(p)],
+        "items": [f for f in files if inside(f["name"])],
+      }
+    )
     return None
 
   def download_with_generation(request, response, storage, *args, **kwargs):
@@ -96,13 +109,16 @@ def _complete_the_api() -> None:
       if not preconditions_hold(request, response, storage, name_of(request), reading):
         return None
       return handler(request, response, storage, *args, **kwargs)
+
     return handle
 
   replacements = {
-      listing: ls, download: download_with_generation,
-      get: guarded(get, lambda r: r.params.get("object_id"), True),
-      insert: guarded(insert, lambda r: _query(r, "name"), False),
-      delete: guarded(delete, lambda r: r.params.get("object_id"), False)}
+    listing: ls,
+    download: download_with_generation,
+    get: guarded(get, lambda r: r.params.get("object_id"), True),
+    insert: guarded(insert, lambda r: _query(r, "name"), False),
+    delete: guarded(delete, lambda r: r.params.get("object_id"), False),
+  }
   for _, methods in server.HANDLERS:  # the route table holds the functions themselves
     for method, handler in list(methods.items()):
       if handler in replacements:
@@ -124,6 +140,7 @@ def _free_port() -> int:
 def running(bucket: str) -> Iterator[str]:
   """Starts the emulator on a free localhost port with `bucket`; yields its URL; stops it."""
   from gcp_storage_emulator.server import create_server  # pylint: disable=g-import-not-at-top
+
   logging.getLogger("gcp_storage_emulator").setLevel(logging.CRITICAL)  # 404s log as errors
   _complete_the_api()
   port = _free_port()
@@ -133,8 +150,11 @@ def running(bucket: str) -> Iterator[str]:
   url = f"http://127.0.0.1:{port}"
   try:
     request = urllib.request.Request(
-        f"{url}/storage/v1/b?project=test", data=json.dumps({"name": bucket}).encode(),
-        headers={"Content-Type": "application/json"}, method="POST")
+      f"{url}/storage/v1/b?project=test",
+      data=json.dumps({"name": bucket}).encode(),
+      headers={"Content-Type": "application/json"},
+      method="POST",
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
       assert response.status == 200
     yield url

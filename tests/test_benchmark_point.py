@@ -26,31 +26,48 @@ def _point(tmp_path, attempts=1, status="done"):
   +200 s."""
   t0 = datetime.datetime(2026, 12, 6, 15, 0, 0)
   stamp = lambda s: (t0 + datetime.timedelta(seconds=s)).strftime("I%m%d %H:%M:%S.%f")
-  lines = [f"=== {t0:%Y-%m-%d %H:%M:%S} on vm: python -m prompt_tuning.train ...",
-           "WARNING: All log messages before absl::InitializeLog() is called",
-           f"{stamp(10)} 1 trainer.py:365] parameters: 100 total, 10 trainable (prompt)",
-           f"{stamp(25)} 1 trainer.py:414] compiled train step: 1 MB",
-           f"{stamp(100)} 1 trainer.py:427] step 250/500 loss=1.0 accuracy=0.5",
-           f"{stamp(112)} 1 trainer.py:443] eval at step 250: accuracy=10.0",
-           f"{stamp(170)} 1 trainer.py:427] step 500/500 loss=0.5 accuracy=0.6",
-           f"{stamp(190)} 1 trainer.py:443] eval at step 500: accuracy=20.0"]
+  lines = [
+    f"=== {t0:%Y-%m-%d %H:%M:%S} on vm: python -m prompt_tuning.train ...",
+    "WARNING: All log messages before absl::InitializeLog() is called",
+    f"{stamp(10)} 1 trainer.py:365] parameters: 100 total, 10 trainable (prompt)",
+    f"{stamp(25)} 1 trainer.py:414] compiled train step: 1 MB",
+    f"{stamp(100)} 1 trainer.py:427] step 250/500 loss=1.0 accuracy=0.5",
+    f"{stamp(112)} 1 trainer.py:443] eval at step 250: accuracy=10.0",
+    f"{stamp(170)} 1 trainer.py:427] step 500/500 loss=0.5 accuracy=0.6",
+    f"{stamp(190)} 1 trainer.py:443] eval at step 500: accuracy=20.0",
+  ]
   directory = tmp_path / "point"
   directory.mkdir()
   (directory / "train.log").write_text("\n".join(lines) + "\n")
-  (directory / "status.json").write_text(json.dumps(
-      {"status": status, "attempts": attempts, "wall_s": 200.0,
-       "finished": (t0 + datetime.timedelta(seconds=200)).timestamp()}))
+  (directory / "status.json").write_text(
+    json.dumps(
+      {
+        "status": status,
+        "attempts": attempts,
+        "wall_s": 200.0,
+        "finished": (t0 + datetime.timedelta(seconds=200)).timestamp(),
+      }
+    )
+  )
   return str(directory)
 
 
 def test_a_swept_points_split_comes_from_its_log_and_status(tmp_path):
   result = _module().split_point_dir(_point(tmp_path))
   assert result["total"] == pytest.approx(200.0)
-  assert result["parts"] == pytest.approx({
-      "start-up": 10.0, "set-up and compilation": 15.0, "evaluation": 32.0,
-      "first evaluation": 12.0, "training steps": 200.0 - 10.0 - 15.0 - 32.0})
-  assert result["eval_lines"] == ["eval at step 250: accuracy=10.0",
-                                  "eval at step 500: accuracy=20.0"]
+  assert result["parts"] == pytest.approx(
+    {
+      "start-up": 10.0,
+      "set-up and compilation": 15.0,
+      "evaluation": 32.0,
+      "first evaluation": 12.0,
+      "training steps": 200.0 - 10.0 - 15.0 - 32.0,
+    }
+  )
+  assert result["eval_lines"] == [
+    "eval at step 250: accuracy=10.0",
+    "eval at step 500: accuracy=20.0",
+  ]
 
 
 @pytest.mark.parametrize("attempts,status", [(2, "done"), (1, "failed")])

@@ -24,27 +24,43 @@ def test_a_task_whose_data_is_not_prepared_is_listed_saying_so(tmp_path, monkeyp
   lists them all the same (it exited 1 on the first, `Task dpr_v001_simple has no splits`)."""
   monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))  # nothing prepared there
   lines = tasks.listing(["prompt_tuning.data.tasks"], "dpr_v001_simple")
-  assert lines[0] == ("dpr_v001_simple  task  no data: tfds dataset "
-                      "definite_pronoun_resolution:1.1.0 not prepared")
+  assert lines[0] == (
+    "dpr_v001_simple  task  no data: tfds dataset definite_pronoun_resolution:1.1.0 not prepared"
+  )
 
 
 @pytest.mark.integration
 def test_help_and_the_tasks_command():
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  helped = subprocess.run([sys.executable, "-m", "prompt_tuning.train", "--help"],
-                          cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+  helped = subprocess.run(
+    [sys.executable, "-m", "prompt_tuning.train", "--help"],
+    cwd=conftest.REPO_ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   # Asking for help is no error (absl's own --help exits 1); it shows the entry point's
   # flags and the shared ones, not every library's.
   assert helped.returncode == 0, helped.stderr[-2000:]
   assert "REQUIRED macros (configs/runs/prompt_finetune.gin): MODEL_DIR," in helped.stdout
-  for flag in ("--verbose", "--gin_file", "--gin_search_paths", "--tfds_data_dir",
-               "--[no]multiprocess"):
+  for flag in (
+    "--verbose",
+    "--gin_file",
+    "--gin_search_paths",
+    "--tfds_data_dir",
+    "--[no]multiprocess",
+  ):
     assert flag in helped.stdout, flag
   assert "--jax_" not in helped.stdout
-  listed = subprocess.run([sys.executable, "-m", "prompt_tuning.tasks", "--filter=wordnet"],
-                          cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+  listed = subprocess.run(
+    [sys.executable, "-m", "prompt_tuning.tasks", "--filter=wordnet"],
+    cwd=conftest.REPO_ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert listed.returncode == 0, listed.stderr[-2000:]
   names = [line.split()[0] for line in listed.stdout.splitlines()]
   assert "wordnet_supersense" in names and all("wordnet" in n for n in names)

@@ -9,8 +9,10 @@ from prompt_tuning.sweep import executors
 from prompt_tuning.sweep import points as points_lib
 from tests import conftest
 
-PRINT_ENV = ("import json, os; print(json.dumps({k: os.environ.get(k) for k in "
-             f"({executors.CACHE_VARIABLE!r}, {executors.MIN_COMPILE_TIME_VARIABLE!r})}}))")
+PRINT_ENV = (
+  "import json, os; print(json.dumps({k: os.environ.get(k) for k in "
+  f"({executors.CACHE_VARIABLE!r}, {executors.MIN_COMPILE_TIME_VARIABLE!r})}}))"
+)
 
 
 def _env_seen_by_a_job(tmp_path, monkeypatch, **environ):
@@ -19,19 +21,26 @@ def _env_seen_by_a_job(tmp_path, monkeypatch, **environ):
   for name, value in environ.items():
     monkeypatch.setenv(name, value)
   log = tmp_path / "job.log"
-  job = executors.Job(name="p", argv=("python", "-c", PRINT_ENV), env={"A": "1"},
-                      log_path=str(log), cwd=str(tmp_path), resources={"CPU": 1})
+  job = executors.Job(
+    name="p",
+    argv=("python", "-c", PRINT_ENV),
+    env={"A": "1"},
+    log_path=str(log),
+    cwd=str(tmp_path),
+    resources={"CPU": 1},
+  )
   assert executors.start(job).wait() == 0
   return json.loads(log.read_text().splitlines()[-1])
 
 
 def test_a_point_runs_with_the_shared_cache_and_a_set_cache_wins(tmp_path, monkeypatch):
   seen = _env_seen_by_a_job(tmp_path, monkeypatch, XDG_CACHE_HOME=str(tmp_path / "cache"))
-  assert seen == {executors.CACHE_VARIABLE: str(tmp_path / "cache" / "prompt_tuning" / "jax"),
-                  executors.MIN_COMPILE_TIME_VARIABLE: "0"}
+  assert seen == {
+    executors.CACHE_VARIABLE: str(tmp_path / "cache" / "prompt_tuning" / "jax"),
+    executors.MIN_COMPILE_TIME_VARIABLE: "0",
+  }
   mine = _env_seen_by_a_job(tmp_path, monkeypatch, JAX_COMPILATION_CACHE_DIR="/elsewhere")
-  assert mine == {executors.CACHE_VARIABLE: "/elsewhere",
-                  executors.MIN_COMPILE_TIME_VARIABLE: None}
+  assert mine == {executors.CACHE_VARIABLE: "/elsewhere", executors.MIN_COMPILE_TIME_VARIABLE: None}
 
 
 def test_the_cache_is_no_part_of_a_points_recorded_environment_or_command(tmp_path):

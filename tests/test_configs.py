@@ -15,17 +15,16 @@ from prompt_tuning.models import prompts
 from prompt_tuning.models import t5
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-CONFIG_FILES = sorted(
-    str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "configs").rglob("*.gin"))
+CONFIG_FILES = sorted(str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "configs").rglob("*.gin"))
 TINY = "configs/test/tiny.gin"
 
 # NUM_HEADS, NUM_{ENCODER,DECODER}_LAYERS, HEAD_DIM, EMBED_DIM, MLP_DIM.
 SIZES = {
-    "small": (6, 8, 64, 512, 1024),
-    "base": (12, 12, 64, 768, 2048),
-    "large": (16, 24, 64, 1024, 2816),
-    "xl": (32, 24, 64, 2048, 5120),
-    "xxl": (64, 24, 64, 4096, 10240),
+  "small": (6, 8, 64, 512, 1024),
+  "base": (12, 12, 64, 768, 2048),
+  "large": (16, 24, 64, 1024, 2816),
+  "xl": (32, 24, 64, 2048, 5120),
+  "xxl": (64, 24, 64, 4096, 10240),
 }
 VOCAB_SIZES = {"t5_1_1": 32128, "mt5": 250112}
 
@@ -33,28 +32,28 @@ VOCAB_SIZES = {"t5_1_1": 32128, "mt5": 250112}
 # al., 2021, Table 1) and how far from them a count may be: 1%, or half a unit
 # in the last published digit where the number is rounded more coarsely than 1%.
 PUBLISHED = {
-    ("t5_1_1", "small"): (77e6, 0.01),
-    ("t5_1_1", "base"): (248e6, 0.01),
-    ("t5_1_1", "large"): (783e6, 0.01),
-    ("t5_1_1", "xl"): (2.85e9, 0.01),
-    ("t5_1_1", "xxl"): (11.1e9, 0.01),
-    ("mt5", "small"): (300e6, 0.01),
-    ("mt5", "base"): (580e6, 0.01),
-    ("mt5", "large"): (1.2e9, 0.05 / 1.2),  # 1.23B; published to 2 digits.
-    ("mt5", "xl"): (3.7e9, 0.05 / 3.7),  # 3.74B; published to 2 digits.
-    ("mt5", "xxl"): (13e9, 0.01),
+  ("t5_1_1", "small"): (77e6, 0.01),
+  ("t5_1_1", "base"): (248e6, 0.01),
+  ("t5_1_1", "large"): (783e6, 0.01),
+  ("t5_1_1", "xl"): (2.85e9, 0.01),
+  ("t5_1_1", "xxl"): (11.1e9, 0.01),
+  ("mt5", "small"): (300e6, 0.01),
+  ("mt5", "base"): (580e6, 0.01),
+  ("mt5", "large"): (1.2e9, 0.05 / 1.2),  # 1.23B; published to 2 digits.
+  ("mt5", "xl"): (3.7e9, 0.05 / 3.7),  # 3.74B; published to 2 digits.
+  ("mt5", "xxl"): (13e9, 0.01),
 }
 
 PROMPT_FILES = {
-    "configs/prompts/from_random_uniform.gin": [],
-    "configs/prompts/from_sampled_vocab_numpy.gin": ["EMBEDDING_FILE"],
-    "configs/prompts/from_class_labels_numpy.gin": ["EMBEDDING_FILE", "CLASS_LABELS"],
-    "configs/prompts/from_string_numpy.gin": ["EMBEDDING_FILE", "PROMPT_STRING"],
-    "configs/prompts/from_file.gin": ["PROMPT_FILE"],
-    "configs/prompts/from_sampled_vocab.gin": [],
-    "configs/prompts/from_class_labels.gin": ["CLASS_LABELS"],
-    "configs/prompts/from_string.gin": ["PROMPT_STRING"],
-    "configs/prompts/no_prompt.gin": [],
+  "configs/prompts/from_random_uniform.gin": [],
+  "configs/prompts/from_sampled_vocab_numpy.gin": ["EMBEDDING_FILE"],
+  "configs/prompts/from_class_labels_numpy.gin": ["EMBEDDING_FILE", "CLASS_LABELS"],
+  "configs/prompts/from_string_numpy.gin": ["EMBEDDING_FILE", "PROMPT_STRING"],
+  "configs/prompts/from_file.gin": ["PROMPT_FILE"],
+  "configs/prompts/from_sampled_vocab.gin": [],
+  "configs/prompts/from_class_labels.gin": ["CLASS_LABELS"],
+  "configs/prompts/from_string.gin": ["PROMPT_STRING"],
+  "configs/prompts/no_prompt.gin": [],
 }
 TINY_EMBED, TINY_PROMPT_LENGTH = 16, 4
 
@@ -75,8 +74,9 @@ def _param_count(model: t5.Transformer) -> int:
 
 
 def _init(model: t5.Transformer):
-  return model.init({"params": jax.random.key(0)}, jnp.ones((2, 3), jnp.int32),
-                    jnp.ones((2, 2), jnp.int32))
+  return model.init(
+    {"params": jax.random.key(0)}, jnp.ones((2, 3), jnp.int32), jnp.ones((2, 2), jnp.int32)
+  )
 
 
 RUN_FILE = "configs/runs/prompt_finetune.gin"
@@ -85,24 +85,30 @@ RUN_FILE = "configs/runs/prompt_finetune.gin"
 def test_run_file_lists_and_checks_its_required_macros():
   from prompt_tuning import train  # pylint: disable=g-import-not-at-top
   from prompt_tuning.training import trainer  # pylint: disable=g-import-not-at-top
-  header = open(gin_config.config_search_paths()[0] + "/" + RUN_FILE).read().split("from __gin__")[0]
+
+  header = (
+    open(gin_config.config_search_paths()[0] + "/" + RUN_FILE).read().split("from __gin__")[0]
+  )
   for name in train.RUN_REQUIRED_MACROS:
     assert f"#   {name}:" in header
   gin_config.parse_gin([TINY, RUN_FILE], ["MODEL_DIR = '/tmp/x'", "TRAIN_STEPS = 3"])
-  with pytest.raises(ValueError, match="requires MIXTURE_OR_TASK_NAME, TASK_FEATURE_LENGTHS, "
-                     "INITIAL_CHECKPOINT_PATH but they are unset"):
+  with pytest.raises(
+    ValueError,
+    match="requires MIXTURE_OR_TASK_NAME, TASK_FEATURE_LENGTHS, "
+    "INITIAL_CHECKPOINT_PATH but they are unset",
+  ):
     gin_config.check_required_macros(train.RUN_REQUIRED_MACROS)
   assert gin_config.macro_value("RUN", "").__wrapped__ is trainer.train  # gin's configurable
 
 
 INFERENCE_RUN_FILES = {
-    "configs/runs/prompt_infer.gin": ("prompt_tuning.infer", "INFER_OUTPUT_DIR"),
-    "configs/runs/prompt_eval.gin": ("prompt_tuning.eval", "EVAL_OUTPUT_DIR"),
+  "configs/runs/prompt_infer.gin": ("prompt_tuning.infer", "INFER_OUTPUT_DIR"),
+  "configs/runs/prompt_eval.gin": ("prompt_tuning.eval", "EVAL_OUTPUT_DIR"),
 }
 DECODING_FILES = {
-    "configs/models/decoding/greedy.gin": "Greedy()",
-    "configs/models/decoding/beam_search.gin": "BeamSearch(num_beams=4, alpha=0.6)",
-    "configs/models/decoding/nucleus_sampling.gin": "Sampling(temperature=1.0, top_k=0, top_p=0.9)",
+  "configs/models/decoding/greedy.gin": "Greedy()",
+  "configs/models/decoding/beam_search.gin": "BeamSearch(num_beams=4, alpha=0.6)",
+  "configs/models/decoding/nucleus_sampling.gin": "Sampling(temperature=1.0, top_k=0, top_p=0.9)",
 }
 
 
@@ -110,9 +116,12 @@ DECODING_FILES = {
 @pytest.mark.parametrize("decoding_file", sorted(DECODING_FILES))
 def test_decoding_files_set_the_method_of_inference_runs(run_file, decoding_file):
   import importlib  # pylint: disable=g-import-not-at-top
+
   module, _ = INFERENCE_RUN_FILES[run_file]
   entry = importlib.import_module(module)
-  header = open(gin_config.config_search_paths()[0] + "/" + run_file).read().split("from __gin__")[0]
+  header = (
+    open(gin_config.config_search_paths()[0] + "/" + run_file).read().split("from __gin__")[0]
+  )
   for name in entry.REQUIRED_MACROS:
     assert f"#   {name}:" in header
   gin_config.parse_gin([TINY, run_file, decoding_file])
@@ -122,9 +131,13 @@ def test_decoding_files_set_the_method_of_inference_runs(run_file, decoding_file
     gin_config.check_required_macros(entry.REQUIRED_MACROS)
 
 
-WORDNET_FILES = ("configs/models/wordnet_tiny_prompt.gin", "configs/runs/pretrain.gin",
-                 "configs/runs/lm_adapt.gin", "configs/runs/wordnet_demo.gin",
-                 "configs/runs/model_finetune.gin")
+WORDNET_FILES = (
+  "configs/models/wordnet_tiny_prompt.gin",
+  "configs/runs/pretrain.gin",
+  "configs/runs/lm_adapt.gin",
+  "configs/runs/wordnet_demo.gin",
+  "configs/runs/model_finetune.gin",
+)
 
 
 FAMILY_FILES = {s: f"configs/models/wordnet_family/{s}.gin" for s in ("xs", "s", "m", "l")}
@@ -137,18 +150,25 @@ def test_the_wordnet_family_grows_like_t5_and_its_configs_read_its_bundled_check
   from prompt_tuning.checkpoints import readers  # pylint: disable=g-import-not-at-top
   from prompt_tuning.data import wordnet  # pylint: disable=g-import-not-at-top
   from prompt_tuning.training import trainable  # pylint: disable=g-import-not-at-top
+
   configs, counts = [], []
   for size, path in FAMILY_FILES.items():
     gin.clear_config()
     gin_config.parse_gin([path, "configs/prompts/no_prompt.gin"])
     model = gin_config.build_model()
-    shapes = {k: tuple(v.shape) for k, v in
-              trainable.flatten(nn.meta.unbox(t5.init_shapes(model)["params"])).items()}
+    shapes = {
+      k: tuple(v.shape)
+      for k, v in trainable.flatten(nn.meta.unbox(t5.init_shapes(model)["params"])).items()
+    }
     for objective in wordnet.OBJECTIVES:
       gin.clear_config()
-      gin_config.parse_gin([path], [
+      gin_config.parse_gin(
+        [path],
+        [
           "INITIAL_CHECKPOINT_PATH = @prompt_tuning.data.wordnet.family_checkpoint()",
-          f"PRETRAINING = {objective!r}"])
+          f"PRETRAINING = {objective!r}",
+        ],
+      )
       checkpoint = gin_config.macro_value("INITIAL_CHECKPOINT_PATH", "")
       assert checkpoint == wordnet.family_checkpoint(size, objective)
       assert readers.open_checkpoint(checkpoint).shapes() == shapes, (size, objective)
@@ -162,8 +182,11 @@ def test_the_wordnet_family_grows_like_t5_and_its_configs_read_its_bundled_check
     assert big.num_decoder_layers == big.num_encoder_layers
   assert configs[-1].num_encoder_layers > configs[0].num_encoder_layers
   # Shipped compactly: bfloat16, both objectives of every size in 40 MB.
-  total = sum(os.path.getsize(os.path.join(root, f))
-              for root, _, files in os.walk(wordnet.FAMILY_DIR) for f in files)
+  total = sum(
+    os.path.getsize(os.path.join(root, f))
+    for root, _, files in os.walk(wordnet.FAMILY_DIR)
+    for f in files
+  )
   assert total <= 40e6, total
 
 
@@ -173,17 +196,19 @@ def test_bundled_model_config_reads_the_bundled_checkpoint():
   from prompt_tuning.checkpoints import readers  # pylint: disable=g-import-not-at-top
   from prompt_tuning.data import wordnet  # pylint: disable=g-import-not-at-top
   from prompt_tuning.training import trainable  # pylint: disable=g-import-not-at-top
+
   gin_config.parse_gin(["configs/runs/wordnet_demo.gin"], ["MODEL_DIR = '/tmp/unused'"])
   assert gin_config.vocabulary() is wordnet.VOCABULARY
   assert gin_config.macro_value("CLASS_LABELS", "") == list(wordnet.LABELS)
   path = gin_config.macro_value("INITIAL_CHECKPOINT_PATH", "")
   assert path == wordnet.CHECKPOINT_DIR
   gin.clear_config()
-  gin_config.parse_gin(["configs/models/wordnet_tiny_prompt.gin",
-                        "configs/prompts/no_prompt.gin"])
+  gin_config.parse_gin(["configs/models/wordnet_tiny_prompt.gin", "configs/prompts/no_prompt.gin"])
   model = gin_config.build_model()
-  expected = {k: tuple(v.shape) for k, v in
-              trainable.flatten(nn.meta.unbox(t5.init_shapes(model)["params"])).items()}
+  expected = {
+    k: tuple(v.shape)
+    for k, v in trainable.flatten(nn.meta.unbox(t5.init_shapes(model)["params"])).items()
+  }
   assert readers.open_checkpoint(path).shapes() == expected
   assert wordnet.VOCABULARY.vocab_size <= model.config.vocab_size
 
@@ -217,21 +242,36 @@ def test_model_config_matches_size(family, size):
   assert isinstance(model, t5.Transformer)
   heads, num_layers, head_dim, embed, mlp = SIZES[size]
   assert model.config == t5.T5Config(
-      vocab_size=VOCAB_SIZES[family], emb_dim=embed, num_heads=heads,
-      num_encoder_layers=num_layers, num_decoder_layers=num_layers, head_dim=head_dim,
-      mlp_dim=mlp, relative_attention_num_buckets=32, relative_attention_max_distance=128,
-      dropout_rate=0.1, dtype="bfloat16", scan_layers=False, remat_policy="none")
+    vocab_size=VOCAB_SIZES[family],
+    emb_dim=embed,
+    num_heads=heads,
+    num_encoder_layers=num_layers,
+    num_decoder_layers=num_layers,
+    head_dim=head_dim,
+    mlp_dim=mlp,
+    relative_attention_num_buckets=32,
+    relative_attention_max_distance=128,
+    dropout_rate=0.1,
+    dtype="bfloat16",
+    scan_layers=False,
+    remat_policy="none",
+  )
   assert isinstance(model.prompt, prompts.Prompt)
   assert (model.prompt.length, model.prompt.embed_dim, model.prompt.combine) == (
-      100, embed, "prefix")
+    100,
+    embed,
+    "prefix",
+  )
   vocab_file = gin.query_parameter("%SENTENCEPIECE_MODEL_FILE")
   assert ("mc4.250000" in vocab_file) == (family == "mt5")
 
 
 @pytest.mark.parametrize("family", ["t5_1_1", "mt5"])
 def test_default_size_is_base(family):
-  base_file = {"t5_1_1": "configs/models/t5_1_1_prompt.gin",
-               "mt5": "configs/models/mt5_prompt.gin"}[family]
+  base_file = {
+    "t5_1_1": "configs/models/t5_1_1_prompt.gin",
+    "mt5": "configs/models/mt5_prompt.gin",
+  }[family]
   gin_config.parse_gin([base_file])
   default = gin_config.build_model().config
   gin.clear_config()
@@ -248,7 +288,8 @@ def test_parameter_counts(size):
     counts[family] = _param_count(gin_config.build_model())
     published, tolerance = PUBLISHED[family, size]
     assert abs(counts[family] - published) <= tolerance * published, (
-        f"{family} {size}: {counts[family]:,} parameters, published {published:,.0f}")
+      f"{family} {size}: {counts[family]:,} parameters, published {published:,.0f}"
+    )
   # Untied input embedding and logits: the vocabulary is the only difference.
   embed = SIZES[size][3]
   assert counts["mt5"] - counts["t5_1_1"] == 2 * (250112 - 32128) * embed
@@ -260,15 +301,16 @@ def _prompt_bindings(tmp_path, vocab_path):
   prompt = np.random.RandomState(1).randn(TINY_PROMPT_LENGTH, TINY_EMBED).astype(np.float32)
   np.save(tmp_path / "prompt.npy", prompt)
   from prompt_tuning.checkpoints import convert  # pylint: disable=g-import-not-at-top
+
   # The same table as the frozen model's checkpoint (this project's format).
   convert.to_own({"token_embedder/embedding": table}, str(tmp_path / "frozen"))
   bindings = {
-      "INITIAL_CHECKPOINT_PATH": repr(str(tmp_path / "frozen")),
-      "EMBEDDING_FILE": repr(str(tmp_path / "embedding.npy")),
-      "PROMPT_FILE": repr(str(tmp_path / "prompt.npy")),
-      "SENTENCEPIECE_MODEL_FILE": repr(vocab_path),
-      "CLASS_LABELS": "['positive', 'negative']",
-      "PROMPT_STRING": "'Classify the sentiment:'",
+    "INITIAL_CHECKPOINT_PATH": repr(str(tmp_path / "frozen")),
+    "EMBEDDING_FILE": repr(str(tmp_path / "embedding.npy")),
+    "PROMPT_FILE": repr(str(tmp_path / "prompt.npy")),
+    "SENTENCEPIECE_MODEL_FILE": repr(vocab_path),
+    "CLASS_LABELS": "['positive', 'negative']",
+    "PROMPT_STRING": "'Classify the sentiment:'",
   }
   return table, prompt, bindings
 
@@ -305,21 +347,27 @@ def test_prompt_config_initializes(path, tmp_path, t5_vocab_path, t5_vocabulary)
 TASK_CLASS_LABELS = "configs/prompts/from_task_class_labels.gin"
 
 
-@pytest.mark.parametrize("task,labels", [("taskless_super_glue_rte_v102",
-                                          ["entailment", "not_entailment"]),
-                                         ("taskless_super_glue_record_v102", [])])
-def test_task_class_labels_config_takes_the_tasks_labels(task, labels, tmp_path, t5_vocab_path,
-                                                         t5_vocabulary):
+@pytest.mark.parametrize(
+  "task,labels",
+  [
+    ("taskless_super_glue_rte_v102", ["entailment", "not_entailment"]),
+    ("taskless_super_glue_record_v102", []),
+  ],
+)
+def test_task_class_labels_config_takes_the_tasks_labels(
+  task, labels, tmp_path, t5_vocab_path, t5_vocabulary
+):
   """from_task_class_labels.gin: the task's labels, then rows sampled from the vocabulary."""
   table, _, bindings = _prompt_bindings(tmp_path, t5_vocab_path)
   bindings = {k: v for k, v in bindings.items() if k != "CLASS_LABELS"}
   bindings["MIXTURE_OR_TASK_NAME"] = repr(task)
   gin_config.parse_gin([TINY, TASK_CLASS_LABELS], gin_config.bindings_from_flags(bindings))
-  prompt = np.asarray(_init(gin_config.build_model())["prompt"]["encoder"]["prompt"][
-      "prompt"].unbox())
+  prompt = np.asarray(
+    _init(gin_config.build_model())["prompt"]["encoder"]["prompt"]["prompt"].unbox()
+  )
   for row, label in zip(prompt, labels):
     np.testing.assert_allclose(row, table[t5_vocabulary.encode(label)].mean(axis=0), rtol=1e-6)
-  for row in prompt[len(labels):]:  # the paper's fallback: sampled vocabulary
+  for row in prompt[len(labels) :]:  # the paper's fallback: sampled vocabulary
     assert any(np.array_equal(row, t) for t in table[:5000])
 
 
@@ -332,7 +380,8 @@ def test_vocabulary(t5_vocab_path, t5_vocabulary):
 
 def test_flag_overrides_take_effect():
   bindings = gin_config.bindings_from_flags(
-      {"PROMPT_LENGTH": "7", "NUM_HEADS": "3", "ACTIVATION_DTYPE": "'float32'"})
+    {"PROMPT_LENGTH": "7", "NUM_HEADS": "3", "ACTIVATION_DTYPE": "'float32'"}
+  )
   assert bindings == ["PROMPT_LENGTH = 7", "NUM_HEADS = 3", "ACTIVATION_DTYPE = 'float32'"]
   gin_config.parse_gin([_model_file("t5_1_1", "small")], bindings)
   model = gin_config.build_model()
@@ -368,8 +417,7 @@ def test_unknown_included_file_is_a_clear_error(tmp_path):
 
 
 def test_user_search_path(tmp_path):
-  (tmp_path / "mine.gin").write_text(
-      "include 'configs/test/tiny.gin'\nPROMPT_LENGTH = 2\n")
+  (tmp_path / "mine.gin").write_text("include 'configs/test/tiny.gin'\nPROMPT_LENGTH = 2\n")
   gin_config.parse_gin(["mine.gin"], search_paths=[str(tmp_path)])
   assert gin_config.build_model().prompt.length == 2
 
@@ -392,19 +440,20 @@ def test_unset_required_macro_is_a_clear_error(path):
 
 
 RUN_FILES = {  # run file -> the macros its entry point reads itself
-    "configs/runs/prompt_finetune.gin": ("RUN", "BATCH_SIZE", "MODEL_DIR"),
-    "configs/runs/pretrain.gin": ("RUN", "BATCH_SIZE", "MODEL_DIR"),
-    "configs/runs/model_finetune.gin": ("RUN", "BATCH_SIZE", "MODEL_DIR"),
-    "configs/runs/lm_adapt.gin": ("RUN", "BATCH_SIZE", "MODEL_DIR"),
-    "configs/runs/prompt_eval.gin": ("RUN", "BATCH_SIZE", "EVAL_OUTPUT_DIR"),
-    "configs/runs/prompt_infer.gin": ("RUN", "BATCH_SIZE"),
+  "configs/runs/prompt_finetune.gin": ("RUN", "BATCH_SIZE", "MODEL_DIR"),
+  "configs/runs/pretrain.gin": ("RUN", "BATCH_SIZE", "MODEL_DIR"),
+  "configs/runs/model_finetune.gin": ("RUN", "BATCH_SIZE", "MODEL_DIR"),
+  "configs/runs/lm_adapt.gin": ("RUN", "BATCH_SIZE", "MODEL_DIR"),
+  "configs/runs/prompt_eval.gin": ("RUN", "BATCH_SIZE", "EVAL_OUTPUT_DIR"),
+  "configs/runs/prompt_infer.gin": ("RUN", "BATCH_SIZE"),
 }
 
 
 # Every prompt file with the training run, every run file with the default prompt.
 SHIPPED_COMBINATIONS = sorted(
-    {(RUN_FILE, p) for p in PROMPT_FILES} |
-    {(r, "configs/prompts/from_random_uniform.gin") for r in RUN_FILES})
+  {(RUN_FILE, p) for p in PROMPT_FILES}
+  | {(r, "configs/prompts/from_random_uniform.gin") for r in RUN_FILES}
+)
 
 
 @pytest.mark.parametrize("run_file,prompt_file", SHIPPED_COMBINATIONS)
@@ -421,8 +470,11 @@ def test_the_demo_run_file_sets_only_read_macros():
 
 def test_a_misspelled_macro_is_an_error_naming_the_close_one():
   gin_config.parse_gin([TINY, RUN_FILE], ["PROMPT_LENGHT = 5", "LEARNING_RATE = 0.1"])
-  with pytest.raises(ValueError, match=r"sets PROMPT_LENGHT \(did you mean PROMPT_LENGTH\?\), "
-                     "which nothing in this run reads"):
+  with pytest.raises(
+    ValueError,
+    match=r"sets PROMPT_LENGHT \(did you mean PROMPT_LENGTH\?\), "
+    "which nothing in this run reads",
+  ):
     gin_config.check_every_macro_is_read(RUN_FILES[RUN_FILE])
 
 
@@ -436,25 +488,39 @@ def test_model_finetune_trains_every_weight_with_t5s_finetuning_optimizer():
   assert gin_config.build_model().prompt is None
   assert gin.query_parameter("%WHAT_TRAINS") == "all"
   assert gin.query_parameter("%LEARNING_RATE") == 1e-3
-  assert gin.query_parameter(
-      "prompt_tuning.training.optimizers.adafactor.multiply_by_parameter_scale") is True
+  assert (
+    gin.query_parameter("prompt_tuning.training.optimizers.adafactor.multiply_by_parameter_scale")
+    is True
+  )
 
 
-@pytest.mark.parametrize("task,labels", [("wordnet_hypernym", ["yes", "no"]),
-                                         ("wordnet_supersense", None)])
+@pytest.mark.parametrize(
+  "task,labels", [("wordnet_hypernym", ["yes", "no"]), ("wordnet_supersense", None)]
+)
 def test_task_class_labels_config_takes_a_wordnet_tasks_labels(task, labels):
   from prompt_tuning.data import wordnet  # pylint: disable=g-import-not-at-top
-  gin_config.parse_gin([FAMILY_FILES["xs"], TASK_CLASS_LABELS],
-                       [f"MIXTURE_OR_TASK_NAME = {task!r}"])
+
+  gin_config.parse_gin(
+    [FAMILY_FILES["xs"], TASK_CLASS_LABELS], [f"MIXTURE_OR_TASK_NAME = {task!r}"]
+  )
   assert gin_config.macro_value("CLASS_LABELS", "") == (labels or list(wordnet.LABELS))
 
 
-@pytest.mark.parametrize("text,says", [
-    ("TRAIN_STEPS = (3\n", r"gin syntax error in {bad}: the text ends inside an unclosed "
-     r"bracket or string$"),
-    ("TRAIN_STEPS = 3 +\n", r"gin syntax error in {bad}, line 1: Expected newline: "
-     r"TRAIN_STEPS = 3 \+$"),
-])
+@pytest.mark.parametrize(
+  "text,says",
+  [
+    (
+      "TRAIN_STEPS = (3\n",
+      r"gin syntax error in {bad}: the text ends inside an unclosed "
+      r"bracket or string$",
+    ),
+    (
+      "TRAIN_STEPS = 3 +\n",
+      r"gin syntax error in {bad}, line 1: Expected newline: "
+      r"TRAIN_STEPS = 3 \+$",
+    ),
+  ],
+)
 def test_a_gin_file_that_does_not_parse_is_one_line_naming_it(tmp_path, text, says):
   bad = tmp_path / "bad.gin"
   bad.write_text(text)
@@ -463,6 +529,9 @@ def test_a_gin_file_that_does_not_parse_is_one_line_naming_it(tmp_path, text, sa
   for files in ([str(bad)], [str(top)]):
     with pytest.raises(ValueError, match=says.format(bad=re.escape(str(bad)))):
       gin_config.parse_gin(files)
-  with pytest.raises(ValueError, match=r"gin syntax error in the binding 'X = \(3' \(a "
-                     r"--gin.NAME=VALUE flag\): the text ends inside an unclosed bracket"):
+  with pytest.raises(
+    ValueError,
+    match=r"gin syntax error in the binding 'X = \(3' \(a "
+    r"--gin.NAME=VALUE flag\): the text ends inside an unclosed bracket",
+  ):
     gin_config.parse_gin([], ["X = (3"])

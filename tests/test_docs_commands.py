@@ -37,9 +37,11 @@ def problems(root: pathlib.Path = doc_blocks.REPO_ROOT) -> list[str]:
         found.append(f"{block.where}: `# not run by the tests:` gives no reason")
       continue
     if not run_by:
-      found.append(f"{block.where}: a command block whose first line is neither "
-                   f"`# run by tests/<file>.py::<test>` nor `# not run by the tests: <reason>`"
-                   f" (it is {first!r})")
+      found.append(
+        f"{block.where}: a command block whose first line is neither "
+        f"`# run by tests/<file>.py::<test>` nor `# not run by the tests: <reason>`"
+        f" (it is {first!r})"
+      )
       continue
     path, test = run_by[1], run_by[2]
     if not (root / path).is_file():
@@ -47,13 +49,18 @@ def problems(root: pathlib.Path = doc_blocks.REPO_ROOT) -> list[str]:
       continue
     if path not in trees:
       trees[path] = ast.parse((root / path).read_text())
-    functions = [n for n in ast.walk(trees[path])
-                 if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == test]
+    functions = [
+      n
+      for n in ast.walk(trees[path])
+      if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == test
+    ]
     if not functions:
       found.append(f"{block.where}: names {path}::{test}, which is no function of that file")
     elif not any(_reads_doc(f, block.doc) for f in functions):
-      found.append(f"{block.where}: {path}::{test} does not read its blocks of {block.doc} "
-                   f"(doc_blocks.run_by(request, {block.doc!r}))")
+      found.append(
+        f"{block.where}: {path}::{test} does not read its blocks of {block.doc} "
+        f"(doc_blocks.run_by(request, {block.doc!r}))"
+      )
   return found
 
 
@@ -101,8 +108,11 @@ def _one_problem(tmp_path, block: str, language: str = "") -> str:
 
 
 def test_a_block_marked_for_a_test_that_reads_its_page_passes(tmp_path):
-  root = _root(tmp_path, "```\n# run by tests/test_x.py::test_runs_it\nmake demo\n```\n"
-                         "```python\n# not run by the tests: needs a TPU\nimport jax\n```\n")
+  root = _root(
+    tmp_path,
+    "```\n# run by tests/test_x.py::test_runs_it\nmake demo\n```\n"
+    "```python\n# not run by the tests: needs a TPU\nimport jax\n```\n",
+  )
   assert problems(root) == []
 
 
@@ -121,29 +131,64 @@ def test_a_reason_left_empty_fails(tmp_path):
 
 def test_a_renamed_or_missing_test_fails(tmp_path):
   assert "no function" in _one_problem(
-      tmp_path, "# run by tests/test_x.py::test_renamed\nmake demo")
+    tmp_path, "# run by tests/test_x.py::test_renamed\nmake demo"
+  )
   assert "does not exist" in _one_problem(
-      tmp_path / "b", "# run by tests/test_gone.py::test_runs_it\nmake demo")
+    tmp_path / "b", "# run by tests/test_gone.py::test_runs_it\nmake demo"
+  )
 
 
 def test_a_test_that_reads_another_page_fails(tmp_path):
   assert "does not read" in _one_problem(
-      tmp_path, "# run by tests/test_x.py::test_reads_another_page\nmake demo")
+    tmp_path, "# run by tests/test_x.py::test_reads_another_page\nmake demo"
+  )
 
 
 def test_what_counts_as_a_command_block(tmp_path):
-  readme = "\n".join([
-      "```", "make test", "```",  # bare: a command
-      "```sh", "ls", "```", "```bash", "ls", "```", "```python", "x = 1", "```",
-      "```", "results/figure1/", "  archive.json", "```",  # a layout listing
-      "```text", "prompt_tuning/", "```", "```gin", "sweep.Sweep:", "```",
-      "* a bullet", "  ```", "  make demo", "  ```", ""])
+  readme = "\n".join(
+    [
+      "```",
+      "make test",
+      "```",  # bare: a command
+      "```sh",
+      "ls",
+      "```",
+      "```bash",
+      "ls",
+      "```",
+      "```python",
+      "x = 1",
+      "```",
+      "```",
+      "results/figure1/",
+      "  archive.json",
+      "```",  # a layout listing
+      "```text",
+      "prompt_tuning/",
+      "```",
+      "```gin",
+      "sweep.Sweep:",
+      "```",
+      "* a bullet",
+      "  ```",
+      "  make demo",
+      "  ```",
+      "",
+    ]
+  )
   (tmp_path / "docs").mkdir()
   (tmp_path / "README.md").write_text(readme)
   found = doc_blocks.blocks("README.md", tmp_path)
   assert [(b.info, b.is_command) for b in found] == [
-      ("", True), ("sh", True), ("bash", True), ("python", True), ("", False),
-      ("text", False), ("gin", False), ("", True)]
+    ("", True),
+    ("sh", True),
+    ("bash", True),
+    ("python", True),
+    ("", False),
+    ("text", False),
+    ("gin", False),
+    ("", True),
+  ]
   assert found[-1].text == "make demo\n"  # the list item's indentation removed
   (tmp_path / "README.md").write_text("```\nmake test\n")
   assert re.search("never closed", _raises(lambda: doc_blocks.blocks("README.md", tmp_path)))

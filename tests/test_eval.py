@@ -14,19 +14,29 @@ from tests import conftest
 
 
 def _eval(tmp_path, out_dir, *extra, ok=True):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1",
-             T5_VOCAB=str(conftest.VOCAB_PATH))
-  cmd = [sys.executable, "-m", "prompt_tuning.eval", "--gin_file=configs/test/tiny.gin",
-         *[a for a in extra if a.startswith("--gin_file")],
-         "--gin_file=configs/runs/prompt_eval.gin",
-         "--gin.INITIAL_CHECKPOINT_PATH=None",
-         f"--gin.SENTENCEPIECE_MODEL_FILE='{conftest.VOCAB_PATH}'",
-         "--gin.MIXTURE_OR_TASK_MODULE='tests.eval_tasks'",
-         "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 4}", "--gin.BATCH_SIZE=4",
-         f"--gin.EVAL_OUTPUT_DIR='{out_dir}'",
-         *[a for a in extra if not a.startswith("--gin_file")]]
-  result = subprocess.run(cmd, cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+  env = dict(
+    os.environ,
+    XLA_FLAGS="--xla_force_host_platform_device_count=1",
+    T5_VOCAB=str(conftest.VOCAB_PATH),
+  )
+  cmd = [
+    sys.executable,
+    "-m",
+    "prompt_tuning.eval",
+    "--gin_file=configs/test/tiny.gin",
+    *[a for a in extra if a.startswith("--gin_file")],
+    "--gin_file=configs/runs/prompt_eval.gin",
+    "--gin.INITIAL_CHECKPOINT_PATH=None",
+    f"--gin.SENTENCEPIECE_MODEL_FILE='{conftest.VOCAB_PATH}'",
+    "--gin.MIXTURE_OR_TASK_MODULE='tests.eval_tasks'",
+    "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 4}",
+    "--gin.BATCH_SIZE=4",
+    f"--gin.EVAL_OUTPUT_DIR='{out_dir}'",
+    *[a for a in extra if not a.startswith("--gin_file")],
+  ]
+  result = subprocess.run(
+    cmd, cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+  )
   assert (result.returncode == 0) == ok, result.stderr[-3000:]
   return result
 
@@ -54,9 +64,15 @@ def test_rank_mode_metrics_are_recomputed_from_the_written_predictions(tmp_path)
   # 6 tokens where configs/test/tiny.gin says PROMPT_LENGTH=4: from_file.gin takes the file's.
   (prompt,) = _prompt_files(tmp_path, 1, length=6)
   out = tmp_path / "eval"
-  result = _eval(tmp_path, out, "--gin_file=configs/prompts/from_file.gin",
-                 f"--gin.PROMPT_FILE='{prompt}'", "--gin.MIXTURE_OR_TASK_NAME='eval_sentiment'",
-                 "--gin.EVAL_MODE='rank'", "--gin.CLASS_LABELS=['positive', 'negative']")
+  result = _eval(
+    tmp_path,
+    out,
+    "--gin_file=configs/prompts/from_file.gin",
+    f"--gin.PROMPT_FILE='{prompt}'",
+    "--gin.MIXTURE_OR_TASK_NAME='eval_sentiment'",
+    "--gin.EVAL_MODE='rank'",
+    "--gin.CLASS_LABELS=['positive', 'negative']",
+  )
   metrics = json.loads((out / "metrics.json").read_text())["results"]["eval_sentiment"]["."]
   rows = _predictions(out / ".", "eval_sentiment")
   assert len(rows) == 13 and {r["prediction"] for r in rows} <= {"positive", "negative"}
@@ -69,8 +85,9 @@ def test_rank_mode_metrics_are_recomputed_from_the_written_predictions(tmp_path)
 def test_ensemble_reports_each_member_and_the_majority_vote(tmp_path):
   prompts = _prompt_files(tmp_path, 3)
   out = tmp_path / "eval"
-  _eval(tmp_path, out, "--gin.MIXTURE_OR_TASK_NAME='eval_sentiment'",
-        f"--gin.PROMPT_FILES={prompts}")
+  _eval(
+    tmp_path, out, "--gin.MIXTURE_OR_TASK_NAME='eval_sentiment'", f"--gin.PROMPT_FILES={prompts}"
+  )
   results = json.loads((out / "metrics.json").read_text())["results"]["eval_sentiment"]
   assert set(results) == {"ensemble", "0", "1", "2"}
   members = [_predictions(out / str(i), "eval_sentiment") for i in range(3)]
@@ -89,42 +106,64 @@ def test_ensemble_reports_each_member_and_the_majority_vote(tmp_path):
 def test_a_mixture_gives_each_task_its_own_prompt(tmp_path):
   a, b = _prompt_files(tmp_path, 2)
   out = tmp_path / "mixed"
-  _eval(tmp_path, out, "--gin.MIXTURE_OR_TASK_NAME='eval_sentiment_mixture'",
-        f"--gin.PROMPT_FILES={{'eval_sentiment': '{a}', 'eval_sentiment_copy': '{b}'}}")
+  _eval(
+    tmp_path,
+    out,
+    "--gin.MIXTURE_OR_TASK_NAME='eval_sentiment_mixture'",
+    f"--gin.PROMPT_FILES={{'eval_sentiment': '{a}', 'eval_sentiment_copy': '{b}'}}",
+  )
   single = tmp_path / "single"
-  _eval(tmp_path, single, "--gin.MIXTURE_OR_TASK_NAME='eval_sentiment'",
-        f"--gin.PROMPT_FILES=['{b}']")
+  _eval(
+    tmp_path, single, "--gin.MIXTURE_OR_TASK_NAME='eval_sentiment'", f"--gin.PROMPT_FILES=['{b}']"
+  )
   # The copy task (same data) under prompt b predicts what the single run with b does.
-  assert ([r["prediction"] for r in _predictions(out / ".", "eval_sentiment_copy")] ==
-          [r["prediction"] for r in _predictions(single / ".", "eval_sentiment")])
-  assert ([r["prediction"] for r in _predictions(out / ".", "eval_sentiment")] !=
-          [r["prediction"] for r in _predictions(single / ".", "eval_sentiment")])
+  assert [r["prediction"] for r in _predictions(out / ".", "eval_sentiment_copy")] == [
+    r["prediction"] for r in _predictions(single / ".", "eval_sentiment")
+  ]
+  assert [r["prediction"] for r in _predictions(out / ".", "eval_sentiment")] != [
+    r["prediction"] for r in _predictions(single / ".", "eval_sentiment")
+  ]
 
 
 @pytest.mark.integration
 def test_training_evaluation_decodes_and_reports_the_tasks_metrics(tmp_path):
   model_dir = tmp_path / "run"
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1",
-             T5_VOCAB=str(conftest.VOCAB_PATH))
-  cmd = [sys.executable, "-m", "prompt_tuning.train", "--gin_file=configs/test/tiny.gin",
-         "--gin_file=configs/runs/prompt_finetune.gin", f"--gin.MODEL_DIR='{model_dir}'",
-         "--gin.MIXTURE_OR_TASK_NAME='eval_sentiment'",
-         "--gin.MIXTURE_OR_TASK_MODULE='tests.eval_tasks'",
-         "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 4}", "--gin.TRAIN_STEPS=2",
-         "--gin.INITIAL_CHECKPOINT_PATH=None", "--gin.EVAL_PERIOD=2", "--gin.BATCH_SIZE=4",
-         f"--gin.SENTENCEPIECE_MODEL_FILE='{conftest.VOCAB_PATH}'",
-         "--gin.TEST_SPLIT=['test', 'train']"]
-  result = subprocess.run(cmd, cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+  env = dict(
+    os.environ,
+    XLA_FLAGS="--xla_force_host_platform_device_count=1",
+    T5_VOCAB=str(conftest.VOCAB_PATH),
+  )
+  cmd = [
+    sys.executable,
+    "-m",
+    "prompt_tuning.train",
+    "--gin_file=configs/test/tiny.gin",
+    "--gin_file=configs/runs/prompt_finetune.gin",
+    f"--gin.MODEL_DIR='{model_dir}'",
+    "--gin.MIXTURE_OR_TASK_NAME='eval_sentiment'",
+    "--gin.MIXTURE_OR_TASK_MODULE='tests.eval_tasks'",
+    "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 4}",
+    "--gin.TRAIN_STEPS=2",
+    "--gin.INITIAL_CHECKPOINT_PATH=None",
+    "--gin.EVAL_PERIOD=2",
+    "--gin.BATCH_SIZE=4",
+    f"--gin.SENTENCEPIECE_MODEL_FILE='{conftest.VOCAB_PATH}'",
+    "--gin.TEST_SPLIT=['test', 'train']",
+  ]
+  result = subprocess.run(
+    cmd, cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   assert "eval_sentiment/accuracy=" in result.stderr
   out = model_dir / "inference_eval"
   summaries = [json.loads(line) for line in (model_dir / "metrics.jsonl").open()]
   (recorded,) = [r for r in summaries if "eval/eval_sentiment/accuracy" in r]
   # The validation split, and each of TEST_SPLIT's at the same step.
-  for where, split, examples in ((out, "validation", eval_tasks_examples()),
-                                 (out / "test", "test", eval_tasks_examples("test")),
-                                 (out / "train", "train", eval_tasks_examples("train"))):
+  for where, split, examples in (
+    (out, "validation", eval_tasks_examples()),
+    (out / "test", "test", eval_tasks_examples("test")),
+    (out / "train", "train", eval_tasks_examples("train")),
+  ):
     rows = [json.loads(line) for line in (where / "eval_sentiment-000002.jsonl").open()]
     assert [r["target"] for r in rows] == [e["targets"] for e in examples], split
     logged = json.loads((where / "eval_sentiment-metrics.jsonl").read_text().splitlines()[-1])
@@ -142,22 +181,29 @@ def test_training_evaluation_decodes_and_reports_the_tasks_metrics(tmp_path):
 def test_prediction_shares_count_the_most_common_answer_and_answers_outside_the_labels():
   from prompt_tuning.data import wordnet  # pylint: disable=g-import-not-at-top
   from prompt_tuning.inference import evaluation  # pylint: disable=g-import-not-at-top
+
   vocab = wordnet.VOCABULARY
-  outputs = [vocab.encode(text) for text in ["animal", "animal", "plant", "an anim", "animal",
-                                             "food", "ed with the"]]
+  outputs = [
+    vocab.encode(text)
+    for text in ["animal", "animal", "plant", "an anim", "animal", "food", "ed with the"]
+  ]
   labels = evaluation._label_set("wordnet_supersense")  # pylint: disable=protected-access
   assert labels == set(wordnet.LABELS)
   assert evaluation._label_set("eval_sentiment") is None  # pylint: disable=protected-access
   assert evaluation.prediction_shares(outputs, vocab, labels) == {
-      "predictions/most_common_share": 3 / 7, "predictions/outside_labels_share": 2 / 7}
+    "predictions/most_common_share": 3 / 7,
+    "predictions/outside_labels_share": 2 / 7,
+  }
   assert evaluation.prediction_shares(outputs, vocab, None) == {
-      "predictions/most_common_share": 3 / 7}
+    "predictions/most_common_share": 3 / 7
+  }
 
 
 def eval_tasks_examples(split="validation"):
   """tests/eval_tasks.py's examples of `split` (it reads T5_VOCAB when imported)."""
   os.environ.setdefault("T5_VOCAB", str(conftest.VOCAB_PATH))
   from tests import eval_tasks  # pylint: disable=g-import-not-at-top
+
   return eval_tasks.TEST_EXAMPLES if split == "test" else eval_tasks.EXAMPLES
 
 
@@ -170,39 +216,59 @@ def _one_error_line(result):
 @pytest.mark.integration
 def test_prompt_sources_that_disagree_are_one_line_errors(tmp_path):
   (prompt,) = _prompt_files(tmp_path, 1, length=6)
-  common = ("--gin_file=configs/prompts/from_file.gin", f"--gin.PROMPT_FILE='{prompt}'",
-            "--gin.MIXTURE_OR_TASK_NAME='eval_sentiment'")
+  common = (
+    "--gin_file=configs/prompts/from_file.gin",
+    f"--gin.PROMPT_FILE='{prompt}'",
+    "--gin.MIXTURE_OR_TASK_NAME='eval_sentiment'",
+  )
   length = _eval(tmp_path, tmp_path / "a", *common, "--gin.PROMPT_LENGTH=4", ok=False)
   assert _one_error_line(length) == (
-      f"error: prompt file {prompt} has shape (6, 16); the config says PROMPT_LENGTH=4, "
-      "EMBED_DIM=16")
+    f"error: prompt file {prompt} has shape (6, 16); the config says PROMPT_LENGTH=4, EMBED_DIM=16"
+  )
   both = _eval(tmp_path, tmp_path / "b", *common, f"--gin.PROMPT_FILES=['{prompt}']", ok=False)
   assert _one_error_line(both).startswith(
-      "error: PROMPT_FILES replaces the model's own prompt, which configs/prompts/from_file.gin "
-      "reads from PROMPT_FILE; remove --gin_file=configs/prompts/from_file.gin")
+    "error: PROMPT_FILES replaces the model's own prompt, which configs/prompts/from_file.gin "
+    "reads from PROMPT_FILE; remove --gin_file=configs/prompts/from_file.gin"
+  )
   assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_a_test_split_the_task_lacks_is_a_clear_error():
   from prompt_tuning.inference import evaluation  # pylint: disable=g-import-not-at-top
+
   eval_tasks_examples()  # registers the tasks
-  make = evaluation.infer_eval(model=None, mixture_or_task_name="eval_sentiment",
-                               task_feature_lengths={"inputs": 16, "targets": 4},
-                               test_split="tset")
-  with pytest.raises(ValueError, match=re.escape(
+  make = evaluation.infer_eval(
+    model=None,
+    mixture_or_task_name="eval_sentiment",
+    task_feature_lengths={"inputs": 16, "targets": 4},
+    test_split="tset",
+  )
+  with pytest.raises(
+    ValueError,
+    match=re.escape(
       "TEST_SPLIT='tset': task eval_sentiment has no split 'tset' (it has train, validation, "
-      "test); set TEST_SPLIT to splits it has, or None")):
+      "test); set TEST_SPLIT to splits it has, or None"
+    ),
+  ):
     make(None, None)
 
 
 @pytest.mark.parametrize("test_split", [[], ["test", "test"], ["test", 3]])
 def test_a_test_split_list_that_names_no_split_or_one_twice_is_a_clear_error(test_split):
   from prompt_tuning.inference import evaluation  # pylint: disable=g-import-not-at-top
+
   eval_tasks_examples()  # registers the tasks
-  make = evaluation.infer_eval(model=None, mixture_or_task_name="eval_sentiment",
-                               task_feature_lengths={"inputs": 16, "targets": 4},
-                               test_split=test_split)
-  with pytest.raises(ValueError, match=re.escape(
+  make = evaluation.infer_eval(
+    model=None,
+    mixture_or_task_name="eval_sentiment",
+    task_feature_lengths={"inputs": 16, "targets": 4},
+    test_split=test_split,
+  )
+  with pytest.raises(
+    ValueError,
+    match=re.escape(
       f"TEST_SPLIT={test_split!r}; give a split's name (e.g. 'test'), a list of different names "
-      "(e.g. ['test', 'ood']) or None")):
+      "(e.g. ['test', 'ood']) or None"
+    ),
+  ):
     make(None, None)

@@ -23,10 +23,19 @@ CFG = hf_reference.TINY
 
 def _extract(checkpoint_dir, variable, output):
   return subprocess.run(
-      [sys.executable, "scripts/extract_variable.py", f"--checkpoint_dir={checkpoint_dir}",
-       f"--variable={variable}", f"--output={output}"],
-      cwd=conftest.REPO_ROOT, capture_output=True, text=True, timeout=120,
-      env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    [
+      sys.executable,
+      "scripts/extract_variable.py",
+      f"--checkpoint_dir={checkpoint_dir}",
+      f"--variable={variable}",
+      f"--output={output}",
+    ],
+    cwd=conftest.REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    env=dict(os.environ, JAX_PLATFORMS="cpu"),
+  )
 
 
 def test_extracts_exactly_from_own_and_hugging_face_checkpoints(tmp_path):
@@ -34,13 +43,18 @@ def test_extracts_exactly_from_own_and_hugging_face_checkpoints(tmp_path):
   model = t5.Transformer(CFG, prompts.Prompt(2, CFG.emb_dim))
   variables, _ = variables_lib.init_variables(model, partitioning.Partitioner(1), None, seed=1)
   train, _ = trainable.partition(variables, "all")
-  train["params/encoder/encoder_norm/scale"] = train["params/encoder/encoder_norm/scale"].astype(
-      jnp.bfloat16) + 0.5
+  train["params/encoder/encoder_norm/scale"] = (
+    train["params/encoder/encoder_norm/scale"].astype(jnp.bfloat16) + 0.5
+  )
   state = train_state.create(train, optimizers.adafactor(), 0).replace(
-      step=jnp.asarray(4, jnp.int32))
+    step=jnp.asarray(4, jnp.int32)
+  )
   checkpointer.Checkpointer(str(tmp_path / "run")).save(state, {"data_position": 4})
-  for name in ("token_embedder/embedding", "encoder/encoder_norm/scale",
-               "decoder/layers_1/mlp/wo/kernel"):
+  for name in (
+    "token_embedder/embedding",
+    "encoder/encoder_norm/scale",
+    "decoder/layers_1/mlp/wo/kernel",
+  ):
     out = tmp_path / "own.npy"
     done = _extract(tmp_path / "run", name, out)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -60,4 +74,7 @@ def test_extracts_exactly_from_own_and_hugging_face_checkpoints(tmp_path):
 
   bad = _extract(tmp_path / "run", "token_embedder/embeding", tmp_path / "x.npy")
   assert bad.returncode != 0
-  assert "holds no variable 'token_embedder/embeding'; close names: ['token_embedder/embedding'" in bad.stderr
+  assert (
+    "holds no variable 'token_embedder/embeding'; close names: ['token_embedder/embedding'"
+    in bad.stderr
+  )

@@ -24,7 +24,8 @@ from tests import conftest
 
 def _gpu_checks():
   spec = importlib.util.spec_from_file_location(
-      "gpu_checks", os.path.join(conftest.REPO_ROOT, "scripts", "gpu_checks.py"))
+    "gpu_checks", os.path.join(conftest.REPO_ROOT, "scripts", "gpu_checks.py")
+  )
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
@@ -37,8 +38,12 @@ def _dot_flops(jaxpr, times=1):
     if eqn.primitive.name == "dot_general":
       (lhs_contracting, _), _ = eqn.params["dimension_numbers"]
       lhs = eqn.invars[0].aval.shape
-      total += times * 2 * math.prod(eqn.outvars[0].aval.shape) * math.prod(
-          lhs[i] for i in lhs_contracting)
+      total += (
+        times
+        * 2
+        * math.prod(eqn.outvars[0].aval.shape)
+        * math.prod(lhs[i] for i in lhs_contracting)
+      )
     inner = times * (eqn.params["length"] if eqn.primitive.name == "scan" else 1)
     for param in eqn.params.values():
       for sub in param if isinstance(param, (list, tuple)) else [param]:
@@ -61,11 +66,13 @@ def test_hand_count_of_a_prompt_tuning_step_equals_its_programs_matrix_products(
   batch = gc._batch(batch_size, inputs, targets)
   counted = {}
   for scan in (True, False):
-    model = gc._model("odd", dtype="float32", param_dtype="float32", dropout=0.0,
-                      prompt_length=prompt, scan=scan)
+    model = gc._model(
+      "odd", dtype="float32", param_dtype="float32", dropout=0.0, prompt_length=prompt, scan=scan
+    )
     variables, shardings = variables_lib.init_variables(model, part, None, seed=0)
-    setup = train_state.setup_step(model, part, optimizers.adafactor(0.3), variables,
-                                   shardings, "prompt", seed=0)
+    setup = train_state.setup_step(
+      model, part, optimizers.adafactor(0.3), variables, shardings, "prompt", seed=0
+    )
     step = train_state.make_train_step(model, optimizers.adafactor(0.3))
     counted[scan] = _dot_flops(jax.make_jaxpr(step)(setup.state, setup.frozen, batch).jaxpr)
   # Scanned (as the GPU checks run it), every layer's backward is taken: exactly the count.

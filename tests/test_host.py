@@ -32,24 +32,34 @@ def test_huge_page_tunable_is_added_once_and_keeps_other_tunables():
   assert host.huge_pages_environment({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}) is None
 
 
-_CLAIM = ("import os, sys, time\n"
-          "from prompt_tuning import host\n"
-          "cores = host.claim_cpu_cores({'PROMPT_TUNING_CPU_CORES': '1'})\n"
-          "print(cores, sorted(os.sched_getaffinity(0)), flush=True)\n"
-          "sys.stdin.read()\n")  # holds its core until the test closes stdin
+_CLAIM = (
+  "import os, sys, time\n"
+  "from prompt_tuning import host\n"
+  "cores = host.claim_cpu_cores({'PROMPT_TUNING_CPU_CORES': '1'})\n"
+  "print(cores, sorted(os.sched_getaffinity(0)), flush=True)\n"
+  "sys.stdin.read()\n"
+)  # holds its core until the test closes stdin
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores")
 def test_concurrent_runs_claim_different_cores_and_share_when_none_is_free(tmp_path):
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
+
   allowed = sorted(os.sched_getaffinity(0))
   env = {**os.environ, "TMPDIR": str(tmp_path)}  # its own lock directory
   runs = []
   for _ in range(len(allowed) + 1):
-    runs.append(subprocess.Popen([sys.executable, "-c", _CLAIM], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                 env=env))
+    runs.append(
+      subprocess.Popen(
+        [sys.executable, "-c", _CLAIM],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+      )
+    )
     runs[-1].first_line = runs[-1].stdout.readline()  # claimed before the next one starts
   claimed = [eval(r.first_line.split("] [")[0] + "]") for r in runs]  # pylint: disable=eval-used
   pinned = [eval("[" + r.first_line.split("] [")[1]) for r in runs]  # pylint: disable=eval-used

@@ -15,27 +15,50 @@ from tests import conftest
 from tests import hf_reference
 
 # configs/test/tiny.gin's architecture.
-TINY_GIN = t5.T5Config(vocab_size=32128, emb_dim=16, num_heads=2, num_encoder_layers=2,
-                       num_decoder_layers=2, head_dim=8, mlp_dim=32, dropout_rate=0.0,
-                       dtype="float32")
+TINY_GIN = t5.T5Config(
+  vocab_size=32128,
+  emb_dim=16,
+  num_heads=2,
+  num_encoder_layers=2,
+  num_decoder_layers=2,
+  head_dim=8,
+  mlp_dim=32,
+  dropout_rate=0.0,
+  dtype="float32",
+)
 LENGTHS = {"inputs": 12, "targets": 7}
-TEXTS = ["hello", "the quick brown fox jumps over the lazy dog", "a", "prompt tuning at scale",
-         "one two three four five six seven eight nine ten eleven twelve thirteen",
-         "T5 reads this sentence.", "yes", "numbers 1 2 3"]
+TEXTS = [
+  "hello",
+  "the quick brown fox jumps over the lazy dog",
+  "a",
+  "prompt tuning at scale",
+  "one two three four five six seven eight nine ten eleven twelve thirteen",
+  "T5 reads this sentence.",
+  "yes",
+  "numbers 1 2 3",
+]
 
 
 def run_infer(tmp_path, hf_dir, input_file, output_file, *extra):
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  cmd = [sys.executable, "-m", "prompt_tuning.infer", "--gin_file=configs/test/tiny.gin",
-         *[a for a in extra if a.startswith("--gin_file")],
-         "--gin_file=configs/runs/prompt_infer.gin",
-         f"--gin.INITIAL_CHECKPOINT_PATH='{hf_dir}'",
-         f"--gin.SENTENCEPIECE_MODEL_FILE='{conftest.VOCAB_PATH}'",
-         f"--gin.TASK_FEATURE_LENGTHS={LENGTHS}", "--gin.BATCH_SIZE=3",
-         f"--input_file={input_file}", f"--output_file={output_file}",
-         *[a for a in extra if not a.startswith("--gin_file")]]
-  result = subprocess.run(cmd, cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+  cmd = [
+    sys.executable,
+    "-m",
+    "prompt_tuning.infer",
+    "--gin_file=configs/test/tiny.gin",
+    *[a for a in extra if a.startswith("--gin_file")],
+    "--gin_file=configs/runs/prompt_infer.gin",
+    f"--gin.INITIAL_CHECKPOINT_PATH='{hf_dir}'",
+    f"--gin.SENTENCEPIECE_MODEL_FILE='{conftest.VOCAB_PATH}'",
+    f"--gin.TASK_FEATURE_LENGTHS={LENGTHS}",
+    "--gin.BATCH_SIZE=3",
+    f"--input_file={input_file}",
+    f"--output_file={output_file}",
+    *[a for a in extra if not a.startswith("--gin_file")],
+  ]
+  result = subprocess.run(
+    cmd, cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   return result
 
@@ -66,16 +89,23 @@ def hf_checkpoint_formats(hf_checkpoint, tmp_path_factory):
 
 def _reference(model, vocabulary, prompt, text):
   """HF greedy generate() on [prompt; embedded tokens] and the output's log-likelihood."""
-  ids = list(vocabulary.encode(text))[:LENGTHS["inputs"] - 1] + [decoding.EOS_ID]
+  ids = list(vocabulary.encode(text))[: LENGTHS["inputs"] - 1] + [decoding.EOS_ID]
   table = model.shared.weight.detach().numpy()
   embeds = torch.from_numpy(np.concatenate([prompt, table[ids]])[None].astype(np.float32))
   with torch.no_grad():
-    out = model.generate(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2]),
-                         max_new_tokens=LENGTHS["targets"], do_sample=False, num_beams=1,
-                         min_length=0, decoder_start_token_id=0, eos_token_id=decoding.EOS_ID,
-                         pad_token_id=0)[0, 1:].tolist()
+    out = model.generate(
+      inputs_embeds=embeds,
+      attention_mask=torch.ones(embeds.shape[:2]),
+      max_new_tokens=LENGTHS["targets"],
+      do_sample=False,
+      num_beams=1,
+      min_length=0,
+      decoder_start_token_id=0,
+      eos_token_id=decoding.EOS_ID,
+      pad_token_id=0,
+    )[0, 1:].tolist()
     if decoding.EOS_ID in out:
-      out = out[:out.index(decoding.EOS_ID) + 1]
+      out = out[: out.index(decoding.EOS_ID) + 1]
     logits = model(inputs_embeds=embeds, decoder_input_ids=torch.tensor([[0] + out[:-1]])).logits
     logp = torch.log_softmax(logits[0], -1)[torch.arange(len(out)), torch.tensor(out)]
   text_ids = out[:-1] if out[-1:] == [decoding.EOS_ID] else out
@@ -83,11 +113,14 @@ def _reference(model, vocabulary, prompt, text):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("prompt_length,kind", [(5, "safetensors"), (5, "sharded"), (5, "bin"),
-                                                (0, "safetensors")],
-                         ids=["prompted", "prompted_sharded", "prompted_bin", "plain_t5"])
-def test_infer_file_equals_transformers_greedy_generate(tmp_path, hf_checkpoint_formats,
-                                                        t5_vocabulary, prompt_length, kind):
+@pytest.mark.parametrize(
+  "prompt_length,kind",
+  [(5, "safetensors"), (5, "sharded"), (5, "bin"), (0, "safetensors")],
+  ids=["prompted", "prompted_sharded", "prompted_bin", "plain_t5"],
+)
+def test_infer_file_equals_transformers_greedy_generate(
+  tmp_path, hf_checkpoint_formats, t5_vocabulary, prompt_length, kind
+):
   model, dirs = hf_checkpoint_formats
   hf_dir = dirs[kind]
   prompt = np.random.default_rng(3).normal(size=(prompt_length, 16)).astype(np.float32)
@@ -97,8 +130,10 @@ def test_infer_file_equals_transformers_greedy_generate(tmp_path, hf_checkpoint_
   output_file = tmp_path / "out" / "predictions.jsonl"
   extra = [f"--gin.PROMPT_LENGTH={prompt_length}"]
   if prompt_length:
-    extra += ["--gin_file=configs/prompts/from_file.gin",
-              f"--gin.PROMPT_FILE='{tmp_path / 'prompt.npy'}'"]
+    extra += [
+      "--gin_file=configs/prompts/from_file.gin",
+      f"--gin.PROMPT_FILE='{tmp_path / 'prompt.npy'}'",
+    ]
   result = run_infer(tmp_path, hf_dir, input_file, output_file, *extra)
   assert "1 of 8 inputs were longer than 12 tokens" in result.stderr
 
@@ -120,20 +155,37 @@ def test_infer_reads_text_files_and_rejects_bad_lines(tmp_path, hf_checkpoint):
   out = tmp_path / "out.jsonl"
   run_infer(tmp_path, hf_dir, tmp_path / "in.txt", out, "--gin.PROMPT_LENGTH=0")
   assert [json.loads(r)["inputs"] for r in out.read_text().splitlines()] == [
-      "first input", "second input"]
+    "first input",
+    "second input",
+  ]
 
   (tmp_path / "bad.jsonl").write_text('{"inputs": "ok"}\n{"text": "no inputs key"}\n')
   (tmp_path / "empty.txt").write_text("\n\n")
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  for name, line in [("bad.jsonl", f'error: {tmp_path}/bad.jsonl line 2 has no "inputs" string'),
-                     ("empty.txt", f"error: --input_file {tmp_path}/empty.txt holds no inputs")]:
+  for name, line in [
+    ("bad.jsonl", f'error: {tmp_path}/bad.jsonl line 2 has no "inputs" string'),
+    ("empty.txt", f"error: --input_file {tmp_path}/empty.txt holds no inputs"),
+  ]:
     result = subprocess.run(
-        [sys.executable, "-m", "prompt_tuning.infer", "--gin_file=configs/test/tiny.gin",
-         "--gin_file=configs/runs/prompt_infer.gin", f"--gin.INITIAL_CHECKPOINT_PATH='{hf_dir}'",
-         f"--gin.SENTENCEPIECE_MODEL_FILE='{conftest.VOCAB_PATH}'", "--gin.PROMPT_LENGTH=0",
-         f"--gin.TASK_FEATURE_LENGTHS={LENGTHS}", f"--input_file={tmp_path / name}",
-         f"--output_file={tmp_path / 'bad_out.jsonl'}"],
-        cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+      [
+        sys.executable,
+        "-m",
+        "prompt_tuning.infer",
+        "--gin_file=configs/test/tiny.gin",
+        "--gin_file=configs/runs/prompt_infer.gin",
+        f"--gin.INITIAL_CHECKPOINT_PATH='{hf_dir}'",
+        f"--gin.SENTENCEPIECE_MODEL_FILE='{conftest.VOCAB_PATH}'",
+        "--gin.PROMPT_LENGTH=0",
+        f"--gin.TASK_FEATURE_LENGTHS={LENGTHS}",
+        f"--input_file={tmp_path / name}",
+        f"--output_file={tmp_path / 'bad_out.jsonl'}",
+      ],
+      cwd=conftest.REPO_ROOT,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=300,
+    )
     assert result.returncode != 0
     errors = [e for e in result.stderr.splitlines() if e.startswith("error: ")]
     assert len(errors) == 1 and errors[0].startswith(line), result.stderr[-2000:]

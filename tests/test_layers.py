@@ -23,12 +23,11 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "prompt_tuning"
 # Top to bottom; units in one layer may not import each other (except the
 # entry points, which are one program).
 LAYERS = (
-    ("entry", ("train", "eval", "infer", "tasks", "cli", "gin_config", "host", "sweep",
-               "scripts")),
-    ("libraries", ("training", "inference")),
-    ("loading", ("checkpoints", "data", "configs")),  # configs: gin files, no code
-    ("mesh", ("partitioning",)),
-    ("model", ("models",)),
+  ("entry", ("train", "eval", "infer", "tasks", "cli", "gin_config", "host", "sweep", "scripts")),
+  ("libraries", ("training", "inference")),
+  ("loading", ("checkpoints", "data", "configs")),  # configs: gin files, no code
+  ("mesh", ("partitioning",)),
+  ("model", ("models",)),
 )
 SHARED_LAYERS = ("entry",)
 MODELS_MAY_IMPORT = {"jax", "flax", "numpy"}
@@ -57,8 +56,9 @@ def imports(source: str, module: str) -> list[tuple[int, str]]:
     elif isinstance(node, ast.ImportFrom):
       base = node.module or ""
       if node.level:  # relative import
-        base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] +
-                        ([base] if base else []))
+        base = ".".join(
+          package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+        )
       out.append((node.lineno, base))
       if base == "prompt_tuning":  # `from prompt_tuning import partitioning`
         out.extend((node.lineno, f"prompt_tuning.{alias.name}") for alias in node.names)
@@ -72,10 +72,16 @@ def violations(source: str, module: str) -> list[str]:
   problems = []
   for line, imported in imports(source, module):
     top = imported.split(".")[0]
-    if unit == "models" and top != "prompt_tuning" and top not in MODELS_MAY_IMPORT and (
-        top not in sys.stdlib_module_names):
-      problems.append(f"{module}:{line} imports {imported}; models/ imports only jax, flax, "
-                      "numpy and the standard library")
+    if (
+      unit == "models"
+      and top != "prompt_tuning"
+      and top not in MODELS_MAY_IMPORT
+      and (top not in sys.stdlib_module_names)
+    ):
+      problems.append(
+        f"{module}:{line} imports {imported}; models/ imports only jax, flax, "
+        "numpy and the standard library"
+      )
     if top != "prompt_tuning" or imported == "prompt_tuning":
       continue
     other = unit_of(imported)
@@ -83,11 +89,15 @@ def violations(source: str, module: str) -> list[str]:
       continue
     other_rank = layer_of(other)
     if other_rank < rank:
-      problems.append(f"{module}:{line} imports {imported}: {unit} ({LAYERS[rank][0]}) may not "
-                      f"import {other} ({LAYERS[other_rank][0]}, a higher layer)")
+      problems.append(
+        f"{module}:{line} imports {imported}: {unit} ({LAYERS[rank][0]}) may not "
+        f"import {other} ({LAYERS[other_rank][0]}, a higher layer)"
+      )
     elif other_rank == rank and LAYERS[rank][0] not in SHARED_LAYERS:
-      problems.append(f"{module}:{line} imports {imported}: {unit} and {other} are siblings "
-                      f"in the {LAYERS[rank][0]} layer and never import each other")
+      problems.append(
+        f"{module}:{line} imports {imported}: {unit} and {other} are siblings "
+        f"in the {LAYERS[rank][0]} layer and never import each other"
+      )
   return problems
 
 
@@ -107,11 +117,15 @@ def test_every_import_in_the_package_follows_the_layers():
   assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("module,source", [
+@pytest.mark.parametrize(
+  "module,source",
+  [
     # An upward import at module level and inside a function.
     ("prompt_tuning.checkpoints.readers", "from prompt_tuning.training import trainer\n"),
-    ("prompt_tuning.models.prompt_init",
-     "def f():\n  from prompt_tuning.checkpoints import peft\n"),
+    (
+      "prompt_tuning.models.prompt_init",
+      "def f():\n  from prompt_tuning.checkpoints import peft\n",
+    ),
     # Siblings.
     ("prompt_tuning.training.trainer", "from prompt_tuning.inference import decoding\n"),
     ("prompt_tuning.inference.predictor", "import prompt_tuning.training.partitioning\n"),
@@ -121,14 +135,19 @@ def test_every_import_in_the_package_follows_the_layers():
     # models/ stays pure.
     ("prompt_tuning.models.t5", "import tensorflow as tf\n"),
     ("prompt_tuning.models.t5", "from prompt_tuning import partitioning\n"),
-])
+  ],
+)
 def test_the_contract_catches_a_broken_layer(module, source):
   assert violations(source, module), f"{source!r} in {module} passed the contract"
 
 
 def test_downward_imports_pass():
-  assert not violations("from prompt_tuning import partitioning\n"
-                        "from prompt_tuning.checkpoints import readers\n"
-                        "import jax\n", "prompt_tuning.training.trainer")
-  assert not violations("from prompt_tuning.models import layers\nimport functools\n",
-                        "prompt_tuning.models.t5")
+  assert not violations(
+    "from prompt_tuning import partitioning\n"
+    "from prompt_tuning.checkpoints import readers\n"
+    "import jax\n",
+    "prompt_tuning.training.trainer",
+  )
+  assert not violations(
+    "from prompt_tuning.models import layers\nimport functools\n", "prompt_tuning.models.t5"
+  )

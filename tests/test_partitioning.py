@@ -45,12 +45,15 @@ def test_sharded_init_and_forward_equal_one_device(num_partitions):
   assert variables["prompt"]["encoder"]["prompt"]["prompt"].sharding.spec == P(None, None)
   # Each device holds only its slice of a model-parallel kernel.
   kernel = p["encoder"]["layers_0"]["mlp"]["wi_0"]["kernel"]
-  assert {s.data.shape for s in kernel.addressable_shards} == {(CFG.emb_dim, CFG.mlp_dim // num_partitions)}
+  assert {s.data.shape for s in kernel.addressable_shards} == {
+    (CFG.emb_dim, CFG.mlp_dim // num_partitions)
+  }
   # The seed gives the same weights whatever the mesh (a resumed run re-creates them).
   jax.tree_util.tree_map(np.testing.assert_array_equal, variables, one_device)
 
   with part.context():
-    got = jax.jit(model.apply, in_shardings=(shardings, part.batch_sharding(), part.batch_sharding()))(
-        variables, inputs, dec)
+    got = jax.jit(
+      model.apply, in_shardings=(shardings, part.batch_sharding(), part.batch_sharding())
+    )(variables, inputs, dec)
   assert got.sharding.spec[0] == "data"
   np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=1e-5)

@@ -16,38 +16,63 @@ from tests.test_infer import hf_checkpoint  # pylint: disable=unused-import  # n
 
 
 def _peft_greedy(peft_model, vocabulary, text):
-  ids = list(vocabulary.encode(text))[:test_infer.LENGTHS["inputs"] - 1] + [decoding.EOS_ID]
+  ids = list(vocabulary.encode(text))[: test_infer.LENGTHS["inputs"] - 1] + [decoding.EOS_ID]
   with torch.no_grad():
-    out = peft_model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids)),
-                              max_new_tokens=test_infer.LENGTHS["targets"], do_sample=False,
-                              num_beams=1, min_length=0, decoder_start_token_id=0,
-                              eos_token_id=decoding.EOS_ID, pad_token_id=0)[0, 1:].tolist()
-  return vocabulary.decode(out[:out.index(decoding.EOS_ID)] if decoding.EOS_ID in out else out)
+    out = peft_model.generate(
+      input_ids=torch.tensor([ids]),
+      attention_mask=torch.ones(1, len(ids)),
+      max_new_tokens=test_infer.LENGTHS["targets"],
+      do_sample=False,
+      num_beams=1,
+      min_length=0,
+      decoder_start_token_id=0,
+      eos_token_id=decoding.EOS_ID,
+      pad_token_id=0,
+    )[0, 1:].tolist()
+  return vocabulary.decode(out[: out.index(decoding.EOS_ID)] if decoding.EOS_ID in out else out)
 
 
 @pytest.mark.integration
 def test_exported_adapter_serves_with_peft_like_infer_and_imports_back(
-    tmp_path, hf_checkpoint, t5_vocabulary):  # pylint: disable=redefined-outer-name  # noqa: F811
+  tmp_path, hf_checkpoint, t5_vocabulary
+):  # pylint: disable=redefined-outer-name  # noqa: F811
   model, hf_dir = hf_checkpoint
   prompt = np.random.default_rng(5).normal(size=(5, 16)).astype(np.float32)
   np.save(tmp_path / "prompt.npy", prompt)
   adapter = tmp_path / "adapter"
-  assert export_peft.main([f"--prompt_file={tmp_path / 'prompt.npy'}",
-                           f"--output_dir={adapter}",
-                           f"--base_model_name_or_path={hf_dir}"]) == 0
+  assert (
+    export_peft.main(
+      [
+        f"--prompt_file={tmp_path / 'prompt.npy'}",
+        f"--output_dir={adapter}",
+        f"--base_model_name_or_path={hf_dir}",
+      ]
+    )
+    == 0
+  )
   config = json.loads((adapter / "adapter_config.json").read_text())
-  assert (config["peft_type"], config["task_type"], config["num_virtual_tokens"],
-          config["token_dim"], config["num_transformer_submodules"]) == (
-              "PROMPT_TUNING", "SEQ_2_SEQ_LM", 5, 16, 1)
+  assert (
+    config["peft_type"],
+    config["task_type"],
+    config["num_virtual_tokens"],
+    config["token_dim"],
+    config["num_transformer_submodules"],
+  ) == ("PROMPT_TUNING", "SEQ_2_SEQ_LM", 5, 16, 1)
 
   # Imported back: the identical array, and usable as PROMPT_FILE.
   np.testing.assert_array_equal(prompt_files.load_prompt_file(str(adapter)), prompt)
   input_file = tmp_path / "in.jsonl"
   input_file.write_text("".join(json.dumps({"inputs": t}) + "\n" for t in test_infer.TEXTS))
   output_file = tmp_path / "out.jsonl"
-  test_infer.run_infer(tmp_path, hf_dir, input_file, output_file,
-                       "--gin_file=configs/prompts/from_file.gin", "--gin.PROMPT_LENGTH=5",
-                       f"--gin.PROMPT_FILE='{adapter}'")
+  test_infer.run_infer(
+    tmp_path,
+    hf_dir,
+    input_file,
+    output_file,
+    "--gin_file=configs/prompts/from_file.gin",
+    "--gin.PROMPT_LENGTH=5",
+    f"--gin.PROMPT_FILE='{adapter}'",
+  )
   ours = [json.loads(line)["prediction"] for line in output_file.read_text().splitlines()]
 
   served = peft_lib.PeftModel.from_pretrained(model, str(adapter)).eval()

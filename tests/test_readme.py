@@ -46,8 +46,9 @@ def test_quickstart_sweep_commands_run(request, tmp_path):
 def test_listing_the_wordnet_tasks_runs(request, tmp_path):
   (block,) = doc_blocks.run_by(request, "docs/tasks.md")
   out = doc_blocks.run_shell(block, tmp_path).stdout
-  assert re.search(r"^wordnet_supersense +task +splits: train, validation, test, ood$", out,
-                   flags=re.M), out
+  assert re.search(
+    r"^wordnet_supersense +task +splits: train, validation, test, ood$", out, flags=re.M
+  ), out
 
 
 @pytest.mark.integration
@@ -57,8 +58,9 @@ def test_own_task_module_and_its_training_command_run(request, tmp_path):
   module, command = doc_blocks.run_by(request, "docs/tasks.md")
   assert module.splitlines()[1] == "# my_tasks.py"
   (tmp_path / "my_tasks.py").write_text(module)
-  result = doc_blocks.run_shell(command, tmp_path,
-                                replace={"PYTHONPATH=. ": f"PYTHONPATH={tmp_path} "})
+  result = doc_blocks.run_shell(
+    command, tmp_path, replace={"PYTHONPATH=. ": f"PYTHONPATH={tmp_path} "}
+  )
   assert "train: step=6" in result.stdout
   assert "my_sentiment/accuracy=" in result.stderr
   assert (tmp_path / "my_sentiment" / "numpy_checkpoints" / "checkpoint_6").is_dir()
@@ -88,5 +90,7 @@ def test_sweep_file_is_the_shipped_mini_sweep():
   which tests/test_sweep.py parses into valid runs."""
   (block,) = [b.text for b in doc_blocks.blocks("docs/sweeps.md") if b.info == "gin"]
   shipped = (conftest.REPO_ROOT / "configs" / "sweeps" / "wordnet_mini.gin").read_text()
-  assert block.strip() == "\n".join(
-      line for line in shipped.splitlines() if not line.startswith("#")).strip()
+  assert (
+    block.strip()
+    == "\n".join(line for line in shipped.splitlines() if not line.startswith("#")).strip()
+  )

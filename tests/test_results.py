@@ -30,8 +30,11 @@ from prompt_tuning.sweep import points as points_lib
 from tests import conftest
 
 RESULTS = os.path.join(conftest.REPO_ROOT, "results")
-ARCHIVES = sorted(n for n in (os.listdir(RESULTS) if os.path.isdir(RESULTS) else ())
-                  if os.path.isfile(os.path.join(RESULTS, n, points_lib.ARCHIVE_FILE)))
+ARCHIVES = sorted(
+  n
+  for n in (os.listdir(RESULTS) if os.path.isdir(RESULTS) else ())
+  if os.path.isfile(os.path.join(RESULTS, n, points_lib.ARCHIVE_FILE))
+)
 ACCURACY_POINTS = 1.0  # decoded accuracies, in points (8 of 800 test examples)
 SHARE = 0.0125  # predictions/*_share (10 of 800)
 LOSS_RTOL = 1e-4  # eval/loss, eval/z_loss, eval/accuracy (teacher-forced)
@@ -44,9 +47,12 @@ def _sweep_file(archive: str) -> str:
 
 def _done(archive: str) -> list[str]:
   root = os.path.join(RESULTS, archive)
-  return sorted(n for n in os.listdir(root)
-                if os.path.isfile(os.path.join(root, n, points_lib.POINT_FILE))
-                and points_lib.is_done(os.path.join(root, n)))
+  return sorted(
+    n
+    for n in os.listdir(root)
+    if os.path.isfile(os.path.join(root, n, points_lib.POINT_FILE))
+    and points_lib.is_done(os.path.join(root, n))
+  )
 
 
 def test_results_are_shipped():
@@ -63,9 +69,10 @@ def test_a_sweep_continued_from_its_archive_runs_none_of_its_done_points_again(a
   assert done, f"results/{archive} has no done point"
   would_run = sorted(set(done) - set(copied))
   assert not would_run, (
-      f"results/{archive}: {len(would_run)} of its {len(done)} done points would run again "
-      f"(their config changed), e.g. {would_run[0]}; a change to the study's configs needs a "
-      "checked migration of the archived digests, or the points rerun and archived")
+    f"results/{archive}: {len(would_run)} of its {len(done)} done points would run again "
+    f"(their config changed), e.g. {would_run[0]}; a change to the study's configs needs a "
+    "checked migration of the archived digests, or the points rerun and archived"
+  )
   if len(done) == len(plan.points):
     assert len(copied) == len(plan.points)  # a complete archive: nothing would run
 
@@ -73,8 +80,9 @@ def test_a_sweep_continued_from_its_archive_runs_none_of_its_done_points_again(a
 def _first_eval(metrics_path: str) -> dict:
   with open(metrics_path) as f:
     records = [json.loads(line) for line in f if line.strip()]
-  first = min((r for r in records if any(k.startswith("eval/") for k in r)),
-              key=lambda r: r["step"])
+  first = min(
+    (r for r in records if any(k.startswith("eval/") for k in r)), key=lambda r: r["step"]
+  )
   return {k: v for k, v in first.items() if k != "time"}
 
 
@@ -99,17 +107,28 @@ def test_an_archived_xs_point_retrained_to_its_first_evaluation_gives_its_number
   at = words.index("python")
   env = dict(os.environ, **dict(w.split("=", 1) for w in words[:at]))
   model_dir = tmp_path / "run"
-  argv = [sys.executable] + words[at + 1:] + [
-      f"--gin.TRAIN_STEPS={archived['step']}", f"--gin.MODEL_DIR='{model_dir}'"]
-  result = subprocess.run(argv, cwd=conftest.REPO_ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+  argv = (
+    [sys.executable]
+    + words[at + 1 :]
+    + [f"--gin.TRAIN_STEPS={archived['step']}", f"--gin.MODEL_DIR='{model_dir}'"]
+  )
+  result = subprocess.run(
+    argv, cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   got = _first_eval(model_dir / "metrics.jsonl")
   assert got["step"] == archived["step"] and sorted(got) == sorted(archived)
-  off = {k: (got[k], archived[k]) for k in archived if k != "step"
-         and not _within(k, got[k], archived[k])}
+  off = {
+    k: (got[k], archived[k])
+    for k in archived
+    if k != "step" and not _within(k, got[k], archived[k])
+  }
   exact = all(got[k] == archived[k] for k in archived)
-  print(f"results/figure1/{name}: first evaluation (step {archived['step']}) "
-        f"{'matches exactly' if exact else 'matches within the tolerances'}")
-  assert not off, (f"retrained, {name}'s first evaluation differs from the archive's beyond "
-                   f"the tolerances: {off}; did the training or evaluation code change?")
+  print(
+    f"results/figure1/{name}: first evaluation (step {archived['step']}) "
+    f"{'matches exactly' if exact else 'matches within the tolerances'}"
+  )
+  assert not off, (
+    f"retrained, {name}'s first evaluation differs from the archive's beyond "
+    f"the tolerances: {off}; did the training or evaluation code change?"
+  )

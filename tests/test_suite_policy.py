@@ -13,8 +13,9 @@ from tests import conftest
 def _copy_of_the_suite(tmp_path):
   """tests/ and pytest.ini in a directory with no shared/ beside it."""
   repo = tmp_path / "repo"
-  shutil.copytree(conftest.REPO_ROOT / "tests", repo / "tests",
-                  ignore=shutil.ignore_patterns("__pycache__"))
+  shutil.copytree(
+    conftest.REPO_ROOT / "tests", repo / "tests", ignore=shutil.ignore_patterns("__pycache__")
+  )
   shutil.copy(conftest.REPO_ROOT / "pytest.ini", repo / "pytest.ini")
   assert not (tmp_path / "shared").exists()
   return repo
@@ -24,8 +25,14 @@ def _pytest(repo, *args, ci):
   env = {k: v for k, v in os.environ.items() if k != "CI"}
   env.update({"CI": "true"} if ci else {})
   env.pop("PROMPT_TUNING_T5_VOCABULARY", None)  # conftest derives it from the repo
-  return subprocess.run([sys.executable, "-m", "pytest", *args], cwd=repo, env=env,
-                        capture_output=True, text=True, timeout=300)
+  return subprocess.run(
+    [sys.executable, "-m", "pytest", *args],
+    cwd=repo,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
 
 
 @pytest.mark.integration

@@ -51,24 +51,40 @@ USER_TASKS = textwrap.dedent('''
 
 
 def _command(tmp_path, model_dir, steps, *extra, env=None):
-  env = {**os.environ, "T5_VOCAB": str(conftest.VOCAB_PATH),
-         "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-         "XLA_FLAGS": "--xla_force_host_platform_device_count=1", **(env or {})}
-  cmd = [sys.executable, "-m", "prompt_tuning.train",
-         "--gin_file=configs/test/tiny.gin", "--gin_file=configs/runs/prompt_finetune.gin",
-         f"--gin.MODEL_DIR='{model_dir}'", "--gin.MIXTURE_OR_TASK_NAME='user_sentiment'",
-         "--gin.MIXTURE_OR_TASK_MODULE='user_tasks'",
-         "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 4}",
-         f"--gin.TRAIN_STEPS={steps}", "--gin.INITIAL_CHECKPOINT_PATH=None",
-         f"--gin.SENTENCEPIECE_MODEL_FILE='{conftest.VOCAB_PATH}'", "--gin.EVAL_PERIOD=3",
-         "--gin.BATCH_SIZE=4", "--gin.CHECKPOINT_PERIOD=2", "--gin.DROPOUT_RATE=0.1", *extra]
+  env = {
+    **os.environ,
+    "T5_VOCAB": str(conftest.VOCAB_PATH),
+    "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+    **(env or {}),
+  }
+  cmd = [
+    sys.executable,
+    "-m",
+    "prompt_tuning.train",
+    "--gin_file=configs/test/tiny.gin",
+    "--gin_file=configs/runs/prompt_finetune.gin",
+    f"--gin.MODEL_DIR='{model_dir}'",
+    "--gin.MIXTURE_OR_TASK_NAME='user_sentiment'",
+    "--gin.MIXTURE_OR_TASK_MODULE='user_tasks'",
+    "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 4}",
+    f"--gin.TRAIN_STEPS={steps}",
+    "--gin.INITIAL_CHECKPOINT_PATH=None",
+    f"--gin.SENTENCEPIECE_MODEL_FILE='{conftest.VOCAB_PATH}'",
+    "--gin.EVAL_PERIOD=3",
+    "--gin.BATCH_SIZE=4",
+    "--gin.CHECKPOINT_PERIOD=2",
+    "--gin.DROPOUT_RATE=0.1",
+    *extra,
+  ]
   return cmd, env
 
 
 def _train(tmp_path, model_dir, steps, *extra, env=None):
   cmd, env = _command(tmp_path, model_dir, steps, *extra, env=env)
-  return subprocess.run(cmd, cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True,
-                        timeout=300)
+  return subprocess.run(
+    cmd, cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+  )
 
 
 def _best_prompt(model_dir):
@@ -77,14 +93,16 @@ def _best_prompt(model_dir):
 
 def _assert_same_best(model_dir, straight):
   """The run kept the straight run's best evaluation and prompt."""
-  assert ((model_dir / "best" / "best.json").read_text() ==
-          (straight / "best" / "best.json").read_text())
+  assert (model_dir / "best" / "best.json").read_text() == (
+    straight / "best" / "best.json"
+  ).read_text()
   np.testing.assert_array_equal(_best_prompt(model_dir), _best_prompt(straight))
 
 
 def _prompt(model_dir, step):
-  return np.load(os.path.join(model_dir, "numpy_checkpoints", f"checkpoint_{step}",
-                              "encoder.prompt.prompt.npy"))
+  return np.load(
+    os.path.join(model_dir, "numpy_checkpoints", f"checkpoint_{step}", "encoder.prompt.prompt.npy")
+  )
 
 
 @pytest.fixture(scope="module")
@@ -119,12 +137,18 @@ def straight_run(tmp_path_factory):
   assert final.shape == (4, 16) and final.dtype == np.float32
   assert not np.array_equal(final, _prompt(straight, 2))
   # The best evaluation (no decoded metric: the lowest teacher-forced loss) and its prompt.
-  losses = {r["step"]: r["eval/loss"] for r in map(json.loads, open(straight / "metrics.jsonl"))
-            if "eval/loss" in r}
+  losses = {
+    r["step"]: r["eval/loss"]
+    for r in map(json.loads, open(straight / "metrics.jsonl"))
+    if "eval/loss" in r
+  }
   best = json.loads((straight / "best" / "best.json").read_text())
   assert sorted(losses) == [3, 6] and best == {
-      "step": min(losses, key=lambda s: (losses[s], s)), "metric": "loss", "mode": "min",
-      "value": losses[best["step"]]}
+    "step": min(losses, key=lambda s: (losses[s], s)),
+    "metric": "loss",
+    "mode": "min",
+    "value": losses[best["step"]],
+  }
   if best["step"] == 6:
     np.testing.assert_array_equal(_best_prompt(straight), final)
   return tmp_path, final
@@ -147,16 +171,16 @@ def test_user_task_trains_saves_numpy_prompt_and_resumes_exactly(straight_run):
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_sigkill_inside_a_save_then_the_same_command_ends_on_the_straight_runs_prompt(
-    straight_run):
+def test_sigkill_inside_a_save_then_the_same_command_ends_on_the_straight_runs_prompt(straight_run):
   tmp_path, final = straight_run
   # SIGKILL while orbax writes a checkpoint (its temporary directory exists and
   # is left behind); the rerun of the same command ends on the same prompt.
   for attempt in range(3):
     killed = tmp_path / f"killed_{attempt}"
     cmd, env = _command(tmp_path, killed, 6, "--gin.CHECKPOINT_PERIOD=1")
-    proc = subprocess.Popen(cmd, cwd=conftest.REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+      cmd, cwd=conftest.REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 240
     # The entry point restarts itself once with glibc's huge-page tunable (same pid);
     # wait for that exec, so the kill reaches the training process. Where the C library
@@ -187,15 +211,15 @@ def test_sigkill_inside_a_save_then_the_same_command_ends_on_the_straight_runs_p
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_ctrl_c_saves_the_step_then_the_same_command_ends_on_the_straight_runs_prompt(
-    straight_run):
+def test_ctrl_c_saves_the_step_then_the_same_command_ends_on_the_straight_runs_prompt(straight_run):
   tmp_path, final = straight_run
   # Ctrl-C (SIGINT) once the loop runs: the current step is saved, the process says so on
   # one line and exits 130; the same command then finishes on the same prompt.
   stopped = tmp_path / "stopped"
   cmd, env = _command(tmp_path, stopped, 6, "--gin.CHECKPOINT_PERIOD=1")
-  proc = subprocess.Popen(cmd, cwd=conftest.REPO_ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+  proc = subprocess.Popen(
+    cmd, cwd=conftest.REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+  )
   seen = []
   for line in proc.stderr:  # the loop starts once the step is compiled
     seen.append(line)
@@ -239,10 +263,21 @@ def _two_hosts(tmp_path, run_dir, steps, *extra):
   procs = []
   for host_id in range(2):
     cmd, env = _command(tmp_path, run_dir, steps, "--multiprocess", *extra)
-    env.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
-               JAX_PROCESS_ID=str(host_id))
-    procs.append(subprocess.Popen(cmd, cwd=conftest.REPO_ROOT, env=env, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    env.update(
+      JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+      JAX_NUM_PROCESSES="2",
+      JAX_PROCESS_ID=str(host_id),
+    )
+    procs.append(
+      subprocess.Popen(
+        cmd,
+        cwd=conftest.REPO_ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+      )
+    )
   return procs
 
 
@@ -285,8 +320,9 @@ def test_a_signal_to_one_host_stops_every_host_at_the_same_step(tmp_path, t5_voc
   (tmp_path / "user_tasks.py").write_text(USER_TASKS)
   (tmp_path / "sitecustomize.py").write_text(SLOW_TO_LEAVE)
   run_dir = tmp_path / "two_hosts"
-  procs = _two_hosts(tmp_path, run_dir, 100000, "--gin.EVAL_PERIOD=None",
-                     "--gin.CHECKPOINT_PERIOD=100000")
+  procs = _two_hosts(
+    tmp_path, run_dir, 100000, "--gin.EVAL_PERIOD=None", "--gin.CHECKPOINT_PERIOD=100000"
+  )
   for line in procs[0].stderr:  # host 0 logs the steps
     if "step 20/100000" in line:
       break
@@ -328,18 +364,32 @@ CAPTURE_GIN = textwrap.dedent('''
 @pytest.mark.slow
 def test_prompt_tuning_from_a_model_tuned_checkpoint(tmp_path, t5_vocab_path):
   from prompt_tuning.checkpoints import convert  # pylint: disable=g-import-not-at-top
+
   (tmp_path / "user_tasks.py").write_text(USER_TASKS)
   base = tmp_path / "model_tuned"
-  tuned = _train(tmp_path, base, 2, "--gin.WHAT_TRAINS='all'", "--gin.LEARNING_RATE=1e-3",
-                 "--gin.PROMPT_LENGTH=0", "--gin.EVAL_PERIOD=None")
+  tuned = _train(
+    tmp_path,
+    base,
+    2,
+    "--gin.WHAT_TRAINS='all'",
+    "--gin.LEARNING_RATE=1e-3",
+    "--gin.PROMPT_LENGTH=0",
+    "--gin.EVAL_PERIOD=None",
+  )
   assert tuned.returncode == 0, tuned.stderr[-3000:]
   # Host copies of the frozen model, read from disk before prompt tuning from it.
   before = convert.read_all(str(base))
   (tmp_path / "capture_variables.py").write_text(CAPTURE_MODULE)
   (tmp_path / "capture.gin").write_text(CAPTURE_GIN)
   held = tmp_path / "held.npz"
-  prompted = _train(tmp_path, tmp_path / "prompt", 2, f"--gin.INITIAL_CHECKPOINT_PATH='{base}'",
-                    f"--gin_file={tmp_path / 'capture.gin'}", env={"CAPTURE_FILE": str(held)})
+  prompted = _train(
+    tmp_path,
+    tmp_path / "prompt",
+    2,
+    f"--gin.INITIAL_CHECKPOINT_PATH='{base}'",
+    f"--gin_file={tmp_path / 'capture.gin'}",
+    env={"CAPTURE_FILE": str(held)},
+  )
   assert prompted.returncode == 0, prompted.stderr[-3000:]
   assert "parameters: " in prompted.stderr and ", 64 trainable (prompt)" in prompted.stderr
   assert _prompt(tmp_path / "prompt", 2).shape == (4, 16)
@@ -353,13 +403,17 @@ def test_prompt_tuning_from_a_model_tuned_checkpoint(tmp_path, t5_vocab_path):
     assert held[f"params/{name}"].dtype == value.dtype
     np.testing.assert_array_equal(held[f"params/{name}"], value, err_msg=name)
     np.testing.assert_array_equal(after[name], value, err_msg=name)
-  np.testing.assert_array_equal(held["prompt/encoder/prompt/prompt"],
-                                _prompt(tmp_path / "prompt", 2))
-  wider = _train(tmp_path, tmp_path / "wider", 2, f"--gin.INITIAL_CHECKPOINT_PATH='{base}'",
-                 "--gin.MLP_DIM=64")
+  np.testing.assert_array_equal(
+    held["prompt/encoder/prompt/prompt"], _prompt(tmp_path / "prompt", 2)
+  )
+  wider = _train(
+    tmp_path, tmp_path / "wider", 2, f"--gin.INITIAL_CHECKPOINT_PATH='{base}'", "--gin.MLP_DIM=64"
+  )
   assert wider.returncode != 0
-  assert ("has shape (16, 32) in INITIAL_CHECKPOINT_PATH" in wider.stderr and
-          "model wants (16, 64)" in wider.stderr), wider.stderr[-2000:]
+  assert (
+    "has shape (16, 32) in INITIAL_CHECKPOINT_PATH" in wider.stderr
+    and "model wants (16, 64)" in wider.stderr
+  ), wider.stderr[-2000:]
 
 
 @pytest.mark.integration
@@ -368,7 +422,10 @@ def test_clear_errors(tmp_path, t5_vocab_path):
   (tmp_path / "user_tasks.py").write_text(USER_TASKS)
   bad = _train(tmp_path, tmp_path / "a", 2, "--gin.MIXTURE_OR_TASK_NAME='user_sentimnt'")
   assert bad.returncode != 0
-  assert "no seqio task or mixture named 'user_sentimnt'; close names: ['user_sentiment', 'user_sentiment_bytes']" in bad.stderr
+  assert (
+    "no seqio task or mixture named 'user_sentimnt'; close names: ['user_sentiment', 'user_sentiment_bytes']"
+    in bad.stderr
+  )
   bad = _train(tmp_path, tmp_path / "b", 2, "--gin.MIXTURE_OR_TASK_MODULE='no_such_tasks'")
   assert "MIXTURE_OR_TASK_MODULE='no_such_tasks' does not import" in bad.stderr
   bad = _train(tmp_path, tmp_path / "c", 2, "--gin.MIXTURE_OR_TASK_NAME='user_sentiment_bytes'")
@@ -381,22 +438,36 @@ def test_clear_errors(tmp_path, t5_vocab_path):
   bad = _train(tmp_path, tmp_path / "e", 2, "--gin.PROMPT_LENGHT=5")
   assert bad.returncode != 0
   errors = [line for line in bad.stderr.splitlines() if line.startswith("error: ")]
-  assert errors == ["error: the gin config sets PROMPT_LENGHT (did you mean PROMPT_LENGTH?), "
-                    "which nothing in this run reads; a misspelled or stray setting would "
-                    "change nothing, so fix or remove it (the macros a run reads are in its "
-                    "run file's header and configs/models/*.gin)"], bad.stderr[-2000:]
+  assert errors == [
+    "error: the gin config sets PROMPT_LENGHT (did you mean PROMPT_LENGTH?), "
+    "which nothing in this run reads; a misspelled or stray setting would "
+    "change nothing, so fix or remove it (the macros a run reads are in its "
+    "run file's header and configs/models/*.gin)"
+  ], bad.stderr[-2000:]
   assert not (tmp_path / "e").exists()
   # Settings no run can use: one line each, before MODEL_DIR exists.
   two_devices = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
   for settings, line in [
-      (["--gin.TRAIN_STEPS=-5"], "error: TRAIN_STEPS=-5; it must be a positive integer"),
-      (["--gin.NUM_PARTITIONS=3"], "error: NUM_PARTITIONS=3 must be a positive divisor of the 2 devices"),
-      (["--gin.BATCH_SIZE=3"], "error: BATCH_SIZE=3 does not split over the mesh's data axis "
-       "of 2 devices (2 devices / NUM_PARTITIONS=1); use a multiple of 2"),
-      (["--gin.SENTENCEPIECE_MODEL_FILE='/no/such/spm.model'"],
-       "error: cannot read the SentencePiece vocabulary /no/such/spm.model"),
-      (["--gin.TEST_SPLIT='test'"], "error: TEST_SPLIT='test': no task of user_sentiment "
-       "has metrics to compute on it; set TEST_SPLIT to None")]:
+    (["--gin.TRAIN_STEPS=-5"], "error: TRAIN_STEPS=-5; it must be a positive integer"),
+    (
+      ["--gin.NUM_PARTITIONS=3"],
+      "error: NUM_PARTITIONS=3 must be a positive divisor of the 2 devices",
+    ),
+    (
+      ["--gin.BATCH_SIZE=3"],
+      "error: BATCH_SIZE=3 does not split over the mesh's data axis "
+      "of 2 devices (2 devices / NUM_PARTITIONS=1); use a multiple of 2",
+    ),
+    (
+      ["--gin.SENTENCEPIECE_MODEL_FILE='/no/such/spm.model'"],
+      "error: cannot read the SentencePiece vocabulary /no/such/spm.model",
+    ),
+    (
+      ["--gin.TEST_SPLIT='test'"],
+      "error: TEST_SPLIT='test': no task of user_sentiment "
+      "has metrics to compute on it; set TEST_SPLIT to None",
+    ),
+  ]:
     bad = _train(tmp_path, tmp_path / "f", 2, *settings, env=two_devices)
     assert bad.returncode != 0
     errors = [e for e in bad.stderr.splitlines() if e.startswith("error: ")]

@@ -32,25 +32,59 @@ def installed(tmp_path_factory):
   source = root / "source"  # the build writes build/ and *.egg-info beside setup.py
   source.mkdir()
   shutil.copy(conftest.REPO_ROOT / "setup.py", source / "setup.py")
-  shutil.copytree(conftest.REPO_ROOT / "prompt_tuning", source / "prompt_tuning",
-                  ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+  shutil.copytree(
+    conftest.REPO_ROOT / "prompt_tuning",
+    source / "prompt_tuning",
+    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+  )
   built = subprocess.run(
-      [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-       "-w", str(root / "dist"), str(source)], capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      "-m",
+      "pip",
+      "wheel",
+      "--no-deps",
+      "--no-build-isolation",
+      "-q",
+      "-w",
+      str(root / "dist"),
+      str(source),
+    ],
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert built.returncode == 0, built.stderr[-3000:]
   (wheel,) = (root / "dist").glob("prompt_tuning-*.whl")
 
   env_dir = root / "env"
   venv.create(env_dir, with_pip=False)
   python = env_dir / "bin" / "python"
-  site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()"
-                         "['purelib'])"], capture_output=True, text=True, check=True).stdout
+  site = subprocess.run(
+    [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+    capture_output=True,
+    text=True,
+    check=True,
+  ).stdout
   ours = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
   with open(os.path.join(site.strip(), "dependencies.pth"), "w") as f:
     f.write("\n".join(ours) + "\n")
   installed_ = subprocess.run(
-      [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q",
-       str(wheel)], capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      "-m",
+      "pip",
+      "--python",
+      str(python),
+      "install",
+      "--no-deps",
+      "-q",
+      str(wheel),
+    ],
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert installed_.returncode == 0, installed_.stderr[-3000:]
   elsewhere = root / "elsewhere"
   elsewhere.mkdir()
@@ -62,9 +96,17 @@ def installed(tmp_path_factory):
 def test_the_installed_wheel_is_what_imports_and_no_repository_path_is_on_sys_path(installed):
   python, elsewhere = installed
   result = subprocess.run(
-      [str(python), "-c", "import prompt_tuning, sys; print(prompt_tuning.__file__); "
-       "print('\\n'.join(sys.path))"], cwd=elsewhere, env=_clean_env(), capture_output=True,
-      text=True, timeout=120)
+    [
+      str(python),
+      "-c",
+      "import prompt_tuning, sys; print(prompt_tuning.__file__); print('\\n'.join(sys.path))",
+    ],
+    cwd=elsewhere,
+    env=_clean_env(),
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   module_file, *path = result.stdout.splitlines()
   env_dir = python.parent.parent
@@ -73,9 +115,15 @@ def test_the_installed_wheel_is_what_imports_and_no_repository_path_is_on_sys_pa
   # holding a prompt_tuning package (this environment's dependencies, here under
   # .venv, are on the path by design).
   site = os.path.realpath(os.path.dirname(os.path.dirname(module_file)))
-  assert os.path.realpath(conftest.REPO_ROOT) not in {os.path.realpath(p or elsewhere) for p in path}
-  assert not [p for p in path if os.path.realpath(p or elsewhere) != site
-              and os.path.exists(os.path.join(p or elsewhere, "prompt_tuning"))], path
+  assert os.path.realpath(conftest.REPO_ROOT) not in {
+    os.path.realpath(p or elsewhere) for p in path
+  }
+  assert not [
+    p
+    for p in path
+    if os.path.realpath(p or elsewhere) != site
+    and os.path.exists(os.path.join(p or elsewhere, "prompt_tuning"))
+  ], path
 
 
 @pytest.mark.integration
@@ -86,10 +134,21 @@ def test_the_demos_train_command_runs_from_outside_the_repository(installed):
   python, elsewhere = installed
   model_dir = elsewhere / "run"
   result = subprocess.run(
-      [str(python), "-m", "prompt_tuning.train",
-       "--gin_file=prompt_tuning/configs/runs/wordnet_demo.gin",
-       f"--gin.MODEL_DIR='{model_dir}'", "--gin.TRAIN_STEPS=3", "--gin.CHECKPOINT_PERIOD=3"],
-      cwd=elsewhere, env=_clean_env(), capture_output=True, text=True, timeout=300)
+    [
+      str(python),
+      "-m",
+      "prompt_tuning.train",
+      "--gin_file=prompt_tuning/configs/runs/wordnet_demo.gin",
+      f"--gin.MODEL_DIR='{model_dir}'",
+      "--gin.TRAIN_STEPS=3",
+      "--gin.CHECKPOINT_PERIOD=3",
+    ],
+    cwd=elsewhere,
+    env=_clean_env(),
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   assert (model_dir / "checkpoints").is_dir() or (model_dir / "numpy_checkpoints").is_dir()
   assert "step 3/3" in result.stderr
@@ -99,9 +158,18 @@ def test_the_demos_train_command_runs_from_outside_the_repository(installed):
 def test_the_short_spelling_of_a_config_path_resolves_in_the_installed_package(installed):
   python, elsewhere = installed
   result = subprocess.run(
-      [str(python), "-c", "import gin; from prompt_tuning import gin_config; "
-       "gin_config.parse_gin(['configs/runs/wordnet_demo.gin']); "
-       "print(gin.query_parameter('%TRAIN_STEPS'))"],
-      cwd=elsewhere, env=_clean_env(), capture_output=True, text=True, timeout=120)
+    [
+      str(python),
+      "-c",
+      "import gin; from prompt_tuning import gin_config; "
+      "gin_config.parse_gin(['configs/runs/wordnet_demo.gin']); "
+      "print(gin.query_parameter('%TRAIN_STEPS'))",
+    ],
+    cwd=elsewhere,
+    env=_clean_env(),
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.split() == ["1500"]

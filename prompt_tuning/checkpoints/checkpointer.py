@@ -50,16 +50,20 @@ class Checkpointer:
       probe = tempfile.NamedTemporaryFile(dir=self.model_dir, prefix=".write_test_")
       probe.close()
     except OSError as e:
-      raise PermissionError(f"MODEL_DIR {self.model_dir} is not writable ({e.strerror}); "
-                            "choose a directory you can write to") from None
+      raise PermissionError(
+        f"MODEL_DIR {self.model_dir} is not writable ({e.strerror}); "
+        "choose a directory you can write to"
+      ) from None
     # A save killed midway leaves only a temporary directory, which latest_step
     # ignores and the next start removes.
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                           enable_async_checkpointing=False,
-                                           cleanup_tmp_directories=True)
-    self._manager = ocp.CheckpointManager(layout.checkpoints_dir(self.model_dir),
-                                          options=options,
-                                          item_names=(layout.STATE_ITEM, layout.RECORD_ITEM))
+    options = ocp.CheckpointManagerOptions(
+      max_to_keep=keep, create=True, enable_async_checkpointing=False, cleanup_tmp_directories=True
+    )
+    self._manager = ocp.CheckpointManager(
+      layout.checkpoints_dir(self.model_dir),
+      options=options,
+      item_names=(layout.STATE_ITEM, layout.RECORD_ITEM),
+    )
     self._keep = keep
 
   def latest_step(self) -> Optional[int]:
@@ -71,8 +75,12 @@ class Checkpointer:
     self._manager.reload()
     return sorted(self._manager.all_steps())
 
-  def save(self, state: State, record: dict[str, Any],
-           extra_arrays: Optional[Mapping[str, np.ndarray]] = None) -> int:
+  def save(
+    self,
+    state: State,
+    record: dict[str, Any],
+    extra_arrays: Optional[Mapping[str, np.ndarray]] = None,
+  ) -> int:
     """Writes `state` and the JSON-serializable `record` at `state.step`; returns the step.
 
     `extra_arrays` (`{relative .npy path: array}`) go into the step's numpy
@@ -80,28 +88,42 @@ class Checkpointer:
     """
     step = int(jax.device_get(_field(state, "step")))
     self._write_numpy_prompts(step, _field(state, "trainable"), extra_arrays or {})
-    self._manager.save(step, args=ocp.args.Composite(
-        **{layout.STATE_ITEM: ocp.args.StandardSave(state),
-           layout.RECORD_ITEM: ocp.args.JsonSave(record)}), force=True)
+    self._manager.save(
+      step,
+      args=ocp.args.Composite(
+        **{
+          layout.STATE_ITEM: ocp.args.StandardSave(state),
+          layout.RECORD_ITEM: ocp.args.JsonSave(record),
+        }
+      ),
+      force=True,
+    )
     self._manager.wait_until_finished()
     self._prune_numpy()
     return step
 
-  def restore(self, step: int, abstract_state: State,
-              shardings: Optional[State] = None
-              ) -> tuple[State, dict[str, Any]]:
+  def restore(
+    self, step: int, abstract_state: State, shardings: Optional[State] = None
+  ) -> tuple[State, dict[str, Any]]:
     """Reads the state at `step` onto `shardings` (structure from `abstract_state`)."""
     if shardings is not None:
       abstract_state = jax.tree_util.tree_map(
-          lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract_state,
-          shardings)
-    restored = self._manager.restore(step, args=ocp.args.Composite(
-        **{layout.STATE_ITEM: ocp.args.StandardRestore(abstract_state),
-           layout.RECORD_ITEM: ocp.args.JsonRestore()}))
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract_state, shardings
+      )
+    restored = self._manager.restore(
+      step,
+      args=ocp.args.Composite(
+        **{
+          layout.STATE_ITEM: ocp.args.StandardRestore(abstract_state),
+          layout.RECORD_ITEM: ocp.args.JsonRestore(),
+        }
+      ),
+    )
     return restored[layout.STATE_ITEM], dict(restored[layout.RECORD_ITEM])
 
-  def _write_numpy_prompts(self, step: int, variables: dict[str, Any],
-                           extra_arrays: Mapping[str, np.ndarray]) -> None:
+  def _write_numpy_prompts(
+    self, step: int, variables: dict[str, Any], extra_arrays: Mapping[str, np.ndarray]
+  ) -> None:
     prompts = {k: v for k, v in variables.items() if layout.is_prompt(k)}
     if not prompts or jax.process_index() > 0:  # prompts are replicated: one host writes
       return
@@ -113,8 +135,10 @@ class Checkpointer:
         shutil.rmtree(os.path.join(root, stale), ignore_errors=True)
     tmp = tempfile.mkdtemp(dir=root, prefix=f".tmp_checkpoint_{step}_")
     for path, value in prompts.items():
-      np.save(os.path.join(tmp, layout.numpy_prompt_name(path)),
-              np.asarray(jax.device_get(value), np.float32))
+      np.save(
+        os.path.join(tmp, layout.numpy_prompt_name(path)),
+        np.asarray(jax.device_get(value), np.float32),
+      )
     for name, value in extra_arrays.items():
       os.makedirs(os.path.dirname(os.path.join(tmp, name)), exist_ok=True)
       np.save(os.path.join(tmp, name), np.asarray(value, np.float32))

@@ -30,8 +30,11 @@ from prompt_tuning.checkpoints import readers
 from prompt_tuning.checkpoints import tree
 
 _LAYER = re.compile(r"^(encoder|decoder)/layers_(\d+)/")
-DTYPES = {"float32": np.dtype(np.float32), "float16": np.dtype(np.float16),
-          "bfloat16": np.dtype(ml_dtypes.bfloat16)}
+DTYPES = {
+  "float32": np.dtype(np.float32),
+  "float16": np.dtype(np.float16),
+  "bfloat16": np.dtype(ml_dtypes.bfloat16),
+}
 
 
 def read_all(path: str) -> dict[str, np.ndarray]:
@@ -39,8 +42,10 @@ def read_all(path: str) -> dict[str, np.ndarray]:
   reader = readers.open_checkpoint(path)
   names = sorted(reader.shapes())
   if not names:
-    raise ValueError(f"{readers.prompt_only(path, reader)}: convert that model, and export "
-                     "the prompt with scripts/export_peft.py")
+    raise ValueError(
+      f"{readers.prompt_only(path, reader)}: convert that model, and export "
+      "the prompt with scripts/export_peft.py"
+    )
   return {name: np.asarray(reader.read_array(name)) for name in names}
 
 
@@ -54,14 +59,22 @@ def cast(params: dict[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
 def to_own(params: dict[str, np.ndarray], output_dir: str, source: Optional[str] = None) -> str:
   """Writes `params` as this project's checkpoint under `output_dir`; returns its step dir."""
   if os.path.isdir(layout.checkpoints_dir(output_dir)) and os.listdir(
-      layout.checkpoints_dir(output_dir)):
+    layout.checkpoints_dir(output_dir)
+  ):
     raise FileExistsError(f"{output_dir} already holds checkpoints; convert into a new directory")
   # A train state's fields (training.train_state.TrainState), nothing trained.
-  state = {"step": np.zeros((), np.int32),
-           "trainable": {readers.PARAMS + name: value for name, value in params.items()},
-           "opt_state": {}, "rng": np.zeros((2,), np.uint32)}
-  record = {"base_checkpoint": source, "init_seed": None, "what_trains": "converted",
-            "data_position": 0}
+  state = {
+    "step": np.zeros((), np.int32),
+    "trainable": {readers.PARAMS + name: value for name, value in params.items()},
+    "opt_state": {},
+    "rng": np.zeros((2,), np.uint32),
+  }
+  record = {
+    "base_checkpoint": source,
+    "init_seed": None,
+    "what_trains": "converted",
+    "data_position": 0,
+  }
   step = checkpointer.Checkpointer(output_dir).save(jax.device_put(state), record)
   return layout.checkpoint_step_dir(output_dir, step)
 
@@ -76,40 +89,65 @@ def architecture(params: dict[str, np.ndarray]) -> dict[str, int]:
     if match:
       layers[match[1]].add(int(match[2]))
   if "encoder/layers/attention/query/kernel" in params:
-    raise ValueError("the checkpoint's layers are scanned (SCAN_LAYERS=True); unstack them "
-                     "(prompt_tuning.models.t5.unstack_layers) before converting")
-  return {"vocab_size": int(vocab), "d_model": int(d_model), "num_heads": int(heads),
-          "relative_attention_num_buckets": int(buckets),
-          "d_kv": int(params["encoder/layers_0/attention/query/kernel"].shape[1] // heads),
-          "d_ff": int(params["encoder/layers_0/mlp/wi_0/kernel"].shape[1]),
-          "num_layers": len(layers["encoder"]), "num_decoder_layers": len(layers["decoder"])}
+    raise ValueError(
+      "the checkpoint's layers are scanned (SCAN_LAYERS=True); unstack them "
+      "(prompt_tuning.models.t5.unstack_layers) before converting"
+    )
+  return {
+    "vocab_size": int(vocab),
+    "d_model": int(d_model),
+    "num_heads": int(heads),
+    "relative_attention_num_buckets": int(buckets),
+    "d_kv": int(params["encoder/layers_0/attention/query/kernel"].shape[1] // heads),
+    "d_ff": int(params["encoder/layers_0/mlp/wi_0/kernel"].shape[1]),
+    "num_layers": len(layers["encoder"]),
+    "num_decoder_layers": len(layers["decoder"]),
+  }
 
 
-def to_huggingface(params: dict[str, np.ndarray], output_dir: str, *,
-                   relative_attention_max_distance: int = 128,
-                   layer_norm_epsilon: float = 1e-6) -> dict[str, Any]:
+def to_huggingface(
+  params: dict[str, np.ndarray],
+  output_dir: str,
+  *,
+  relative_attention_max_distance: int = 128,
+  layer_norm_epsilon: float = 1e-6,
+) -> dict[str, Any]:
   """Writes a transformers T5 directory; returns its config."""
   dims = architecture(params)
-  state = huggingface.params_to_hf(tree.unflatten(params), dims["num_layers"],
-                                   dims["num_decoder_layers"])
+  state = huggingface.params_to_hf(
+    tree.unflatten(params), dims["num_layers"], dims["num_decoder_layers"]
+  )
   # transformers ties both stacks' embed_tokens to `shared`: one copy in the file.
   for tied in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight"):
     state.pop(tied, None)
   dtypes = {v.dtype for v in state.values()}
   if len(dtypes) != 1:
-    raise ValueError(f"the parameters mix dtypes {sorted(str(d) for d in dtypes)}; "
-                     "transformers loads one torch_dtype")
+    raise ValueError(
+      f"the parameters mix dtypes {sorted(str(d) for d in dtypes)}; "
+      "transformers loads one torch_dtype"
+    )
   dtype = dtypes.pop()
-  torch_dtype = {np.dtype(np.float32): "float32", np.dtype(np.float16): "float16",
-                 np.dtype(ml_dtypes.bfloat16): "bfloat16"}.get(np.dtype(dtype))
+  torch_dtype = {
+    np.dtype(np.float32): "float32",
+    np.dtype(np.float16): "float16",
+    np.dtype(ml_dtypes.bfloat16): "bfloat16",
+  }.get(np.dtype(dtype))
   if torch_dtype is None:
     raise ValueError(f"transformers has no dtype for {dtype}")
   config = {
-      "architectures": ["T5ForConditionalGeneration"], "model_type": "t5",
-      **dims, "relative_attention_max_distance": relative_attention_max_distance,
-      "layer_norm_epsilon": layer_norm_epsilon, "feed_forward_proj": "gated-gelu",
-      "dropout_rate": 0.0, "is_encoder_decoder": True, "pad_token_id": 0, "eos_token_id": 1,
-      "decoder_start_token_id": 0, "tie_word_embeddings": False, "dtype": torch_dtype,
+    "architectures": ["T5ForConditionalGeneration"],
+    "model_type": "t5",
+    **dims,
+    "relative_attention_max_distance": relative_attention_max_distance,
+    "layer_norm_epsilon": layer_norm_epsilon,
+    "feed_forward_proj": "gated-gelu",
+    "dropout_rate": 0.0,
+    "is_encoder_decoder": True,
+    "pad_token_id": 0,
+    "eos_token_id": 1,
+    "decoder_start_token_id": 0,
+    "tie_word_embeddings": False,
+    "dtype": torch_dtype,
   }
   os.makedirs(output_dir, exist_ok=True)
   weights = os.path.join(output_dir, "model.safetensors")

@@ -23,9 +23,10 @@ def _layer_names(stack: str, i: int) -> dict[str, str]:
     blocks = [("0", "SelfAttention", "attention", "pre_attention_layer_norm")]
     mlp = "1"
   else:
-    blocks = [("0", "SelfAttention", "self_attention", "pre_self_attention_layer_norm"),
-              ("1", "EncDecAttention", "encoder_decoder_attention",
-               "pre_cross_attention_layer_norm")]
+    blocks = [
+      ("0", "SelfAttention", "self_attention", "pre_self_attention_layer_norm"),
+      ("1", "EncDecAttention", "encoder_decoder_attention", "pre_cross_attention_layer_norm"),
+    ]
     mlp = "2"
   for index, hf_attention, attention, norm in blocks:
     for short, long in _ATTENTION.items():
@@ -40,14 +41,12 @@ def _layer_names(stack: str, i: int) -> dict[str, str]:
 def name_map(num_encoder_layers: int, num_decoder_layers: int) -> dict[str, str]:
   """Every HF T5 parameter name -> its t5x path (relative-position tables included)."""
   names = {
-      "shared.weight": "token_embedder/embedding",
-      "encoder.final_layer_norm.weight": "encoder/encoder_norm/scale",
-      "decoder.final_layer_norm.weight": "decoder/decoder_norm/scale",
-      "lm_head.weight": "decoder/logits_dense/kernel",
-      "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight":
-          "encoder/relpos_bias/rel_embedding",
-      "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight":
-          "decoder/relpos_bias/rel_embedding",
+    "shared.weight": "token_embedder/embedding",
+    "encoder.final_layer_norm.weight": "encoder/encoder_norm/scale",
+    "decoder.final_layer_norm.weight": "decoder/decoder_norm/scale",
+    "lm_head.weight": "decoder/logits_dense/kernel",
+    "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight": "encoder/relpos_bias/rel_embedding",
+    "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight": "decoder/relpos_bias/rel_embedding",
   }
   for i in range(num_encoder_layers):
     names.update(_layer_names("encoder", i))
@@ -61,8 +60,9 @@ def transposed(path: str) -> bool:
   return path.endswith("/kernel") or path.endswith("/rel_embedding")
 
 
-def params_from_hf(state_dict: Mapping[str, Any], num_encoder_layers: int,
-                   num_decoder_layers: int) -> dict[str, Any]:
+def params_from_hf(
+  state_dict: Mapping[str, Any], num_encoder_layers: int, num_decoder_layers: int
+) -> dict[str, Any]:
   """HF state dict (numpy-convertible values) -> nested t5x-named params.
 
   Raises:
@@ -77,8 +77,9 @@ def params_from_hf(state_dict: Mapping[str, Any], num_encoder_layers: int,
   return tree.unflatten(flat)
 
 
-def params_to_hf(params: Mapping[str, Any], num_encoder_layers: int,
-                 num_decoder_layers: int) -> dict[str, np.ndarray]:
+def params_to_hf(
+  params: Mapping[str, Any], num_encoder_layers: int, num_decoder_layers: int
+) -> dict[str, np.ndarray]:
   """Nested t5x-named params -> HF state dict of numpy arrays (tied embeddings included)."""
   flat = tree.flatten(params)
   state = {}

@@ -81,7 +81,7 @@ def is_prompt(path: str) -> bool:
 def numpy_prompt_name(path: str) -> str:
   """`prompt/encoder/prompt/prompt` -> `encoder.prompt.prompt.npy`."""
   if is_prompt(path):
-    path = path[len(PROMPT_PREFIX):]
+    path = path[len(PROMPT_PREFIX) :]
   return ".".join(path.split("/")) + ".npy"
 
 

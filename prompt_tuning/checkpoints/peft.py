@@ -34,32 +34,42 @@ def read_prompt(path: str) -> np.ndarray:
   with open(os.path.join(path, CONFIG_FILE)) as f:
     config = json.load(f)
   if config.get("peft_type") != "PROMPT_TUNING":
-    raise ValueError(f"{path} is a PEFT {config.get('peft_type')} adapter, not PROMPT_TUNING; "
-                     "only prompt-tuning adapters hold a soft prompt")
+    raise ValueError(
+      f"{path} is a PEFT {config.get('peft_type')} adapter, not PROMPT_TUNING; "
+      "only prompt-tuning adapters hold a soft prompt"
+    )
   submodules = int(config.get("num_transformer_submodules") or 1)
   if submodules != 1:
     raise ValueError(
-        f"{path} puts prompts on both encoder and decoder (num_transformer_submodules="
-        f"{submodules}); this project prompts the encoder only: retrain the adapter with "
-        "num_transformer_submodules=1")
+      f"{path} puts prompts on both encoder and decoder (num_transformer_submodules="
+      f"{submodules}); this project prompts the encoder only: retrain the adapter with "
+      "num_transformer_submodules=1"
+    )
   weights = os.path.join(path, WEIGHTS_FILE)
   if not os.path.exists(weights):
-    raise FileNotFoundError(f"{path} has no {WEIGHTS_FILE}; save the adapter with "
-                            "safe_serialization=True (PEFT's default)")
+    raise FileNotFoundError(
+      f"{path} has no {WEIGHTS_FILE}; save the adapter with "
+      "safe_serialization=True (PEFT's default)"
+    )
   tensors = safetensors_numpy.load_file(weights)
   if PROMPT_KEY not in tensors:
     raise ValueError(f"{weights} holds {sorted(tensors)}, not {PROMPT_KEY!r}")
   prompt = tensors[PROMPT_KEY]
   length = config.get("num_virtual_tokens")
   if length is not None and prompt.shape[0] != length:
-    raise ValueError(f"{weights}: prompt_embeddings has {prompt.shape[0]} rows but "
-                     f"num_virtual_tokens={length}")
+    raise ValueError(
+      f"{weights}: prompt_embeddings has {prompt.shape[0]} rows but num_virtual_tokens={length}"
+    )
   return np.asarray(prompt, np.float32)
 
 
-def write_adapter(prompt: np.ndarray, output_dir: str, base_model_name_or_path: Optional[str],
-                  num_layers: Optional[int] = None,
-                  num_attention_heads: Optional[int] = None) -> dict[str, Any]:
+def write_adapter(
+  prompt: np.ndarray,
+  output_dir: str,
+  base_model_name_or_path: Optional[str],
+  num_layers: Optional[int] = None,
+  num_attention_heads: Optional[int] = None,
+) -> dict[str, Any]:
   """Writes a PEFT prompt-tuning adapter (encoder prompt only) for a T5 base model.
 
   Args:
@@ -78,22 +88,22 @@ def write_adapter(prompt: np.ndarray, output_dir: str, base_model_name_or_path: 
     raise ValueError(f"a prompt is [length, embed], got shape {prompt.shape}")
   os.makedirs(output_dir, exist_ok=True)
   config = {
-      "auto_mapping": None,
-      "base_model_name_or_path": base_model_name_or_path,
-      "inference_mode": True,
-      "modules_to_save": None,
-      "num_attention_heads": num_attention_heads,
-      "num_layers": num_layers,
-      "num_transformer_submodules": 1,
-      "num_virtual_tokens": int(prompt.shape[0]),
-      "peft_type": "PROMPT_TUNING",
-      "prompt_tuning_init": "RANDOM",
-      "prompt_tuning_init_text": None,
-      "revision": None,
-      "task_type": "SEQ_2_SEQ_LM",
-      "token_dim": int(prompt.shape[1]),
-      "tokenizer_kwargs": None,
-      "tokenizer_name_or_path": None,
+    "auto_mapping": None,
+    "base_model_name_or_path": base_model_name_or_path,
+    "inference_mode": True,
+    "modules_to_save": None,
+    "num_attention_heads": num_attention_heads,
+    "num_layers": num_layers,
+    "num_transformer_submodules": 1,
+    "num_virtual_tokens": int(prompt.shape[0]),
+    "peft_type": "PROMPT_TUNING",
+    "prompt_tuning_init": "RANDOM",
+    "prompt_tuning_init_text": None,
+    "revision": None,
+    "task_type": "SEQ_2_SEQ_LM",
+    "token_dim": int(prompt.shape[1]),
+    "tokenizer_kwargs": None,
+    "tokenizer_name_or_path": None,
   }
   # Weights first, config last: a directory with a config is a complete adapter.
   weights = os.path.join(output_dir, WEIGHTS_FILE)

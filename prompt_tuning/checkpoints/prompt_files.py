@@ -41,9 +41,10 @@ def resolve_prompt_file(path: str) -> str:
   if len(candidates) == 1:
     return os.path.join(path, candidates[0])
   raise FileNotFoundError(
-      f"no prompt in {path}: expected {layout.PROMPT_FILE_NAME} (or a single .npy file); give a "
-      f".npy file, a {layout.NUMPY_DIR}/checkpoint_<step> directory or a training run's "
-      "MODEL_DIR")
+    f"no prompt in {path}: expected {layout.PROMPT_FILE_NAME} (or a single .npy file); give a "
+    f".npy file, a {layout.NUMPY_DIR}/checkpoint_<step> directory or a training run's "
+    "MODEL_DIR"
+  )
 
 
 def load_prompt_file(path: str) -> np.ndarray:
@@ -59,8 +60,10 @@ def load_prompt_file(path: str) -> np.ndarray:
 
 def prompt_file(path: str) -> Callable[[], np.ndarray]:
   """A zero-argument callable reading PROMPT_FILE `path` (for `prompt_init.from_array`)."""
+
   def read() -> np.ndarray:
     return load_prompt_file(path)
+
   read.source = f"prompt file {path}"
   return read
 
@@ -73,9 +76,11 @@ def prompt_length(path: str) -> int:
 
 def npy_file(path: str) -> Callable[[], np.ndarray]:
   """A zero-argument callable reading a `.npy` array, e.g. EMBEDDING_FILE."""
+
   def read() -> np.ndarray:
     if not os.path.exists(path):
       raise FileNotFoundError(f"{path} does not exist; give a .npy file")
     return np.asarray(np.load(path), np.float32)
+
   read.source = f"file {path}"
   return read

@@ -60,9 +60,12 @@ class Reader(abc.ABC):
     out = {}
     for name, target in targets.items():
       out[name] = jax.make_array_from_callback(
-          target.shape, target.sharding,
-          lambda index, name=name, dtype=target.dtype: np.asarray(
-              self.read_slice(name, index), dtype))
+        target.shape,
+        target.sharding,
+        lambda index, name=name, dtype=target.dtype: np.asarray(
+          self.read_slice(name, index), dtype
+        ),
+      )
     return out
 
 
@@ -90,19 +93,28 @@ class _OrbaxTreeReader(Reader):
 
   def _restore(self, items: dict[str, Any], restore_args: dict[str, Any]) -> dict[str, Any]:
     """Restores only the named parameters (orbax partial restore)."""
-    restored = ocp.PyTreeCheckpointer().restore(self._state_dir, args=ocp.args.PyTreeRestore(
-        item=self._nest(items), restore_args=self._nest(restore_args), partial_restore=True))
+    restored = ocp.PyTreeCheckpointer().restore(
+      self._state_dir,
+      args=ocp.args.PyTreeRestore(
+        item=self._nest(items), restore_args=self._nest(restore_args), partial_restore=True
+      ),
+    )
     return self._unnest(restored)
 
   def read_array(self, name: str) -> np.ndarray:
-    restored = self._restore({name: np.zeros((), self._meta[name].dtype)},
-                             {name: ocp.RestoreArgs(restore_type=np.ndarray)})
+    restored = self._restore(
+      {name: np.zeros((), self._meta[name].dtype)}, {name: ocp.RestoreArgs(restore_type=np.ndarray)}
+    )
     return np.asarray(restored[name])
 
   def read(self, targets: dict[str, jax.ShapeDtypeStruct]) -> dict[str, jax.Array]:
-    return self._restore(targets, {
+    return self._restore(
+      targets,
+      {
         name: ocp.ArrayRestoreArgs(sharding=t.sharding, dtype=t.dtype)
-        for name, t in targets.items()})
+        for name, t in targets.items()
+      },
+    )
 
 
 class OwnCheckpointReader(_OrbaxTreeReader):
@@ -115,14 +127,18 @@ class OwnCheckpointReader(_OrbaxTreeReader):
   @staticmethod
   def detect(path: str) -> bool:
     step_dir = _own_step_dir(path, strict=False)
-    return step_dir is not None and _orbax_tree_has(os.path.join(step_dir, layout.STATE_ITEM),
-                                                    "trainable")
+    return step_dir is not None and _orbax_tree_has(
+      os.path.join(step_dir, layout.STATE_ITEM), "trainable"
+    )
 
   def record(self) -> dict[str, Any]:
     """The run's JSON record at this step (base checkpoint, seed, what trains), or {}."""
     try:
-      return dict(ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(
-          os.path.join(self.step_dir, layout.RECORD_ITEM)))
+      return dict(
+        ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(
+          os.path.join(self.step_dir, layout.RECORD_ITEM)
+        )
+      )
     except Exception:  # pylint: disable=broad-except
       return {}
 
@@ -130,7 +146,7 @@ class OwnCheckpointReader(_OrbaxTreeReader):
     return {"trainable": {PARAMS + n: v for n, v in flat.items()}}
 
   def _unnest(self, tree):
-    return {k[len(PARAMS):]: v for k, v in tree["trainable"].items() if k.startswith(PARAMS)}
+    return {k[len(PARAMS) :]: v for k, v in tree["trainable"].items() if k.startswith(PARAMS)}
 
 
 def _orbax_tree_has(directory: str, key: str) -> bool:
@@ -173,8 +189,9 @@ class HuggingFaceReader(Reader):
       self.config = json.load(f)
     encoder_layers = self.config["num_layers"]
     decoder_layers = self.config.get("num_decoder_layers") or encoder_layers
-    self._hf_names = {ours: hf for hf, ours in
-                      huggingface.name_map(encoder_layers, decoder_layers).items()}
+    self._hf_names = {
+      ours: hf for hf, ours in huggingface.name_map(encoder_layers, decoder_layers).items()
+    }
     self._files: dict[str, str] = {}  # HF name -> file holding it
     self._state: Optional[dict[str, Any]] = None  # pytorch_model.bin, memory-mapped
     if os.path.exists(os.path.join(path, self.INDEX)):
@@ -192,15 +209,17 @@ class HuggingFaceReader(Reader):
     # that say so) multiplies it by d_model**-0.5, folded into the kernel here.
     if "lm_head.weight" not in held:
       self._hf_names[LOGITS] = "shared.weight"
-    scales = self.config.get("scale_decoder_outputs",
-                             self.config.get("tie_word_embeddings", True) is not False)
+    scales = self.config.get(
+      "scale_decoder_outputs", self.config.get("tie_word_embeddings", True) is not False
+    )
     self._logits_scale = self.config["d_model"] ** -0.5 if scales else None
     self._stored = {ours: hf for ours, hf in self._hf_names.items() if hf in held}
 
   @classmethod
   def detect(cls, path: str) -> bool:
     return os.path.isfile(os.path.join(path, "config.json")) and any(
-        os.path.isfile(os.path.join(path, n)) for n in (cls.SAFETENSORS, cls.INDEX, cls.BIN))
+      os.path.isfile(os.path.join(path, n)) for n in (cls.SAFETENSORS, cls.INDEX, cls.BIN)
+    )
 
   def _hf_shape(self, hf_name: str) -> tuple[int, ...]:
     if self._state is not None:
@@ -233,6 +252,7 @@ class HuggingFaceReader(Reader):
 
 def _torch_bfloat16():
   import torch  # pylint: disable=g-import-not-at-top
+
   return torch.bfloat16
 
 
@@ -240,8 +260,10 @@ def _load_torch_state(file: str) -> dict[str, Any]:
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
-    raise ImportError(f"reading {file} needs torch (pip install torch), or save the model "
-                      "with safetensors (save_pretrained's default)") from None
+    raise ImportError(
+      f"reading {file} needs torch (pip install torch), or save the model "
+      "with safetensors (save_pretrained's default)"
+    ) from None
   return torch.load(file, map_location="cpu", mmap=True, weights_only=True)
 
 
@@ -299,8 +321,9 @@ def _t5x_orbax_step_dir(path: str) -> Optional[str]:
   """`checkpoint_<step>` (itself, or the latest in `path`) holding a t5x orbax `state/`."""
   candidates = [path]
   if os.path.isdir(path):
-    steps = sorted((t5x.step_number(n), n) for n in os.listdir(path)
-                   if t5x.step_number(n) is not None)
+    steps = sorted(
+      (t5x.step_number(n), n) for n in os.listdir(path) if t5x.step_number(n) is not None
+    )
     candidates = [os.path.join(path, steps[-1][1])] if steps else [path]
   for step_dir in candidates:
     state = os.path.join(step_dir, "state")
@@ -311,10 +334,10 @@ def _t5x_orbax_step_dir(path: str) -> Optional[str]:
 
 # (detect, open) pairs, tried in order.
 READERS: list[tuple[Callable[[str], bool], Callable[[str], Reader]]] = [
-    (OwnCheckpointReader.detect, OwnCheckpointReader),
-    (HuggingFaceReader.detect, HuggingFaceReader),
-    (T5xReader.detect, T5xReader),
-    (T5xOrbaxReader.detect, T5xOrbaxReader),
+  (OwnCheckpointReader.detect, OwnCheckpointReader),
+  (HuggingFaceReader.detect, HuggingFaceReader),
+  (T5xReader.detect, T5xReader),
+  (T5xOrbaxReader.detect, T5xOrbaxReader),
 ]
 
 
@@ -331,19 +354,24 @@ def open_checkpoint(path: str) -> Reader:
       if detect(path):
         return open_fn(path)
     if not storage.exists(path):  # (on gs:// a listing: only to say what is wrong)
-      raise FileNotFoundError(f"INITIAL_CHECKPOINT_PATH {path} does not exist; give the "
-                              "directory of a checkpoint, or None for a random model")
+      raise FileNotFoundError(
+        f"INITIAL_CHECKPOINT_PATH {path} does not exist; give the "
+        "directory of a checkpoint, or None for a random model"
+      )
   except storage.StorageError as e:
     raise storage.StorageError(
-        f"INITIAL_CHECKPOINT_PATH {path} could not be read ({e}); check the network and "
-        "credentials, or point tensorstore at another GCS endpoint with "
-        "TENSORSTORE_GCS_HTTP_URL") from None
-  raise ValueError(f"INITIAL_CHECKPOINT_PATH {path} is not a checkpoint format this version "
-                   "reads (this project's: a MODEL_DIR, its checkpoints/ or "
-                   "checkpoints/<step>; Hugging Face: config.json with model.safetensors, "
-                   "a sharded model.safetensors.index.json, or pytorch_model.bin; t5x: "
-                   "checkpoint_<step>/ with its 'checkpoint' file, or with the state/ "
-                   "directory t5x writes with Orbax)")
+      f"INITIAL_CHECKPOINT_PATH {path} could not be read ({e}); check the network and "
+      "credentials, or point tensorstore at another GCS endpoint with "
+      "TENSORSTORE_GCS_HTTP_URL"
+    ) from None
+  raise ValueError(
+    f"INITIAL_CHECKPOINT_PATH {path} is not a checkpoint format this version "
+    "reads (this project's: a MODEL_DIR, its checkpoints/ or "
+    "checkpoints/<step>; Hugging Face: config.json with model.safetensors, "
+    "a sharded model.safetensors.index.json, or pytorch_model.bin; t5x: "
+    "checkpoint_<step>/ with its 'checkpoint' file, or with the state/ "
+    "directory t5x writes with Orbax)"
+  )
 
 
 EMBEDDING = "token_embedder/embedding"
@@ -351,11 +379,16 @@ EMBEDDING = "token_embedder/embedding"
 
 def prompt_only(path: str, reader: Reader) -> str:
   """'<path> holds no model weights ...': what to say of a prompt-tuning run's directory."""
-  base = reader.record().get("base_checkpoint", "unknown") if isinstance(
-      reader, OwnCheckpointReader) else "unknown"
+  base = (
+    reader.record().get("base_checkpoint", "unknown")
+    if isinstance(reader, OwnCheckpointReader)
+    else "unknown"
+  )
   where = "a random model" if base is None else base
-  return (f"{path} holds no model weights: it is a prompt-tuning run, which saves only its "
-          f"prompt; the frozen model it was trained on is {where} (its INITIAL_CHECKPOINT_PATH)")
+  return (
+    f"{path} holds no model weights: it is a prompt-tuning run, which saves only its "
+    f"prompt; the frozen model it was trained on is {where} (its INITIAL_CHECKPOINT_PATH)"
+  )
 
 
 def embedding_table(checkpoint_path: Optional[str]) -> Callable[[], np.ndarray]:
@@ -365,12 +398,15 @@ def embedding_table(checkpoint_path: Optional[str]) -> Callable[[], np.ndarray]:
   initializers as `embeddings`: the table is read when the prompt is
   initialized, from INITIAL_CHECKPOINT_PATH in any format this module reads.
   """
+
   def read() -> np.ndarray:
     if checkpoint_path is None:
-      raise ValueError("this prompt initializer reads the embedding table from "
-                       "INITIAL_CHECKPOINT_PATH, which is None (a random model); give the "
-                       "frozen model's checkpoint, or use the configs/prompts/*_numpy.gin "
-                       "variant with EMBEDDING_FILE")
+      raise ValueError(
+        "this prompt initializer reads the embedding table from "
+        "INITIAL_CHECKPOINT_PATH, which is None (a random model); give the "
+        "frozen model's checkpoint, or use the configs/prompts/*_numpy.gin "
+        "variant with EMBEDDING_FILE"
+      )
     reader = open_checkpoint(checkpoint_path)
     if EMBEDDING not in reader.shapes():
       raise ValueError(f"INITIAL_CHECKPOINT_PATH {checkpoint_path} holds no {EMBEDDING}")
@@ -400,14 +436,17 @@ def load_params(path: str, targets: dict[str, jax.ShapeDtypeStruct]) -> dict[str
   if missing:
     if not stored:
       raise ValueError(f"INITIAL_CHECKPOINT_PATH {prompt_only(path, reader)}")
-    raise ValueError(f"INITIAL_CHECKPOINT_PATH {path} lacks {len(missing)} of the model's "
-                     f"parameters, e.g. {missing[0]!r}; does the gin config (layers, "
-                     "SCAN_LAYERS) describe the checkpoint's model?")
+    raise ValueError(
+      f"INITIAL_CHECKPOINT_PATH {path} lacks {len(missing)} of the model's "
+      f"parameters, e.g. {missing[0]!r}; does the gin config (layers, "
+      "SCAN_LAYERS) describe the checkpoint's model?"
+    )
   for name, target in sorted(targets.items()):
     if tuple(stored[name]) != tuple(target.shape):
-      raise ValueError(f"{name} has shape {tuple(stored[name])} in INITIAL_CHECKPOINT_PATH "
-                       f"{path}, but the gin config's model wants {tuple(target.shape)}; set "
-                       "the model's dimensions (EMBED_DIM, NUM_HEADS, HEAD_DIM, MLP_DIM, "
-                       "NUM_EMBEDDINGS, ...) to the checkpoint's")
+      raise ValueError(
+        f"{name} has shape {tuple(stored[name])} in INITIAL_CHECKPOINT_PATH "
+        f"{path}, but the gin config's model wants {tuple(target.shape)}; set "
+        "the model's dimensions (EMBED_DIM, NUM_HEADS, HEAD_DIM, MLP_DIM, "
+        "NUM_EMBEDDINGS, ...) to the checkpoint's"
+      )
   return reader.read(targets)
-

@@ -34,7 +34,7 @@ def is_remote(path: str) -> bool:
 
 def split_gs(path: str) -> tuple[str, str]:
   """`gs://bucket/a/b` -> (`bucket`, `a/b`)."""
-  bucket, _, key = path[len(GS):].partition("/")
+  bucket, _, key = path[len(GS) :].partition("/")
   if not bucket:
     raise ValueError(f"{path} names no bucket; write gs://BUCKET/PATH")
   return bucket, key.strip("/")
@@ -96,8 +96,10 @@ def read_bytes(path: str, length: Optional[int] = None) -> bytes:
 
 def _keys_below(directory: str, key_range: Any = None) -> list[str]:
   try:
-    return [k.decode() if isinstance(k, bytes) else k
-            for k in _directory_store(directory).list(key_range).result()]
+    return [
+      k.decode() if isinstance(k, bytes) else k
+      for k in _directory_store(directory).list(key_range).result()
+    ]
   except StorageError:
     raise
   except Exception as e:  # pylint: disable=broad-except

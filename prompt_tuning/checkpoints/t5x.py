@@ -50,8 +50,9 @@ def step_dir(path: str) -> Optional[str]:
   if storage.isfile(file) and _is_msgpack_tree(file):
     return path
   if storage.isdir(path):
-    steps = [(step_number(n), n.rstrip("/")) for n in storage.listdir(path)
-             if step_number(n) is not None]
+    steps = [
+      (step_number(n), n.rstrip("/")) for n in storage.listdir(path) if step_number(n) is not None
+    ]
     for _, name in sorted(steps, reverse=True):
       if storage.isfile(storage.join(path, name, CHECKPOINT_FILE)):
         return storage.join(path, name)
@@ -85,15 +86,19 @@ def absolute_spec(spec: dict[str, Any], directory: str) -> dict[str, Any]:
   spec = copy.deepcopy(spec)
   kvstore = spec["kvstore"]
   if kvstore.get("driver") not in _DRIVERS:
-    raise ValueError(f"t5x checkpoint array in {directory} has kvstore driver "
-                     f"{kvstore.get('driver')!r}; t5x writes {', '.join(_DRIVERS)}")
+    raise ValueError(
+      f"t5x checkpoint array in {directory} has kvstore driver "
+      f"{kvstore.get('driver')!r}; t5x writes {', '.join(_DRIVERS)}"
+    )
   if "path" in kvstore:
     relative = kvstore["path"]
   elif "path" in spec:
     relative = spec.pop("path")
   else:
-    raise ValueError(f"t5x checkpoint array spec in {directory} has no path (neither "
-                     f"kvstore.path nor path): {spec}")
+    raise ValueError(
+      f"t5x checkpoint array spec in {directory} has no path (neither "
+      f"kvstore.path nor path): {spec}"
+    )
   spec["kvstore"] = storage.kvstore_spec(storage.join(directory, relative))
   spec.pop("metadata", None)  # the stored .zarray is the truth; open it as it is
   return spec
@@ -105,16 +110,20 @@ class T5xCheckpoint:
   def __init__(self, path: str):
     directory = step_dir(path)
     if directory is None:
-      raise FileNotFoundError(f"{path} holds no t5x checkpoint (a checkpoint_<step> directory "
-                              f"with a '{CHECKPOINT_FILE}' file)")
+      raise FileNotFoundError(
+        f"{path} holds no t5x checkpoint (a checkpoint_<step> directory "
+        f"with a '{CHECKPOINT_FILE}' file)"
+      )
     self.directory = directory
     contents = serialization.msgpack_restore(
-        storage.read_bytes(storage.join(directory, CHECKPOINT_FILE)))
+      storage.read_bytes(storage.join(directory, CHECKPOINT_FILE))
+    )
     try:
       target = contents["optimizer"]["target"]
     except (KeyError, TypeError):
-      raise ValueError(f"{directory}/{CHECKPOINT_FILE} has no optimizer/target tree; is it a "
-                       "t5x checkpoint?") from None
+      raise ValueError(
+        f"{directory}/{CHECKPOINT_FILE} has no optimizer/target tree; is it a t5x checkpoint?"
+      ) from None
     self.version = contents.get("version")
     self._leaves = tree.flatten(target, is_leaf=_is_spec)
     self._stores: dict[str, Any] = {}
@@ -126,8 +135,9 @@ class T5xCheckpoint:
         self._stores[name] = ts.open(spec, open=True, read=True).result()
       except Exception as e:  # pylint: disable=broad-except
         where = storage.join(self.directory, _stored_path(self._leaves[name]))
-        raise storage.StorageError(f"could not open {name} of the t5x checkpoint at {where}: "
-                                   f"{storage.describe(e)}") from None
+        raise storage.StorageError(
+          f"could not open {name} of the t5x checkpoint at {where}: {storage.describe(e)}"
+        ) from None
     return self._stores[name]
 
   def names(self) -> list[str]:

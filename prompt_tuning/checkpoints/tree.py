@@ -12,8 +12,9 @@ from flax import traverse_util
 SEP = "/"
 
 
-def flatten(tree: Mapping[str, Any],
-            is_leaf: Optional[Callable[[Any], bool]] = None) -> dict[str, Any]:
+def flatten(
+  tree: Mapping[str, Any], is_leaf: Optional[Callable[[Any], bool]] = None
+) -> dict[str, Any]:
   """Nested dict -> `{'a/b/c': leaf}`; `is_leaf(value)` stops at dicts that are leaves."""
   leaf = None if is_leaf is None else (lambda _, value: is_leaf(value))
   return traverse_util.flatten_dict(dict(tree), sep=SEP, is_leaf=leaf)

@@ -19,8 +19,12 @@ from prompt_tuning.checkpoints import tree
 from prompt_tuning.models import t5
 
 
-def init_variables(model: t5.Transformer, part: partitioning.Partitioner,
-                   initial_checkpoint_path: Optional[str], seed: int) -> tuple[Any, Any]:
+def init_variables(
+  model: t5.Transformer,
+  part: partitioning.Partitioner,
+  initial_checkpoint_path: Optional[str],
+  seed: int,
+) -> tuple[Any, Any]:
   """The model's variables, each created (or read) onto its shards.
 
   Args:
@@ -41,14 +45,18 @@ def init_variables(model: t5.Transformer, part: partitioning.Partitioner,
   shardings = part.shardings(abstract)
   abstract = nn.meta.unbox(abstract)
   flat_shardings = tree.flatten(shardings["params"])
-  targets = {name: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=flat_shardings[name])
-             for name, leaf in tree.flatten(abstract["params"]).items()}
+  targets = {
+    name: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=flat_shardings[name])
+    for name, leaf in tree.flatten(abstract["params"]).items()
+  }
   params = readers.load_params(initial_checkpoint_path, targets)
   # The other collections (the prompt) from the seed; XLA drops the unused
   # random init of `params` from this computation.
   others = {c: s for c, s in shardings.items() if c != "params"}
   with part.context():
-    variables = jax.jit(lambda k: {c: v for c, v in nn.meta.unbox(init(k)).items()
-                                   if c != "params"}, out_shardings=others)(key)
+    variables = jax.jit(
+      lambda k: {c: v for c, v in nn.meta.unbox(init(k)).items() if c != "params"},
+      out_shardings=others,
+    )(key)
   variables["params"] = tree.unflatten(params)
   return variables, shardings

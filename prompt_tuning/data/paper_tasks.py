@@ -49,16 +49,20 @@ from t5.evaluation import metrics as t5_metrics
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-T5_VOCABULARY = os.environ.get("PROMPT_TUNING_T5_VOCABULARY",
-                               "gs://t5-data/vocabs/cc_all.32000.100extra/sentencepiece.model")
-MT5_VOCABULARY = os.environ.get("PROMPT_TUNING_MT5_VOCABULARY",
-                                "gs://t5-data/vocabs/mc4.250000.100extra/sentencepiece.model")
+T5_VOCABULARY = os.environ.get(
+  "PROMPT_TUNING_T5_VOCABULARY", "gs://t5-data/vocabs/cc_all.32000.100extra/sentencepiece.model"
+)
+MT5_VOCABULARY = os.environ.get(
+  "PROMPT_TUNING_MT5_VOCABULARY", "gs://t5-data/vocabs/mc4.250000.100extra/sentencepiece.model"
+)
 
 
 def _features(path: str) -> dict[str, seqio.Feature]:
   vocab = seqio.SentencePieceVocabulary(path, extra_ids=100)
-  return {"inputs": seqio.Feature(vocab, add_eos=True, required=False),
-          "targets": seqio.Feature(vocab, add_eos=True)}
+  return {
+    "inputs": seqio.Feature(vocab, add_eos=True, required=False),
+    "targets": seqio.Feature(vocab, add_eos=True),
+  }
 
 
 FEATURES = {"": _features(T5_VOCABULARY), "mt5_": _features(MT5_VOCABULARY)}
@@ -68,13 +72,21 @@ GLUE = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
 SUPER_GLUE_INDEX = {name: i for i, name in enumerate(SUPER_GLUE + ("wsc",))}
 GLUE_INDEX = {name: i for i, name in enumerate(GLUE)}
 # MRQA out-of-domain sets in tfds's `mrqa` builder (paper Table 2).
-MRQA = {"textbook_qa": "textbookqa", "bio_asq": "bioasq", "race": "race",
-        "relation_extraction": "re", "duo_rc": "duorc", "drop": "drop"}
+MRQA = {
+  "textbook_qa": "textbookqa",
+  "bio_asq": "bioasq",
+  "race": "race",
+  "relation_extraction": "re",
+  "duo_rc": "duorc",
+  "drop": "drop",
+}
 
 
-_NAME = re.compile(r"^(?:mt5_)?(?:taskless_|task_index_|sentinel_taskless_)?"
-                   r"(super_glue|glue)_(\w+?)(?:_as_(\w+))?_v\d+(?:_simple_\w+|_simple)?"
-                   r"(?:_examples)?$")
+_NAME = re.compile(
+  r"^(?:mt5_)?(?:taskless_|task_index_|sentinel_taskless_)?"
+  r"(super_glue|glue)_(\w+?)(?:_as_(\w+))?_v\d+(?:_simple_\w+|_simple)?"
+  r"(?:_examples)?$"
+)
 
 
 def class_labels(task: str) -> list[str]:
@@ -88,12 +100,15 @@ def class_labels(task: str) -> list[str]:
   """
   match = _NAME.match(task)
   if match is None:
-    raise ValueError(f"{task!r} is not a GLUE or SuperGLUE task of prompt_tuning.data."
-                     "paper_tasks; set CLASS_LABELS yourself (configs/prompts/"
-                     "from_class_labels.gin)")
+    raise ValueError(
+      f"{task!r} is not a GLUE or SuperGLUE task of prompt_tuning.data."
+      "paper_tasks; set CLASS_LABELS yourself (configs/prompts/"
+      "from_class_labels.gin)"
+    )
   benchmark, name, like = match.groups()
-  configs = (tfds.text.super_glue.SuperGlue if benchmark == "super_glue" else
-             tfds.text.glue.Glue).builder_configs
+  configs = (
+    tfds.text.super_glue.SuperGlue if benchmark == "super_glue" else tfds.text.glue.Glue
+  ).builder_configs
   name = like or name  # `mrpc_as_qqp`: MRPC's examples with QQP's labels
   if name not in configs or name in ("record", "wsc"):
     return []  # ReCoRD's targets are entities, WSC's (T5's simple format) the referent
@@ -101,6 +116,7 @@ def class_labels(task: str) -> list[str]:
 
 
 # Text preprocessors shared by the variants.
+
 
 @seqio.map_over_dataset
 def remove_first_text_token(x):
@@ -141,7 +157,7 @@ def without_sentinel(postprocess_fn):
 
   def postprocess(output, **kwargs):
     if isinstance(output, str) and output.lstrip().startswith(SENTINEL_TEXT):
-      output = output.lstrip()[len(SENTINEL_TEXT):].lstrip()
+      output = output.lstrip()[len(SENTINEL_TEXT) :].lstrip()
     return postprocess_fn(output, **kwargs) if postprocess_fn else output
 
   return postprocess
@@ -155,20 +171,34 @@ def text_examples(targets, predictions, task_name: str, n: int = 8):
 
 def _variants(base: str, text_preprocessor, index: int, pre=(), post=()):
   """(name, preprocessors) of the plain, taskless and task_index variants of a text format."""
-  tail = [seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
-          seqio.preprocessors.append_eos_after_trim]
+  tail = [
+    seqio.preprocessors.tokenize,
+    seqio.CacheDatasetPlaceholder(),
+    seqio.preprocessors.append_eos_after_trim,
+  ]
   return {
-      base: [*pre, text_preprocessor, *post, *tail],
-      f"taskless_{base}": [*pre, text_preprocessor, *post, remove_first_text_token, *tail],
-      f"task_index_{base}": [*pre, text_preprocessor, *post, remove_first_text_token,
-                             seqio.preprocessors.tokenize,
-                             functools.partial(add_task_index, index=index),
-                             seqio.CacheDatasetPlaceholder(),
-                             seqio.preprocessors.append_eos_after_trim],
-      f"sentinel_taskless_{base}": [*pre, text_preprocessor, *post, remove_first_text_token,
-                                    seqio.preprocessors.tokenize, prepend_sentinel_to_targets,
-                                    seqio.CacheDatasetPlaceholder(),
-                                    seqio.preprocessors.append_eos_after_trim],
+    base: [*pre, text_preprocessor, *post, *tail],
+    f"taskless_{base}": [*pre, text_preprocessor, *post, remove_first_text_token, *tail],
+    f"task_index_{base}": [
+      *pre,
+      text_preprocessor,
+      *post,
+      remove_first_text_token,
+      seqio.preprocessors.tokenize,
+      functools.partial(add_task_index, index=index),
+      seqio.CacheDatasetPlaceholder(),
+      seqio.preprocessors.append_eos_after_trim,
+    ],
+    f"sentinel_taskless_{base}": [
+      *pre,
+      text_preprocessor,
+      *post,
+      remove_first_text_token,
+      seqio.preprocessors.tokenize,
+      prepend_sentinel_to_targets,
+      seqio.CacheDatasetPlaceholder(),
+      seqio.preprocessors.append_eos_after_trim,
+    ],
   }
 
 
@@ -180,54 +210,89 @@ def _add(name, source, preprocessors, features, metric_fns, postprocess_fn=None)
     metrics = list(metric_fns)
     if suffix and metric_fns:
       metrics.append(functools.partial(text_examples, task_name=name))
-    seqio.TaskRegistry.add(f"{name}{suffix}", source=source, preprocessors=preprocessors,
-                           output_features=features, metric_fns=metrics,
-                           postprocess_fn=postprocess_fn)
+    seqio.TaskRegistry.add(
+      f"{name}{suffix}",
+      source=source,
+      preprocessors=preprocessors,
+      output_features=features,
+      metric_fns=metrics,
+      postprocess_fn=postprocess_fn,
+    )
 
 
-def _add_benchmark(prefix, features, configs, names, tfds_name: str, task_name: str, index,
-                   metric_fns) -> None:
+def _add_benchmark(
+  prefix, features, configs, names, tfds_name: str, task_name: str, index, metric_fns
+) -> None:
   """Every variant of each of a GLUE-style benchmark's `names` (T5's text format and metrics)."""
   for name in names:
     config = configs[name]
     source = seqio.TfdsDataSource(tfds_name=tfds_name.format(name))
     text = glue_utils.get_glue_text_preprocessor(config)
     for task, preprocessors in _variants(task_name.format(name), text, index[name]).items():
-      _add(prefix + task, source, preprocessors, features, metric_fns(name),
-           glue_utils.get_glue_postprocess_fn(config))
+      _add(
+        prefix + task,
+        source,
+        preprocessors,
+        features,
+        metric_fns(name),
+        glue_utils.get_glue_postprocess_fn(config),
+      )
 
 
 def _super_glue(prefix: str, features) -> None:
-  _add_benchmark(prefix, features, tfds.text.super_glue.SuperGlue.builder_configs, SUPER_GLUE,
-                 "super_glue/{}:1.0.2", "super_glue_{}_v102", SUPER_GLUE_INDEX,
-                 glue_utils.get_super_glue_metric)
+  _add_benchmark(
+    prefix,
+    features,
+    tfds.text.super_glue.SuperGlue.builder_configs,
+    SUPER_GLUE,
+    "super_glue/{}:1.0.2",
+    "super_glue_{}_v102",
+    SUPER_GLUE_INDEX,
+    glue_utils.get_super_glue_metric,
+  )
   # WSC as T5 casts it: generate the referent; train on correct referents only.
-  for split_name, splits, correct_only in (("train", ["train"], True),
-                                           ("eval", ["validation", "test"], False)):
+  for split_name, splits, correct_only in (
+    ("train", ["train"], True),
+    ("eval", ["validation", "test"], False),
+  ):
     source = seqio.TfdsDataSource(tfds_name="super_glue/wsc.fixed:1.0.2", splits=splits)
     text = functools.partial(t5_preprocessors.wsc_simple, correct_referent_only=correct_only)
-    for task, preprocessors in _variants(f"super_glue_wsc_v102_simple_{split_name}", text,
-                                         SUPER_GLUE_INDEX["wsc"]).items():
+    for task, preprocessors in _variants(
+      f"super_glue_wsc_v102_simple_{split_name}", text, SUPER_GLUE_INDEX["wsc"]
+    ).items():
       metrics = [] if correct_only else [t5_metrics.accuracy]
       post = None if correct_only else t5_postprocessors.wsc_simple
       _add(prefix + task, source, preprocessors, features, metrics, post)
   for variant in ("", "taskless_", "task_index_", "sentinel_taskless_"):
     seqio.MixtureRegistry.add(
-        f"{prefix}{variant}super_glue_wsc_and_dev_v102_simple",
-        [f"{prefix}{variant}super_glue_wsc_v102_simple_train",
-         f"{prefix}{variant}super_glue_wsc_v102_simple_eval"], default_rate=1.0)
+      f"{prefix}{variant}super_glue_wsc_and_dev_v102_simple",
+      [
+        f"{prefix}{variant}super_glue_wsc_v102_simple_train",
+        f"{prefix}{variant}super_glue_wsc_v102_simple_eval",
+      ],
+      default_rate=1.0,
+    )
     # DPR: WSC-like pronoun resolution (Kocijan et al., 2019), T5's simple format.
-    dpr = _variants("dpr_v001_simple", t5_preprocessors.definite_pronoun_resolution_simple,
-                    SUPER_GLUE_INDEX["wsc"])
-    _add(f"{prefix}{variant}dpr_v001_simple",
-         seqio.TfdsDataSource(tfds_name="definite_pronoun_resolution:1.1.0"),
-         dpr[f"{variant}dpr_v001_simple"], features, [t5_metrics.accuracy])
+    dpr = _variants(
+      "dpr_v001_simple",
+      t5_preprocessors.definite_pronoun_resolution_simple,
+      SUPER_GLUE_INDEX["wsc"],
+    )
+    _add(
+      f"{prefix}{variant}dpr_v001_simple",
+      seqio.TfdsDataSource(tfds_name="definite_pronoun_resolution:1.1.0"),
+      dpr[f"{variant}dpr_v001_simple"],
+      features,
+      [t5_metrics.accuracy],
+    )
     # Examples-proportional over the tasks' training sets, as T5's super_glue_v102.
     members = [f"{prefix}{variant}super_glue_{n}_v102" for n in SUPER_GLUE] + [
-        f"{prefix}{variant}super_glue_wsc_v102_simple_train",
-        f"{prefix}{variant}super_glue_wsc_v102_simple_eval"]
-    seqio.MixtureRegistry.add(f"{prefix}{variant}super_glue_v102", members,
-                              default_rate=_examples_rate)
+      f"{prefix}{variant}super_glue_wsc_v102_simple_train",
+      f"{prefix}{variant}super_glue_wsc_v102_simple_eval",
+    ]
+    seqio.MixtureRegistry.add(
+      f"{prefix}{variant}super_glue_v102", members, default_rate=_examples_rate
+    )
 
 
 def _examples_rate(task: seqio.Task) -> float:
@@ -239,29 +304,52 @@ def _examples_rate(task: seqio.Task) -> float:
 
 def _glue(prefix: str, features) -> None:
   configs = tfds.text.glue.Glue.builder_configs
-  _add_benchmark(prefix, features, configs, GLUE, "glue/{}:2.0.0", "glue_{}_v200", GLUE_INDEX,
-                 glue_utils.get_glue_metric)
+  _add_benchmark(
+    prefix,
+    features,
+    configs,
+    GLUE,
+    "glue/{}:2.0.0",
+    "glue_{}_v200",
+    GLUE_INDEX,
+    glue_utils.get_glue_metric,
+  )
   # Zero-shot paraphrase transfer: one dataset in the other's format and labels.
   for data, like in (("mrpc", "qqp"), ("qqp", "mrpc")):
-    rename = {"mrpc": {"sentence1": "question1", "sentence2": "question2"},
-              "qqp": {"question1": "sentence1", "question2": "sentence2"}}[data]
+    rename = {
+      "mrpc": {"sentence1": "question1", "sentence2": "question2"},
+      "qqp": {"question1": "sentence1", "question2": "sentence2"},
+    }[data]
     key_map = {new: old for old, new in rename.items()}
     key_map.update(label="label", idx="idx")
     source = seqio.TfdsDataSource(tfds_name=f"glue/{data}:2.0.0")
     text = glue_utils.get_glue_text_preprocessor(configs[like])
-    _add(f"{prefix}taskless_glue_{data}_as_{like}_v200", source,
-         [functools.partial(t5_preprocessors.rekey, key_map=key_map), text,
-          remove_first_text_token, seqio.preprocessors.tokenize,
-          seqio.CacheDatasetPlaceholder(), seqio.preprocessors.append_eos_after_trim],
-         features, glue_utils.get_glue_metric(like), glue_utils.get_glue_postprocess_fn(
-             configs[like]))
+    _add(
+      f"{prefix}taskless_glue_{data}_as_{like}_v200",
+      source,
+      [
+        functools.partial(t5_preprocessors.rekey, key_map=key_map),
+        text,
+        remove_first_text_token,
+        seqio.preprocessors.tokenize,
+        seqio.CacheDatasetPlaceholder(),
+        seqio.preprocessors.append_eos_after_trim,
+      ],
+      features,
+      glue_utils.get_glue_metric(like),
+      glue_utils.get_glue_postprocess_fn(configs[like]),
+    )
 
 
 @seqio.map_over_dataset
 def mrqa_text(x):
   """MRQA -> SQuAD's format: 'question: ... context: ...' -> the first answer."""
-  return {"inputs": tf.strings.join(["question: ", x["question"], " context: ", x["context"]]),
-          "targets": x["answers"][0], "answers": x["answers"], "id": x["qid"]}
+  return {
+    "inputs": tf.strings.join(["question: ", x["question"], " context: ", x["context"]]),
+    "targets": x["answers"][0],
+    "answers": x["answers"],
+    "id": x["qid"],
+  }
 
 
 def _squad_metric(targets, predictions):
@@ -270,14 +358,33 @@ def _squad_metric(targets, predictions):
 
 def _qa(prefix: str, features) -> None:
   squad_post = t5_postprocessors.qa
-  _add(f"{prefix}squad_v010", seqio.TfdsDataSource(tfds_name="squad/v1.1:3.0.0"),
-       [t5_preprocessors.squad, seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
-        seqio.preprocessors.append_eos_after_trim], features, [_squad_metric], squad_post)
+  _add(
+    f"{prefix}squad_v010",
+    seqio.TfdsDataSource(tfds_name="squad/v1.1:3.0.0"),
+    [
+      t5_preprocessors.squad,
+      seqio.preprocessors.tokenize,
+      seqio.CacheDatasetPlaceholder(),
+      seqio.preprocessors.append_eos_after_trim,
+    ],
+    features,
+    [_squad_metric],
+    squad_post,
+  )
   for tfds_config, short in MRQA.items():
-    _add(f"{prefix}mrqa_{short}_v100",
-         seqio.TfdsDataSource(tfds_name=f"mrqa/{tfds_config}:1.0.0"),
-         [mrqa_text, seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
-          seqio.preprocessors.append_eos_after_trim], features, [_squad_metric], squad_post)
+    _add(
+      f"{prefix}mrqa_{short}_v100",
+      seqio.TfdsDataSource(tfds_name=f"mrqa/{tfds_config}:1.0.0"),
+      [
+        mrqa_text,
+        seqio.preprocessors.tokenize,
+        seqio.CacheDatasetPlaceholder(),
+        seqio.preprocessors.append_eos_after_trim,
+      ],
+      features,
+      [_squad_metric],
+      squad_post,
+    )
 
 
 def register() -> None:

@@ -21,8 +21,10 @@ def import_task_module(module: Optional[str]) -> None:
   try:
     importlib.import_module(module)
   except ImportError as e:
-    raise ImportError(f"MIXTURE_OR_TASK_MODULE={module!r} does not import ({e}); pass a module "
-                      "on the Python path that registers your seqio tasks") from None
+    raise ImportError(
+      f"MIXTURE_OR_TASK_MODULE={module!r} does not import ({e}); pass a module "
+      "on the Python path that registers your seqio tasks"
+    ) from None
 
 
 def get_task_or_mixture(name: str):
@@ -33,7 +35,11 @@ def get_task_or_mixture(name: str):
     return seqio.get_mixture_or_task(name)
   known = list(seqio.TaskRegistry.names()) + list(seqio.MixtureRegistry.names())
   close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
-  hint = f"close names: {close}" if close else "set MIXTURE_OR_TASK_MODULE to the module that registers it"
+  hint = (
+    f"close names: {close}"
+    if close
+    else "set MIXTURE_OR_TASK_MODULE to the module that registers it"
+  )
   raise ValueError(f"no seqio task or mixture named {name!r}; {hint}")
 
 
@@ -71,29 +77,37 @@ def check_vocabulary(name: str, vocabulary, vocab_size: int) -> None:
         _file_bytes(vocab.sentencepiece_model_file, _TASK_VOCABULARY_HINT)
       if vocab.vocab_size > vocab_size:
         raise ValueError(
-            f"task {task.name!r} feature {feature_name!r} has a vocabulary of "
-            f"{vocab.vocab_size} ids but the model embeds {vocab_size} (NUM_EMBEDDINGS); use "
-            "the model's vocabulary for the task, or a model made for the task's vocabulary")
+          f"task {task.name!r} feature {feature_name!r} has a vocabulary of "
+          f"{vocab.vocab_size} ids but the model embeds {vocab_size} (NUM_EMBEDDINGS); use "
+          "the model's vocabulary for the task, or a model made for the task's vocabulary"
+        )
       if vocabulary is None or vocab == vocabulary or _same_sentencepiece(vocab, vocabulary):
         continue
-      raise ValueError(f"task {task.name!r} feature {feature_name!r} uses {_describe(vocab)}, "
-                       f"but the model's VOCABULARY is {_describe(vocabulary)}; set "
-                       "SENTENCEPIECE_MODEL_FILE to the task's vocabulary, or register the "
-                       "task with the model's")
+      raise ValueError(
+        f"task {task.name!r} feature {feature_name!r} uses {_describe(vocab)}, "
+        f"but the model's VOCABULARY is {_describe(vocabulary)}; set "
+        "SENTENCEPIECE_MODEL_FILE to the task's vocabulary, or register the "
+        "task with the model's"
+      )
 
 
 def _describe(vocabulary) -> str:
   if isinstance(vocabulary, seqio.SentencePieceVocabulary):
-    return (f"SentencePieceVocabulary({vocabulary.sentencepiece_model_file}, "
-            f"extra_ids={vocabulary.extra_ids})")
+    return (
+      f"SentencePieceVocabulary({vocabulary.sentencepiece_model_file}, "
+      f"extra_ids={vocabulary.extra_ids})"
+    )
   return f"{type(vocabulary).__name__}({vocabulary.vocab_size} ids)"
 
 
-_MODEL_VOCABULARY_HINT = ("set SENTENCEPIECE_MODEL_FILE to a local copy (offline, gs:// "
-                          "cannot be read)")
-_TASK_VOCABULARY_HINT = ("it is a task's vocabulary: for the paper's tasks set "
-                         "PROMPT_TUNING_T5_VOCABULARY (PROMPT_TUNING_MT5_VOCABULARY for mt5_ "
-                         "tasks) to a local copy (offline, gs:// cannot be read)")
+_MODEL_VOCABULARY_HINT = (
+  "set SENTENCEPIECE_MODEL_FILE to a local copy (offline, gs:// cannot be read)"
+)
+_TASK_VOCABULARY_HINT = (
+  "it is a task's vocabulary: for the paper's tasks set "
+  "PROMPT_TUNING_T5_VOCABULARY (PROMPT_TUNING_MT5_VOCABULARY for mt5_ "
+  "tasks) to a local copy (offline, gs:// cannot be read)"
+)
 
 
 @functools.lru_cache(maxsize=8)
@@ -108,8 +122,9 @@ def _file_bytes(path: str, hint: str = _MODEL_VOCABULARY_HINT) -> bytes:
       return f.read()
   except (tf.errors.OpError, OSError) as e:
     reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    raise ValueError(f"cannot read the SentencePiece vocabulary {path} ({reason}); "
-                     f"{hint}") from None
+    raise ValueError(
+      f"cannot read the SentencePiece vocabulary {path} ({reason}); {hint}"
+    ) from None
 
 
 def _same_sentencepiece(a, b) -> bool:
@@ -118,7 +133,8 @@ def _same_sentencepiece(a, b) -> bool:
   Their files may be at other paths, and their numbers of extra ids (sentinels
   appended after the pieces) may differ: the size check covers those.
   """
-  if not (isinstance(a, seqio.SentencePieceVocabulary) and
-          isinstance(b, seqio.SentencePieceVocabulary)):
+  if not (
+    isinstance(a, seqio.SentencePieceVocabulary) and isinstance(b, seqio.SentencePieceVocabulary)
+  ):
     return False
   return _file_bytes(a.sentencepiece_model_file) == _file_bytes(b.sentencepiece_model_file)

@@ -23,4 +23,3 @@ def class_labels(task: str) -> list[str]:
   if task in wordnet.TASK_LABELS:
     return list(wordnet.TASK_LABELS[task])
   return paper_tasks.class_labels(task)
-

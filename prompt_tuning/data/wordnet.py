@@ -40,8 +40,10 @@ VOCABULARY = seqio.SentencePieceVocabulary(VOCABULARY_FILE, extra_ids=100)
 LABELS = ("animal", "artifact", "body", "food", "location", "person", "plant", "substance")
 HYPERNYM_LABELS = ("yes", "no")
 TASK_LABELS = {"wordnet_supersense": LABELS, "wordnet_hypernym": HYPERNYM_LABELS}
-FEATURES = {"inputs": seqio.Feature(VOCABULARY, add_eos=True),
-            "targets": seqio.Feature(VOCABULARY, add_eos=True)}
+FEATURES = {
+  "inputs": seqio.Feature(VOCABULARY, add_eos=True),
+  "targets": seqio.Feature(VOCABULARY, add_eos=True),
+}
 
 
 @functools.lru_cache(maxsize=None)
@@ -65,7 +67,8 @@ def _task_dataset(split, shuffle_files=False, seed=None, task="supersense"):
   del shuffle_files, seed
   rows = read_split(split, task)
   return tf.data.Dataset.from_tensor_slices(
-      {k: [r[k] for r in rows] for k in ("inputs", "targets", "lemma")})
+    {k: [r[k] for r in rows] for k in ("inputs", "targets", "lemma")}
+  )
 
 
 def _corpus_split(line: str) -> str:
@@ -83,31 +86,53 @@ def register() -> None:
   """Registers the tasks (once)."""
   if "wordnet_supersense" in seqio.TaskRegistry.names():
     return
-  for task, splits in (("supersense", ["train", "validation", "test", "ood"]),
-                       ("hypernym", ["train", "validation", "test"])):
+  for task, splits in (
+    ("supersense", ["train", "validation", "test", "ood"]),
+    ("hypernym", ["train", "validation", "test"]),
+  ):
     seqio.TaskRegistry.add(
-        f"wordnet_{task}",
-        source=seqio.FunctionDataSource(functools.partial(_task_dataset, task=task),
-                                        splits=splits),
-        preprocessors=[seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
-                       seqio.preprocessors.append_eos_after_trim],
-        output_features=FEATURES,
-        metric_fns=[t5_metrics.accuracy])
+      f"wordnet_{task}",
+      source=seqio.FunctionDataSource(functools.partial(_task_dataset, task=task), splits=splits),
+      preprocessors=[
+        seqio.preprocessors.tokenize,
+        seqio.CacheDatasetPlaceholder(),
+        seqio.preprocessors.append_eos_after_trim,
+      ],
+      output_features=FEATURES,
+      metric_fns=[t5_metrics.accuracy],
+    )
   corpus = seqio.FunctionDataSource(_corpus_dataset, splits=["train", "validation"])
-  to_targets = functools.partial(t5_preprocessors.rekey,
-                                 key_map={"inputs": None, "targets": "text"})
+  to_targets = functools.partial(
+    t5_preprocessors.rekey, key_map={"inputs": None, "targets": "text"}
+  )
   seqio.TaskRegistry.add(
-      "wordnet_span_corruption", source=corpus,
-      preprocessors=[to_targets, seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
-                     functools.partial(t5_preprocessors.span_corruption,
-                                       noise_density=0.15, mean_noise_span_length=3.0),
-                     seqio.preprocessors.append_eos_after_trim],
-      output_features=FEATURES, metric_fns=[])
+    "wordnet_span_corruption",
+    source=corpus,
+    preprocessors=[
+      to_targets,
+      seqio.preprocessors.tokenize,
+      seqio.CacheDatasetPlaceholder(),
+      functools.partial(
+        t5_preprocessors.span_corruption, noise_density=0.15, mean_noise_span_length=3.0
+      ),
+      seqio.preprocessors.append_eos_after_trim,
+    ],
+    output_features=FEATURES,
+    metric_fns=[],
+  )
   seqio.TaskRegistry.add(
-      "wordnet_prefix_lm", source=corpus,
-      preprocessors=[to_targets, seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
-                     t5_preprocessors.prefix_lm, seqio.preprocessors.append_eos_after_trim],
-      output_features=FEATURES, metric_fns=[])
+    "wordnet_prefix_lm",
+    source=corpus,
+    preprocessors=[
+      to_targets,
+      seqio.preprocessors.tokenize,
+      seqio.CacheDatasetPlaceholder(),
+      t5_preprocessors.prefix_lm,
+      seqio.preprocessors.append_eos_after_trim,
+    ],
+    output_features=FEATURES,
+    metric_fns=[],
+  )
 
 
 register()
@@ -140,8 +165,10 @@ def family_checkpoint(size: str, objective: str = "lm_adapted") -> str:
       span_corruption (span corruption only, the paper's Figure 3c).
   """
   if size not in FAMILY_SIZES or objective not in OBJECTIVES:
-    raise ValueError(f"wordnet.family_checkpoint({size!r}, {objective!r}): sizes are "
-                     f"{', '.join(FAMILY_SIZES)}; objectives {', '.join(OBJECTIVES)}")
+    raise ValueError(
+      f"wordnet.family_checkpoint({size!r}, {objective!r}): sizes are "
+      f"{', '.join(FAMILY_SIZES)}; objectives {', '.join(OBJECTIVES)}"
+    )
   return os.path.join(FAMILY_DIR, size, objective)
 
 

@@ -60,8 +60,9 @@ class Sampling:
 
   def __post_init__(self):
     if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
-      raise ValueError(f"invalid sampling settings {self}: need temperature >= 0, top_k >= 0 "
-                       "and 0 < top_p <= 1")
+      raise ValueError(
+        f"invalid sampling settings {self}: need temperature >= 0, top_k >= 0 and 0 < top_p <= 1"
+      )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,8 +126,14 @@ def _filter_logits(logits: Array, top_k: int, top_p: float) -> Array:
 class _Stepper:
   """One decoder step over the cache: `(tokens [n], cache) -> (logits [n, vocab], cache)`."""
 
-  def __init__(self, model: t5.Transformer, variables: dict[str, Any], encoded: Array,
-               mask: Array, max_length: int):
+  def __init__(
+    self,
+    model: t5.Transformer,
+    variables: dict[str, Any],
+    encoded: Array,
+    mask: Array,
+    max_length: int,
+  ):
     self._model, self._max_length = model, max_length
     self._variables = {k: v for k, v in variables.items() if k != "cache"}
     self._encoded, self._mask = encoded, mask
@@ -136,8 +143,15 @@ class _Stepper:
     if cache is not None:
       variables["cache"] = cache
     logits, mutated = self._model.apply(
-        variables, self._encoded, self._mask, tokens[:, None], decode=True,
-        max_decode_length=self._max_length, method=self._model.decode, mutable=["cache"])
+      variables,
+      self._encoded,
+      self._mask,
+      tokens[:, None],
+      decode=True,
+      max_decode_length=self._max_length,
+      method=self._model.decode,
+      mutable=["cache"],
+    )
     return logits[:, 0].astype(jnp.float32), mutated["cache"]
 
 
@@ -153,8 +167,9 @@ def _gather_cache(cache: Any, index: Array) -> Any:
   return jax.tree_util.tree_map_with_path(gather, cache)
 
 
-def _sample_loop(step: _Stepper, batch: int, max_length: int, method: Method, rng: Array,
-                 eos_id: int) -> DecodeOutput:
+def _sample_loop(
+  step: _Stepper, batch: int, max_length: int, method: Method, rng: Array, eos_id: int
+) -> DecodeOutput:
   logits, cache = step(jnp.zeros((batch,), jnp.int32), None)
   sampling = method if isinstance(method, Sampling) and method.temperature > 0 else None
 
@@ -178,14 +193,21 @@ def _sample_loop(step: _Stepper, batch: int, max_length: int, method: Method, rn
     logits, cache = step(token, cache)
     return t + 1, logits, cache, out, log_likelihood, done
 
-  state = (jnp.zeros((), jnp.int32), logits, cache, jnp.zeros((batch, max_length), jnp.int32),
-           jnp.zeros((batch,), jnp.float32), jnp.zeros((batch,), bool))
+  state = (
+    jnp.zeros((), jnp.int32),
+    logits,
+    cache,
+    jnp.zeros((batch, max_length), jnp.int32),
+    jnp.zeros((batch,), jnp.float32),
+    jnp.zeros((batch,), bool),
+  )
   _, _, _, out, log_likelihood, _ = lax.while_loop(cond, body, state)
   return DecodeOutput(out[:, None], log_likelihood[:, None], log_likelihood[:, None])
 
 
-def _beam_loop(step: _Stepper, batch: int, max_length: int, method: BeamSearch,
-               eos_id: int) -> DecodeOutput:
+def _beam_loop(
+  step: _Stepper, batch: int, max_length: int, method: BeamSearch, eos_id: int
+) -> DecodeOutput:
   k = method.num_beams
   penalty = lambda length: brevity_penalty(method.alpha, jnp.asarray(length, jnp.float32))
   logits, cache = step(jnp.zeros((batch * k,), jnp.int32), None)
@@ -202,8 +224,9 @@ def _beam_loop(step: _Stepper, batch: int, max_length: int, method: BeamSearch,
     t, _, _, _, alive_logp, _, finished_score, _ = state
     # No alive beam can finish above the worst kept finished one: its log
     # probability only falls, and the penalty divides by at most penalty(max).
-    best_possible = jnp.where(alive_logp[:, 0] > _VALID, alive_logp[:, 0] / penalty(max_length),
-                              NEG_INF)
+    best_possible = jnp.where(
+      alive_logp[:, 0] > _VALID, alive_logp[:, 0] / penalty(max_length), NEG_INF
+    )
     open_ = jnp.any(best_possible > jnp.min(finished_score, axis=1))
     return (t < max_length) & open_
 
@@ -225,13 +248,30 @@ def _beam_loop(step: _Stepper, batch: int, max_length: int, method: BeamSearch,
     alive_seq = take(alive_seq, origin).at[:, :, t].set(token)
     cache = _gather_cache(cache, (jnp.arange(batch)[:, None] * k + origin).reshape(-1))
     logits, cache = step(token.reshape(-1), cache)
-    return (t + 1, logits, cache, alive_seq, alive_logp, finished_seq, finished_score,
-            finished_logp)
+    return (
+      t + 1,
+      logits,
+      cache,
+      alive_seq,
+      alive_logp,
+      finished_seq,
+      finished_score,
+      finished_logp,
+    )
 
-  state = (jnp.zeros((), jnp.int32), logits, cache, sequences, alive_logp, sequences,
-           finished_score, jnp.full((batch, k), NEG_INF))
+  state = (
+    jnp.zeros((), jnp.int32),
+    logits,
+    cache,
+    sequences,
+    alive_logp,
+    sequences,
+    finished_score,
+    jnp.full((batch, k), NEG_INF),
+  )
   t, _, _, alive_seq, alive_logp, finished_seq, finished_score, finished_logp = lax.while_loop(
-      cond, body, state)
+    cond, body, state
+  )
   # An example with no finished beam (none emitted EOS within max_length)
   # returns its alive beams, scored at their full length (as t5x does).
   none_finished = jnp.all(finished_score <= _VALID, axis=1)[:, None]
@@ -241,9 +281,17 @@ def _beam_loop(step: _Stepper, batch: int, max_length: int, method: BeamSearch,
   return DecodeOutput(tokens, scores, log_likelihood)
 
 
-def decode(model: t5.Transformer, variables: dict[str, Any], encoder_input_tokens: Array, *,
-           max_length: int, method: Method = Greedy(), prompts: Optional[Array] = None,
-           rng: Optional[Array] = None, eos_id: int = EOS_ID) -> DecodeOutput:
+def decode(
+  model: t5.Transformer,
+  variables: dict[str, Any],
+  encoder_input_tokens: Array,
+  *,
+  max_length: int,
+  method: Method = Greedy(),
+  prompts: Optional[Array] = None,
+  rng: Optional[Array] = None,
+  eos_id: int = EOS_ID,
+) -> DecodeOutput:
   """Decodes up to `max_length` tokens for each row of `encoder_input_tokens`.
 
   Args:
@@ -261,8 +309,7 @@ def decode(model: t5.Transformer, variables: dict[str, Any], encoder_input_token
     A `DecodeOutput`, best sequence first.
   """
   batch = encoder_input_tokens.shape[0]
-  encoded, mask = model.apply(variables, encoder_input_tokens, prompts=prompts,
-                              method=model.encode)
+  encoded, mask = model.apply(variables, encoder_input_tokens, prompts=prompts, method=model.encode)
   if isinstance(method, BeamSearch):
     repeat = lambda x: jnp.repeat(x, method.num_beams, axis=0)
     step = _Stepper(model, variables, repeat(encoded), repeat(mask), max_length)
@@ -273,9 +320,14 @@ def decode(model: t5.Transformer, variables: dict[str, Any], encoder_input_token
   return _sample_loop(step, batch, max_length, method, rng, eos_id)
 
 
-def sequence_log_likelihood(model: t5.Transformer, variables: dict[str, Any],
-                            encoder_input_tokens: Array, target_tokens: Array, *,
-                            prompts: Optional[Array] = None) -> Array:
+def sequence_log_likelihood(
+  model: t5.Transformer,
+  variables: dict[str, Any],
+  encoder_input_tokens: Array,
+  target_tokens: Array,
+  *,
+  prompts: Optional[Array] = None,
+) -> Array:
   """`[batch]` sum of log p(target token) over the non-padding targets (teacher forced).
 
   Args:
@@ -289,4 +341,3 @@ def sequence_log_likelihood(model: t5.Transformer, variables: dict[str, Any],
   logp = jax.nn.log_softmax(logits.astype(jnp.float32))
   token_logp = jnp.take_along_axis(logp, target_tokens[..., None], axis=-1)[..., 0]
   return jnp.sum(jnp.where(target_tokens > 0, token_logp, 0.0), axis=-1)
-

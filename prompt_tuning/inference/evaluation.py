@@ -46,8 +46,9 @@ def _vote_tokens(tokens: np.ndarray, log_likelihood: np.ndarray) -> list[list[in
   """Majority vote over members' `[n, members, length]` outputs (ties: mean log-likelihood)."""
   voted = []
   for row, scores in zip(tokens, log_likelihood):
-    best, _ = predictor_lib.majority_vote([tuple(predictor_lib.cut_at_eos(ids)) for ids in row],
-                                          scores)
+    best, _ = predictor_lib.majority_vote(
+      [tuple(predictor_lib.cut_at_eos(ids)) for ids in row], scores
+    )
     voted.append(list(best))
   return voted
 
@@ -59,25 +60,45 @@ class TaskEvaluator:
   every view's outputs (all members in the same batches); the others read them.
   """
 
-  def __init__(self, task_name: str, *, split: str, task_feature_lengths: Mapping[str, int],
-               views: Sequence[str], output_dir: Optional[str], use_cached: bool = False,
-               num_examples: Optional[int] = None):
+  def __init__(
+    self,
+    task_name: str,
+    *,
+    split: str,
+    task_feature_lengths: Mapping[str, int],
+    views: Sequence[str],
+    output_dir: Optional[str],
+    use_cached: bool = False,
+    num_examples: Optional[int] = None,
+  ):
     loggers = (seqio.JSONLogger, seqio.TensorBoardLogger) if output_dir else ()
     self.task_name, self.views = task_name, list(views)
     for view in self.views if output_dir else ():
       os.makedirs(os.path.normpath(os.path.join(output_dir, view)), exist_ok=True)
     self._evaluators = {
-        view: seqio.Evaluator(
-            task_name, seqio.EncDecFeatureConverter(pack=False), eval_split=split,
-            use_cached=use_cached, sequence_length=dict(task_feature_lengths),
-            num_examples=num_examples, logger_cls=loggers,
-            log_dir=os.path.normpath(os.path.join(output_dir, view)) if output_dir else None,
-            async_compute_metrics=False)
-        for view in self.views}
+      view: seqio.Evaluator(
+        task_name,
+        seqio.EncDecFeatureConverter(pack=False),
+        eval_split=split,
+        use_cached=use_cached,
+        sequence_length=dict(task_feature_lengths),
+        num_examples=num_examples,
+        logger_cls=loggers,
+        log_dir=os.path.normpath(os.path.join(output_dir, view)) if output_dir else None,
+        async_compute_metrics=False,
+      )
+      for view in self.views
+    }
 
-  def evaluate(self, pred: predictor_lib.Predictor, members: Optional[Sequence[str]], *,
-               step: int = 0, mode: str = "predict",
-               class_labels: Optional[Sequence[str]] = None) -> dict[str, dict[str, float]]:
+  def evaluate(
+    self,
+    pred: predictor_lib.Predictor,
+    members: Optional[Sequence[str]],
+    *,
+    step: int = 0,
+    mode: str = "predict",
+    class_labels: Optional[Sequence[str]] = None,
+  ) -> dict[str, dict[str, float]]:
     """Runs the model and seqio's metrics; returns `{view: {metric: value}}`.
 
     Args:
@@ -93,15 +114,18 @@ class TaskEvaluator:
     if mode not in MODES:
       raise ValueError(f"EVAL_MODE={mode!r}; choose one of {MODES}")
     if mode == "rank" and not class_labels:
-      raise ValueError("EVAL_MODE='rank' scores a fixed label set: set CLASS_LABELS, e.g. "
-                       "['positive', 'negative']")
+      raise ValueError(
+        "EVAL_MODE='rank' scores a fixed label set: set CLASS_LABELS, e.g. ['positive', 'negative']"
+      )
     cache: dict[str, Any] = {}
 
     def features(ds):  # read once, whether predictions, scores or both need it
       if "features" not in cache:
         rows = list(ds.as_numpy_iterator())
-        cache["features"] = ([i for i, _ in rows],
-                             {k: np.stack([ex[k] for _, ex in rows]) for k in rows[0][1]})
+        cache["features"] = (
+          [i for i, _ in rows],
+          {k: np.stack([ex[k] for _, ex in rows]) for k in rows[0][1]},
+        )
       return cache["features"]
 
     names = list(members) if members else [None]
@@ -131,22 +155,26 @@ class TaskEvaluator:
         outputs = {".": outputs[names[0]]}
       # seqio stacks the outputs into one array: same length each, EOS then padding.
       width = pred.task_feature_lengths["targets"]
-      fixed = lambda ids: np.asarray((list(ids) + [decoding.EOS_ID] + [0] * width)[:width],
-                                     np.int32)
-      cache["predictions"] = {view: [(i, fixed(ids)) for i, ids in zip(indices, outs)]
-                              for view, outs in outputs.items()}
+      fixed = lambda ids: np.asarray(
+        (list(ids) + [decoding.EOS_ID] + [0] * width)[:width], np.int32
+      )
+      cache["predictions"] = {
+        view: [(i, fixed(ids)) for i, ids in zip(indices, outs)] for view, outs in outputs.items()
+      }
       cache["shares"] = {}
       for view, outs in outputs.items():
-        cache["shares"][view] = prediction_shares(outs, pred.vocabulary,
-                                                  _label_set(self.task_name))
+        cache["shares"][view] = prediction_shares(outs, pred.vocabulary, _label_set(self.task_name))
         _warn_if_collapsed(self.task_name, view, outs, pred.vocabulary)
 
     def compute_scores(ds):
       indices, feats = features(ds)
       n = len(indices)
-      per_member = [pred.score_tokens(feats["encoder_input_tokens"],
-                                      feats["decoder_target_tokens"], index_of(name, n))
-                    for name in names]
+      per_member = [
+        pred.score_tokens(
+          feats["encoder_input_tokens"], feats["decoder_target_tokens"], index_of(name, n)
+        )
+        for name in names
+      ]
       scores = dict(zip(names, per_member))
       scores[ENSEMBLE_VIEW] = np.mean(per_member, axis=0)
       if not ensemble:
@@ -155,6 +183,7 @@ class TaskEvaluator:
 
     results = {}
     for view in self.views:
+
       def predict_fn(ds, shapes=None, view=view):
         del shapes
         if "predictions" not in cache:
@@ -167,8 +196,9 @@ class TaskEvaluator:
           compute_scores(ds)
         return cache["scores"][view]
 
-      future, _ = self._evaluators[view].evaluate(compute_metrics=True, step=step,
-                                                  predict_fn=predict_fn, score_fn=score_fn)
+      future, _ = self._evaluators[view].evaluate(
+        compute_metrics=True, step=step, predict_fn=predict_fn, score_fn=score_fn
+      )
       metrics = future.result()[self.task_name]
       results[view] = {k: _scalar(v) for k, v in metrics.items()}
       results[view].update(cache.get("shares", {}).get(view, {}))
@@ -178,8 +208,9 @@ class TaskEvaluator:
 PREDICTIONS = "predictions"  # the prefix of `prediction_shares`' metrics
 
 
-def prediction_shares(outputs: Sequence[Sequence[int]], vocabulary: Any,
-                      labels: Optional[set[str]]) -> dict[str, float]:
+def prediction_shares(
+  outputs: Sequence[Sequence[int]], vocabulary: Any, labels: Optional[set[str]]
+) -> dict[str, float]:
   """What a split's predictions show beside the task's metrics.
 
   `predictions/most_common_share`: the share of the examples given the most
@@ -203,6 +234,7 @@ def _label_set(task: str) -> Optional[set[str]]:
   """A task's class labels as its targets spell them, if this project registers it with some."""
   # Imported here: it registers every bundled and paper task (and imports TFDS).
   from prompt_tuning.data import tasks  # pylint: disable=g-import-not-at-top
+
   try:
     return set(tasks.class_labels(task)) or None
   except ValueError:  # not a task with known labels
@@ -212,8 +244,9 @@ def _label_set(task: str) -> Optional[set[str]]:
 COLLAPSED_SHARE = 0.95  # one prediction for more than this share of a split's examples
 
 
-def _warn_if_collapsed(task: str, view: str, outputs: Sequence[Sequence[int]],
-                       vocabulary: Any) -> None:
+def _warn_if_collapsed(
+  task: str, view: str, outputs: Sequence[Sequence[int]], vocabulary: Any
+) -> None:
   """Warns when nearly every prediction is the same (a prompt stuck on one class)."""
   if len(outputs) < 20:
     return
@@ -221,9 +254,15 @@ def _warn_if_collapsed(task: str, view: str, outputs: Sequence[Sequence[int]],
   ids, count = counts.most_common(1)[0]
   if count > COLLAPSED_SHARE * len(outputs):
     who = "" if view == "." else f" (prompt {view})"
-    logging.warning("%s%s: %.1f%% of the %d predictions are %r; the prompt may have collapsed "
-                    "onto one class (compare with the majority-class baseline)", task, who,
-                    100.0 * count / len(outputs), len(outputs), vocabulary.decode(list(ids)))
+    logging.warning(
+      "%s%s: %.1f%% of the %d predictions are %r; the prompt may have collapsed "
+      "onto one class (compare with the majority-class baseline)",
+      task,
+      who,
+      100.0 * count / len(outputs),
+      len(outputs),
+      vocabulary.decode(list(ids)),
+    )
 
 
 def _scalar(value: Any) -> float:
@@ -240,10 +279,16 @@ def _views(kind: str, prompt_files: Any) -> list[str]:
 def format_table(results: Mapping[str, Mapping[str, Mapping[str, float]]]) -> str:
   """`{task: {view: {metric: value}}}` as an aligned text table."""
   lines = []
-  rows = [(task, view, metric, value) for task, views in results.items()
-          for view, metrics in views.items() for metric, value in sorted(metrics.items())]
-  widths = [max([len(str(r[i])) for r in rows] + [len(h)]) for i, h in
-            enumerate(("task", "prompt", "metric"))]
+  rows = [
+    (task, view, metric, value)
+    for task, views in results.items()
+    for view, metrics in views.items()
+    for metric, value in sorted(metrics.items())
+  ]
+  widths = [
+    max([len(str(r[i])) for r in rows] + [len(h)])
+    for i, h in enumerate(("task", "prompt", "metric"))
+  ]
   header = ("task", "prompt", "metric", "value")
   lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths + [0])).rstrip())
   for task, view, metric, value in rows:
@@ -252,15 +297,27 @@ def format_table(results: Mapping[str, Mapping[str, Mapping[str, float]]]) -> st
   return "\n".join(lines)
 
 
-def evaluate(*, model: t5.Transformer, vocabulary: Any, initial_checkpoint_path: Optional[str],
-             mixture_or_task_name: str, task_feature_lengths: Mapping[str, int],
-             eval_output_dir: str, prompt_files: Any = None, split: str = "validation",
-             batch_size: int = 32, method: decoding.Method = decoding.Greedy(),
-             random_seed: int = 0, num_partitions: int = 1,
-             mixture_or_task_module: Optional[str] = None, use_cached_tasks: bool = False,
-             mode: str = "predict", class_labels: Optional[Sequence[str]] = None,
-             num_examples: Optional[int] = None, step: int = 0
-             ) -> dict[str, dict[str, dict[str, float]]]:
+def evaluate(
+  *,
+  model: t5.Transformer,
+  vocabulary: Any,
+  initial_checkpoint_path: Optional[str],
+  mixture_or_task_name: str,
+  task_feature_lengths: Mapping[str, int],
+  eval_output_dir: str,
+  prompt_files: Any = None,
+  split: str = "validation",
+  batch_size: int = 32,
+  method: decoding.Method = decoding.Greedy(),
+  random_seed: int = 0,
+  num_partitions: int = 1,
+  mixture_or_task_module: Optional[str] = None,
+  use_cached_tasks: bool = False,
+  mode: str = "predict",
+  class_labels: Optional[Sequence[str]] = None,
+  num_examples: Optional[int] = None,
+  step: int = 0,
+) -> dict[str, dict[str, dict[str, float]]]:
   """Evaluates on every task of MIXTURE_OR_TASK_NAME's split with seqio's metrics.
 
   Writes, under EVAL_OUTPUT_DIR (per view: the model, or `ensemble/` and one
@@ -277,21 +334,37 @@ def evaluate(*, model: t5.Transformer, vocabulary: Any, initial_checkpoint_path:
     missing = [t for t in task_names if t not in bank]
     if missing:
       raise ValueError(f"PROMPT_FILES has no prompt for {missing}; it names {sorted(bank)}")
-  pred = predictor_lib.build(model, vocabulary, initial_checkpoint_path,
-                             task_feature_lengths=task_feature_lengths,
-                             prompt_files=prompt_files, batch_size=batch_size, method=method,
-                             seed=random_seed, num_partitions=num_partitions)
+  pred = predictor_lib.build(
+    model,
+    vocabulary,
+    initial_checkpoint_path,
+    task_feature_lengths=task_feature_lengths,
+    prompt_files=prompt_files,
+    batch_size=batch_size,
+    method=method,
+    seed=random_seed,
+    num_partitions=num_partitions,
+  )
   results = {}
   for task in task_names:
     members = [task] if kind == "tasks" else (list(bank) or None)
-    evaluator = TaskEvaluator(task, split=split, task_feature_lengths=task_feature_lengths,
-                              views=_views(kind, prompt_files), output_dir=eval_output_dir,
-                              use_cached=use_cached_tasks, num_examples=num_examples)
-    results[task] = evaluator.evaluate(pred, members, step=step, mode=mode,
-                                       class_labels=class_labels)
+    evaluator = TaskEvaluator(
+      task,
+      split=split,
+      task_feature_lengths=task_feature_lengths,
+      views=_views(kind, prompt_files),
+      output_dir=eval_output_dir,
+      use_cached=use_cached_tasks,
+      num_examples=num_examples,
+    )
+    results[task] = evaluator.evaluate(
+      pred, members, step=step, mode=mode, class_labels=class_labels
+    )
   os.makedirs(eval_output_dir, exist_ok=True)
-  _write_json(os.path.join(eval_output_dir, "metrics.json"), {"step": step, "split": split,
-                                                              "results": results})
+  _write_json(
+    os.path.join(eval_output_dir, "metrics.json"),
+    {"step": step, "split": split, "results": results},
+  )
   print(format_table(results))
   return results
 
@@ -308,10 +381,11 @@ def _test_splits(test_split: Optional[str | Sequence[str]]) -> list[str]:
   if test_split is None:
     return []
   names = [test_split] if isinstance(test_split, str) else list(test_split)
-  if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) < len(
-      names):
-    raise ValueError(f"TEST_SPLIT={test_split!r}; give a split's name (e.g. 'test'), a list of "
-                     "different names (e.g. ['test', 'ood']) or None")
+  if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) < len(names):
+    raise ValueError(
+      f"TEST_SPLIT={test_split!r}; give a split's name (e.g. 'test'), a list of "
+      "different names (e.g. ['test', 'ood']) or None"
+    )
   return names
 
 
@@ -333,35 +407,60 @@ class InferEval:
   (`predictions/...`, see `prediction_shares`).
   """
 
-  def __init__(self, model: t5.Transformer, vocabulary: Any, mixture_or_task_name: str,
-               task_feature_lengths: Mapping[str, int], *, output_dir: Optional[str],
-               batch_size: int = 32, method: decoding.Method = decoding.Greedy(),
-               split: str = "validation", use_cached: bool = False, partitioner: Any = None,
-               num_examples: Optional[int] = None,
-               test_split: Optional[str | Sequence[str]] = None):
+  def __init__(
+    self,
+    model: t5.Transformer,
+    vocabulary: Any,
+    mixture_or_task_name: str,
+    task_feature_lengths: Mapping[str, int],
+    *,
+    output_dir: Optional[str],
+    batch_size: int = 32,
+    method: decoding.Method = decoding.Greedy(),
+    split: str = "validation",
+    use_cached: bool = False,
+    partitioner: Any = None,
+    num_examples: Optional[int] = None,
+    test_split: Optional[str | Sequence[str]] = None,
+  ):
     self._model, self._vocabulary = model, vocabulary
     self._lengths, self._batch_size, self._method = task_feature_lengths, batch_size, method
     self._part = partitioner
     tasks = _tasks_with_metrics(mixture_or_task_name)
     test_splits = _test_splits(test_split)
     if test_splits and not tasks:
-      raise ValueError(f"TEST_SPLIT={test_split!r}: no task of {mixture_or_task_name} has "
-                       "metrics to compute on it; set TEST_SPLIT to None")
+      raise ValueError(
+        f"TEST_SPLIT={test_split!r}: no task of {mixture_or_task_name} has "
+        "metrics to compute on it; set TEST_SPLIT to None"
+      )
     for name in test_splits:
       for task in tasks:
         splits = seqio.get_mixture_or_task(task).splits
         if name not in splits:
-          raise ValueError(f"TEST_SPLIT={test_split!r}: task {task} has no split {name!r} (it "
-                           f"has {', '.join(splits)}); set TEST_SPLIT to splits it has, or None")
+          raise ValueError(
+            f"TEST_SPLIT={test_split!r}: task {task} has no split {name!r} (it "
+            f"has {', '.join(splits)}); set TEST_SPLIT to splits it has, or None"
+          )
     # (name prefix, evaluator): the split's metrics as `<task>/<metric>`, a test
     # split's as `<task>/<test_split>/<metric>` (predictions in a subdirectory).
     self._evaluators = []
     for name, is_test in [(split, False)] + [(name, True) for name in test_splits]:
       where = os.path.join(output_dir, name) if output_dir and is_test else output_dir
       for task in tasks:
-        self._evaluators.append((f"{task}/{name}" if is_test else task, TaskEvaluator(
-            task, split=name, task_feature_lengths=task_feature_lengths, views=["."],
-            output_dir=where, use_cached=use_cached, num_examples=num_examples)))
+        self._evaluators.append(
+          (
+            f"{task}/{name}" if is_test else task,
+            TaskEvaluator(
+              task,
+              split=name,
+              task_feature_lengths=task_feature_lengths,
+              views=["."],
+              output_dir=where,
+              use_cached=use_cached,
+              num_examples=num_examples,
+            ),
+          )
+        )
     self._predictor: Optional[predictor_lib.Predictor] = None
 
   def __bool__(self) -> bool:
@@ -371,9 +470,15 @@ class InferEval:
     prompts = predictor_lib.own_prompt(variables)
     if self._predictor is None:
       self._predictor = predictor_lib.Predictor(
-          self._model, variables["params"], self._vocabulary,
-          task_feature_lengths=self._lengths, prompts=prompts, batch_size=self._batch_size,
-          method=self._method, partitioner=self._part)
+        self._model,
+        variables["params"],
+        self._vocabulary,
+        task_feature_lengths=self._lengths,
+        prompts=prompts,
+        batch_size=self._batch_size,
+        method=self._method,
+        partitioner=self._part,
+      )
     else:
       self._predictor.set_params(variables["params"])
       self._predictor.set_prompts(prompts)
@@ -391,13 +496,20 @@ class InferEval:
 InferEvalFactory = Callable[[Any, Optional[str]], Optional[InferEval]]
 
 
-def infer_eval(*, model: t5.Transformer, mixture_or_task_name: str,
-               task_feature_lengths: Mapping[str, int], vocabulary: Any = None,
-               enabled: bool = True, batch_size: int = 32,
-               method: decoding.Method = decoding.Greedy(), split: str = "validation",
-               use_cached: bool = False, num_examples: Optional[int] = None,
-               test_split: Optional[str | Sequence[str]] = None
-               ) -> Optional[InferEvalFactory]:
+def infer_eval(
+  *,
+  model: t5.Transformer,
+  mixture_or_task_name: str,
+  task_feature_lengths: Mapping[str, int],
+  vocabulary: Any = None,
+  enabled: bool = True,
+  batch_size: int = 32,
+  method: decoding.Method = decoding.Greedy(),
+  split: str = "validation",
+  use_cached: bool = False,
+  num_examples: Optional[int] = None,
+  test_split: Optional[str | Sequence[str]] = None,
+) -> Optional[InferEvalFactory]:
   """The trainer's decoding-based evaluation (INFER_EVAL), handed to `trainer.train`.
 
   Args:
@@ -418,10 +530,19 @@ def infer_eval(*, model: t5.Transformer, mixture_or_task_name: str,
 
   def make(partitioner: Any, output_dir: Optional[str]) -> Optional[InferEval]:
     evaluator = InferEval(
-        model, vocabulary or registry.targets_vocabulary(mixture_or_task_name),
-        mixture_or_task_name, task_feature_lengths, output_dir=output_dir,
-        batch_size=batch_size, method=method, split=split, use_cached=use_cached,
-        partitioner=partitioner, num_examples=num_examples, test_split=test_split)
+      model,
+      vocabulary or registry.targets_vocabulary(mixture_or_task_name),
+      mixture_or_task_name,
+      task_feature_lengths,
+      output_dir=output_dir,
+      batch_size=batch_size,
+      method=method,
+      split=split,
+      use_cached=use_cached,
+      partitioner=partitioner,
+      num_examples=num_examples,
+      test_split=test_split,
+    )
     return evaluator if evaluator else None
 
   return make

@@ -37,15 +37,20 @@ def read_inputs(path: str) -> list[dict[str, Any]]:
       try:
         row = json.loads(line)
       except json.JSONDecodeError as e:
-        raise ValueError(f"{path} line {number} is not JSON ({e.msg}); write one object per "
-                         'line, e.g. {"inputs": "..."}') from None
+        raise ValueError(
+          f"{path} line {number} is not JSON ({e.msg}); write one object per "
+          'line, e.g. {"inputs": "..."}'
+        ) from None
       if not isinstance(row, dict) or not isinstance(row.get("inputs"), str):
-        raise ValueError(f'{path} line {number} has no "inputs" string; write one object per '
-                         'line, e.g. {"inputs": "...", "task": "..."}')
+        raise ValueError(
+          f'{path} line {number} has no "inputs" string; write one object per '
+          'line, e.g. {"inputs": "...", "task": "..."}'
+        )
       rows.append(row)
   if not rows:
-    raise ValueError(f"--input_file {path} holds no inputs (blank lines are skipped); write "
-                     "one input per line")
+    raise ValueError(
+      f"--input_file {path} holds no inputs (blank lines are skipped); write one input per line"
+    )
   return rows
 
 
@@ -59,15 +64,21 @@ def _write_jsonl(path: str, rows: Sequence[Mapping[str, Any]]) -> None:
   os.replace(tmp, path)  # never a half-written output file
 
 
-def _predict_rows(pred: predictor_lib.Predictor, kind: str, texts: Sequence[str],
-                  tasks: Optional[Sequence[Optional[str]]]) -> list[dict[str, Any]]:
+def _predict_rows(
+  pred: predictor_lib.Predictor,
+  kind: str,
+  texts: Sequence[str],
+  tasks: Optional[Sequence[Optional[str]]],
+) -> list[dict[str, Any]]:
   if kind == "ensemble":
     rows = []
     for text, result in zip(texts, pred.predict_ensemble(texts)):
-      members = {name: {"prediction": p.prediction, "score": p.score}
-                 for name, p in result.members.items()}
-      rows.append({"inputs": text, "prediction": result.prediction, "votes": result.votes,
-                   "members": members})
+      members = {
+        name: {"prediction": p.prediction, "score": p.score} for name, p in result.members.items()
+      }
+      rows.append(
+        {"inputs": text, "prediction": result.prediction, "votes": result.votes, "members": members}
+      )
     return rows
   predictions = pred.predict(texts, tasks if kind == "tasks" else None)
   rows = []
@@ -79,25 +90,38 @@ def _predict_rows(pred: predictor_lib.Predictor, kind: str, texts: Sequence[str]
   return rows
 
 
-def _split_examples(name: str, split: str, feature_lengths: Mapping[str, int],
-                    use_cached: bool) -> list[tuple[str, dict[str, Any]]]:
+def _split_examples(
+  name: str, split: str, feature_lengths: Mapping[str, int], use_cached: bool
+) -> list[tuple[str, dict[str, Any]]]:
   """(task name, preprocessed example) of every example of the split, in order."""
   out = []
   for task in registry.tasks_of(name):
-    ds = task.get_dataset(dict(feature_lengths), split=split, shuffle=False, num_epochs=1,
-                          use_cached=use_cached)
+    ds = task.get_dataset(
+      dict(feature_lengths), split=split, shuffle=False, num_epochs=1, use_cached=use_cached
+    )
     out.extend((task.name, ex) for ex in ds.as_numpy_iterator())
   return out
 
 
-def infer(*, model: t5.Transformer, vocabulary: Any, initial_checkpoint_path: Optional[str],
-          task_feature_lengths: Mapping[str, int], prompt_files: Any = None,
-          batch_size: int = 32, method: decoding.Method = decoding.Greedy(),
-          random_seed: int = 0, num_partitions: int = 1,
-          mixture_or_task_name: Optional[str] = None,
-          mixture_or_task_module: Optional[str] = None, split: str = "validation",
-          use_cached_tasks: bool = False, output_dir: Optional[str] = None,
-          input_file: Optional[str] = None, output_file: Optional[str] = None) -> str:
+def infer(
+  *,
+  model: t5.Transformer,
+  vocabulary: Any,
+  initial_checkpoint_path: Optional[str],
+  task_feature_lengths: Mapping[str, int],
+  prompt_files: Any = None,
+  batch_size: int = 32,
+  method: decoding.Method = decoding.Greedy(),
+  random_seed: int = 0,
+  num_partitions: int = 1,
+  mixture_or_task_name: Optional[str] = None,
+  mixture_or_task_module: Optional[str] = None,
+  split: str = "validation",
+  use_cached_tasks: bool = False,
+  output_dir: Optional[str] = None,
+  input_file: Optional[str] = None,
+  output_file: Optional[str] = None,
+) -> str:
   """Writes predictions as JSON lines; returns the output path.
 
   Args:
@@ -119,21 +143,29 @@ def infer(*, model: t5.Transformer, vocabulary: Any, initial_checkpoint_path: Op
   """
   kind = evaluation.bank_kind(prompt_files)
   if input_file is None and mixture_or_task_name is None:
-    raise ValueError("nothing to predict: pass --input_file=in.jsonl, or set "
-                     "MIXTURE_OR_TASK_NAME to predict a task's split")
+    raise ValueError(
+      "nothing to predict: pass --input_file=in.jsonl, or set "
+      "MIXTURE_OR_TASK_NAME to predict a task's split"
+    )
   registry.import_task_module(mixture_or_task_module)
   rows = read_inputs(input_file) if input_file is not None else None  # before the model loads
-  pred = predictor_lib.build(model, vocabulary, initial_checkpoint_path,
-                             task_feature_lengths=task_feature_lengths,
-                             prompt_files=prompt_files, batch_size=batch_size, method=method,
-                             seed=random_seed, num_partitions=num_partitions)
+  pred = predictor_lib.build(
+    model,
+    vocabulary,
+    initial_checkpoint_path,
+    task_feature_lengths=task_feature_lengths,
+    prompt_files=prompt_files,
+    batch_size=batch_size,
+    method=method,
+    seed=random_seed,
+    num_partitions=num_partitions,
+  )
   if rows is not None:
     texts = [r["inputs"] for r in rows]
     tasks = [r.get("task") for r in rows] if kind == "tasks" else None
     output_file = output_file or os.path.splitext(input_file)[0] + ".predictions.jsonl"
   else:
-    examples = _split_examples(mixture_or_task_name, split, task_feature_lengths,
-                               use_cached_tasks)
+    examples = _split_examples(mixture_or_task_name, split, task_feature_lengths, use_cached_tasks)
     texts = [_text(ex, vocabulary) for _, ex in examples]
     tasks = [task for task, _ in examples] if kind == "tasks" else None
     if output_file is None:

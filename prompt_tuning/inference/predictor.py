@@ -76,7 +76,7 @@ class EnsemblePrediction:
 
 def cut_at_eos(ids: Sequence[int], eos_id: int = decoding.EOS_ID) -> list[int]:
   ids = [int(i) for i in ids]
-  return ids[:ids.index(eos_id)] if eos_id in ids else ids
+  return ids[: ids.index(eos_id)] if eos_id in ids else ids
 
 
 def majority_vote(candidates: Sequence[Any], scores: Sequence[float]) -> tuple[Any, int]:
@@ -101,11 +101,20 @@ class Predictor:
     prompt_names: names of the prompts in the bank, in bank order.
   """
 
-  def __init__(self, model: t5.Transformer, params: Any, vocabulary: Any, *,
-               task_feature_lengths: Mapping[str, int],
-               prompts: Optional[Mapping[str, Any]] = None, batch_size: int = 32,
-               method: decoding.Method = decoding.Greedy(), seed: int = 0,
-               partitioner: Any = None, eos_id: int = decoding.EOS_ID):
+  def __init__(
+    self,
+    model: t5.Transformer,
+    params: Any,
+    vocabulary: Any,
+    *,
+    task_feature_lengths: Mapping[str, int],
+    prompts: Optional[Mapping[str, Any]] = None,
+    batch_size: int = 32,
+    method: decoding.Method = decoding.Greedy(),
+    seed: int = 0,
+    partitioner: Any = None,
+    eos_id: int = decoding.EOS_ID,
+  ):
     """Builds the predictor.
 
     Args:
@@ -136,19 +145,24 @@ class Predictor:
 
   def set_prompts(self, prompts: Mapping[str, Any]) -> None:
     """Replaces the bank: name -> `[P, E]` array or PROMPT_FILE path."""
-    arrays = {name: prompt_files.load_prompt_file(p) if isinstance(p, str) else
-              np.asarray(jax.device_get(p), np.float32) for name, p in prompts.items()}
+    arrays = {
+      name: prompt_files.load_prompt_file(p)
+      if isinstance(p, str)
+      else np.asarray(jax.device_get(p), np.float32)
+      for name, p in prompts.items()
+    }
     shapes = {name: a.shape for name, a in arrays.items()}
     width = self.model.config.emb_dim
     if len(set(shapes.values())) > 1:
-      raise ValueError(f"the prompts in one bank must share one shape, got {shapes}; pad or "
-                       "retrain them to one PROMPT_LENGTH")
+      raise ValueError(
+        f"the prompts in one bank must share one shape, got {shapes}; pad or "
+        "retrain them to one PROMPT_LENGTH"
+      )
     for name, shape in shapes.items():
       if len(shape) != 2 or shape[1] != width:
         raise ValueError(f"prompt {name!r} has shape {shape}; this model needs [P, {width}]")
     self.prompt_names = list(arrays)
-    self._bank = (jnp.asarray(np.stack([arrays[n] for n in self.prompt_names]))
-                  if arrays else None)
+    self._bank = jnp.asarray(np.stack([arrays[n] for n in self.prompt_names])) if arrays else None
 
   def set_params(self, params: Any) -> None:
     """Replaces the frozen model's parameters (same shapes: nothing recompiles)."""
@@ -158,13 +172,17 @@ class Predictor:
     """Bank rows of the prompts that `tasks` names (None: the bank's only prompt)."""
     if self._bank is None:
       if tasks is not None and any(t is not None for t in tasks):
-        raise ValueError("examples name prompts, but this predictor has no prompt bank; pass "
-                         "prompts (PROMPT_FILES)")
+        raise ValueError(
+          "examples name prompts, but this predictor has no prompt bank; pass "
+          "prompts (PROMPT_FILES)"
+        )
       return np.zeros(n, np.int32)
     if tasks is None:
       if len(self.prompt_names) > 1:
-        raise ValueError(f"the bank holds {len(self.prompt_names)} prompts "
-                         f"({self.prompt_names}); say which one each example uses (tasks=...)")
+        raise ValueError(
+          f"the bank holds {len(self.prompt_names)} prompts "
+          f"({self.prompt_names}); say which one each example uses (tasks=...)"
+        )
       return np.zeros(n, np.int32)
     index = {name: i for i, name in enumerate(self.prompt_names)}
     unknown = sorted({t for t in tasks if t not in index and t is not None})
@@ -172,8 +190,10 @@ class Predictor:
       raise ValueError(f"no prompt named {unknown} in the bank; it holds {self.prompt_names}")
     default = 0 if len(self.prompt_names) == 1 else None
     if default is None and any(t is None for t in tasks):
-      raise ValueError(f"an example names no prompt, and the bank holds several "
-                       f"({self.prompt_names}); give each example its task")
+      raise ValueError(
+        f"an example names no prompt, and the bank holds several "
+        f"({self.prompt_names}); give each example its task"
+      )
     return np.asarray([default if t is None else index[t] for t in tasks], np.int32)
 
   # Jitted row functions.
@@ -186,27 +206,39 @@ class Predictor:
     return None
 
   def _decode_rows(self, params, bank, tokens, index, rng):
-    return decoding.decode(self.model, {"params": params}, tokens,
-                           max_length=self.task_feature_lengths["targets"], method=self.method,
-                           prompts=self._prompts_for(bank, index), rng=rng, eos_id=self._eos_id)
+    return decoding.decode(
+      self.model,
+      {"params": params},
+      tokens,
+      max_length=self.task_feature_lengths["targets"],
+      method=self.method,
+      prompts=self._prompts_for(bank, index),
+      rng=rng,
+      eos_id=self._eos_id,
+    )
 
   def _score_rows(self, params, bank, tokens, targets, index):
-    return decoding.sequence_log_likelihood(self.model, {"params": params}, tokens, targets,
-                                            prompts=self._prompts_for(bank, index))
+    return decoding.sequence_log_likelihood(
+      self.model, {"params": params}, tokens, targets, prompts=self._prompts_for(bank, index)
+    )
 
   def _batches(self, *arrays: np.ndarray):
     """Chunks of `batch_size` rows; the last is padded by repeating its first row."""
     n = len(arrays[0])
     for start in range(0, n, self.batch_size):
-      chunk = [a[start:start + self.batch_size] for a in arrays]
+      chunk = [a[start : start + self.batch_size] for a in arrays]
       real = len(chunk[0])
       if real < self.batch_size:
-        chunk = [np.concatenate([c, np.repeat(c[:1], self.batch_size - real, axis=0)])
-                 for c in chunk]
+        chunk = [
+          np.concatenate([c, np.repeat(c[:1], self.batch_size - real, axis=0)]) for c in chunk
+        ]
       # Rows split over the data axis; with several hosts every host holds the whole
       # batch (the same on each), which jit takes as replicated.
-      if (self._part is not None and jax.process_count() == 1 and
-          self.batch_size % self._part.data_size == 0):
+      if (
+        self._part is not None
+        and jax.process_count() == 1
+        and self.batch_size % self._part.data_size == 0
+      ):
         rows = jax.sharding.NamedSharding(self._part.mesh, jax.sharding.PartitionSpec("data"))
         chunk = [jax.device_put(c, rows) for c in chunk]
       yield real, chunk
@@ -229,8 +261,9 @@ class Predictor:
   def _rows_index(prompt_index: Optional[np.ndarray], n: int) -> np.ndarray:
     return np.zeros(n, np.int32) if prompt_index is None else np.asarray(prompt_index, np.int32)
 
-  def predict_tokens(self, tokens: np.ndarray, prompt_index: Optional[np.ndarray] = None
-                     ) -> decoding.DecodeOutput:
+  def predict_tokens(
+    self, tokens: np.ndarray, prompt_index: Optional[np.ndarray] = None
+  ) -> decoding.DecodeOutput:
     """Decodes `[n, length]` input ids; `prompt_index[i]` picks row i's prompt from the bank.
 
     Returns:
@@ -246,17 +279,18 @@ class Predictor:
     outputs = self._over_batches(call, tokens, self._rows_index(prompt_index, len(tokens)))
     if not outputs:
       width = self.task_feature_lengths["targets"]
-      return decoding.DecodeOutput(np.zeros((0, 1, width), np.int32), np.zeros((0, 1)),
-                                   np.zeros((0, 1)))
+      return decoding.DecodeOutput(
+        np.zeros((0, 1, width), np.int32), np.zeros((0, 1)), np.zeros((0, 1))
+      )
     return decoding.DecodeOutput(*(np.concatenate(parts) for parts in zip(*outputs)))
 
-  def score_tokens(self, tokens: np.ndarray, targets: np.ndarray,
-                   prompt_index: Optional[np.ndarray] = None) -> np.ndarray:
+  def score_tokens(
+    self, tokens: np.ndarray, targets: np.ndarray, prompt_index: Optional[np.ndarray] = None
+  ) -> np.ndarray:
     """`[n]` log-likelihoods of right-padded target ids (EOS included) given input ids."""
     tokens, targets = np.asarray(tokens, np.int32), np.asarray(targets, np.int32)
     call = lambda x, y, idx: self._score(self._params, self._bank, x, y, idx)
-    scores = self._over_batches(call, tokens, targets,
-                                self._rows_index(prompt_index, len(tokens)))
+    scores = self._over_batches(call, tokens, targets, self._rows_index(prompt_index, len(tokens)))
     return np.concatenate(scores) if scores else np.zeros((0,), np.float32)
 
   # Text API.
@@ -270,31 +304,44 @@ class Predictor:
       ids = list(self.vocabulary.encode(text))
       if len(ids) > length - 1:
         truncated += 1
-        ids = ids[:length - 1]
+        ids = ids[: length - 1]
       ids.append(decoding.EOS_ID)
-      rows[i, :len(ids)] = ids
+      rows[i, : len(ids)] = ids
     if truncated:
-      logging.warning("%d of %d %s were longer than %d tokens and were truncated (raise "
-                      "TASK_FEATURE_LENGTHS['%s'] to keep them whole)", truncated, len(texts),
-                      feature, length, feature)
+      logging.warning(
+        "%d of %d %s were longer than %d tokens and were truncated (raise "
+        "TASK_FEATURE_LENGTHS['%s'] to keep them whole)",
+        truncated,
+        len(texts),
+        feature,
+        length,
+        feature,
+      )
     return rows
 
-  def predict(self, inputs: Sequence[str],
-              tasks: Optional[Sequence[Optional[str]]] = None) -> list[Prediction]:
+  def predict(
+    self, inputs: Sequence[str], tasks: Optional[Sequence[Optional[str]]] = None
+  ) -> list[Prediction]:
     """Decodes each input with its task's prompt (`tasks[i]`; optional with one prompt)."""
     inputs = list(inputs)
     index = self.prompt_index(tasks, len(inputs))
     out = self.predict_tokens(self.encode(inputs), index)
-    return [self._prediction(text, out.tokens[i, 0], out.log_likelihood[i, 0], index[i])
-            for i, text in enumerate(inputs)]
+    return [
+      self._prediction(text, out.tokens[i, 0], out.log_likelihood[i, 0], index[i])
+      for i, text in enumerate(inputs)
+    ]
 
   def _prediction(self, text, ids, score, prompt_index) -> Prediction:
     ids = cut_at_eos(ids)
     name = self.prompt_names[prompt_index] if self._bank is not None else DEFAULT_PROMPT
     return Prediction(text, self.vocabulary.decode(ids), float(score), ids, name)
 
-  def score(self, inputs: Sequence[str], targets: Sequence[str],
-            tasks: Optional[Sequence[Optional[str]]] = None) -> np.ndarray:
+  def score(
+    self,
+    inputs: Sequence[str],
+    targets: Sequence[str],
+    tasks: Optional[Sequence[Optional[str]]] = None,
+  ) -> np.ndarray:
     """`[n]` log-likelihood of each target text (EOS included) given its input."""
     if len(inputs) != len(targets):
       raise ValueError(f"{len(inputs)} inputs but {len(targets)} targets")
@@ -307,8 +354,9 @@ class Predictor:
       raise ValueError("an ensemble needs prompts in the bank (PROMPT_FILES)")
     return list(self.prompt_index(members, len(members)))
 
-  def predict_ensemble_tokens(self, tokens: np.ndarray, members: Optional[Sequence[str]] = None
-                              ) -> decoding.DecodeOutput:
+  def predict_ensemble_tokens(
+    self, tokens: np.ndarray, members: Optional[Sequence[str]] = None
+  ) -> decoding.DecodeOutput:
     """Decodes every example with every member in one pass: `[n, members, ...]` outputs."""
     member_index = self._ensemble_index(members)
     m = len(member_index)
@@ -317,8 +365,9 @@ class Predictor:
     out = self.predict_tokens(rows, index)
     return decoding.DecodeOutput(*(a.reshape((len(tokens), m) + a.shape[1:]) for a in out))
 
-  def predict_ensemble(self, inputs: Sequence[str], members: Optional[Sequence[str]] = None
-                       ) -> list[EnsemblePrediction]:
+  def predict_ensemble(
+    self, inputs: Sequence[str], members: Optional[Sequence[str]] = None
+  ) -> list[EnsemblePrediction]:
     """Majority vote of the members' predictions (default: every prompt in the bank)."""
     inputs = list(inputs)
     names = list(members) if members is not None else list(self.prompt_names)
@@ -326,16 +375,25 @@ class Predictor:
     out = self.predict_ensemble_tokens(self.encode(inputs), names)
     results = []
     for i, text in enumerate(inputs):
-      preds = {name: self._prediction(text, out.tokens[i, j, 0], out.log_likelihood[i, j, 0],
-                                      member_index[j]) for j, name in enumerate(names)}
-      vote, votes = majority_vote([p.prediction for p in preds.values()],
-                                  [p.score for p in preds.values()])
+      preds = {
+        name: self._prediction(
+          text, out.tokens[i, j, 0], out.log_likelihood[i, j, 0], member_index[j]
+        )
+        for j, name in enumerate(names)
+      }
+      vote, votes = majority_vote(
+        [p.prediction for p in preds.values()], [p.score for p in preds.values()]
+      )
       results.append(EnsemblePrediction(vote, votes, preds))
     return results
 
-  def rank_classify(self, inputs: Sequence[str], labels: Sequence[str],
-                    tasks: Optional[Sequence[Optional[str]]] = None,
-                    members: Optional[Sequence[str]] = None) -> tuple[np.ndarray, np.ndarray]:
+  def rank_classify(
+    self,
+    inputs: Sequence[str],
+    labels: Sequence[str],
+    tasks: Optional[Sequence[Optional[str]]] = None,
+    members: Optional[Sequence[str]] = None,
+  ) -> tuple[np.ndarray, np.ndarray]:
     """Scores every label for every input and picks the most likely (score mode).
 
     Args:
@@ -355,15 +413,19 @@ class Predictor:
       member_index = self._ensemble_index(members)
     else:
       member_index = None
-    index = (self.prompt_index(tasks, n)[:, None] if member_index is None
-             else np.asarray(member_index, np.int32)[None, :].repeat(n, 0))  # [n, m]
+    index = (
+      self.prompt_index(tasks, n)[:, None]
+      if member_index is None
+      else np.asarray(member_index, np.int32)[None, :].repeat(n, 0)
+    )  # [n, m]
     m = index.shape[1]
     rows_x = np.repeat(x, m, axis=0)
     scores = self.rank_scores_tokens(rows_x, y, index.reshape(-1)).reshape(n, m, k).mean(axis=1)
     return np.argmax(scores, axis=1), scores
 
-  def rank_scores_tokens(self, tokens: np.ndarray, label_tokens: np.ndarray,
-                         prompt_index: Optional[np.ndarray] = None) -> np.ndarray:
+  def rank_scores_tokens(
+    self, tokens: np.ndarray, label_tokens: np.ndarray, prompt_index: Optional[np.ndarray] = None
+  ) -> np.ndarray:
     """`[n, labels]` log-likelihood of every label's ids (EOS included) for every input row."""
     n, k = len(tokens), len(label_tokens)
     rows_x = np.repeat(np.asarray(tokens, np.int32), k, axis=0)
@@ -389,15 +451,30 @@ def prompt_bank(prompt_files: Any) -> dict[str, Any]:
   return {str(i): p for i, p in enumerate(prompt_files)}
 
 
-def build(model: t5.Transformer, vocabulary: Any, initial_checkpoint_path: Optional[str], *,
-          task_feature_lengths: Mapping[str, int], prompt_files: Any = None,
-          batch_size: int = 32, method: decoding.Method = decoding.Greedy(), seed: int = 0,
-          num_partitions: int = 1) -> Predictor:
+def build(
+  model: t5.Transformer,
+  vocabulary: Any,
+  initial_checkpoint_path: Optional[str],
+  *,
+  task_feature_lengths: Mapping[str, int],
+  prompt_files: Any = None,
+  batch_size: int = 32,
+  method: decoding.Method = decoding.Greedy(),
+  seed: int = 0,
+  num_partitions: int = 1,
+) -> Predictor:
   """Reads the frozen model (random from `seed` when the path is None) and the prompts."""
   part = partitioning.Partitioner(num_partitions)
   variables, _ = variables_lib.init_variables(model, part, initial_checkpoint_path, seed)
   prompts = prompt_bank(prompt_files) or own_prompt(variables)
-  return Predictor(model, variables["params"], vocabulary,
-                   task_feature_lengths=task_feature_lengths, prompts=prompts,
-                   batch_size=batch_size, method=method, seed=seed, partitioner=part)
-
+  return Predictor(
+    model,
+    variables["params"],
+    vocabulary,
+    task_feature_lengths=task_feature_lengths,
+    prompts=prompts,
+    batch_size=batch_size,
+    method=method,
+    seed=seed,
+    partitioner=part,
+  )

@@ -23,10 +23,12 @@ DType = layers.DType
 NEG_INF = -1e10
 
 
-def relative_position_bucket(relative_position: Array,
-                             bidirectional: bool = True,
-                             num_buckets: int = 32,
-                             max_distance: int = 128) -> Array:
+def relative_position_bucket(
+  relative_position: Array,
+  bidirectional: bool = True,
+  num_buckets: int = 32,
+  max_distance: int = 128,
+) -> Array:
   """Maps `memory_position - query_position` to T5's log-spaced buckets.
 
   Half the buckets are exact offsets, the rest grow logarithmically up to
@@ -57,7 +59,7 @@ def relative_position_bucket(relative_position: Array,
   # them. (t5x adds an epsilon inside the log, which moves some boundaries.)
   log_ratio = jnp.log(jnp.maximum(distance, 1).astype(jnp.float32) / max_exact)
   if_large = max_exact + (
-      log_ratio / math.log(max_distance / max_exact) * (num_buckets - max_exact)
+    log_ratio / math.log(max_distance / max_exact) * (num_buckets - max_exact)
   ).astype(jnp.int32)
   if_large = jnp.minimum(if_large, num_buckets - 1)
   return buckets + jnp.where(is_small, distance, if_large)
@@ -74,12 +76,10 @@ class RelativePositionBiases(nn.Module):
   num_heads: int
   dtype: DType = jnp.float32
   param_dtype: DType = jnp.float32
-  embedding_init: layers.Initializer = nn.initializers.variance_scaling(
-      1.0, "fan_avg", "uniform")
+  embedding_init: layers.Initializer = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform")
 
   @nn.compact
-  def __call__(self, query_positions: Array, key_positions: Array,
-               bidirectional: bool) -> Array:
+  def __call__(self, query_positions: Array, key_positions: Array, bidirectional: bool) -> Array:
     """Biases for every (query, key) pair.
 
     Args:
@@ -91,14 +91,13 @@ class RelativePositionBiases(nn.Module):
       `[1, heads, q, k]` biases in `dtype`.
     """
     table = self.param(
-        "rel_embedding",
-        nn.with_logical_partitioning(self.embedding_init, ("heads", "relpos_buckets")),
-        (self.num_heads, self.num_buckets),
-        self.param_dtype,
+      "rel_embedding",
+      nn.with_logical_partitioning(self.embedding_init, ("heads", "relpos_buckets")),
+      (self.num_heads, self.num_buckets),
+      self.param_dtype,
     )
     relative = key_positions[None, :] - query_positions[:, None]
-    buckets = relative_position_bucket(
-        relative, bidirectional, self.num_buckets, self.max_distance)
+    buckets = relative_position_bucket(relative, bidirectional, self.num_buckets, self.max_distance)
     bias = jnp.take(jnp.asarray(table, self.dtype), buckets, axis=1)  # [h, q, k]
     return bias[None]
 
@@ -144,26 +143,32 @@ class MultiHeadAttention(nn.Module):
   deterministic: bool = True
   dtype: DType = jnp.float32
   param_dtype: DType = jnp.float32
-  kernel_init: layers.Initializer = nn.initializers.variance_scaling(
-      1.0, "fan_in", "normal")
+  kernel_init: layers.Initializer = nn.initializers.variance_scaling(1.0, "fan_in", "normal")
 
   def _project(self, x: Array, name: str, init: layers.Initializer) -> Array:
-    y = layers.Dense(self.num_heads * self.head_dim, ("embed", "joined_kv"),
-                     dtype=self.dtype, param_dtype=self.param_dtype,
-                     kernel_init=init, name=name)(x)
+    y = layers.Dense(
+      self.num_heads * self.head_dim,
+      ("embed", "joined_kv"),
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      kernel_init=init,
+      name=name,
+    )(x)
     y = y.reshape(y.shape[:-1] + (self.num_heads, self.head_dim))
     return layers.constrain(y, ("batch", "length", "heads", "kv"))
 
   @nn.compact
-  def __call__(self,
-               inputs_q: Array,
-               inputs_kv: Array,
-               bias: Optional[Array] = None,
-               *,
-               decode: bool = False,
-               decode_index: Optional[Array] = None,
-               max_decode_length: Optional[int] = None,
-               cross_cache: bool = False) -> Array:
+  def __call__(
+    self,
+    inputs_q: Array,
+    inputs_kv: Array,
+    bias: Optional[Array] = None,
+    *,
+    decode: bool = False,
+    decode_index: Optional[Array] = None,
+    max_decode_length: Optional[int] = None,
+    cross_cache: bool = False,
+  ) -> Array:
     """Attends from `inputs_q: [batch, q, embed]` to `inputs_kv: [batch, k, embed]`.
 
     Args:
@@ -183,8 +188,9 @@ class MultiHeadAttention(nn.Module):
     """
     depth_scale = np.sqrt(self.head_dim).astype(np.float32)
     # Divided, then cast back: a numpy float32 scalar would promote a bfloat16 kernel.
-    query_init = lambda key, shape, dtype: (self.kernel_init(key, shape, dtype)
-                                            / depth_scale).astype(dtype)
+    query_init = lambda key, shape, dtype: (
+      self.kernel_init(key, shape, dtype) / depth_scale
+    ).astype(dtype)
     query = self._project(inputs_q, "query", query_init)
 
     if decode and cross_cache:
@@ -218,6 +224,11 @@ class MultiHeadAttention(nn.Module):
     out = jnp.einsum("bhqk,bkhd->bqhd", weights, value)
     out = out.reshape(out.shape[:2] + (self.num_heads * self.head_dim,))
     out = layers.constrain(out, ("batch", "length", "joined_kv"))
-    return layers.Dense(inputs_q.shape[-1], ("joined_kv", "embed"), dtype=self.dtype,
-                        param_dtype=self.param_dtype, kernel_init=self.kernel_init,
-                        name="out")(out)
+    return layers.Dense(
+      inputs_q.shape[-1],
+      ("joined_kv", "embed"),
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      kernel_init=self.kernel_init,
+      name="out",
+    )(out)

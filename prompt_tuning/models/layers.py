@@ -48,10 +48,10 @@ class Dense(nn.Module):
   def __call__(self, x: Array) -> Array:
     """[..., in] -> [..., features]."""
     kernel = self.param(
-        "kernel",
-        nn.with_logical_partitioning(self.kernel_init, self.kernel_axes),
-        (x.shape[-1], self.features),
-        self.param_dtype,
+      "kernel",
+      nn.with_logical_partitioning(self.kernel_init, self.kernel_axes),
+      (x.shape[-1], self.features),
+      self.param_dtype,
     )
     x = jnp.asarray(x, self.dtype)
     kernel = jnp.asarray(kernel, self.dtype)
@@ -69,10 +69,10 @@ class Embed(nn.Module):
 
   def setup(self):
     self.embedding = self.param(
-        "embedding",
-        nn.with_logical_partitioning(self.embedding_init, ("vocab", "embed")),
-        (self.num_embeddings, self.features),
-        self.param_dtype,
+      "embedding",
+      nn.with_logical_partitioning(self.embedding_init, ("vocab", "embed")),
+      (self.num_embeddings, self.features),
+      self.param_dtype,
     )
 
   def __call__(self, token_ids: Array) -> Array:
@@ -97,10 +97,10 @@ class LayerNorm(nn.Module):
     variance = jnp.mean(jnp.square(x), axis=-1, keepdims=True)
     y = jnp.asarray(x * lax.rsqrt(variance + self.epsilon), self.dtype)
     scale = self.param(
-        "scale",
-        nn.with_logical_partitioning(nn.initializers.ones_init(), ("embed",)),
-        (x.shape[-1],),
-        self.param_dtype,
+      "scale",
+      nn.with_logical_partitioning(nn.initializers.ones_init(), ("embed",)),
+      (x.shape[-1],),
+      self.param_dtype,
     )
     return y * jnp.asarray(scale, self.dtype)
 
@@ -118,7 +118,8 @@ class MlpBlock(nn.Module):
   def __call__(self, x: Array) -> Array:
     """[batch, length, embed] -> [batch, length, embed]."""
     dense = lambda n, axes, name: Dense(
-        n, axes, dtype=self.dtype, param_dtype=self.param_dtype, name=name)
+      n, axes, dtype=self.dtype, param_dtype=self.param_dtype, name=name
+    )
     gate = nn.gelu(dense(self.mlp_dim, ("embed", "mlp"), "wi_0")(x), approximate=True)
     linear = dense(self.mlp_dim, ("embed", "mlp"), "wi_1")(x)
     h = constrain(gate * linear, ("batch", "length", "mlp"))

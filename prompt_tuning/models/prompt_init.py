@@ -30,9 +30,7 @@ Embeddings = Any  # array-like, or a zero-argument callable returning one.
 
 
 class Vocabulary(Protocol):
-
-  def encode(self, s: str) -> Sequence[int]:
-    ...
+  def encode(self, s: str) -> Sequence[int]: ...
 
 
 def _shape(shape: Sequence[int]) -> tuple[int, int]:
@@ -43,9 +41,11 @@ def _shape(shape: Sequence[int]) -> tuple[int, int]:
 
 def _load_array(value: Any, what: str) -> np.ndarray:
   if isinstance(value, (str, bytes, os.PathLike)):
-    raise ValueError(f"the {what} is a path ({os.fspath(value)!r}); the model takes arrays: "
-                    "give an array or a zero-argument callable returning one (the gin files "
-                    "use prompt_tuning.checkpoints.prompt_files to read files)")
+    raise ValueError(
+      f"the {what} is a path ({os.fspath(value)!r}); the model takes arrays: "
+      "give an array or a zero-argument callable returning one (the gin files "
+      "use prompt_tuning.checkpoints.prompt_files to read files)"
+    )
   if callable(value):
     value = value()
   return np.asarray(value, dtype=np.float32)
@@ -57,8 +57,9 @@ def _embedding_table(embeddings: Embeddings, embed_dim: int) -> np.ndarray:
     raise ValueError(f"embedding table must be [vocab, embed], got shape {table.shape}")
   if table.shape[1] != embed_dim:
     raise ValueError(
-        f"embedding table has width {table.shape[1]} but the prompt is "
-        f"{embed_dim} wide (EMBED_DIM); use the embedding of the model being prompted")
+      f"embedding table has width {table.shape[1]} but the prompt is "
+      f"{embed_dim} wide (EMBED_DIM); use the embedding of the model being prompted"
+    )
   return table
 
 
@@ -93,24 +94,26 @@ def sampled_vocab(embeddings: Embeddings, population_size: int = 5000) -> Initia
 def _token_rows(vocabulary: Vocabulary, text: str, what: str) -> list[int]:
   ids = [int(i) for i in vocabulary.encode(text)]
   if not ids:
-    raise ValueError(
-        f"{what} {text!r} tokenizes to no tokens; give text the vocabulary can encode")
+    raise ValueError(f"{what} {text!r} tokenizes to no tokens; give text the vocabulary can encode")
   return ids
 
 
-def _fill(rng: Array, rows: list[np.ndarray], shape: tuple[int, int],
-          fallback: Initializer) -> Array:
+def _fill(
+  rng: Array, rows: list[np.ndarray], shape: tuple[int, int], fallback: Initializer
+) -> Array:
   length, _ = shape
   # jnp throughout: the trainer initializes under jit, where `rng` is traced.
   rest = jnp.asarray(fallback(rng, shape), jnp.float32)
   head = np.stack(rows).astype(np.float32) if rows else np.zeros((0, shape[1]), np.float32)
-  return jnp.concatenate([jnp.asarray(head), rest[len(rows):length]], axis=0)
+  return jnp.concatenate([jnp.asarray(head), rest[len(rows) : length]], axis=0)
 
 
-def class_labels(embeddings: Embeddings,
-                 vocabulary: Vocabulary,
-                 labels: Sequence[str],
-                 fallback: Initializer | None = None) -> Initializer:
+def class_labels(
+  embeddings: Embeddings,
+  vocabulary: Vocabulary,
+  labels: Sequence[str],
+  fallback: Initializer | None = None,
+) -> Initializer:
   """Row i is the mean of label i's sub-token embeddings (paper §3.2).
 
   Rows beyond the labels come from `fallback` (random uniform by default). Labels
@@ -128,18 +131,21 @@ def class_labels(embeddings: Embeddings,
     table = _embedding_table(embeddings, embed_dim)
     token_ids = [_token_rows(vocabulary, label, "class label") for label in labels]
     if len(labels) > length:
-      logging.warning("prompt length %d < %d class labels; dropped labels %s",
-                      length, len(labels), labels[length:])
+      logging.warning(
+        "prompt length %d < %d class labels; dropped labels %s",
+        length,
+        len(labels),
+        labels[length:],
+      )
     rows = [table[ids].mean(axis=0) for ids in token_ids[:length]]
     return _fill(rng, rows, (length, embed_dim), fallback)
 
   return init
 
 
-def from_string(embeddings: Embeddings,
-                vocabulary: Vocabulary,
-                text: str,
-                fallback: Initializer | None = None) -> Initializer:
+def from_string(
+  embeddings: Embeddings, vocabulary: Vocabulary, text: str, fallback: Initializer | None = None
+) -> Initializer:
   """One row per token of `text`; rows beyond it come from `fallback`."""
   fallback = fallback or random_uniform()
 
@@ -148,8 +154,13 @@ def from_string(embeddings: Embeddings,
     table = _embedding_table(embeddings, embed_dim)
     ids = _token_rows(vocabulary, text, "prompt string")
     if len(ids) > length:
-      logging.warning("prompt length %d < %d tokens of %r; dropped the last %d tokens",
-                      length, len(ids), text, len(ids) - length)
+      logging.warning(
+        "prompt length %d < %d tokens of %r; dropped the last %d tokens",
+        length,
+        len(ids),
+        text,
+        len(ids) - length,
+      )
     return _fill(rng, [table[i] for i in ids[:length]], (length, embed_dim), fallback)
 
   return init
@@ -169,8 +180,9 @@ def from_array(value: Any) -> Initializer:
     if prompt.shape != (length, embed_dim):
       source = getattr(value, "source", "prompt array")
       raise ValueError(
-          f"{source} has shape {prompt.shape}; the config says "
-          f"PROMPT_LENGTH={length}, EMBED_DIM={embed_dim}")
+        f"{source} has shape {prompt.shape}; the config says "
+        f"PROMPT_LENGTH={length}, EMBED_DIM={embed_dim}"
+      )
     return jnp.asarray(prompt)
 
   return init

@@ -32,10 +32,13 @@ PROMPT_COLLECTION = "prompt"
 
 
 def _check(embedded: Array, mask: Array, prompt: Array) -> None:
-  if prompt.ndim != 3 or prompt.shape[0] != embedded.shape[0] or prompt.shape[2] != embedded.shape[2]:
+  if (
+    prompt.ndim != 3 or prompt.shape[0] != embedded.shape[0] or prompt.shape[2] != embedded.shape[2]
+  ):
     raise ValueError(
-        f"prompt has shape {prompt.shape}; expected [batch={embedded.shape[0]}, "
-        f"length, embed={embedded.shape[2]}] to join inputs of shape {embedded.shape}")
+      f"prompt has shape {prompt.shape}; expected [batch={embedded.shape[0]}, "
+      f"length, embed={embedded.shape[2]}] to join inputs of shape {embedded.shape}"
+    )
   if mask.shape != embedded.shape[:2]:
     raise ValueError(f"mask shape {mask.shape} does not match inputs {embedded.shape[:2]}")
 
@@ -53,17 +56,19 @@ def prefix_prompt(embedded: Array, mask: Array, prompt: Array) -> tuple[Array, A
   """
   _check(embedded, mask, prompt)
   prompt_mask = jnp.ones(prompt.shape[:2], dtype=mask.dtype)
-  return (jnp.concatenate([prompt.astype(embedded.dtype), embedded], axis=1),
-          jnp.concatenate([prompt_mask, mask], axis=1))
+  return (
+    jnp.concatenate([prompt.astype(embedded.dtype), embedded], axis=1),
+    jnp.concatenate([prompt_mask, mask], axis=1),
+  )
 
 
-def prefix_prompt_after_first(embedded: Array, mask: Array,
-                              prompt: Array) -> tuple[Array, Array]:
+def prefix_prompt_after_first(embedded: Array, mask: Array, prompt: Array) -> tuple[Array, Array]:
   """`[token_0; prompt; tokens_1:]`; shapes as in `prefix_prompt`."""
   _check(embedded, mask, prompt)
   prompt_mask = jnp.ones(prompt.shape[:2], dtype=mask.dtype)
   inputs = jnp.concatenate(
-      [embedded[:, :1], prompt.astype(embedded.dtype), embedded[:, 1:]], axis=1)
+    [embedded[:, :1], prompt.astype(embedded.dtype), embedded[:, 1:]], axis=1
+  )
   return inputs, jnp.concatenate([mask[:, :1], prompt_mask, mask[:, 1:]], axis=1)
 
 
@@ -79,9 +84,13 @@ def suffix_prompt(embedded: Array, mask: Array, prompt: Array) -> tuple[Array, A
   lengths = jnp.sum(mask.astype(jnp.int32), axis=1, keepdims=True)  # [b, 1]
   position = jnp.arange(length + prompt_length)[None, :]  # [1, l + p]
   # Index into concat([tokens, prompt]) for every output position.
-  source = jnp.where(position < lengths, position,
-                     jnp.where(position < lengths + prompt_length,
-                               length + position - lengths, position - prompt_length))
+  source = jnp.where(
+    position < lengths,
+    position,
+    jnp.where(
+      position < lengths + prompt_length, length + position - lengths, position - prompt_length
+    ),
+  )
   pool = jnp.concatenate([embedded, prompt.astype(embedded.dtype)], axis=1)
   inputs = jnp.take_along_axis(pool, source[..., None], axis=1)
   pool_mask = jnp.concatenate([mask, jnp.ones((batch, prompt_length), mask.dtype)], axis=1)
@@ -89,9 +98,9 @@ def suffix_prompt(embedded: Array, mask: Array, prompt: Array) -> tuple[Array, A
 
 
 COMBINERS = {
-    "prefix": prefix_prompt,
-    "prefix_after_first": prefix_prompt_after_first,
-    "suffix": suffix_prompt,
+  "prefix": prefix_prompt,
+  "prefix_after_first": prefix_prompt_after_first,
+  "suffix": suffix_prompt,
 }
 
 
@@ -118,22 +127,28 @@ class Prompt(nn.Module):
       return self.combine
     if self.combine not in COMBINERS:
       raise ValueError(
-          f"unknown prompt combiner {self.combine!r}; choose one of {sorted(COMBINERS)}")
+        f"unknown prompt combiner {self.combine!r}; choose one of {sorted(COMBINERS)}"
+      )
     return COMBINERS[self.combine]
 
   @nn.compact
   def __call__(self) -> Array:
     """Returns the prompt, `[length, embed]`."""
-    if isinstance(self.length, bool) or not isinstance(self.length, (int, np.integer)) or (
-        self.length < 0):
-      raise ValueError(f"prompt length (PROMPT_LENGTH) is {self.length!r}; it must be an "
-                       "integer >= 0")
+    if (
+      isinstance(self.length, bool)
+      or not isinstance(self.length, (int, np.integer))
+      or (self.length < 0)
+    ):
+      raise ValueError(
+        f"prompt length (PROMPT_LENGTH) is {self.length!r}; it must be an integer >= 0"
+      )
     shape = (self.length, self.embed_dim)
 
     def init():
       value = self.prompt_init(self.make_rng("params"), shape)
-      return nn.LogicallyPartitioned(jnp.asarray(value, self.param_dtype),
-                                     names=("prompt", "prompt_embed"))
+      return nn.LogicallyPartitioned(
+        jnp.asarray(value, self.param_dtype), names=("prompt", "prompt_embed")
+      )
 
     return self.variable(PROMPT_COLLECTION, "prompt", init).value
 
@@ -145,4 +160,5 @@ def broadcast_prompt(prompt: Array, batch_size: int) -> Array:
   if prompt.ndim == 3 and prompt.shape[0] == batch_size:
     return prompt
   raise ValueError(
-      f"prompts must be [P, E] or [batch={batch_size}, P, E], got shape {prompt.shape}")
+    f"prompts must be [P, E] or [batch={batch_size}, P, E], got shape {prompt.shape}"
+  )

@@ -24,9 +24,9 @@ from prompt_tuning.models import prompts as prompts_lib
 Array = jax.Array
 
 REMAT_POLICIES = {
-    "none": None,
-    "full": jax.checkpoint_policies.nothing_saveable,
-    "minimal": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+  "none": None,
+  "full": jax.checkpoint_policies.nothing_saveable,
+  "minimal": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
 }
 
 
@@ -73,8 +73,9 @@ class T5Config:
 
   def __post_init__(self):
     if self.remat_policy not in REMAT_POLICIES:
-      raise ValueError(f"unknown remat_policy {self.remat_policy!r}; choose one of "
-                       f"{sorted(REMAT_POLICIES)}")
+      raise ValueError(
+        f"unknown remat_policy {self.remat_policy!r}; choose one of {sorted(REMAT_POLICIES)}"
+      )
 
   @property
   def activation_dtype(self) -> jnp.dtype:
@@ -86,20 +87,32 @@ class T5Config:
 
 
 def _norm(cfg: T5Config, name: str) -> layers.LayerNorm:
-  return layers.LayerNorm(cfg.layer_norm_epsilon, cfg.activation_dtype,
-                          cfg.parameter_dtype, name=name)
+  return layers.LayerNorm(
+    cfg.layer_norm_epsilon, cfg.activation_dtype, cfg.parameter_dtype, name=name
+  )
 
 
 def _attention(cfg: T5Config, deterministic: bool, name: str) -> attention.MultiHeadAttention:
   return attention.MultiHeadAttention(
-      cfg.num_heads, cfg.head_dim, cfg.dropout_rate, deterministic,
-      cfg.activation_dtype, cfg.parameter_dtype, name=name)
+    cfg.num_heads,
+    cfg.head_dim,
+    cfg.dropout_rate,
+    deterministic,
+    cfg.activation_dtype,
+    cfg.parameter_dtype,
+    name=name,
+  )
 
 
 def _relpos(cfg: T5Config) -> attention.RelativePositionBiases:
   return attention.RelativePositionBiases(
-      cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance,
-      cfg.num_heads, cfg.activation_dtype, cfg.parameter_dtype, name="relpos_bias")
+    cfg.relative_attention_num_buckets,
+    cfg.relative_attention_max_distance,
+    cfg.num_heads,
+    cfg.activation_dtype,
+    cfg.parameter_dtype,
+    name="relpos_bias",
+  )
 
 
 class EncoderLayer(nn.Module):
@@ -117,8 +130,14 @@ class EncoderLayer(nn.Module):
     h = _norm(cfg, "pre_attention_layer_norm")(x)
     x = x + dropout(_attention(cfg, self.deterministic, "attention")(h, h, bias))
     h = _norm(cfg, "pre_mlp_layer_norm")(x)
-    h = layers.MlpBlock(cfg.mlp_dim, cfg.dropout_rate, self.deterministic,
-                        cfg.activation_dtype, cfg.parameter_dtype, name="mlp")(h)
+    h = layers.MlpBlock(
+      cfg.mlp_dim,
+      cfg.dropout_rate,
+      self.deterministic,
+      cfg.activation_dtype,
+      cfg.parameter_dtype,
+      name="mlp",
+    )(h)
     x = layers.constrain(x + dropout(h), ("batch", "length", "embed"))
     return (x, None) if self.scanned else x
 
@@ -133,28 +152,47 @@ class DecoderLayer(nn.Module):
   scanned: bool = False
 
   @nn.compact
-  def __call__(self, x: Array, encoded: Array, self_bias: Array, cross_bias: Array,
-               decode_index: Optional[Array] = None):
+  def __call__(
+    self,
+    x: Array,
+    encoded: Array,
+    self_bias: Array,
+    cross_bias: Array,
+    decode_index: Optional[Array] = None,
+  ):
     cfg = self.config
     dropout = lambda y: nn.Dropout(cfg.dropout_rate)(y, deterministic=self.deterministic)
     h = _norm(cfg, "pre_self_attention_layer_norm")(x)
     h = _attention(cfg, self.deterministic, "self_attention")(
-        h, h, self_bias, decode=self.decode, decode_index=decode_index,
-        max_decode_length=self.max_decode_length)
+      h,
+      h,
+      self_bias,
+      decode=self.decode,
+      decode_index=decode_index,
+      max_decode_length=self.max_decode_length,
+    )
     x = x + dropout(h)
     h = _norm(cfg, "pre_cross_attention_layer_norm")(x)
     h = _attention(cfg, self.deterministic, "encoder_decoder_attention")(
-        h, encoded, cross_bias, decode=self.decode, cross_cache=True)
+      h, encoded, cross_bias, decode=self.decode, cross_cache=True
+    )
     x = x + dropout(h)
     h = _norm(cfg, "pre_mlp_layer_norm")(x)
-    h = layers.MlpBlock(cfg.mlp_dim, cfg.dropout_rate, self.deterministic,
-                        cfg.activation_dtype, cfg.parameter_dtype, name="mlp")(h)
+    h = layers.MlpBlock(
+      cfg.mlp_dim,
+      cfg.dropout_rate,
+      self.deterministic,
+      cfg.activation_dtype,
+      cfg.parameter_dtype,
+      name="mlp",
+    )(h)
     x = layers.constrain(x + dropout(h), ("batch", "length", "embed"))
     return (x, None) if self.scanned else x
 
 
-def _run_layers(cfg: T5Config, layer_cls: type[nn.Module], num_layers: int, x: Array,
-                *args, **attrs) -> Array:
+def _run_layers(
+  cfg: T5Config, layer_cls: type[nn.Module], num_layers: int, x: Array, *args, **attrs
+) -> Array:
   """Applies `num_layers` layers, as `layers_{i}` or as one scanned `layers`."""
   policy = REMAT_POLICIES[cfg.remat_policy]
   if cfg.remat_policy != "none":
@@ -164,12 +202,12 @@ def _run_layers(cfg: T5Config, layer_cls: type[nn.Module], num_layers: int, x: A
       x = layer_cls(cfg, name=f"layers_{i}", **attrs)(x, *args)
     return x
   scanned = nn.scan(
-      layer_cls,
-      variable_axes={"params": 0, "cache": 0},
-      split_rngs={"params": True, "dropout": True},
-      in_axes=(nn.broadcast,) * len(args),
-      length=num_layers,
-      metadata_params={nn.PARTITION_NAME: "layers"},
+    layer_cls,
+    variable_axes={"params": 0, "cache": 0},
+    split_rngs={"params": True, "dropout": True},
+    in_axes=(nn.broadcast,) * len(args),
+    length=num_layers,
+    metadata_params={nn.PARTITION_NAME: "layers"},
   )
   x, _ = scanned(cfg, scanned=True, name="layers", **attrs)(x, *args)
   return x
@@ -183,8 +221,9 @@ class Encoder(nn.Module):
   prompt: Optional[prompts_lib.Prompt] = None
 
   @nn.compact
-  def __call__(self, input_tokens: Array, *, enable_dropout: bool = False,
-               prompts: Optional[Array] = None) -> tuple[Array, Array]:
+  def __call__(
+    self, input_tokens: Array, *, enable_dropout: bool = False, prompts: Optional[Array] = None
+  ) -> tuple[Array, Array]:
     """Encodes `input_tokens: [batch, length]` (0 is padding).
 
     Args:
@@ -205,16 +244,15 @@ class Encoder(nn.Module):
     if prompts is None and self.prompt is not None:
       prompts = self.prompt()
     if prompts is not None:
-      combine = (self.prompt.combiner() if self.prompt is not None
-                 else prompts_lib.prefix_prompt)
+      combine = self.prompt.combiner() if self.prompt is not None else prompts_lib.prefix_prompt
       x, mask = combine(x, mask, prompts_lib.broadcast_prompt(prompts, x.shape[0]))
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
     x = layers.constrain(x.astype(cfg.activation_dtype), ("batch", "length", "embed"))
     positions = jnp.arange(x.shape[1])
-    bias = (_relpos(cfg)(positions, positions, bidirectional=True) +
-            attention.mask_to_bias(attention.key_padding_mask(mask), cfg.activation_dtype))
-    x = _run_layers(cfg, EncoderLayer, cfg.num_encoder_layers, x, bias,
-                    deterministic=deterministic)
+    bias = _relpos(cfg)(positions, positions, bidirectional=True) + attention.mask_to_bias(
+      attention.key_padding_mask(mask), cfg.activation_dtype
+    )
+    x = _run_layers(cfg, EncoderLayer, cfg.num_encoder_layers, x, bias, deterministic=deterministic)
     x = _norm(cfg, "encoder_norm")(x)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
     return x, mask
@@ -227,9 +265,16 @@ class Decoder(nn.Module):
   shared_embedding: nn.Module
 
   @nn.compact
-  def __call__(self, encoded: Array, encoder_mask: Array, decoder_input_tokens: Array, *,
-               enable_dropout: bool = False, decode: bool = False,
-               max_decode_length: Optional[int] = None) -> Array:
+  def __call__(
+    self,
+    encoded: Array,
+    encoder_mask: Array,
+    decoder_input_tokens: Array,
+    *,
+    enable_dropout: bool = False,
+    decode: bool = False,
+    max_decode_length: Optional[int] = None,
+  ) -> Array:
     """Logits for `decoder_input_tokens: [batch, length]`.
 
     Args:
@@ -262,18 +307,36 @@ class Decoder(nn.Module):
       key_positions = jnp.arange(max_decode_length)
     else:
       query_positions = key_positions = jnp.arange(length)
-    self_bias = (_relpos(cfg)(query_positions, key_positions, bidirectional=False) +
-                 attention.mask_to_bias(attention.causal_mask(query_positions, key_positions),
-                                        cfg.activation_dtype))
-    cross_bias = attention.mask_to_bias(attention.key_padding_mask(encoder_mask),
-                                        cfg.activation_dtype)
-    x = _run_layers(cfg, DecoderLayer, cfg.num_decoder_layers, x, encoded, self_bias,
-                    cross_bias, decode_index, deterministic=deterministic, decode=decode,
-                    max_decode_length=max_decode_length)
+    self_bias = _relpos(cfg)(
+      query_positions, key_positions, bidirectional=False
+    ) + attention.mask_to_bias(
+      attention.causal_mask(query_positions, key_positions), cfg.activation_dtype
+    )
+    cross_bias = attention.mask_to_bias(
+      attention.key_padding_mask(encoder_mask), cfg.activation_dtype
+    )
+    x = _run_layers(
+      cfg,
+      DecoderLayer,
+      cfg.num_decoder_layers,
+      x,
+      encoded,
+      self_bias,
+      cross_bias,
+      decode_index,
+      deterministic=deterministic,
+      decode=decode,
+      max_decode_length=max_decode_length,
+    )
     x = _norm(cfg, "decoder_norm")(x)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
-    logits = layers.Dense(cfg.vocab_size, ("embed", "vocab"), dtype=jnp.float32,
-                          param_dtype=cfg.parameter_dtype, name="logits_dense")(x)
+    logits = layers.Dense(
+      cfg.vocab_size,
+      ("embed", "vocab"),
+      dtype=jnp.float32,
+      param_dtype=cfg.parameter_dtype,
+      name="logits_dense",
+    )(x)
     return layers.constrain(logits, ("batch", "length", "vocab"))
 
 
@@ -292,42 +355,70 @@ class Transformer(nn.Module):
   def setup(self):
     cfg = self.config
     if self.prompt is not None and self.prompt.embed_dim != cfg.emb_dim:
-      raise ValueError(f"prompt embed_dim={self.prompt.embed_dim} differs from the model's "
-                       f"emb_dim={cfg.emb_dim}; set both from EMBED_DIM")
-    self.token_embedder = layers.Embed(cfg.vocab_size, cfg.emb_dim, cfg.activation_dtype,
-                                       cfg.parameter_dtype)
+      raise ValueError(
+        f"prompt embed_dim={self.prompt.embed_dim} differs from the model's "
+        f"emb_dim={cfg.emb_dim}; set both from EMBED_DIM"
+      )
+    self.token_embedder = layers.Embed(
+      cfg.vocab_size, cfg.emb_dim, cfg.activation_dtype, cfg.parameter_dtype
+    )
     # A fresh copy, so the encoder (not this module) owns it: the variable's
     # path is `encoder/prompt/prompt` in the `prompt` collection.
     prompt = self.prompt.clone(parent=None) if self.prompt is not None else None
     self.encoder = Encoder(cfg, self.token_embedder, prompt)
     self.decoder = Decoder(cfg, self.token_embedder)
 
-  def encode(self, encoder_input_tokens: Array, *, enable_dropout: bool = False,
-             prompts: Optional[Array] = None) -> tuple[Array, Array]:
+  def encode(
+    self,
+    encoder_input_tokens: Array,
+    *,
+    enable_dropout: bool = False,
+    prompts: Optional[Array] = None,
+  ) -> tuple[Array, Array]:
     """See `Encoder.__call__`."""
     return self.encoder(encoder_input_tokens, enable_dropout=enable_dropout, prompts=prompts)
 
-  def decode(self, encoded: Array, encoder_mask: Array, decoder_input_tokens: Array, *,
-             enable_dropout: bool = False, decode: bool = False,
-             max_decode_length: Optional[int] = None) -> Array:
+  def decode(
+    self,
+    encoded: Array,
+    encoder_mask: Array,
+    decoder_input_tokens: Array,
+    *,
+    enable_dropout: bool = False,
+    decode: bool = False,
+    max_decode_length: Optional[int] = None,
+  ) -> Array:
     """See `Decoder.__call__`."""
-    return self.decoder(encoded, encoder_mask, decoder_input_tokens,
-                        enable_dropout=enable_dropout, decode=decode,
-                        max_decode_length=max_decode_length)
+    return self.decoder(
+      encoded,
+      encoder_mask,
+      decoder_input_tokens,
+      enable_dropout=enable_dropout,
+      decode=decode,
+      max_decode_length=max_decode_length,
+    )
 
-  def __call__(self, encoder_input_tokens: Array, decoder_input_tokens: Array, *,
-               enable_dropout: bool = False, prompts: Optional[Array] = None) -> Array:
+  def __call__(
+    self,
+    encoder_input_tokens: Array,
+    decoder_input_tokens: Array,
+    *,
+    enable_dropout: bool = False,
+    prompts: Optional[Array] = None,
+  ) -> Array:
     """Teacher-forced logits `[batch, target_length, vocab]`."""
-    encoded, mask = self.encode(encoder_input_tokens, enable_dropout=enable_dropout,
-                                prompts=prompts)
+    encoded, mask = self.encode(
+      encoder_input_tokens, enable_dropout=enable_dropout, prompts=prompts
+    )
     return self.decode(encoded, mask, decoder_input_tokens, enable_dropout=enable_dropout)
 
 
 def init_shapes(model: Transformer) -> dict[str, Any]:
   """The model's variables as `jax.ShapeDtypeStruct`s (boxed with axis names), unallocated."""
   rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
-  return jax.eval_shape(lambda: model.init(rngs, jnp.ones((1, 1), jnp.int32),
-                                           jnp.ones((1, 1), jnp.int32)))
+  return jax.eval_shape(
+    lambda: model.init(rngs, jnp.ones((1, 1), jnp.int32), jnp.ones((1, 1), jnp.int32))
+  )
 
 
 def parameter_count(tree: Any) -> int:

@@ -23,7 +23,7 @@ def find(name: str) -> str:
   except (ImportError, ValueError):
     spec = None
   if spec is None or spec.origin in (None, "namespace") and not spec.submodule_search_locations:
-    why = (" (not needed here: prompt_tuning runs without it)" if name in NOT_NEEDED else "")
+    why = " (not needed here: prompt_tuning runs without it)" if name in NOT_NEEDED else ""
     raise ModuleNotFoundError(f"find_module: no module {name!r} is installed{why}")
   if spec.submodule_search_locations:
     return os.path.abspath(list(spec.submodule_search_locations)[0])

@@ -41,39 +41,76 @@ from prompt_tuning.sweep import report as report_lib  # pylint: disable=g-import
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("sweep_file", None, "The sweep file (configs/sweeps/*.gin).")
-flags.DEFINE_string("sweep_dir", None, "Where the points' MODEL_DIRs and the results go "
-                    "(for --executor=ray: a path every node sees); report and archive: a "
-                    "sweep directory or an archive.")
-flags.DEFINE_enum("executor", "local", list(driver.EXECUTORS),
-                  "local: subprocesses of this host; ray: Ray tasks on RAY_ADDRESS's cluster "
-                  "(or a local Ray instance).")
-flags.DEFINE_integer("max_parallel", None, "Points running at once (local default: this "
-                     "host's cores / the sweep's cores per point; ray default: all, as Ray's "
-                     "resources allow).")
+flags.DEFINE_string(
+  "sweep_dir",
+  None,
+  "Where the points' MODEL_DIRs and the results go "
+  "(for --executor=ray: a path every node sees); report and archive: a "
+  "sweep directory or an archive.",
+)
+flags.DEFINE_enum(
+  "executor",
+  "local",
+  list(driver.EXECUTORS),
+  "local: subprocesses of this host; ray: Ray tasks on RAY_ADDRESS's cluster "
+  "(or a local Ray instance).",
+)
+flags.DEFINE_integer(
+  "max_parallel",
+  None,
+  "Points running at once (local default: this "
+  "host's cores / the sweep's cores per point; ray default: all, as Ray's "
+  "resources allow).",
+)
 flags.DEFINE_bool("dry_run", False, "Print the points and their commands; run nothing.")
-flags.DEFINE_multi_string("only", [], "Run a slice of the grid: the points whose AXIS has "
-                          "one of the LABELs (AXIS=LABEL[,LABEL...]; repeat for more axes), "
-                          "e.g. --only=RANDOM_SEED=0. The sweep directory then holds that "
-                          "slice (a later run without --only adds the rest).")
-flags.DEFINE_list("reuse_from", [], "Sweep directories or archives whose done points this "
-                  "sweep copies instead of running again, where a point's config (the gin "
-                  "config the trainer parses, MODEL_DIR aside) and environment are the same: a "
-                  "figure's baseline points shared with another sweep.")
-flags.DEFINE_list("x", None, "report: the plots' x axes: 'parameters' and/or numeric axes "
-                  "(default: parameters when they vary, and each numeric axis).")
-flags.DEFINE_list("lines", None, "report: axes whose values make the lines (default: the "
-                  "other non-seed axes).")
+flags.DEFINE_multi_string(
+  "only",
+  [],
+  "Run a slice of the grid: the points whose AXIS has "
+  "one of the LABELs (AXIS=LABEL[,LABEL...]; repeat for more axes), "
+  "e.g. --only=RANDOM_SEED=0. The sweep directory then holds that "
+  "slice (a later run without --only adds the rest).",
+)
+flags.DEFINE_list(
+  "reuse_from",
+  [],
+  "Sweep directories or archives whose done points this "
+  "sweep copies instead of running again, where a point's config (the gin "
+  "config the trainer parses, MODEL_DIR aside) and environment are the same: a "
+  "figure's baseline points shared with another sweep.",
+)
+flags.DEFINE_list(
+  "x",
+  None,
+  "report: the plots' x axes: 'parameters' and/or numeric axes "
+  "(default: parameters when they vary, and each numeric axis).",
+)
+flags.DEFINE_list(
+  "lines", None, "report: axes whose values make the lines (default: the other non-seed axes)."
+)
 flags.DEFINE_string("panels", None, "report: an axis whose values make side-by-side panels.")
-flags.DEFINE_string("out_dir", None, "report: where results.csv, summary.md and plots/ go "
-                    "(default: --sweep_dir for a sweep directory; required for an archive, "
-                    "which report never writes into).")
-flags.DEFINE_string("archive_dir", None, "archive: the archive to write or update (e.g. "
-                    "results/<name>; outside the sweep directory). An archive of the same "
-                    "sweep already there is updated: its points are kept, each with its "
-                    "done run.")
-flags.DEFINE_list("merge", [], "archive: archives (or sweep directories) of one sweep, e.g. "
-                  "of slices run with --only, merged into --archive_dir with --sweep_dir's; "
-                  "a point done in two with other evaluation values stops the merge.")
+flags.DEFINE_string(
+  "out_dir",
+  None,
+  "report: where results.csv, summary.md and plots/ go "
+  "(default: --sweep_dir for a sweep directory; required for an archive, "
+  "which report never writes into).",
+)
+flags.DEFINE_string(
+  "archive_dir",
+  None,
+  "archive: the archive to write or update (e.g. "
+  "results/<name>; outside the sweep directory). An archive of the same "
+  "sweep already there is updated: its points are kept, each with its "
+  "done run.",
+)
+flags.DEFINE_list(
+  "merge",
+  [],
+  "archive: archives (or sweep directories) of one sweep, e.g. "
+  "of slices run with --only, merged into --archive_dir with --sweep_dir's; "
+  "a point done in two with other evaluation values stops the merge.",
+)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -81,13 +118,17 @@ def main(argv: Sequence[str]) -> None:
   if command not in ([], ["report"], ["archive"]):
     raise ValueError(f"unexpected arguments {command}; the commands are `report` and `archive`")
   if FLAGS.gin_file:
-    raise ValueError("--gin_file is for training runs; a sweep's gin files are in its sweep "
-                     "file (--sweep_file)")
+    raise ValueError(
+      "--gin_file is for training runs; a sweep's gin files are in its sweep file (--sweep_file)"
+    )
   if command == ["archive"]:
-    result = archive_lib.archive([FLAGS.sweep_dir] * bool(FLAGS.sweep_dir) + FLAGS.merge,
-                                 FLAGS.archive_dir)
-    print(f"archive: {result['done']}/{result['points']} points done in "
-          f"{result['archive_dir']} ({result['bytes'] / 1024:.0f} KiB)")
+    result = archive_lib.archive(
+      [FLAGS.sweep_dir] * bool(FLAGS.sweep_dir) + FLAGS.merge, FLAGS.archive_dir
+    )
+    print(
+      f"archive: {result['done']}/{result['points']} points done in "
+      f"{result['archive_dir']} ({result['bytes'] / 1024:.0f} KiB)"
+    )
     return
   if not FLAGS.sweep_dir:
     raise ValueError("--sweep_dir is required: where the points' runs and the results go")
@@ -95,15 +136,24 @@ def main(argv: Sequence[str]) -> None:
   if command == ["report"]:
     result = report_lib.report(FLAGS.sweep_dir, out_dir=FLAGS.out_dir, **options)
     plot = result["plots"][0] if result["plots"] else "none"
-    print(f"sweep: {result['done']}/{result['total']} points done results={result['results']} "
-          f"plot={plot}")
+    print(
+      f"sweep: {result['done']}/{result['total']} points done results={result['results']} "
+      f"plot={plot}"
+    )
     return
   if not FLAGS.sweep_file:
     raise ValueError("--sweep_file is required (e.g. configs/sweeps/wordnet_mini.gin)")
-  status = driver.run(FLAGS.sweep_file, FLAGS.sweep_dir, overrides=FLAGS.gin_bindings,
-                      executor=FLAGS.executor, max_parallel=FLAGS.max_parallel,
-                      is_dry_run=FLAGS.dry_run, report_options=options, only=FLAGS.only,
-                      reuse_from=FLAGS.reuse_from)
+  status = driver.run(
+    FLAGS.sweep_file,
+    FLAGS.sweep_dir,
+    overrides=FLAGS.gin_bindings,
+    executor=FLAGS.executor,
+    max_parallel=FLAGS.max_parallel,
+    is_dry_run=FLAGS.dry_run,
+    report_options=options,
+    only=FLAGS.only,
+    reuse_from=FLAGS.reuse_from,
+  )
   sys.stdout.flush()
   sys.exit(status)
 

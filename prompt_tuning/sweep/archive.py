@@ -58,8 +58,10 @@ PROVENANCE_FILE = "provenance.json"
 RERUN_DIR = "build/rerun"  # where a point's `rerun` command trains it, under a clone's root
 SWEEP_DIR_SYMBOL, ELSEWHERE_SYMBOL = "$SWEEP_DIR", "$ELSEWHERE"
 RECORDED = "recorded by the sweep when the point ran (its status.json)"
-NOT_RECORDED = ("the archiving machine's: the sweep recorded none when the point ran, which "
-                "may have been on another machine or commit")
+NOT_RECORDED = (
+  "the archiving machine's: the sweep recorded none when the point ran, which "
+  "may have been on another machine or commit"
+)
 _DROPPED_STATUS_KEYS = ("log_tail",)  # the log's last lines: the machine's paths, tracebacks
 _TEMPORARY = re.compile(r"\.tmp\.\d+$")  # points_lib.write_file's, left by a kill
 
@@ -78,6 +80,7 @@ def _json_bytes(value: Any) -> bytes:
 @dataclasses.dataclass
 class Point:
   """One point of an archive: its files, by path inside the point's directory."""
+
   name: str
   files: dict[str, Content]
   where: str  # the archive or sweep directory it came from (for messages)
@@ -121,13 +124,11 @@ class _Paths:
 
   def __init__(self, rules: Sequence[tuple[str, Callable[[str], str]]]):
     # (absolute path, the replacement given what follows it: "/" or "")
-    self._rules = sorted(((p, r) for p, r in rules if len(p) > 1),
-                         key=lambda rule: -len(rule[0]))
+    self._rules = sorted(((p, r) for p, r in rules if len(p) > 1), key=lambda rule: -len(rule[0]))
 
   def text(self, text: str) -> str:
     for path, replace in self._rules:
-      text = re.sub(re.escape(path) + _PATH_END,
-                    lambda m, replace=replace: replace(m[1]), text)
+      text = re.sub(re.escape(path) + _PATH_END, lambda m, replace=replace: replace(m[1]), text)
     return text
 
   def value(self, value: Any) -> Any:
@@ -203,8 +204,9 @@ def thin_metrics(path: str) -> bytes:
   out = [lines[i] for i in sorted(kept)]
   if left_out:
     speed = report_lib.tokens_per_second(report_lib.read_metrics(path))
-    out.append(json.dumps({"event": report_lib.THINNED, "left_out": left_out,
-                           "tokens_per_s": speed}))
+    out.append(
+      json.dumps({"event": report_lib.THINNED, "left_out": left_out, "tokens_per_s": speed})
+    )
   return "".join(line + "\n" for line in out).encode()
 
 
@@ -224,7 +226,8 @@ def rerun_command(record: dict) -> str:
   """A point.json's command as a shell line that runs from the root of any clone."""
   variables = " ".join(f"{k}={shlex.quote(v)}" for k, v in (record.get("env") or {}).items())
   return (variables + " " if variables else "") + points_lib.shell_command(
-      ["python", *record["argv"]])
+    ["python", *record["argv"]]
+  )
 
 
 class _Machine:
@@ -251,8 +254,10 @@ def _archive_point(sweep_dir: str, name: str, sweep_name: str, machine: _Machine
     cwd = interpreter = None
   roots = sorted(_variants(cwd, provenance.repo_root()), key=len, reverse=True)
   rules = [(p, lambda after: "python" + after) for p in _variants(interpreter, sys.executable)]
-  rules += [(p, lambda after: SWEEP_DIR_SYMBOL + after) for p in _variants(
-      os.path.abspath(sweep_dir), os.path.dirname(record.get("model_dir") or ""))]
+  rules += [
+    (p, lambda after: SWEEP_DIR_SYMBOL + after)
+    for p in _variants(os.path.abspath(sweep_dir), os.path.dirname(record.get("model_dir") or ""))
+  ]
   rules += [(p, lambda after: "" if after else ".") for p in roots]
   paths = _Paths(rules)
   rerun_dir = f"{RERUN_DIR}/{sweep_name}/{name}"
@@ -261,8 +266,10 @@ def _archive_point(sweep_dir: str, name: str, sweep_name: str, machine: _Machine
   if record:
     record = paths.value(record)
     record["model_dir"] = name  # relative to the sweep directory
-    record["argv"] = [f"--gin.MODEL_DIR={spec.gin_text(rerun_dir)}"
-                      if a.startswith("--gin.MODEL_DIR=") else a for a in record.get("argv", [])]
+    record["argv"] = [
+      f"--gin.MODEL_DIR={spec.gin_text(rerun_dir)}" if a.startswith("--gin.MODEL_DIR=") else a
+      for a in record.get("argv", [])
+    ]
     files[points_lib.POINT_FILE] = _json_bytes(record)
   if status:
     status = {k: v for k, v in status.items() if k not in _DROPPED_STATUS_KEYS}
@@ -274,8 +281,7 @@ def _archive_point(sweep_dir: str, name: str, sweep_name: str, machine: _Machine
     files[layout.METRICS_FILE] = paths.text(metrics.decode()).encode()
   try:
     with open(layout.config_file(model_dir)) as f:
-      config = re.sub(r"(?m)^MODEL_DIR = .*$", f"MODEL_DIR = {spec.gin_text(rerun_dir)}",
-                      f.read())
+      config = re.sub(r"(?m)^MODEL_DIR = .*$", f"MODEL_DIR = {spec.gin_text(rerun_dir)}", f.read())
     files[layout.CONFIG_FILE] = paths.text(config).encode()
   except FileNotFoundError:
     pass
@@ -296,9 +302,13 @@ def _archive_point(sweep_dir: str, name: str, sweep_name: str, machine: _Machine
     environment, source = copied["environment"], copied.get("environment_source")
   else:
     environment, source = machine.environment(), NOT_RECORDED
-  files[PROVENANCE_FILE] = _json_bytes({
-      "environment": environment, "environment_source": source,
-      "rerun": rerun_command(record) if record.get("argv") else None})
+  files[PROVENANCE_FILE] = _json_bytes(
+    {
+      "environment": environment,
+      "environment_source": source,
+      "rerun": rerun_command(record) if record.get("argv") else None,
+    }
+  )
   return Point(name, files, sweep_dir)
 
 
@@ -312,20 +322,28 @@ def kind(directory: str) -> str:
     raise ArchiveError(f"{directory} does not exist; give a sweep directory or an archive")
   if points_lib.is_archive(directory):
     made = (points_lib.read_json(os.path.join(directory, points_lib.ARCHIVE_FILE)) or {}).get(
-        "format")
+      "format"
+    )
     if made != FORMAT:
-      raise ArchiveError(f"{directory} is an archive of format {made!r}; this code reads "
-                         f"format {FORMAT} (update the code)")
+      raise ArchiveError(
+        f"{directory} is an archive of format {made!r}; this code reads "
+        f"format {FORMAT} (update the code)"
+      )
     return "archive"
   if os.path.isfile(os.path.join(directory, points_lib.SWEEP_FILE)) or _point_names(directory):
     return "sweep"
-  raise ArchiveError(f"{directory} is neither a sweep directory nor an archive (no "
-                     f"{points_lib.SWEEP_FILE}, no */{points_lib.POINT_FILE})")
+  raise ArchiveError(
+    f"{directory} is neither a sweep directory nor an archive (no "
+    f"{points_lib.SWEEP_FILE}, no */{points_lib.POINT_FILE})"
+  )
 
 
 def _point_names(directory: str) -> list[str]:
-  return sorted(n for n in os.listdir(directory)
-                if os.path.isfile(os.path.join(directory, n, points_lib.POINT_FILE)))
+  return sorted(
+    n
+    for n in os.listdir(directory)
+    if os.path.isfile(os.path.join(directory, n, points_lib.POINT_FILE))
+  )
 
 
 def _meta(directory: str, names: Sequence[str]) -> dict:
@@ -333,8 +351,12 @@ def _meta(directory: str, names: Sequence[str]) -> dict:
   meta = points_lib.read_json(os.path.join(directory, points_lib.SWEEP_FILE))
   if meta is None and names:
     first = points_lib.read_json(os.path.join(directory, names[0], points_lib.POINT_FILE))
-    meta = {"name": first["sweep"], "axes": [a for a, _, _ in first["axes"]],
-            "seed_axes": first["seed_axes"], "average_axes": first.get("average_axes", [])}
+    meta = {
+      "name": first["sweep"],
+      "axes": [a for a, _, _ in first["axes"]],
+      "seed_axes": first["seed_axes"],
+      "average_axes": first.get("average_axes", []),
+    }
   return meta or {}
 
 
@@ -354,8 +376,7 @@ def read(directory: str) -> Archive:
           if _TEMPORARY.search(file):
             continue
           relative = os.path.relpath(path, root).replace(os.sep, "/")
-          files[relative] = pathlib.Path(path) if file.endswith(".npy") else open(
-              path, "rb").read()
+          files[relative] = pathlib.Path(path) if file.endswith(".npy") else open(path, "rb").read()
       points[name] = Point(name, files, directory)
     return Archive(meta, points, directory)
   if meta.get("points"):  # the points of the sweep as it is now (report's rows)
@@ -368,12 +389,16 @@ def read(directory: str) -> Archive:
 
 def _check_same_sweep(a: Archive, b: Archive) -> None:
   if a.meta.get("name") != b.meta.get("name"):
-    raise ArchiveError(f"{a.where} holds sweep {a.meta.get('name')!r} and {b.where} sweep "
-                       f"{b.meta.get('name')!r}; merge archives of one sweep")
+    raise ArchiveError(
+      f"{a.where} holds sweep {a.meta.get('name')!r} and {b.where} sweep "
+      f"{b.meta.get('name')!r}; merge archives of one sweep"
+    )
   for key in sorted((set(a.meta) | set(b.meta)) - {"points"}):
     if a.meta.get(key) != b.meta.get(key):
-      raise ArchiveError(f"{a.where} and {b.where} differ in the sweep's {key} "
-                         f"({a.meta.get(key)!r}, {b.meta.get(key)!r}): not slices of one sweep")
+      raise ArchiveError(
+        f"{a.where} and {b.where} differ in the sweep's {key} "
+        f"({a.meta.get(key)!r}, {b.meta.get(key)!r}): not slices of one sweep"
+      )
 
 
 def _progress(point: Point) -> tuple[int, int]:
@@ -388,27 +413,35 @@ def _pick(old: Point, new: Point) -> Point:
   evaluations, then more of metrics.jsonl: a started run over a copy not started), the
   later on a tie."""
   commands = [p.record(points_lib.POINT_FILE) for p in (old, new)]
-  keys = ["argv", "env"] + (["config_sha256"] if all("config_sha256" in c for c in commands)
-                            else [])
+  keys = ["argv", "env"] + (
+    ["config_sha256"] if all("config_sha256" in c for c in commands) else []
+  )
   if any(commands[0].get(k) != commands[1].get(k) for k in keys):
-    raise ArchiveError(f"point {new.name} was made by different commands in {old.where} and "
-                       f"{new.where} (the sweep file changed?); they are not one sweep's runs")
+    raise ArchiveError(
+      f"point {new.name} was made by different commands in {old.where} and "
+      f"{new.where} (the sweep file changed?); they are not one sweep's runs"
+    )
   if old.done and new.done and old.evaluations() != new.evaluations():
-    raise ArchiveError(f"point {new.name} is done in {old.where} and in {new.where} with "
-                       "different evaluation results; remove it from one of them and merge "
-                       "again")
+    raise ArchiveError(
+      f"point {new.name} is done in {old.where} and in {new.where} with "
+      "different evaluation results; remove it from one of them and merge "
+      "again"
+    )
   if old.done and not new.done:
     return old
   if not old.done and not new.done and _progress(old) > _progress(new):
     return old
   # The same run archived again on another machine or commit: its earlier record of the
   # environment (the archiving machine's, when the sweep recorded none) stays.
-  same = all(old.files.get(f) == new.files.get(f)
-             for f in (points_lib.STATUS_FILE, layout.METRICS_FILE))
-  if same and new.record(PROVENANCE_FILE).get("environment_source") == NOT_RECORDED and (
-      PROVENANCE_FILE in old.files):
-    new = dataclasses.replace(new, files={**new.files, PROVENANCE_FILE: old.files[
-        PROVENANCE_FILE]})
+  same = all(
+    old.files.get(f) == new.files.get(f) for f in (points_lib.STATUS_FILE, layout.METRICS_FILE)
+  )
+  if (
+    same
+    and new.record(PROVENANCE_FILE).get("environment_source") == NOT_RECORDED
+    and (PROVENANCE_FILE in old.files)
+  ):
+    new = dataclasses.replace(new, files={**new.files, PROVENANCE_FILE: old.files[PROVENANCE_FILE]})
   return new
 
 
@@ -448,10 +481,16 @@ def write(archive: Archive, archive_dir: str) -> None:
   """Writes the archive: changed files only, each whole; a point's files it no longer has
   (an older last prompt) go."""
   os.makedirs(archive_dir, exist_ok=True)
-  _put(os.path.join(archive_dir, points_lib.ARCHIVE_FILE), _json_bytes({
-      "format": FORMAT,
-      "what": "an archive of a sweep (prompt_tuning/sweep/archive.py); report: python -m "
-              "prompt_tuning.sweep report --sweep_dir=<this directory> --out_dir=<another>"}))
+  _put(
+    os.path.join(archive_dir, points_lib.ARCHIVE_FILE),
+    _json_bytes(
+      {
+        "format": FORMAT,
+        "what": "an archive of a sweep (prompt_tuning/sweep/archive.py); report: python -m "
+        "prompt_tuning.sweep report --sweep_dir=<this directory> --out_dir=<another>",
+      }
+    ),
+  )
   for name, point in archive.points.items():
     root = os.path.join(archive_dir, name)
     for relative, content in point.files.items():
@@ -480,35 +519,51 @@ def archive(sources: Sequence[str], archive_dir: str) -> dict[str, Any]:
       other sweeps, a point done in two with other evaluation values.
   """
   if not sources:
-    raise ArchiveError("give --sweep_dir=DIR (a sweep directory or an archive) and/or "
-                       "--merge=A,B (archives of one sweep)")
+    raise ArchiveError(
+      "give --sweep_dir=DIR (a sweep directory or an archive) and/or "
+      "--merge=A,B (archives of one sweep)"
+    )
   if not archive_dir:
-    raise ArchiveError("--archive_dir is required: where the archive goes (e.g. "
-                       "results/<name>)")
+    raise ArchiveError("--archive_dir is required: where the archive goes (e.g. results/<name>)")
   kinds = {source: kind(source) for source in sources}
   for source, what in kinds.items():
     same = os.path.realpath(source) == os.path.realpath(archive_dir)
-    overlap = points_lib.is_inside(archive_dir, source) or points_lib.is_inside(source,
-                                                                                archive_dir)
+    overlap = points_lib.is_inside(archive_dir, source) or points_lib.is_inside(source, archive_dir)
     if overlap and not (same and what == "archive"):
-      raise ArchiveError(f"--archive_dir={archive_dir} overlaps {source}: put the archive "
-                         "outside the sweep directory (e.g. results/<name>)")
+      raise ArchiveError(
+        f"--archive_dir={archive_dir} overlaps {source}: put the archive "
+        "outside the sweep directory (e.g. results/<name>)"
+      )
   inputs = list(sources)
   if os.path.isdir(archive_dir) and os.listdir(archive_dir):
     if not points_lib.is_archive(archive_dir):
-      what = "is a sweep directory" if _point_names(archive_dir) or os.path.isfile(
-          os.path.join(archive_dir, points_lib.SWEEP_FILE)) else "holds other files"
-      raise ArchiveError(f"--archive_dir={archive_dir} {what}, not an archive; give a new "
-                         "directory or an archive of this sweep")
+      what = (
+        "is a sweep directory"
+        if _point_names(archive_dir)
+        or os.path.isfile(os.path.join(archive_dir, points_lib.SWEEP_FILE))
+        else "holds other files"
+      )
+      raise ArchiveError(
+        f"--archive_dir={archive_dir} {what}, not an archive; give a new "
+        "directory or an archive of this sweep"
+      )
     kind(archive_dir)  # its format
     if not any(os.path.realpath(s) == os.path.realpath(archive_dir) for s in sources):
       inputs.insert(0, archive_dir)  # updated: its points are merged with the sources'
   merged = merge([read(source) for source in inputs])
   if not merged.points:
-    raise ArchiveError(f"{', '.join(sources)}: no sweep points to archive (no "
-                       f"*/{points_lib.POINT_FILE})")
+    raise ArchiveError(
+      f"{', '.join(sources)}: no sweep points to archive (no */{points_lib.POINT_FILE})"
+    )
   write(merged, archive_dir)
-  size = sum(os.path.getsize(os.path.join(folder, f))
-             for folder, _, found in os.walk(archive_dir) for f in found)
-  return {"archive_dir": archive_dir, "points": len(merged.points),
-          "done": sum(p.done for p in merged.points.values()), "bytes": size}
+  size = sum(
+    os.path.getsize(os.path.join(folder, f))
+    for folder, _, found in os.walk(archive_dir)
+    for f in found
+  )
+  return {
+    "archive_dir": archive_dir,
+    "points": len(merged.points),
+    "done": sum(p.done for p in merged.points.values()),
+    "bytes": size,
+  }

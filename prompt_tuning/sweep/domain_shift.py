@@ -39,12 +39,14 @@ class Row:
   @property
   def kept(self) -> list[float]:
     """Out-of-domain as a percentage of in-domain, per seed (nan where in-domain is 0)."""
-    return [100.0 * b / a if a else float("nan")
-            for a, b in zip(self.in_domain, self.out_of_domain)]
+    return [
+      100.0 * b / a if a else float("nan") for a, b in zip(self.in_domain, self.out_of_domain)
+    ]
 
 
-def table(rows: Sequence[dict[str, Any]], task: str, by: Sequence[str],
-          metric: str = "accuracy") -> list[Row]:
+def table(
+  rows: Sequence[dict[str, Any]], task: str, by: Sequence[str], metric: str = "accuracy"
+) -> list[Row]:
   """The done points of `task` grouped by the axes `by` (the seeds pooled), in sweep order.
 
   Raises:
@@ -59,13 +61,20 @@ def table(rows: Sequence[dict[str, Any]], task: str, by: Sequence[str],
     if f"eval/{task}/{metric}@best" not in row:
       continue  # another task's point
     if at_best(OUT_OF_DOMAIN) not in row:
-      raise ValueError(f"point {row['name']} has no {at_best(OUT_OF_DOMAIN)[:-5]}: its runs "
-                       f"did not decode the {OUT_OF_DOMAIN!r} split (TEST_SPLIT)")
+      raise ValueError(
+        f"point {row['name']} has no {at_best(OUT_OF_DOMAIN)[:-5]}: its runs "
+        f"did not decode the {OUT_OF_DOMAIN!r} split (TEST_SPLIT)"
+      )
     groups.setdefault(tuple(row.get(axis) for axis in by), []).append(row)
-  return [Row(key, group[0].get("parameters_model"),
-              [float(r[at_best(IN_DOMAIN)]) for r in group],
-              [float(r[at_best(OUT_OF_DOMAIN)]) for r in group])
-          for key, group in groups.items()]
+  return [
+    Row(
+      key,
+      group[0].get("parameters_model"),
+      [float(r[at_best(IN_DOMAIN)]) for r in group],
+      [float(r[at_best(OUT_OF_DOMAIN)]) for r in group],
+    )
+    for key, group in groups.items()
+  ]
 
 
 def _pm(values: Sequence[float], digits: int = 2) -> str:
@@ -77,14 +86,23 @@ def _pm(values: Sequence[float], digits: int = 2) -> str:
 def markdown(rows: Sequence[Row], by: Sequence[str]) -> str:
   """The table as markdown: in-domain, out-of-domain, the drop and kept (%), mean ± std
   over seeds."""
-  lines = ["| " + " | ".join(list(by) + ["parameters", "seeds", "in-domain (test)",
-                                           "out-of-domain", "drop", "kept (%)"]) + " |",
-           "|" + "---|" * (len(by) + 6)]
+  lines = [
+    "| "
+    + " | ".join(
+      list(by) + ["parameters", "seeds", "in-domain (test)", "out-of-domain", "drop", "kept (%)"]
+    )
+    + " |",
+    "|" + "---|" * (len(by) + 6),
+  ]
   for row in rows:
-    cells = [str(v) for v in row.key] + [f"{row.parameters:,}" if row.parameters else "",
-                                         str(len(row.in_domain)), _pm(row.in_domain),
-                                         _pm(row.out_of_domain), _pm(row.drop),
-                                         _pm(row.kept, digits=1)]
+    cells = [str(v) for v in row.key] + [
+      f"{row.parameters:,}" if row.parameters else "",
+      str(len(row.in_domain)),
+      _pm(row.in_domain),
+      _pm(row.out_of_domain),
+      _pm(row.drop),
+      _pm(row.kept, digits=1),
+    ]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
@@ -93,25 +111,34 @@ def plot(rows: Sequence[Row], line_axis_values: Sequence[Any], path: str, title:
   """In-domain (solid) and out-of-domain (dashed) accuracy against the model's parameters,
   one colour per value of the first `by` axis (e.g. the method); ± std bands."""
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
   figure, ax = plt.subplots(figsize=(5.5, 4))
   for value in line_axis_values:
-    line_rows = sorted((r for r in rows if r.key[0] == value and r.parameters),
-                       key=lambda r: r.parameters)
+    line_rows = sorted(
+      (r for r in rows if r.key[0] == value and r.parameters), key=lambda r: r.parameters
+    )
     if not line_rows:
       continue
     xs = [r.parameters for r in line_rows]
     colour = None
-    for values_of, style, name in ((lambda r: r.in_domain, "-", "in-domain"),
-                                   (lambda r: r.out_of_domain, "--", "out-of-domain")):
+    for values_of, style, name in (
+      (lambda r: r.in_domain, "-", "in-domain"),
+      (lambda r: r.out_of_domain, "--", "out-of-domain"),
+    ):
       means = [statistics.fmean(values_of(r)) for r in line_rows]
-      stds = [statistics.stdev(values_of(r)) if len(values_of(r)) > 1 else 0.0
-              for r in line_rows]
+      stds = [statistics.stdev(values_of(r)) if len(values_of(r)) > 1 else 0.0 for r in line_rows]
       (line,) = ax.plot(xs, means, style, marker="o", color=colour, label=f"{value}, {name}")
       colour = line.get_color()
-      ax.fill_between(xs, [m - s for m, s in zip(means, stds)],
-                      [m + s for m, s in zip(means, stds)], color=colour, alpha=0.15)
+      ax.fill_between(
+        xs,
+        [m - s for m, s in zip(means, stds)],
+        [m + s for m, s in zip(means, stds)],
+        color=colour,
+        alpha=0.15,
+      )
     report_lib.x_ticks(ax, report_lib.PARAMETERS, xs)
   ax.set_xlabel("model parameters")
   ax.set_ylabel("accuracy at the best validation step")

@@ -31,8 +31,7 @@ from prompt_tuning.sweep import spec
 
 EXECUTORS = ("local", "ray")
 # What parsing a sweep file or a point's config raises for a bad one (gin's errors included).
-_CONFIG_ERRORS = (ValueError, TypeError, NameError, AttributeError, FileNotFoundError,
-                  ImportError)
+_CONFIG_ERRORS = (ValueError, TypeError, NameError, AttributeError, FileNotFoundError, ImportError)
 LOCK_FILE = ".sweep.lock"
 
 
@@ -56,11 +55,13 @@ def load(sweep_file: str, overrides: Sequence[str] = ()) -> spec.Plan:
     bound = gin.get_bindings(spec.Sweep, resolve_references=False)
     if not bound:
       raise spec.SweepFileError(
-          f"{sweep_file} binds no sweep.Sweep parameters; start it with `from __gin__ import "
-          "dynamic_registration` and `from prompt_tuning import sweep` (see configs/sweeps/)")
+        f"{sweep_file} binds no sweep.Sweep parameters; start it with `from __gin__ import "
+        "dynamic_registration` and `from prompt_tuning import sweep` (see configs/sweeps/)"
+      )
     # A macro set (in the file or by --gin.) that the sweep never reads is a typo.
     gin_config.check_every_macro_is_read(
-        (), where="a sweep file's macros are those its sweep.Sweep bindings reference")
+      (), where="a sweep file's macros are those its sweep.Sweep bindings reference"
+    )
     declared = spec.Sweep(**spec.resolve_macros(bound))
   except spec.SweepFileError:
     raise
@@ -106,8 +107,9 @@ def check_points(plan: spec.Plan) -> dict[str, str]:
   texts = {}
   for point in plan.points:
     try:
-      texts[point.name] = _config_text(plan.gin_files_of(point),
-                                       [f"{k} = {v}" for k, v in plan.bindings_of(point)])
+      texts[point.name] = _config_text(
+        plan.gin_files_of(point), [f"{k} = {v}" for k, v in plan.bindings_of(point)]
+      )
     except _CONFIG_ERRORS as e:
       raise spec.SweepFileError(f"point {point.name}: {_one_line(e)}") from None
   return texts
@@ -133,12 +135,17 @@ def finished_runs(sweep_dirs: Sequence[str]) -> dict[tuple[str, str], str]:
   # An archive (archive.py) has a sweep directory's layout: its points are read alike.
   runs = {}
   for sweep_dir in sweep_dirs:
-    names = sorted(n for n in (os.listdir(sweep_dir) if os.path.isdir(sweep_dir) else ())
-                   if os.path.isfile(os.path.join(sweep_dir, n, points_lib.POINT_FILE)))
+    names = sorted(
+      n
+      for n in (os.listdir(sweep_dir) if os.path.isdir(sweep_dir) else ())
+      if os.path.isfile(os.path.join(sweep_dir, n, points_lib.POINT_FILE))
+    )
     if not names:
-      raise spec.SweepFileError(f"--reuse_from={sweep_dir}: no sweep points there (no "
-                                f"*/{points_lib.POINT_FILE}); give a sweep directory or an "
-                                "archive")
+      raise spec.SweepFileError(
+        f"--reuse_from={sweep_dir}: no sweep points there (no "
+        f"*/{points_lib.POINT_FILE}); give a sweep directory or an "
+        "archive"
+      )
     for name in names:
       model_dir = os.path.realpath(os.path.join(sweep_dir, name))
       if not points_lib.is_done(model_dir):
@@ -193,9 +200,15 @@ class Progress:
   the small sizes give the large size's long point its cost (in a scaling sweep one
   point of the largest size costs many of the smallest)."""
 
-  def __init__(self, total: int, done: int, parallel: int, out: TextIO,
-               kinds: Optional[dict[str, frozenset]] = None,
-               history: Sequence[tuple[frozenset, float]] = ()):
+  def __init__(
+    self,
+    total: int,
+    done: int,
+    parallel: int,
+    out: TextIO,
+    kinds: Optional[dict[str, frozenset]] = None,
+    history: Sequence[tuple[frozenset, float]] = (),
+  ):
     """kinds: each point's name -> its (axis, label) pairs but the seeds'. history: (kind,
     seconds) of the points done before this run (`point_cost`)."""
     self.total, self.done, self.parallel, self.out = total, done, parallel, out
@@ -222,8 +235,10 @@ class Progress:
     if not self.history or not (self.left or self.running):
       return None
     now = time.time()
-    running = sum(max(0.0, self._estimate(self.kinds.get(name, frozenset())) - (now - begun))
-                  for name, begun in self.started_at.items())
+    running = sum(
+      max(0.0, self._estimate(self.kinds.get(name, frozenset())) - (now - begun))
+      for name, begun in self.started_at.items()
+    )
     waiting = [self.kinds.get(name, frozenset()) for name in self.waiting]
     waiting += [frozenset()] * (self.left - len(waiting))  # unnamed: the mean point
     return (running + sum(self._estimate(kind) for kind in waiting)) / self.parallel
@@ -231,8 +246,12 @@ class Progress:
   def _line(self, what: str) -> None:
     seconds = self.eta()
     eta = "" if seconds is None else f"; ETA {_duration(seconds)}"
-    print(f"sweep: {self.done}/{self.total} done, {self.running} running, {self.failed} failed, "
-          f"{self.left} left{eta} | {what}", file=self.out, flush=True)
+    print(
+      f"sweep: {self.done}/{self.total} done, {self.running} running, {self.failed} failed, "
+      f"{self.left} left{eta} | {what}",
+      file=self.out,
+      flush=True,
+    )
 
   def started(self, job: executors.Job) -> None:
     self.running += 1
@@ -252,8 +271,7 @@ class Progress:
       self._line(f"{job.name} done in {_duration(seconds)}")
     elif outcome == points_lib.FAILED:
       self.failed += 1
-      self._line(f"{job.name} FAILED (exit {returncode}): {record['error']} "
-                 f"(log: {job.log_path})")
+      self._line(f"{job.name} FAILED (exit {returncode}): {record['error']} (log: {job.log_path})")
     else:
       self.interrupted += 1
       self._line(f"{job.name} interrupted at its last saved step; rerun to resume")
@@ -269,8 +287,9 @@ class _Lock:
       fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
       os.close(self._fd)
-      raise spec.SweepFileError(f"another sweep is running in {sweep_dir}; wait for it or "
-                                "stop it first") from None
+      raise spec.SweepFileError(
+        f"another sweep is running in {sweep_dir}; wait for it or stop it first"
+      ) from None
 
   def release(self) -> None:
     os.close(self._fd)
@@ -284,13 +303,17 @@ def dry_run(plan: spec.Plan, sweep_dir: str, reusable: dict[str, str], out: Text
     copied = f" (done in {reusable[point.name]}: copied, not run)" if point.name in reusable else ""
     print(f"{point.name}{copied}\n  {env} {points_lib.shell_command(argv)}", file=out)
   done = sum(points_lib.is_done(points_lib.point_dir(sweep_dir, p)) for p in plan.points)
-  print(f"sweep {plan.name}: {len(plan.points)} points: {done} done in {sweep_dir}, "
-        f"{len(reusable)} to copy, {len(plan.points) - done - len(reusable)} to run "
-        "(dry run: nothing ran)", file=out)
+  print(
+    f"sweep {plan.name}: {len(plan.points)} points: {done} done in {sweep_dir}, "
+    f"{len(reusable)} to copy, {len(plan.points) - done - len(reusable)} to run "
+    "(dry run: nothing ran)",
+    file=out,
+  )
 
 
-def reusable_points(plan: spec.Plan, digests: dict[str, str], sweep_dir: str,
-                    runs: dict[tuple[str, str], str]) -> dict[str, str]:
+def reusable_points(
+  plan: spec.Plan, digests: dict[str, str], sweep_dir: str, runs: dict[tuple[str, str], str]
+) -> dict[str, str]:
   """The plan's points that are not done here and that another sweep ran.
 
   Args:
@@ -314,17 +337,26 @@ def listed_points(whole: spec.Plan, sliced: spec.Plan, sweep_dir: str) -> list[s
   """The points a directory's sweep.json lists after a slice (--only) of `whole` runs in
   it: the slice's and those listed before, in the whole sweep's order (so that `report`
   keeps the points of an earlier, larger run)."""
-  before = (points_lib.read_json(os.path.join(sweep_dir, points_lib.SWEEP_FILE)) or
-            {}).get("points", [])
+  before = (points_lib.read_json(os.path.join(sweep_dir, points_lib.SWEEP_FILE)) or {}).get(
+    "points", []
+  )
   keep = set(before) | {p.name for p in sliced.points}
   return [p.name for p in whole.points if p.name in keep]
 
 
-def run(sweep_file: str, sweep_dir: str, *, overrides: Sequence[str] = (),
-        executor: str = "local", max_parallel: Optional[int] = None,
-        is_dry_run: bool = False, report_options: Optional[dict[str, Any]] = None,
-        only: Sequence[str] = (), reuse_from: Sequence[str] = (),
-        out: TextIO = sys.stdout) -> int:
+def run(
+  sweep_file: str,
+  sweep_dir: str,
+  *,
+  overrides: Sequence[str] = (),
+  executor: str = "local",
+  max_parallel: Optional[int] = None,
+  is_dry_run: bool = False,
+  report_options: Optional[dict[str, Any]] = None,
+  only: Sequence[str] = (),
+  reuse_from: Sequence[str] = (),
+  out: TextIO = sys.stdout,
+) -> int:
   """Runs the sweep's points that are not done; returns the exit status (0; 1: a point is
   not done; 130: interrupted, each running point saved its step). `only`: run just the
   points with these axis labels (`AXIS=LABEL[,LABEL...]` each, see spec.select).
@@ -334,12 +366,16 @@ def run(sweep_file: str, sweep_dir: str, *, overrides: Sequence[str] = (),
     raise ValueError(f"--executor={executor!r}; use one of {', '.join(EXECUTORS)}")
   sweep_dir = os.path.abspath(sweep_dir)
   if points_lib.is_archive(sweep_dir):
-    raise spec.SweepFileError(f"--sweep_dir={sweep_dir} is an archive, which holds results, "
-                              "not runs; continue the sweep in a new --sweep_dir with "
-                              f"--reuse_from={sweep_dir}")
+    raise spec.SweepFileError(
+      f"--sweep_dir={sweep_dir} is an archive, which holds results, "
+      "not runs; continue the sweep in a new --sweep_dir with "
+      f"--reuse_from={sweep_dir}"
+    )
   if any(c in sweep_dir for c in "'\"$`\\"):
-    raise ValueError(f"--sweep_dir={sweep_dir!r}: use a path without quotes, '$', '`' or "
-                     "backslashes (it is written into gin strings and shell commands)")
+    raise ValueError(
+      f"--sweep_dir={sweep_dir!r}: use a path without quotes, '$', '`' or "
+      "backslashes (it is written into gin strings and shell commands)"
+    )
   whole = load(sweep_file, overrides)
   plan = spec.select(whole, only)
   digests = {name: config_digest(text) for name, text in check_points(plan).items()}
@@ -355,37 +391,61 @@ def run(sweep_file: str, sweep_dir: str, *, overrides: Sequence[str] = (),
     parallel = max_parallel or len(plan.points)
   lock = _Lock(sweep_dir)
   try:
-    points_lib.prepare(plan, sweep_dir, os.getcwd(),
-                       listed_points(whole, plan, sweep_dir) if only else None, digests)
+    points_lib.prepare(
+      plan, sweep_dir, os.getcwd(), listed_points(whole, plan, sweep_dir) if only else None, digests
+    )
     if reuse_from:
       copies = reusable_points(plan, digests, sweep_dir, runs)
-      copied = sum(points_lib.copy_run(copies[p.name], points_lib.point_dir(sweep_dir, p))
-                   for p in plan.points if p.name in copies)
-      print(f"sweep: {copied} points copied from --reuse_from={','.join(reuse_from)} ({len(runs)} "
-            "done runs there; a copy needs the same config and environment), not run again",
-            file=out, flush=True)
+      copied = sum(
+        points_lib.copy_run(copies[p.name], points_lib.point_dir(sweep_dir, p))
+        for p in plan.points
+        if p.name in copies
+      )
+      print(
+        f"sweep: {copied} points copied from --reuse_from={','.join(reuse_from)} ({len(runs)} "
+        "done runs there; a copy needs the same config and environment), not run again",
+        file=out,
+        flush=True,
+      )
     statuses = {p.name: points_lib.status(points_lib.point_dir(sweep_dir, p)) for p in plan.points}
     todo = [p for p in plan.points if statuses[p.name].get("status") != points_lib.DONE]
-    jobs = [executors.Job(
-        name=p.name, argv=tuple(points_lib.train_argv(plan, p, points_lib.point_dir(sweep_dir, p))),
+    jobs = [
+      executors.Job(
+        name=p.name,
+        argv=tuple(points_lib.train_argv(plan, p, points_lib.point_dir(sweep_dir, p))),
         env=points_lib.environment(plan),
         log_path=os.path.join(points_lib.point_dir(sweep_dir, p), points_lib.LOG_FILE),
-        cwd=os.getcwd(), resources=dict(plan.resources)) for p in todo]
+        cwd=os.getcwd(),
+        resources=dict(plan.resources),
+      )
+      for p in todo
+    ]
     total = len(plan.points)
-    print(f"sweep {plan.name}: {total} points in {sweep_dir}; {total - len(jobs)} done already, "
-          f"{len(jobs)} to run, {'up to ' if executor == 'ray' else ''}{parallel} at a time "
-          f"({executor})", file=out, flush=True)
-    kinds = {p.name: frozenset((c.axis, c.label) for c in p.choices
-                               if c.axis not in plan.seed_axes) for p in plan.points}
-    history = [(kinds[name], cost) for name, status in statuses.items()
-               if status.get("status") == points_lib.DONE and (cost := point_cost(status)) > 0]
-    progress = Progress(total, total - len(jobs), parallel, out,
-                        {p.name: kinds[p.name] for p in todo}, history)
+    print(
+      f"sweep {plan.name}: {total} points in {sweep_dir}; {total - len(jobs)} done already, "
+      f"{len(jobs)} to run, {'up to ' if executor == 'ray' else ''}{parallel} at a time "
+      f"({executor})",
+      file=out,
+      flush=True,
+    )
+    kinds = {
+      p.name: frozenset((c.axis, c.label) for c in p.choices if c.axis not in plan.seed_axes)
+      for p in plan.points
+    }
+    history = [
+      (kinds[name], cost)
+      for name, status in statuses.items()
+      if status.get("status") == points_lib.DONE and (cost := point_cost(status)) > 0
+    ]
+    progress = Progress(
+      total, total - len(jobs), parallel, out, {p.name: kinds[p.name] for p in todo}, history
+    )
     begin = time.time()
     interrupted = False
     try:
       if executor == "ray" and jobs:
         from prompt_tuning.sweep import ray_executor  # pylint: disable=g-import-not-at-top
+
         ray_executor.run(jobs, parallel, progress)
       elif jobs:
         executors.local(jobs, parallel, progress)
@@ -396,14 +456,26 @@ def run(sweep_file: str, sweep_dir: str, *, overrides: Sequence[str] = (),
     lock.release()
   print(f"sweep: {_duration(time.time() - begin)}; summary={result['summary']}", file=out)
   if interrupted:
-    print("error: the sweep was interrupted; its running points saved their steps. Rerun the "
-          "same command to resume", file=out, flush=True)
+    print(
+      "error: the sweep was interrupted; its running points saved their steps. Rerun the "
+      "same command to resume",
+      file=out,
+      flush=True,
+    )
     return 130
   left = result["total"] - result["done"]
   if left:
-    print(f"sweep: {left} points are not done ({result['failed']} failed; see "
-          f"{result['summary']}); rerun the same command to run them", file=out, flush=True)
+    print(
+      f"sweep: {left} points are not done ({result['failed']} failed; see "
+      f"{result['summary']}); rerun the same command to run them",
+      file=out,
+      flush=True,
+    )
   plot = result["plots"][0] if result["plots"] else "none"
-  print(f"sweep: {result['done']}/{result['total']} points done results={result['results']} "
-        f"plot={plot}", file=out, flush=True)
+  print(
+    f"sweep: {result['done']}/{result['total']} points done results={result['results']} "
+    f"plot={plot}",
+    file=out,
+    flush=True,
+  )
   return 1 if left else 0

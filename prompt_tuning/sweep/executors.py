@@ -32,12 +32,9 @@ class Job:
 
 
 class Events(Protocol):
+  def started(self, job: Job) -> None: ...
 
-  def started(self, job: Job) -> None:
-    ...
-
-  def finished(self, job: Job, returncode: int, seconds: float) -> None:
-    ...
+  def finished(self, job: Job, returncode: int, seconds: float) -> None: ...
 
 
 def _stop_with_parent() -> None:
@@ -75,26 +72,34 @@ def compilation_cache(environ: Optional[dict[str, str]] = None) -> dict[str, str
   if CACHE_VARIABLE in environ:
     return {}
   cache_home = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-  return {CACHE_VARIABLE: os.path.join(cache_home, "prompt_tuning", "jax"),
-          MIN_COMPILE_TIME_VARIABLE: environ.get(MIN_COMPILE_TIME_VARIABLE, "0")}
+  return {
+    CACHE_VARIABLE: os.path.join(cache_home, "prompt_tuning", "jax"),
+    MIN_COMPILE_TIME_VARIABLE: environ.get(MIN_COMPILE_TIME_VARIABLE, "0"),
+  }
 
 
 def start(job: Job) -> subprocess.Popen:
   """Starts a job's command, appending its output to its log (with `compilation_cache`)."""
   argv = [sys.executable if job.argv[0] == "python" else job.argv[0], *job.argv[1:]]
   with open(job.log_path, "a") as log:
-    log.write(f"{points.ATTEMPT_HEADER}{time.strftime('%Y-%m-%d %H:%M:%S')} on "
-              f"{os.uname().nodename}: "
-              f"{' '.join(argv)}\n")
+    log.write(
+      f"{points.ATTEMPT_HEADER}{time.strftime('%Y-%m-%d %H:%M:%S')} on "
+      f"{os.uname().nodename}: "
+      f"{' '.join(argv)}\n"
+    )
     log.flush()
     return subprocess.Popen(
-        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        cwd=job.cwd if os.path.isdir(job.cwd) else None,
-        env={**os.environ, **compilation_cache(), **job.env},
-        preexec_fn=_stop_with_parent,
-        # Its own session: a Ctrl-C at the terminal reaches the driver only, which stops
-        # each point with one SIGTERM (a second signal would cut its save short).
-        start_new_session=True)
+      argv,
+      stdout=log,
+      stderr=subprocess.STDOUT,
+      stdin=subprocess.DEVNULL,
+      cwd=job.cwd if os.path.isdir(job.cwd) else None,
+      env={**os.environ, **compilation_cache(), **job.env},
+      preexec_fn=_stop_with_parent,
+      # Its own session: a Ctrl-C at the terminal reaches the driver only, which stops
+      # each point with one SIGTERM (a second signal would cut its save short).
+      start_new_session=True,
+    )
 
 
 def stop(process: subprocess.Popen, grace_s: float = 120.0, signalled: bool = False) -> int:
@@ -120,8 +125,7 @@ def run_job(job: Job) -> tuple[int, float]:
   return returncode, time.time() - begin
 
 
-def local(jobs: Sequence[Job], max_parallel: int, events: Events,
-          poll_s: float = 0.5) -> None:
+def local(jobs: Sequence[Job], max_parallel: int, events: Events, poll_s: float = 0.5) -> None:
   """Runs the jobs as subprocesses of this host, at most `max_parallel` at once.
 
   Ctrl-C (or SIGTERM to the driver) stops the running ones as preemption does:

@@ -48,8 +48,7 @@ def write_file(path: str, text: Union[str, bytes], mode: Optional[int] = None) -
   """Writes `path` whole (text, or bytes as they are): a temporary file beside it, then a
   rename."""
   temporary = f"{path}.tmp.{os.getpid()}"
-  with (open(temporary, "wb") if isinstance(text, bytes) else
-        open(temporary, "w", newline="")) as f:
+  with open(temporary, "wb") if isinstance(text, bytes) else open(temporary, "w", newline="") as f:
     f.write(text)
   if mode is not None:
     os.chmod(temporary, mode)
@@ -82,8 +81,9 @@ def point_dir(sweep_dir: str, point: spec.Point) -> str:
   return os.path.join(sweep_dir, point.name)
 
 
-def train_argv(plan: spec.Plan, point: spec.Point, model_dir: str,
-               python: str = "python") -> list[str]:
+def train_argv(
+  plan: spec.Plan, point: spec.Point, model_dir: str, python: str = "python"
+) -> list[str]:
   """`python -m prompt_tuning.train --gin_file=... --gin.KEY=VALUE ... --gin.MODEL_DIR=...`."""
   argv = [python, "-m", spec.ENTRY_POINT]
   argv += [f"--gin_file={f}" for f in plan.gin_files_of(point)]
@@ -95,8 +95,12 @@ def train_argv(plan: spec.Plan, point: spec.Point, model_dir: str,
 def shell_word(arg: str) -> str:
   """`arg` for a POSIX shell, gin flags in the README's style: `--gin.K="{'a': 1}"`."""
   name, sep, value = arg.partition("=")
-  if (sep and name.startswith("--") and shlex.quote(value) != value
-      and not any(c in value for c in '"$`\\!')):
+  if (
+    sep
+    and name.startswith("--")
+    and shlex.quote(value) != value
+    and not any(c in value for c in '"$`\\!')
+  ):
     return f'{name}="{value}"'
   return shlex.quote(arg)
 
@@ -112,8 +116,9 @@ def environment(plan: spec.Plan) -> dict[str, str]:
   XLA_FLAGS as the driver has them but without a device count, so that the
   point's process sets one device per claimed core, wherever it runs.
   """
-  flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
-                   if host.DEVICE_COUNT_FLAG not in f)
+  flags = " ".join(
+    f for f in os.environ.get("XLA_FLAGS", "").split() if host.DEVICE_COUNT_FLAG not in f
+  )
   return {host.CPU_CORES_VARIABLE: str(plan.cpus), "XLA_FLAGS": flags}
 
 
@@ -124,37 +129,41 @@ def command_script(plan: spec.Plan, point: spec.Point, model_dir: str, cwd: str)
   quoted.append("--gin.MODEL_DIR=\"'$POINT_MODEL_DIR'\"")
   variables = " ".join(f"{k}={shlex.quote(v)}" for k, v in environment(plan).items())
   lines = [
-      "#!/bin/sh",
-      f"# Point {point.name} of sweep {plan.name}.",
-      "# `sh command.sh` trains it here (resuming); `POINT_MODEL_DIR=/elsewhere sh command.sh`",
-      "# trains the same run elsewhere, to the same numbers.",
-      f"[ -n \"$POINT_MODEL_DIR\" ] || POINT_MODEL_DIR={shlex.quote(model_dir)}",
-      f"cd {shlex.quote(cwd)} || exit 1",
-      f"exec env {variables} \\\n  " + " \\\n  ".join(quoted),
+    "#!/bin/sh",
+    f"# Point {point.name} of sweep {plan.name}.",
+    "# `sh command.sh` trains it here (resuming); `POINT_MODEL_DIR=/elsewhere sh command.sh`",
+    "# trains the same run elsewhere, to the same numbers.",
+    f"[ -n \"$POINT_MODEL_DIR\" ] || POINT_MODEL_DIR={shlex.quote(model_dir)}",
+    f"cd {shlex.quote(cwd)} || exit 1",
+    f"exec env {variables} \\\n  " + " \\\n  ".join(quoted),
   ]
   return "\n".join(lines) + "\n"
 
 
 def point_record(plan: spec.Plan, point: spec.Point, model_dir: str) -> dict[str, Any]:
   return {
-      "sweep": plan.name,
-      "name": point.name,
-      "index": point.index,
-      "axes": [[c.axis, c.label, c.value] for c in point.choices],
-      "seed_axes": list(plan.seed_axes),
-      "average_axes": list(plan.average_axes),
-      "metric": plan.metric,
-      "metric_mode": plan.metric_mode,
-      "resources": plan.resources,
-      "model_dir": model_dir,
-      "argv": train_argv(plan, point, model_dir)[1:],
-      "env": environment(plan),
+    "sweep": plan.name,
+    "name": point.name,
+    "index": point.index,
+    "axes": [[c.axis, c.label, c.value] for c in point.choices],
+    "seed_axes": list(plan.seed_axes),
+    "average_axes": list(plan.average_axes),
+    "metric": plan.metric,
+    "metric_mode": plan.metric_mode,
+    "resources": plan.resources,
+    "model_dir": model_dir,
+    "argv": train_argv(plan, point, model_dir)[1:],
+    "env": environment(plan),
   }
 
 
-def prepare(plan: spec.Plan, sweep_dir: str, cwd: str,
-            listed: Optional[Sequence[str]] = None,
-            digests: Optional[dict[str, str]] = None) -> None:
+def prepare(
+  plan: spec.Plan,
+  sweep_dir: str,
+  cwd: str,
+  listed: Optional[Sequence[str]] = None,
+  digests: Optional[dict[str, str]] = None,
+) -> None:
   """Writes sweep.json and each point's point.json and command.sh (unchanged ones stay).
 
   Args:
@@ -177,18 +186,28 @@ def prepare(plan: spec.Plan, sweep_dir: str, cwd: str,
     old = read_json(os.path.join(model_dir, POINT_FILE))
     if old is not None and (old.get("argv"), old.get("env")) != (record["argv"], record["env"]):
       raise spec.SweepFileError(
-          f"{model_dir} was made by a different command (the sweep file changed?); use a new "
-          "--sweep_dir, or remove that point's directory to rerun it")
+        f"{model_dir} was made by a different command (the sweep file changed?); use a new "
+        "--sweep_dir, or remove that point's directory to rerun it"
+      )
     digest = (digests or {}).get(point.name)
     if old is not None and digest and old.get("config_sha256", digest) != digest:
       raise spec.SweepFileError(
-          f"{model_dir} was made by a different config (a gin file it reads changed?); use a "
-          "new --sweep_dir, or remove that point's directory to rerun it")
-  write_json(os.path.join(sweep_dir, SWEEP_FILE), {
-      "name": plan.name, "axes": list(plan.axes), "seed_axes": list(plan.seed_axes),
+        f"{model_dir} was made by a different config (a gin file it reads changed?); use a "
+        "new --sweep_dir, or remove that point's directory to rerun it"
+      )
+  write_json(
+    os.path.join(sweep_dir, SWEEP_FILE),
+    {
+      "name": plan.name,
+      "axes": list(plan.axes),
+      "seed_axes": list(plan.seed_axes),
       "average_axes": list(plan.average_axes),
-      "metric": plan.metric, "metric_mode": plan.metric_mode, "resources": plan.resources,
-      "points": list(listed) if listed is not None else [p.name for p in plan.points]})
+      "metric": plan.metric,
+      "metric_mode": plan.metric_mode,
+      "resources": plan.resources,
+      "points": list(listed) if listed is not None else [p.name for p in plan.points],
+    },
+  )
   for point in plan.points:
     model_dir = point_dir(sweep_dir, point)
     os.makedirs(model_dir, exist_ok=True)
@@ -212,9 +231,11 @@ def config_of_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
   """A point.json's training argv -> its gin files and bindings (`KEY = VALUE`), MODEL_DIR's
   left out."""
   files = [a.split("=", 1)[1] for a in argv if a.startswith("--gin_file=")]
-  bindings = [f"{key} = {value}" for key, _, value in (
-      a[len("--gin."):].partition("=") for a in argv if a.startswith("--gin."))
-              if key != "MODEL_DIR"]
+  bindings = [
+    f"{key} = {value}"
+    for key, _, value in (a[len("--gin.") :].partition("=") for a in argv if a.startswith("--gin."))
+    if key != "MODEL_DIR"
+  ]
   return files, bindings
 
 
@@ -237,9 +258,14 @@ def copy_run(source: str, model_dir: str) -> bool:
   staging = os.path.join(sweep_dir, COPYING_DIR, f"{name}.{os.getpid()}")
   shutil.rmtree(staging, ignore_errors=True)
   try:
-    shutil.copytree(source, staging, symlinks=True,
-                    ignore=lambda d, names: [n for n in names if d == source and (
-                        n in _OWN_FILES or n.startswith("."))])
+    shutil.copytree(
+      source,
+      staging,
+      symlinks=True,
+      ignore=lambda d, names: [
+        n for n in names if d == source and (n in _OWN_FILES or n.startswith("."))
+      ],
+    )
   except (OSError, shutil.Error):
     shutil.rmtree(staging, ignore_errors=True)
     if os.path.isdir(source):
@@ -252,13 +278,21 @@ def copy_run(source: str, model_dir: str) -> bool:
     if os.path.exists(os.path.join(model_dir, own)):
       shutil.copy2(os.path.join(model_dir, own), os.path.join(staging, own))
   with open(os.path.join(staging, LOG_FILE), "a") as log:
-    log.write(f"{ATTEMPT_HEADER}{time.strftime('%Y-%m-%d %H:%M:%S')}: copied from {source} "
-              "(the same config and environment), not run again\n")
+    log.write(
+      f"{ATTEMPT_HEADER}{time.strftime('%Y-%m-%d %H:%M:%S')}: copied from {source} "
+      "(the same config and environment), not run again\n"
+    )
   # This sweep spent no time on it; the run's own time stays on record (a copy's source
   # may itself be a copy: its source's time).
-  record = {"status": DONE, "returncode": 0, "wall_s": 0.0, "attempts": 0, "finished": time.time(),
-            "reused_from": source,
-            "source_wall_s": float(before.get("wall_s") or before.get("source_wall_s") or 0.0)}
+  record = {
+    "status": DONE,
+    "returncode": 0,
+    "wall_s": 0.0,
+    "attempts": 0,
+    "finished": time.time(),
+    "reused_from": source,
+    "source_wall_s": float(before.get("wall_s") or before.get("source_wall_s") or 0.0),
+  }
   if provenance.ENVIRONMENT_KEY in before:  # what the run ran on, not this host
     record[provenance.ENVIRONMENT_KEY] = before[provenance.ENVIRONMENT_KEY]
   write_json(os.path.join(staging, STATUS_FILE), record)
@@ -289,7 +323,7 @@ def last_lines(path: str, count: int = ERROR_LINES) -> list[str]:
   except FileNotFoundError:
     return []
   starts = [i for i, line in enumerate(lines) if line.startswith(ATTEMPT_HEADER)]
-  lines = lines[starts[-1] + 1:] if starts else lines
+  lines = lines[starts[-1] + 1 :] if starts else lines
   return lines[-count:]
 
 
@@ -312,10 +346,14 @@ def record_attempt(model_dir: str, returncode: int, seconds: float) -> dict[str,
     outcome = INTERRUPTED
   else:
     outcome = FAILED
-  record = {"status": outcome, "returncode": returncode,
-            "wall_s": float(old.get("wall_s", 0.0)) + seconds,
-            "attempts": int(old.get("attempts", 0)) + 1, "finished": time.time(),
-            provenance.ENVIRONMENT_KEY: provenance.environment(os.getcwd())}
+  record = {
+    "status": outcome,
+    "returncode": returncode,
+    "wall_s": float(old.get("wall_s", 0.0)) + seconds,
+    "attempts": int(old.get("attempts", 0)) + 1,
+    "finished": time.time(),
+    provenance.ENVIRONMENT_KEY: provenance.environment(os.getcwd()),
+  }
   if outcome != DONE:
     lines = last_lines(os.path.join(model_dir, LOG_FILE))
     record["error"] = error_line(lines)

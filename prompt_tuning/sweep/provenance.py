@@ -18,8 +18,9 @@ ENVIRONMENT_KEY = "environment"  # its key in status.json
 
 def _git(cwd: str, *args: str) -> Optional[str]:
   try:
-    result = subprocess.run(["git", "-C", cwd, *args], capture_output=True, text=True,
-                            timeout=30, check=False)
+    result = subprocess.run(
+      ["git", "-C", cwd, *args], capture_output=True, text=True, timeout=30, check=False
+    )
   except (OSError, subprocess.SubprocessError):
     return None
   return result.stdout.strip() if result.returncode == 0 else None
@@ -52,8 +53,13 @@ def environment(cwd: str) -> dict[str, Any]:
   dirty = None
   if commit is not None:
     dirty = bool(_git(cwd, "status", "--porcelain", "--untracked-files=no"))
-  return {"git_commit": commit, "git_dirty": dirty, "jax": _version("jax"),
-          "jaxlib": _version("jaxlib"), "cpu": cpu_model()}
+  return {
+    "git_commit": commit,
+    "git_dirty": dirty,
+    "jax": _version("jax"),
+    "jaxlib": _version("jaxlib"),
+    "cpu": cpu_model(),
+  }
 
 
 def repo_root() -> str:

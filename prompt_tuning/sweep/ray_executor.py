@@ -16,11 +16,13 @@ from prompt_tuning.sweep import executors
 
 def _connect():
   import ray  # pylint: disable=g-import-not-at-top
+
   if not ray.is_initialized():
     address = os.environ.get("RAY_ADDRESS")
     # RAY_ADDRESS: an existing cluster; without it Ray starts a local instance.
-    ray.init(address=address or None, log_to_driver=False,
-             include_dashboard=False if not address else None)
+    ray.init(
+      address=address or None, log_to_driver=False, include_dashboard=False if not address else None
+    )
   return ray
 
 
@@ -34,8 +36,9 @@ def _options(resources: dict[str, float]) -> dict:
   return options
 
 
-def run(jobs: Sequence[executors.Job], max_parallel: int, events: executors.Events,
-        poll_s: float = 1.0) -> None:
+def run(
+  jobs: Sequence[executors.Job], max_parallel: int, events: executors.Events, poll_s: float = 1.0
+) -> None:
   """Submits the jobs as Ray tasks, at most `max_parallel` in flight; reports their ends.
 
   Ctrl-C cancels the tasks in flight: each point gets SIGTERM, saves its step

@@ -55,6 +55,7 @@ class Metrics:
       "tokens_per_s": <their median tokens/s>}`, or None: what the left-out lines
       gave results.csv.
   """
+
   starts: list[dict]
   train: dict[int, dict]
   evals: dict[int, dict]
@@ -92,8 +93,9 @@ def tokens_per_second(metrics: Metrics) -> Optional[float]:
   """The median of the training lines' tokens/s (an archive's record of it, if thinned)."""
   if metrics.thinned is not None:
     return metrics.thinned.get("tokens_per_s")
-  speeds = [v["train/tokens_per_second"] for v in metrics.train.values()
-            if "train/tokens_per_second" in v]
+  speeds = [
+    v["train/tokens_per_second"] for v in metrics.train.values() if "train/tokens_per_second" in v
+  ]
   return statistics.median(speeds) if speeds else None
 
 
@@ -137,7 +139,8 @@ def _add_score(evals: dict[int, dict]) -> None:
       tasks = _task_metrics(values, test)
       if len(tasks) > 1 or any(len(v) > 1 for v in tasks.values()):
         values[score] = statistics.fmean(
-            statistics.fmean(values[m] for m in ms) for ms in tasks.values())
+          statistics.fmean(values[m] for m in ms) for ms in tasks.values()
+        )
 
 
 def point_row(model_dir: str) -> Optional[dict[str, Any]]:
@@ -198,8 +201,12 @@ def collect(sweep_dir: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
   rows.sort(key=lambda r: (r["index"], r["name"]))  # the sweep's order
   if not meta and rows:  # rebuilt from the points alone
     first = points_lib.read_json(os.path.join(sweep_dir, rows[0]["name"], points_lib.POINT_FILE))
-    meta = {"name": first["sweep"], "axes": [a for a, _, _ in first["axes"]],
-            "seed_axes": first["seed_axes"], "average_axes": first.get("average_axes", [])}
+    meta = {
+      "name": first["sweep"],
+      "axes": [a for a, _, _ in first["axes"]],
+      "seed_axes": first["seed_axes"],
+      "average_axes": first.get("average_axes", []),
+    }
   return meta, rows
 
 
@@ -217,7 +224,8 @@ def write_csv(rows: Sequence[dict[str, Any]], path: str) -> None:
     columns += [k for k in row if k not in columns]
   # Measured columns last, so that the reproducible ones read first.
   columns = [c for c in columns if c not in MEASURED + ("error",)] + [
-      c for c in MEASURED + ("error",) if c in columns]
+    c for c in MEASURED + ("error",) if c in columns
+  ]
   text = io.StringIO()
   writer = csv.writer(text)
   writer.writerow(columns)
@@ -243,8 +251,7 @@ class Setting:
     self.runs = []
     for group in by_seed.values():
       if all(r["status"] == points_lib.DONE and "best" in r for r in group):
-        keys = ["best", "last", "best_step"] + (["test"] if all("test" in r for r in group)
-                                                 else [])
+        keys = ["best", "last", "best_step"] + (["test"] if all("test" in r for r in group) else [])
         self.runs.append({k: statistics.fmean(float(r[k]) for r in group) for k in keys})
     self.total = len(by_seed)
     self.parameters = sorted({r["parameters_model"] for r in rows if r.get("parameters_model")})
@@ -260,8 +267,9 @@ def reported(rows: Sequence[dict]) -> str:
   return "test" if done and all("test" in r for r in done) else "best"
 
 
-def settings(meta: dict, rows: Sequence[dict],
-             keys: Optional[Sequence[str]] = None) -> tuple[list[str], list[Setting]]:
+def settings(
+  meta: dict, rows: Sequence[dict], keys: Optional[Sequence[str]] = None
+) -> tuple[list[str], list[Setting]]:
   """The rows grouped by `keys` (default: the axes that are neither seeds nor averaged)."""
   seeds, averaged = meta.get("seed_axes", []), meta.get("average_axes", [])
   if keys is None:
@@ -301,30 +309,45 @@ def summary_markdown(meta: dict, rows: Sequence[dict]) -> str:
   metric = metric_label(rows)
   done = [r for r in rows if r["status"] == points_lib.DONE]
   score = f"the mean over {', '.join(averaged)} of " if averaged else ""
-  lines = [f"# Sweep {meta.get('name', '')}", "",
-           f"{len(done)}/{len(rows)} points done. Main metric: {score}`{metric}` at the best "
-           "evaluation step (early stopping on the validation split) and at the last one; "
-           f"mean ± sample std over {', '.join(seeds) or 'one run'} (n: runs done of runs).",
-           ""]
+  lines = [
+    f"# Sweep {meta.get('name', '')}",
+    "",
+    f"{len(done)}/{len(rows)} points done. Main metric: {score}`{metric}` at the best "
+    "evaluation step (early stopping on the validation split) and at the last one; "
+    f"mean ± sample std over {', '.join(seeds) or 'one run'} (n: runs done of runs).",
+    "",
+  ]
   test = reported(rows) == "test"
   if test:
-    lines[-2] += (f" `test` is `{test_metric(metric)}`: the test split at the best step "
-                  "(chosen on validation).")
+    lines[-2] += (
+      f" `test` is `{test_metric(metric)}`: the test split at the best step (chosen on validation)."
+    )
   header = keys + ["n", "model parameters", f"best {metric}", "best step", f"last {metric}"]
   header += ["test"] if test else []
   lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for setting in groups:
-    lines.append("| " + " | ".join(
-        [_format(v) for v in setting.key] +
-        [f"{len(setting.runs)}/{setting.total}",
-         ", ".join(f"{p:,}" for p in setting.parameters) or "—",
-         _pm(setting.values("best")), _pm(setting.values("best_step"), digits=0),
-         _pm(setting.values("last"))] + ([_pm(setting.values("test"))] if test else [])) + " |")
+    lines.append(
+      "| "
+      + " | ".join(
+        [_format(v) for v in setting.key]
+        + [
+          f"{len(setting.runs)}/{setting.total}",
+          ", ".join(f"{p:,}" for p in setting.parameters) or "—",
+          _pm(setting.values("best")),
+          _pm(setting.values("best_step"), digits=0),
+          _pm(setting.values("last")),
+        ]
+        + ([_pm(setting.values("test"))] if test else [])
+      )
+      + " |"
+    )
   failed = [r for r in rows if r["status"] not in (points_lib.DONE,)]
   if failed:
     lines += ["", "Not done:", ""]
-    lines += [f"- `{r['name']}`: {r['status']}" + (f": {r['error']}" if r.get("error") else "")
-              for r in failed]
+    lines += [
+      f"- `{r['name']}`: {r['status']}" + (f": {r['error']}" if r.get("error") else "")
+      for r in failed
+    ]
   return "\n".join(lines) + "\n"
 
 
@@ -359,13 +382,21 @@ def plot_title(meta: dict, metric: str, y: str, x: str, panels: int = 1) -> str:
   score = f"mean over {', '.join(averaged)} of " if averaged else ""
   seeds_text = f" (mean ± std over {', '.join(seeds)})" if seeds else ""
   chosen = "at the best step on validation" if y == "test" else "at the best step"
-  text = (f"sweep {meta.get('name', '')}: {score}{metric} {chosen} vs "
-          f"{'model parameters' if x == PARAMETERS else x}{seeds_text}")
+  text = (
+    f"sweep {meta.get('name', '')}: {score}{metric} {chosen} vs "
+    f"{'model parameters' if x == PARAMETERS else x}{seeds_text}"
+  )
   return textwrap.fill(text, TITLE_CHARS_PER_PANEL * panels, break_on_hyphens=False)
 
 
-def plot(meta: dict, rows: Sequence[dict], x: str, out_dir: str,
-         lines: Optional[Sequence[str]] = None, panels: Optional[str] = None) -> Optional[str]:
+def plot(
+  meta: dict,
+  rows: Sequence[dict],
+  x: str,
+  out_dir: str,
+  lines: Optional[Sequence[str]] = None,
+  panels: Optional[str] = None,
+) -> Optional[str]:
   """The main metric at each point's best step (on the test split when the points
   have it, see `reported`) against `x`; returns the PNG's path.
 
@@ -377,6 +408,7 @@ def plot(meta: dict, rows: Sequence[dict], x: str, out_dir: str,
     panels: an axis whose values make side-by-side panels (default: none).
   """
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
 
@@ -389,32 +421,42 @@ def plot(meta: dict, rows: Sequence[dict], x: str, out_dir: str,
   if lines is None:
     lines = []
     for axis in meta.get("axes", []):
-      if (axis in seeds or axis in averaged or axis in (x, panels) or
-          len({r.get(axis) for r in done}) < 2):
+      if (
+        axis in seeds
+        or axis in averaged
+        or axis in (x, panels)
+        or len({r.get(axis) for r in done}) < 2
+      ):
         continue
-      follows_x = all(len({r.get(axis) for r in done if x_of(r) == v}) == 1
-                      for v in {x_of(r) for r in done})
+      follows_x = all(
+        len({r.get(axis) for r in done if x_of(r) == v}) == 1 for v in {x_of(r) for r in done}
+      )
       if x == PARAMETERS and follows_x:
         continue
       lines.append(axis)
   panel_values = list(dict.fromkeys(r.get(panels) for r in done)) if panels else [None]
-  figure, axes_list = plt.subplots(1, len(panel_values), figsize=(5.5 * len(panel_values), 4),
-                                   squeeze=False, sharey=True)
+  figure, axes_list = plt.subplots(
+    1, len(panel_values), figsize=(5.5 * len(panel_values), 4), squeeze=False, sharey=True
+  )
   y = reported(rows)
   metric = metric_label(done)
   metric = metric if y == "best" else test_metric(metric)
   for panel_value, ax in zip(panel_values, axes_list[0]):
-    subset = [r for r in rows if _is_number(x_of(r)) and (
-        panels is None or r.get(panels) == panel_value)]
+    subset = [
+      r for r in rows if _is_number(x_of(r)) and (panels is None or r.get(panels) == panel_value)
+    ]
     by_line: dict[tuple, list[tuple[float, list[float]]]] = {}
     x_axis = [] if x == PARAMETERS else [x]
     # A point of a line: a setting of (line axes, x); parameters follow the size axis.
-    key_axes = list(lines) + x_axis + [a for a in meta.get("axes", []) if a not in (
-        *lines, *x_axis, *seeds, *averaged, panels)]
+    key_axes = (
+      list(lines)
+      + x_axis
+      + [a for a in meta.get("axes", []) if a not in (*lines, *x_axis, *seeds, *averaged, panels)]
+    )
     for setting in settings(meta, subset, key_axes)[1]:
       if setting.runs:
         x_value = x_of(setting.rows[0])
-        by_line.setdefault(setting.key[:len(lines)], []).append((x_value, setting.values(y)))
+        by_line.setdefault(setting.key[: len(lines)], []).append((x_value, setting.values(y)))
     for key, line_points in by_line.items():
       line_points.sort(key=lambda p: p[0])
       xs = [p[0] for p in line_points]
@@ -424,8 +466,13 @@ def plot(meta: dict, rows: Sequence[dict], x: str, out_dir: str,
       label = ", ".join(f"{a}={v}" for a, v in zip(lines, key)) or "all"
       (line,) = ax.plot(xs, means, marker="o", label=label)
       if any(len(v) > 1 for _, v in line_points):
-        ax.fill_between(xs, [m - s for m, s in zip(means, stds)],
-                        [m + s for m, s in zip(means, stds)], color=line.get_color(), alpha=0.2)
+        ax.fill_between(
+          xs,
+          [m - s for m, s in zip(means, stds)],
+          [m + s for m, s in zip(means, stds)],
+          color=line.get_color(),
+          alpha=0.2,
+        )
     x_ticks(ax, x, sorted({x_of(r) for r in subset}))
     ax.set_xlabel("model parameters" if x == PARAMETERS else x)
     ax.grid(True, alpha=0.3)
@@ -433,8 +480,9 @@ def plot(meta: dict, rows: Sequence[dict], x: str, out_dir: str,
       ax.set_title(f"{panels}={panel_value}")
     if lines:
       ax.legend(fontsize=8)
-  axes_list[0][0].set_ylabel(metric.split("/")[-1] + (
-      f" (mean over {', '.join(averaged)})" if averaged else ""))
+  axes_list[0][0].set_ylabel(
+    metric.split("/")[-1] + (f" (mean over {', '.join(averaged)})" if averaged else "")
+  )
   figure.suptitle(plot_title(meta, metric, y, x, len(panel_values)), fontsize=9)
   figure.tight_layout()
   os.makedirs(out_dir, exist_ok=True)
@@ -468,17 +516,25 @@ def x_ticks(ax: Any, x: str, values: Sequence[float]) -> None:
     ax.minorticks_off()
 
 
-def check_options(known: Sequence[str], x: Optional[Sequence[str]] = None,
-                  lines: Optional[Sequence[str]] = None, panels: Optional[str] = None) -> None:
+def check_options(
+  known: Sequence[str],
+  x: Optional[Sequence[str]] = None,
+  lines: Optional[Sequence[str]] = None,
+  panels: Optional[str] = None,
+) -> None:
   """The plot flags name axes of the sweep (checked before a sweep runs, too)."""
   for name in list(x or []) + list(lines or []) + ([panels] if panels else []):
     if name not in known:
       raise ValueError(f"{name!r} is not an axis of this sweep; choose from {', '.join(known)}")
 
 
-def report(sweep_dir: str, x: Optional[Sequence[str]] = None,
-           lines: Optional[Sequence[str]] = None,
-           panels: Optional[str] = None, out_dir: Optional[str] = None) -> dict[str, Any]:
+def report(
+  sweep_dir: str,
+  x: Optional[Sequence[str]] = None,
+  lines: Optional[Sequence[str]] = None,
+  panels: Optional[str] = None,
+  out_dir: Optional[str] = None,
+) -> dict[str, Any]:
   """Writes results.csv, summary.md and the plots; returns their paths and counts.
 
   Args:
@@ -486,9 +542,12 @@ def report(sweep_dir: str, x: Optional[Sequence[str]] = None,
     out_dir: where they go (default: sweep_dir; required for an archive, and outside it).
   """
   if points_lib.is_archive(sweep_dir) and (
-      out_dir is None or points_lib.is_inside(out_dir, sweep_dir)):
-    raise ValueError(f"{sweep_dir} is an archive, which report does not write into; give "
-                     "--out_dir, a directory outside it (e.g. build/report/<name>)")
+    out_dir is None or points_lib.is_inside(out_dir, sweep_dir)
+  ):
+    raise ValueError(
+      f"{sweep_dir} is an archive, which report does not write into; give "
+      "--out_dir, a directory outside it (e.g. build/report/<name>)"
+    )
   out_dir = sweep_dir if out_dir is None else out_dir
   meta, rows = collect(sweep_dir)
   if not rows:
@@ -499,9 +558,21 @@ def report(sweep_dir: str, x: Optional[Sequence[str]] = None,
   write_csv(rows, results)
   summary = os.path.join(out_dir, SUMMARY_FILE)
   points_lib.write_file(summary, summary_markdown(meta, rows))
-  plots = [p for p in (plot(meta, rows, axis, os.path.join(out_dir, PLOTS_DIR), lines, panels)
-                       for axis in (x or plot_axes(meta, rows))) if p]
+  plots = [
+    p
+    for p in (
+      plot(meta, rows, axis, os.path.join(out_dir, PLOTS_DIR), lines, panels)
+      for axis in (x or plot_axes(meta, rows))
+    )
+    if p
+  ]
   done = sum(r["status"] == points_lib.DONE for r in rows)
   failed = sum(r["status"] == points_lib.FAILED for r in rows)
-  return {"results": results, "summary": summary, "plots": plots, "done": done,
-          "failed": failed, "total": len(rows)}
+  return {
+    "results": results,
+    "summary": summary,
+    "plots": plots,
+    "done": done,
+    "failed": failed,
+    "total": len(rows),
+  }

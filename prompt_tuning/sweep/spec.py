@@ -50,8 +50,20 @@ _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 GIN_FILES_KEY = "gin_files"
 DEFAULT_SEED_AXES = ("RANDOM_SEED",)
 # results.csv's own columns, which an axis may not be named.
-RESERVED = ("name", "index", "status", "metric", "best", "last", "best_step", "steps",
-            "train_steps", "error", "wall_s", "tokens_per_s")
+RESERVED = (
+  "name",
+  "index",
+  "status",
+  "metric",
+  "best",
+  "last",
+  "best_step",
+  "steps",
+  "train_steps",
+  "error",
+  "wall_s",
+  "tokens_per_s",
+)
 ENTRY_POINT = "prompt_tuning.train"
 
 
@@ -84,6 +96,7 @@ class Sweep:
       each applies, after the axes' bindings, to the points it matches.
     name: the sweep's name (default: the file's name).
   """
+
   axes: Mapping[str, Any] = gin.REQUIRED
   gin_files: Sequence[str] = ()
   gin_files_after_axes: Sequence[str] = ()
@@ -101,6 +114,7 @@ class Sweep:
 @dataclasses.dataclass(frozen=True)
 class Choice:
   """One value of one axis."""
+
   axis: str
   label: str  # in point names and tables
   value: Any  # a macro axis: the value (numbers plot as numbers); else the label
@@ -111,6 +125,7 @@ class Choice:
 @dataclasses.dataclass(frozen=True)
 class Point:
   """One run of the sweep."""
+
   index: int
   choices: tuple[Choice, ...]
 
@@ -125,6 +140,7 @@ class Point:
 @dataclasses.dataclass(frozen=True)
 class Plan:
   """A parsed sweep: settings shared by the points, and the points."""
+
   name: str
   gin_files: tuple[str, ...]
   gin_files_after_axes: tuple[str, ...]
@@ -140,17 +156,25 @@ class Plan:
   where: tuple[tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]], ...] = ()
 
   def gin_files_of(self, point: Point) -> list[str]:
-    return (list(self.gin_files) + [f for c in point.choices for f in c.gin_files] +
-            list(self.gin_files_after_axes))
+    return (
+      list(self.gin_files)
+      + [f for c in point.choices for f in c.gin_files]
+      + list(self.gin_files_after_axes)
+    )
 
   def bindings_of(self, point: Point) -> list[tuple[str, str]]:
     labels = {c.axis: c.label for c in point.choices}
-    conditional = [b for conditions, bindings in self.where
-                   if all(labels.get(a) == v for a, v in conditions) for b in bindings]
+    conditional = [
+      b
+      for conditions, bindings in self.where
+      if all(labels.get(a) == v for a, v in conditions)
+      for b in bindings
+    ]
     # Later bindings of a key (an axis's over the base's, `where`'s over both)
     # replace its value in place: each key is bound once, to its last value.
-    merged = dict(list(self.bindings) + [b for c in point.choices for b in c.bindings] +
-                  conditional)
+    merged = dict(
+      list(self.bindings) + [b for c in point.choices for b in c.bindings] + conditional
+    )
     return list(merged.items())
 
   @property
@@ -166,7 +190,7 @@ def _macro_name(value: Any) -> Optional[str]:
   if isinstance(value, gin.config.ConfigurableReference):
     scoped = value.scoped_selector
     if scoped.endswith("/gin.macro"):
-      return scoped[:-len("/gin.macro")]
+      return scoped[: -len("/gin.macro")]
   return None
 
 
@@ -228,11 +252,13 @@ def _label(value: Any) -> str:
 
 def _check_key(key: Any, where: str) -> str:
   if not isinstance(key, str) or not _KEY.match(key):
-    raise SweepFileError(f"{where}: {key!r} is not a gin binding key (a MACRO or "
-                         "configurable.parameter)")
+    raise SweepFileError(
+      f"{where}: {key!r} is not a gin binding key (a MACRO or configurable.parameter)"
+    )
   if key == "MODEL_DIR":
-    raise SweepFileError(f"{where}: the sweep sets MODEL_DIR (one per point, under "
-                         "--sweep_dir); remove it")
+    raise SweepFileError(
+      f"{where}: the sweep sets MODEL_DIR (one per point, under --sweep_dir); remove it"
+    )
   return key
 
 
@@ -259,8 +285,9 @@ def _axis(name: str, values: Any) -> tuple[Choice, ...]:
     for label, alternative in values.items():
       where = f"axis {name}, alternative {label!r}"
       if not isinstance(label, str) or _label(label) != label:
-        raise SweepFileError(f"{where}: name alternatives with letters, digits, '.', '_', '+' "
-                             "or '-'")
+        raise SweepFileError(
+          f"{where}: name alternatives with letters, digits, '.', '_', '+' or '-'"
+        )
       if isinstance(alternative, Mapping):
         alternative = dict(alternative)
         files = _gin_files(alternative.pop(GIN_FILES_KEY, ()), where)
@@ -273,10 +300,18 @@ def _axis(name: str, values: Any) -> tuple[Choice, ...]:
     if not values:
       raise SweepFileError(f"axis {name} is empty; give it at least one value")
     return tuple(
-        Choice(name, _label(v), v if isinstance(v, (int, float, str, bool)) else _label(v),
-               (), ((name, gin_text(v)),)) for v in values)
-  raise SweepFileError(f"axis {name}: {values!r} is neither a list of values nor a dict of "
-                       "named alternatives")
+      Choice(
+        name,
+        _label(v),
+        v if isinstance(v, (int, float, str, bool)) else _label(v),
+        (),
+        ((name, gin_text(v)),),
+      )
+      for v in values
+    )
+  raise SweepFileError(
+    f"axis {name}: {values!r} is neither a list of values nor a dict of named alternatives"
+  )
 
 
 def plan(declared: Sweep, default_name: str) -> Plan:
@@ -287,8 +322,10 @@ def plan(declared: Sweep, default_name: str) -> Plan:
       unequal lengths, two points with one name, bad resources.
   """
   if declared.axes is gin.REQUIRED or not isinstance(declared.axes, Mapping):
-    raise SweepFileError("the sweep file binds no sweep.Sweep.axes (a dict of axis name -> "
-                         "values or named alternatives)")
+    raise SweepFileError(
+      "the sweep file binds no sweep.Sweep.axes (a dict of axis name -> "
+      "values or named alternatives)"
+    )
   axes = {name: _axis(name, values) for name, values in declared.axes.items()}
   zipped: list[tuple[str, ...]] = []
   for group in declared.zip:
@@ -300,8 +337,9 @@ def plan(declared: Sweep, default_name: str) -> Plan:
         raise SweepFileError(f"axis {name} is in two zip groups")
     lengths = {name: len(axes[name]) for name in group}
     if len(set(lengths.values())) > 1:
-      raise SweepFileError("zip of unequal lengths: " +
-                           ", ".join(f"{n} has {k}" for n, k in lengths.items()))
+      raise SweepFileError(
+        "zip of unequal lengths: " + ", ".join(f"{n} has {k}" for n, k in lengths.items())
+      )
     zipped.append(group)
   # A product over groups (a zip group, or one axis), each at the place of its first axis.
   groups, placed = [], set()
@@ -319,8 +357,9 @@ def plan(declared: Sweep, default_name: str) -> Plan:
   names: dict[str, Point] = {}
   for point in points:
     if point.name in names:
-      raise SweepFileError(f"two points are named {point.name}; give the axis values labels "
-                           "that differ")
+      raise SweepFileError(
+        f"two points are named {point.name}; give the axis values labels that differ"
+      )
     names[point.name] = point
   if declared.metric_mode not in ("max", "min"):
     raise SweepFileError(f"metric_mode={declared.metric_mode!r}; use 'max' or 'min'")
@@ -333,33 +372,48 @@ def plan(declared: Sweep, default_name: str) -> Plan:
   if tuple(declared.seed_axes) != DEFAULT_SEED_AXES:  # named on purpose: must be axes
     for name in declared.seed_axes:
       if name not in axes:
-        raise SweepFileError(f"seed_axes names {name!r}, which is not an axis "
-                             f"({', '.join(axes)})")
+        raise SweepFileError(f"seed_axes names {name!r}, which is not an axis ({', '.join(axes)})")
   seed_axes = tuple(a for a in declared.seed_axes if a in axes)
   for name in declared.average_axes:
     if name not in axes:
-      raise SweepFileError(f"average_axes names {name!r}, which is not an axis "
-                           f"({', '.join(axes)})")
+      raise SweepFileError(f"average_axes names {name!r}, which is not an axis ({', '.join(axes)})")
   bindings = _bindings(dict(declared.bindings or {}), "sweep.Sweep.bindings")
   where = []
   for entry in declared.where:
-    if (not isinstance(entry, (list, tuple)) or len(entry) != 2 or
-        not isinstance(entry[0], Mapping) or not isinstance(entry[1], Mapping) or not entry[0]):
-      raise SweepFileError(f"where: {entry!r} is not a pair ({{axis: label, ...}}, "
-                           "{binding key: value, ...})")
+    if (
+      not isinstance(entry, (list, tuple))
+      or len(entry) != 2
+      or not isinstance(entry[0], Mapping)
+      or not isinstance(entry[1], Mapping)
+      or not entry[0]
+    ):
+      raise SweepFileError(
+        f"where: {entry!r} is not a pair ({{axis: label, ...}}, {{binding key: value, ...}})"
+      )
     conditions = tuple((str(a), _label(v)) for a, v in entry[0].items())
     for axis_name, label in conditions:
       if axis_name not in axes or label not in {c.label for c in axes[axis_name]}:
-        raise SweepFileError(f"where: {axis_name}={label} is not an axis value of this "
-                             "sweep; conditions name axes and their labels")
+        raise SweepFileError(
+          f"where: {axis_name}={label} is not an axis value of this "
+          "sweep; conditions name axes and their labels"
+        )
     where.append((conditions, _bindings(entry[1], f"where {dict(conditions)}")))
-  return Plan(name=declared.name or default_name,
-              gin_files=_gin_files(tuple(declared.gin_files), "sweep.Sweep.gin_files"),
-              gin_files_after_axes=_gin_files(tuple(declared.gin_files_after_axes),
-                                              "sweep.Sweep.gin_files_after_axes"),
-              bindings=bindings, axes=tuple(axes), points=tuple(points), metric=declared.metric,
-              metric_mode=declared.metric_mode, resources=resources, seed_axes=seed_axes,
-              average_axes=tuple(declared.average_axes), where=tuple(where))
+  return Plan(
+    name=declared.name or default_name,
+    gin_files=_gin_files(tuple(declared.gin_files), "sweep.Sweep.gin_files"),
+    gin_files_after_axes=_gin_files(
+      tuple(declared.gin_files_after_axes), "sweep.Sweep.gin_files_after_axes"
+    ),
+    bindings=bindings,
+    axes=tuple(axes),
+    points=tuple(points),
+    metric=declared.metric,
+    metric_mode=declared.metric_mode,
+    resources=resources,
+    seed_axes=seed_axes,
+    average_axes=tuple(declared.average_axes),
+    where=tuple(where),
+  )
 
 
 def select(plan: Plan, only: Sequence[str]) -> Plan:
@@ -373,20 +427,23 @@ def select(plan: Plan, only: Sequence[str]) -> Plan:
   for entry in only:
     axis, sep, labels = entry.partition("=")
     if not sep or not axis or not labels:
-      raise SweepFileError(f"--only={entry!r}: write AXIS=LABEL[,LABEL...], e.g. "
-                           "--only=RANDOM_SEED=0")
+      raise SweepFileError(
+        f"--only={entry!r}: write AXIS=LABEL[,LABEL...], e.g. --only=RANDOM_SEED=0"
+      )
     if axis not in plan.axes:
-      raise SweepFileError(f"--only={entry!r}: {axis!r} is not an axis of the sweep "
-                           f"({', '.join(plan.axes)})")
+      raise SweepFileError(
+        f"--only={entry!r}: {axis!r} is not an axis of the sweep ({', '.join(plan.axes)})"
+      )
     known = list(dict.fromkeys(c.label for p in plan.points for c in p.choices if c.axis == axis))
     for label in labels.split(","):
       if label not in known:
-        raise SweepFileError(f"--only={entry!r}: {axis} has no value {label!r} "
-                             f"({', '.join(known)})")
+        raise SweepFileError(
+          f"--only={entry!r}: {axis} has no value {label!r} ({', '.join(known)})"
+        )
     wanted.setdefault(axis, set()).update(labels.split(","))
-  points = tuple(p for p in plan.points
-                 if all(c.label in wanted[c.axis] for c in p.choices if c.axis in wanted))
+  points = tuple(
+    p for p in plan.points if all(c.label in wanted[c.axis] for c in p.choices if c.axis in wanted)
+  )
   if not points:
     raise SweepFileError(f"--only {' '.join(only)}: no point of the sweep has all these labels")
   return dataclasses.replace(plan, points=points)
-

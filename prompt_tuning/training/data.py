@@ -15,19 +15,21 @@ import tensorflow as tf
 from prompt_tuning.data import registry
 
 
-def batches(name: str,
-            task_feature_lengths: Mapping[str, int],
-            batch_size: int,
-            *,
-            split: str = "train",
-            seed: int = 0,
-            shuffle: bool = True,
-            num_epochs: Optional[int] = None,
-            start: int = 0,
-            shard_index: int = 0,
-            num_shards: int = 1,
-            use_cached: bool = False,
-            pad_last: bool = False) -> Iterator[dict[str, np.ndarray]]:
+def batches(
+  name: str,
+  task_feature_lengths: Mapping[str, int],
+  batch_size: int,
+  *,
+  split: str = "train",
+  seed: int = 0,
+  shuffle: bool = True,
+  num_epochs: Optional[int] = None,
+  start: int = 0,
+  shard_index: int = 0,
+  num_shards: int = 1,
+  use_cached: bool = False,
+  pad_last: bool = False,
+) -> Iterator[dict[str, np.ndarray]]:
   """Yields this host's batches of `batch_size // num_shards` examples, from batch `start`.
 
   Args:
@@ -48,10 +50,18 @@ def batches(name: str,
     raise ValueError(f"BATCH_SIZE={batch_size} is not divisible by the {num_shards} data shards")
   registry.get_task_or_mixture(name)
   ds = seqio.get_dataset(
-      name, dict(task_feature_lengths), seqio.EncDecFeatureConverter(pack=False),
-      dataset_split=split, use_cached=use_cached, shuffle=shuffle, num_epochs=num_epochs,
-      shard_info=seqio.ShardInfo(shard_index, num_shards), seed=seed,
-      batch_size=batch_size // num_shards, verbose=False)
+    name,
+    dict(task_feature_lengths),
+    seqio.EncDecFeatureConverter(pack=False),
+    dataset_split=split,
+    use_cached=use_cached,
+    shuffle=shuffle,
+    num_epochs=num_epochs,
+    shard_info=seqio.ShardInfo(shard_index, num_shards),
+    seed=seed,
+    batch_size=batch_size // num_shards,
+    verbose=False,
+  )
   if start:
     ds = ds.skip(start)
   # Without tf.data's autotuning: its optimization thread can hold up the
@@ -64,6 +74,7 @@ def batches(name: str,
   for batch in ds.as_numpy_iterator():
     batch = {k: np.asarray(v) for k, v in batch.items()}
     if pad_last:
-      batch = {k: np.pad(v, [(0, size - len(v))] + [(0, 0)] * (v.ndim - 1))
-               for k, v in batch.items()}
+      batch = {
+        k: np.pad(v, [(0, size - len(v))] + [(0, 0)] * (v.ndim - 1)) for k, v in batch.items()
+      }
     yield batch

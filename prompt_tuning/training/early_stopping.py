@@ -47,11 +47,12 @@ def score(metrics: Mapping[str, float]) -> Optional[tuple[str, str, float]]:
     if len(parts) == 2:
       tasks.setdefault(parts[0], []).append(name)
   if sum(len(names) for names in tasks.values()) == 1:
-    (name,), = tasks.values()
+    ((name,),) = tasks.values()
     return name, "max", float(metrics[name])
   if tasks:
-    value = statistics.fmean(statistics.fmean(float(metrics[m]) for m in names)
-                             for names in tasks.values())
+    value = statistics.fmean(
+      statistics.fmean(float(metrics[m]) for m in names) for names in tasks.values()
+    )
     return "score", "max", value
   if "loss" in metrics:
     return "loss", "min", float(metrics["loss"])
@@ -73,8 +74,11 @@ class BestEvaluation:
     self._prompts = {}
     copy = os.path.join(numpy_step_dir, CHECKPOINT_COPY) if numpy_step_dir else None
     if self.record is not None and copy and os.path.isdir(copy):
-      self._prompts = {name: np.load(os.path.join(copy, name))
-                       for name in sorted(os.listdir(copy)) if name.endswith(".npy")}
+      self._prompts = {
+        name: np.load(os.path.join(copy, name))
+        for name in sorted(os.listdir(copy))
+        if name.endswith(".npy")
+      }
     self._export()
 
   def update(self, step: int, metrics: Mapping[str, float], trainable: Mapping[str, Any]) -> bool:
@@ -89,8 +93,11 @@ class BestEvaluation:
         return False
     self.record = {"step": int(step), "metric": metric, "mode": mode, "value": value}
     if self._write:  # prompts are replicated: the first host reads them
-      self._prompts = {layout.numpy_prompt_name(path): np.asarray(value, np.float32)
-                       for path, value in trainable.items() if layout.is_prompt(path)}
+      self._prompts = {
+        layout.numpy_prompt_name(path): np.asarray(value, np.float32)
+        for path, value in trainable.items()
+        if layout.is_prompt(path)
+      }
     self._export()
     return True
 

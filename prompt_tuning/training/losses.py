@@ -19,12 +19,12 @@ import jax.numpy as jnp
 Array = jax.Array
 NormalizingFactor = Optional[Union[float, int, str]]
 
-NORMALIZING_FACTORS = ("NUM_REAL_TARGET_TOKENS", "NUM_TOTAL_TARGET_TOKENS",
-                       "AVERAGE_PER_SEQUENCE")
+NORMALIZING_FACTORS = ("NUM_REAL_TARGET_TOKENS", "NUM_TOTAL_TARGET_TOKENS", "AVERAGE_PER_SEQUENCE")
 
 
-def cross_entropy_with_logits(logits: Array, soft_targets: Array,
-                              z_loss: float) -> tuple[Array, Array]:
+def cross_entropy_with_logits(
+  logits: Array, soft_targets: Array, z_loss: float
+) -> tuple[Array, Array]:
   """Per-token loss `-sum(q * log_softmax(logits)) + z_loss * logsumexp(logits)**2`.
 
   The z-loss pushes the softmax normalizer towards 1 (log Z towards 0), which
@@ -47,12 +47,12 @@ def cross_entropy_with_logits(logits: Array, soft_targets: Array,
 
 
 def weighted_cross_entropy(
-    logits: Array,
-    targets: Array,
-    weights: Optional[Array] = None,
-    label_smoothing: float = 0.0,
-    z_loss: float = 0.0,
-    loss_normalizing_factor: NormalizingFactor = None,
+  logits: Array,
+  targets: Array,
+  weights: Optional[Array] = None,
+  label_smoothing: float = 0.0,
+  z_loss: float = 0.0,
+  loss_normalizing_factor: NormalizingFactor = None,
 ) -> tuple[Array, Array, Array]:
   """The batch's token cross-entropy, t5x style.
 
@@ -77,9 +77,13 @@ def weighted_cross_entropy(
   vocab_size = logits.shape[-1]
   confidence = 1.0 - label_smoothing
   low_confidence = label_smoothing / (vocab_size - 1)
-  entropy = -(confidence * jnp.log(confidence) +
-              (vocab_size - 1) * low_confidence * jnp.log(low_confidence + 1e-20))
-  soft_targets = jax.nn.one_hot(targets, vocab_size) * (confidence - low_confidence) + low_confidence
+  entropy = -(
+    confidence * jnp.log(confidence)
+    + (vocab_size - 1) * low_confidence * jnp.log(low_confidence + 1e-20)
+  )
+  soft_targets = (
+    jax.nn.one_hot(targets, vocab_size) * (confidence - low_confidence) + low_confidence
+  )
   loss, z_part = cross_entropy_with_logits(logits, soft_targets, z_loss)
   loss = loss - entropy
   if weights is None:
@@ -97,12 +101,17 @@ def weighted_cross_entropy(
     factor = float(targets.size)
   elif loss_normalizing_factor is None:
     factor = 1.0
-  elif isinstance(loss_normalizing_factor, (int, float)) and not isinstance(
-      loss_normalizing_factor, bool) and loss_normalizing_factor > 0:
+  elif (
+    isinstance(loss_normalizing_factor, (int, float))
+    and not isinstance(loss_normalizing_factor, bool)
+    and loss_normalizing_factor > 0
+  ):
     factor = float(loss_normalizing_factor)
   else:
-    raise ValueError(f"unknown loss_normalizing_factor {loss_normalizing_factor!r}; use None, "
-                     f"a positive number, or one of {NORMALIZING_FACTORS}")
+    raise ValueError(
+      f"unknown loss_normalizing_factor {loss_normalizing_factor!r}; use None, "
+      f"a positive number, or one of {NORMALIZING_FACTORS}"
+    )
   weight_sum = jnp.sum(weights)
   return (jnp.sum(loss * weights) / factor, jnp.sum(z_part * weights) / factor, weight_sum)
 

@@ -14,12 +14,14 @@ import optax
 from prompt_tuning.training import trainable
 
 
-def adafactor(learning_rate: optax.ScalarOrSchedule = 0.3,
-              decay_rate: float = 0.8,
-              weight_decay_rate: Optional[float] = 1e-5,
-              clipping_threshold: Optional[float] = 1.0,
-              multiply_by_parameter_scale: bool = False,
-              factor_params: bool = True) -> optax.GradientTransformation:
+def adafactor(
+  learning_rate: optax.ScalarOrSchedule = 0.3,
+  decay_rate: float = 0.8,
+  weight_decay_rate: Optional[float] = 1e-5,
+  clipping_threshold: Optional[float] = 1.0,
+  multiply_by_parameter_scale: bool = False,
+  factor_params: bool = True,
+) -> optax.GradientTransformation:
   """Adafactor over a flat `{path: array}` dict of trainable variables.
 
   Args:
@@ -34,11 +36,16 @@ def adafactor(learning_rate: optax.ScalarOrSchedule = 0.3,
   Returns:
     An optax transformation whose state covers only the given variables.
   """
+
   def make(factored: bool) -> optax.GradientTransformation:
-    return optax.adafactor(learning_rate, decay_rate=decay_rate,
-                           multiply_by_parameter_scale=multiply_by_parameter_scale,
-                           clipping_threshold=clipping_threshold,
-                           weight_decay_rate=weight_decay_rate, factored=factored)
+    return optax.adafactor(
+      learning_rate,
+      decay_rate=decay_rate,
+      multiply_by_parameter_scale=multiply_by_parameter_scale,
+      clipping_threshold=clipping_threshold,
+      weight_decay_rate=weight_decay_rate,
+      factored=factored,
+    )
 
   def labels(flat: trainable.Flat) -> dict[str, str]:
     return {path: "params" if path.startswith("params/") else "prompt" for path in flat}

@@ -25,8 +25,12 @@ from prompt_tuning.training import trainable as trainable_lib
 
 Array = jax.Array
 Batch = dict[str, Array]
-BATCH_FEATURES = ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens",
-                  "decoder_loss_weights")
+BATCH_FEATURES = (
+  "encoder_input_tokens",
+  "decoder_input_tokens",
+  "decoder_target_tokens",
+  "decoder_loss_weights",
+)
 
 
 @flax.struct.dataclass
@@ -47,13 +51,19 @@ class TrainState:
 
 
 def create(trainable: dict[str, Array], tx: optax.GradientTransformation, seed: int) -> TrainState:
-  return TrainState(step=jnp.zeros((), jnp.int32), trainable=trainable,
-                    opt_state=tx.init(trainable),
-                    rng=jax.random.key_data(jax.random.key(seed)).astype(jnp.uint32))
+  return TrainState(
+    step=jnp.zeros((), jnp.int32),
+    trainable=trainable,
+    opt_state=tx.init(trainable),
+    rng=jax.random.key_data(jax.random.key(seed)).astype(jnp.uint32),
+  )
 
 
-def state_shardings(abstract_state: TrainState, variable_shardings: dict[str, Any],
-                    partitioner: partitioning.Partitioner) -> TrainState:
+def state_shardings(
+  abstract_state: TrainState,
+  variable_shardings: dict[str, Any],
+  partitioner: partitioning.Partitioner,
+) -> TrainState:
   """Shardings of a (possibly abstract) state, given each trainable variable's sharding.
 
   An optimizer-state leaf keyed by a variable's path and of that variable's shape
@@ -70,20 +80,22 @@ def state_shardings(abstract_state: TrainState, variable_shardings: dict[str, An
         return variable_shardings[key]
     return replicated
 
-  return TrainState(step=replicated,
-                    trainable={k: variable_shardings[k] for k in shapes},
-                    opt_state=jax.tree_util.tree_map_with_path(opt_sharding,
-                                                               abstract_state.opt_state),
-                    rng=replicated)
+  return TrainState(
+    step=replicated,
+    trainable={k: variable_shardings[k] for k in shapes},
+    opt_state=jax.tree_util.tree_map_with_path(opt_sharding, abstract_state.opt_state),
+    rng=replicated,
+  )
 
 
-def make_train_step(model: t5.Transformer,
-                    tx: optax.GradientTransformation,
-                    *,
-                    z_loss: float = 1e-4,
-                    label_smoothing: float = 0.0,
-                    loss_normalizing_factor: losses.NormalizingFactor = "NUM_REAL_TARGET_TOKENS",
-                    ) -> Callable[[TrainState, dict[str, Array], Batch], tuple[TrainState, dict]]:
+def make_train_step(
+  model: t5.Transformer,
+  tx: optax.GradientTransformation,
+  *,
+  z_loss: float = 1e-4,
+  label_smoothing: float = 0.0,
+  loss_normalizing_factor: losses.NormalizingFactor = "NUM_REAL_TARGET_TOKENS",
+) -> Callable[[TrainState, dict[str, Array], Batch], tuple[TrainState, dict]]:
   """`train_step(state, frozen, batch) -> (state, metrics)`, pure, to be jitted.
 
   Args:
@@ -103,29 +115,44 @@ def make_train_step(model: t5.Transformer,
     dropout_rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
 
     def loss_fn(train):
-      logits = model.apply(trainable_lib.merge(train, frozen), batch["encoder_input_tokens"],
-                           batch["decoder_input_tokens"], enable_dropout=True,
-                           rngs={"dropout": dropout_rng})
+      logits = model.apply(
+        trainable_lib.merge(train, frozen),
+        batch["encoder_input_tokens"],
+        batch["decoder_input_tokens"],
+        enable_dropout=True,
+        rngs={"dropout": dropout_rng},
+      )
       loss, z, weight_sum = losses.weighted_cross_entropy(
-          logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"],
-          label_smoothing, z_loss, loss_normalizing_factor)
-      accuracy = losses.token_accuracy(logits, batch["decoder_target_tokens"],
-                                       batch["decoder_loss_weights"])
+        logits,
+        batch["decoder_target_tokens"],
+        batch["decoder_loss_weights"],
+        label_smoothing,
+        z_loss,
+        loss_normalizing_factor,
+      )
+      accuracy = losses.token_accuracy(
+        logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"]
+      )
       return loss, {"z_loss": z, "accuracy": accuracy, "target_tokens": weight_sum}
 
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.trainable)
     updates, opt_state = tx.update(grads, state.opt_state, state.trainable)
     new_trainable = optax.apply_updates(state.trainable, updates)
     prompts = [v for k, v in new_trainable.items() if layout.is_prompt(k)]
-    metrics = {"loss": loss, **aux, "update_norm": optax.global_norm(updates),
-               "prompt_norm": optax.global_norm(prompts) if prompts else jnp.zeros(())}
+    metrics = {
+      "loss": loss,
+      **aux,
+      "update_norm": optax.global_norm(updates),
+      "prompt_norm": optax.global_norm(prompts) if prompts else jnp.zeros(()),
+    }
     return state.replace(step=state.step + 1, trainable=new_trainable, opt_state=opt_state), metrics
 
   return train_step
 
 
-def make_eval_step(model: t5.Transformer, *, z_loss: float = 1e-4,
-                   label_smoothing: float = 0.0) -> Callable[..., dict[str, Array]]:
+def make_eval_step(
+  model: t5.Transformer, *, z_loss: float = 1e-4, label_smoothing: float = 0.0
+) -> Callable[..., dict[str, Array]]:
   """`eval_step(trainable, frozen, batch) -> sums`, teacher-forced, without dropout.
 
   Returns sums over the batch's real target tokens (`loss`, `z_loss`,
@@ -134,52 +161,79 @@ def make_eval_step(model: t5.Transformer, *, z_loss: float = 1e-4,
   """
 
   def eval_step(trainable: dict[str, Array], frozen: dict[str, Array], batch: Batch):
-    logits = model.apply(trainable_lib.merge(trainable, frozen), batch["encoder_input_tokens"],
-                         batch["decoder_input_tokens"])
+    logits = model.apply(
+      trainable_lib.merge(trainable, frozen),
+      batch["encoder_input_tokens"],
+      batch["decoder_input_tokens"],
+    )
     weights = batch["decoder_loss_weights"].astype(jnp.float32)
     loss, z, tokens = losses.weighted_cross_entropy(
-        logits, batch["decoder_target_tokens"], weights, label_smoothing, z_loss, None)
+      logits, batch["decoder_target_tokens"], weights, label_smoothing, z_loss, None
+    )
     correct = jnp.sum((jnp.argmax(logits, -1) == batch["decoder_target_tokens"]) * weights)
     return {"loss": loss, "z_loss": z, "correct": correct, "tokens": tokens}
 
   return eval_step
 
 
-def jit_eval_step(eval_step: Callable, partitioner: partitioning.Partitioner,
-                  shardings_of_state: TrainState, frozen_shardings: dict[str, Any]) -> Any:
+def jit_eval_step(
+  eval_step: Callable,
+  partitioner: partitioning.Partitioner,
+  shardings_of_state: TrainState,
+  frozen_shardings: dict[str, Any],
+) -> Any:
   """Jits `make_eval_step`'s step with the train step's shardings."""
   batch = {name: partitioner.batch_sharding() for name in BATCH_FEATURES}
-  return jax.jit(eval_step,
-                 in_shardings=(shardings_of_state.trainable, frozen_shardings, batch),
-                 out_shardings=partitioner.replicated())
+  return jax.jit(
+    eval_step,
+    in_shardings=(shardings_of_state.trainable, frozen_shardings, batch),
+    out_shardings=partitioner.replicated(),
+  )
 
 
-def jit_train_step(train_step: Callable, partitioner: partitioning.Partitioner,
-                   shardings_of_state: TrainState, frozen_shardings: dict[str, Any]) -> Any:
+def jit_train_step(
+  train_step: Callable,
+  partitioner: partitioning.Partitioner,
+  shardings_of_state: TrainState,
+  frozen_shardings: dict[str, Any],
+) -> Any:
   """Jits the step with explicit in/out shardings; the state is donated.
 
   Returns:
     The jitted step; call it (or `.lower(...)` it) inside `partitioner.context()`.
   """
   batch = {name: partitioner.batch_sharding() for name in BATCH_FEATURES}
-  return jax.jit(train_step,
-                 in_shardings=(shardings_of_state, frozen_shardings, batch),
-                 out_shardings=(shardings_of_state, partitioner.replicated()),
-                 donate_argnums=(0,))
+  return jax.jit(
+    train_step,
+    in_shardings=(shardings_of_state, frozen_shardings, batch),
+    out_shardings=(shardings_of_state, partitioner.replicated()),
+    donate_argnums=(0,),
+  )
 
 
-def compile_train_step(jitted: Any, partitioner: partitioning.Partitioner, state: TrainState,
-                       frozen: dict[str, Array], batch: Batch) -> tuple[Callable, str]:
+def compile_train_step(
+  jitted: Any,
+  partitioner: partitioning.Partitioner,
+  state: TrainState,
+  frozen: dict[str, Array],
+  batch: Batch,
+) -> tuple[Callable, str]:
   """Compiles the step once for these shapes; returns it and its memory analysis as text."""
   with partitioner.context():
     compiled = jitted.lower(state, frozen, batch).compile()
   analysis = compiled.memory_analysis()
   if analysis is None:
     return compiled, "memory analysis unavailable on this backend"
-  fields = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
-            "alias_size_in_bytes", "generated_code_size_in_bytes")
-  text = ", ".join(f"{f.replace('_size_in_bytes', '')}={getattr(analysis, f, 0) / 2**20:.1f} MiB"
-                   for f in fields)
+  fields = (
+    "argument_size_in_bytes",
+    "output_size_in_bytes",
+    "temp_size_in_bytes",
+    "alias_size_in_bytes",
+    "generated_code_size_in_bytes",
+  )
+  text = ", ".join(
+    f"{f.replace('_size_in_bytes', '')}={getattr(analysis, f, 0) / 2**20:.1f} MiB" for f in fields
+  )
   return compiled, text
 
 
@@ -192,9 +246,16 @@ class StepSetup(NamedTuple):
   jitted: Any
 
 
-def setup_step(model: t5.Transformer, part: partitioning.Partitioner,
-               optimizer: optax.GradientTransformation, variables: Any, shardings: Any,
-               what_trains: trainable_lib.WhatTrains, seed: int, **loss_options) -> StepSetup:
+def setup_step(
+  model: t5.Transformer,
+  part: partitioning.Partitioner,
+  optimizer: optax.GradientTransformation,
+  variables: Any,
+  shardings: Any,
+  what_trains: trainable_lib.WhatTrains,
+  seed: int,
+  **loss_options,
+) -> StepSetup:
   """Splits the variables by what trains and builds the state and the sharded step.
 
   Args:
@@ -216,6 +277,9 @@ def setup_step(model: t5.Transformer, part: partitioning.Partitioner,
   shardings_of_state = state_shardings(state, flat_shardings, part)
   state = jax.device_put(state, shardings_of_state)
   jitted = jit_train_step(
-      make_train_step(model, optimizer, **loss_options), part, shardings_of_state,
-      {k: flat_shardings[k] for k in frozen})
+    make_train_step(model, optimizer, **loss_options),
+    part,
+    shardings_of_state,
+    {k: flat_shardings[k] for k in frozen},
+  )
   return StepSetup(state, frozen, shardings_of_state, jitted)

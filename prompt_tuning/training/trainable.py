@@ -33,8 +33,10 @@ def _patterns(what: WhatTrains) -> list[re.Pattern]:
   if what == MODEL_TUNING:
     return [re.compile(r"params/.*"), re.compile(re.escape(layout.PROMPT_PREFIX) + ".*")]
   if isinstance(what, str):
-    raise ValueError(f"what trains must be {PROMPT_TUNING!r}, {MODEL_TUNING!r} or a list of "
-                     f"regular expressions over variable paths, got {what!r}")
+    raise ValueError(
+      f"what trains must be {PROMPT_TUNING!r}, {MODEL_TUNING!r} or a list of "
+      f"regular expressions over variable paths, got {what!r}"
+    )
   return [re.compile(p) for p in what]
 
 
@@ -58,11 +60,14 @@ def partition(variables: Mapping[str, Any], what: WhatTrains = PROMPT_TUNING) ->
   if not trainable:
     prompts = [path for path in frozen if "prompt" in path.split("/")[0]]
     if what == PROMPT_TUNING and all(math.prod(frozen[p].shape) == 0 for p in prompts):
-      raise ValueError("there is no prompt to train: the model's prompt has length 0 "
-                       "(PROMPT_LENGTH=0) or there is none (configs/prompts/no_prompt.gin); "
-                       "give PROMPT_LENGTH >= 1, or WHAT_TRAINS='all' to tune the model")
-    raise ValueError(f"no variable path matches what trains ({what!r}); paths look like "
-                     f"{sorted(frozen)[:3]}")
+      raise ValueError(
+        "there is no prompt to train: the model's prompt has length 0 "
+        "(PROMPT_LENGTH=0) or there is none (configs/prompts/no_prompt.gin); "
+        "give PROMPT_LENGTH >= 1, or WHAT_TRAINS='all' to tune the model"
+      )
+    raise ValueError(
+      f"no variable path matches what trains ({what!r}); paths look like {sorted(frozen)[:3]}"
+    )
   return trainable, frozen
 
 

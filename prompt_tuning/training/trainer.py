@@ -47,22 +47,43 @@ InferEvalFactory = Callable[[partitioning.Partitioner, Optional[str]], Optional[
 class _Evaluator:
   """Teacher-forced loss and token accuracy on the task's validation split."""
 
-  def __init__(self, model, part, state_shardings, frozen, name, task_feature_lengths,
-               batch_size, use_cached, **loss_options):
+  def __init__(
+    self,
+    model,
+    part,
+    state_shardings,
+    frozen,
+    name,
+    task_feature_lengths,
+    batch_size,
+    use_cached,
+    **loss_options,
+  ):
     frozen_shardings = {k: v.sharding for k, v in frozen.items()}
     self._step = train_state.jit_eval_step(
-        train_state.make_eval_step(model, **loss_options), part, state_shardings,
-        frozen_shardings)
+      train_state.make_eval_step(model, **loss_options), part, state_shardings, frozen_shardings
+    )
     self._part, self._frozen = part, frozen
     rows = batch_size // jax.process_count()
     self._empty = {  # a batch of padding (zero loss weight)
-        "encoder_input_tokens": np.zeros((rows, task_feature_lengths["inputs"]), np.int32),
-        **{k: np.zeros((rows, task_feature_lengths["targets"]), np.int32)
-           for k in ("decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights")}}
+      "encoder_input_tokens": np.zeros((rows, task_feature_lengths["inputs"]), np.int32),
+      **{
+        k: np.zeros((rows, task_feature_lengths["targets"]), np.int32)
+        for k in ("decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights")
+      },
+    }
     self._batches = lambda: data.batches(
-        name, task_feature_lengths, batch_size, split="validation", shuffle=False,
-        num_epochs=1, shard_index=jax.process_index(), num_shards=jax.process_count(),
-        use_cached=use_cached, pad_last=True)
+      name,
+      task_feature_lengths,
+      batch_size,
+      split="validation",
+      shuffle=False,
+      num_epochs=1,
+      shard_index=jax.process_index(),
+      num_shards=jax.process_count(),
+      use_cached=use_cached,
+      pad_last=True,
+    )
 
   def __call__(self, trainable_vars: dict[str, Any]) -> dict[str, float]:
     totals: dict[str, float] = {}
@@ -72,13 +93,18 @@ class _Evaluator:
       batches += [self._empty] * (most - len(batches))
     with self._part.context():
       for batch in batches:
-        sums = jax.device_get(self._step(trainable_vars, self._frozen,
-                                         self._part.global_batch(batch)))
+        sums = jax.device_get(
+          self._step(trainable_vars, self._frozen, self._part.global_batch(batch))
+        )
         for k, v in sums.items():
           totals[k] = totals.get(k, 0.0) + float(v)
     tokens = max(totals.get("tokens", 0.0), 1e-8)
-    return {"loss": totals.get("loss", 0.0) / tokens, "z_loss": totals.get("z_loss", 0.0) / tokens,
-            "accuracy": totals.get("correct", 0.0) / tokens, "target_tokens": tokens}
+    return {
+      "loss": totals.get("loss", 0.0) / tokens,
+      "z_loss": totals.get("z_loss", 0.0) / tokens,
+      "accuracy": totals.get("correct", 0.0) / tokens,
+      "target_tokens": tokens,
+    }
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -90,8 +116,10 @@ class TrainingInterrupted(KeyboardInterrupt):
 
   def __init__(self, signum: int, step: int, model_dir: str):
     name = signal.Signals(signum).name
-    super().__init__(f"{name} stopped training at step {step}; its checkpoint is saved in "
-                     f"{model_dir}: rerun the same command to resume")
+    super().__init__(
+      f"{name} stopped training at step {step}; its checkpoint is saved in "
+      f"{model_dir}: rerun the same command to resume"
+    )
     self.exit_code = 128 + signum
 
 
@@ -141,8 +169,10 @@ class _StopSignals:
     if self.signal is not None:
       os._exit(128 + signum)  # pylint: disable=protected-access  # the second one: now
     self.signal = signum
-    logging.warning("%s: saving the current step, then stopping (again to stop at once)",
-                    signal.Signals(signum).name)
+    logging.warning(
+      "%s: saving the current step, then stopping (again to stop at once)",
+      signal.Signals(signum).name,
+    )
 
   def __exit__(self, *exc) -> None:
     for signum, handler in self._previous.items():
@@ -200,7 +230,8 @@ class _Summaries:
 
   def __init__(self, model_dir: str, first_host: bool):
     self._writer = metric_writers.create_default_writer(
-        model_dir, just_logging=not first_host, asynchronous=False)
+      model_dir, just_logging=not first_host, asynchronous=False
+    )
     self._path = layout.metrics_file(model_dir) if first_host else None
 
   def _append(self, record: Mapping[str, Any]) -> None:
@@ -213,17 +244,24 @@ class _Summaries:
 
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
     self._writer.write_scalars(step, scalars)
-    self._append({"step": step, "time": time.time(),
-                  **{k: float(v) for k, v in scalars.items()}})
+    self._append({"step": step, "time": time.time(), **{k: float(v) for k, v in scalars.items()}})
 
   def flush(self) -> None:
     self._writer.flush()
 
 
-def _check_settings(*, train_steps: Any, batch_size: Any, checkpoint_period: Any,
-                    eval_period: Any, log_period: Any, keep_checkpoints: Any,
-                    num_partitions: Any, task_feature_lengths: Any,
-                    learning_rate: Any = None) -> None:
+def _check_settings(
+  *,
+  train_steps: Any,
+  batch_size: Any,
+  checkpoint_period: Any,
+  eval_period: Any,
+  log_period: Any,
+  keep_checkpoints: Any,
+  num_partitions: Any,
+  task_feature_lengths: Any,
+  learning_rate: Any = None,
+) -> None:
   """One-line errors for settings no run can use, before anything is created.
 
   The mesh's own checks follow: the partitioner's, that NUM_PARTITIONS divides
@@ -244,15 +282,27 @@ def _check_settings(*, train_steps: Any, batch_size: Any, checkpoint_period: Any
   positive("LOG_PERIOD", log_period)
   positive("KEEP_CHECKPOINTS", keep_checkpoints, optional=True)
   positive("NUM_PARTITIONS", num_partitions)
-  if (learning_rate is not None and not callable(learning_rate) and
-      (isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) or
-       not np.isfinite(learning_rate) or learning_rate <= 0)):
-    raise ValueError(f"LEARNING_RATE={learning_rate!r}; it must be a positive number (or a "
-                     "schedule)")
+  if (
+    learning_rate is not None
+    and not callable(learning_rate)
+    and (
+      isinstance(learning_rate, bool)
+      or not isinstance(learning_rate, numbers.Real)
+      or not np.isfinite(learning_rate)
+      or learning_rate <= 0
+    )
+  ):
+    raise ValueError(
+      f"LEARNING_RATE={learning_rate!r}; it must be a positive number (or a schedule)"
+    )
   if not isinstance(task_feature_lengths, Mapping) or set(task_feature_lengths) != {
-      "inputs", "targets"}:
-    raise ValueError(f"TASK_FEATURE_LENGTHS={task_feature_lengths!r}; give both lengths, e.g. "
-                     "{'inputs': 128, 'targets': 8}")
+    "inputs",
+    "targets",
+  }:
+    raise ValueError(
+      f"TASK_FEATURE_LENGTHS={task_feature_lengths!r}; give both lengths, e.g. "
+      "{'inputs': 128, 'targets': 8}"
+    )
   for feature, length in task_feature_lengths.items():
     positive(f"TASK_FEATURE_LENGTHS['{feature}']", length)
 
@@ -260,9 +310,11 @@ def _check_settings(*, train_steps: Any, batch_size: Any, checkpoint_period: Any
 def _check_batch_split(batch_size: int, part: partitioning.Partitioner) -> None:
   data = part.data_size
   if batch_size % data:
-    raise ValueError(f"BATCH_SIZE={batch_size} does not split over the mesh's data axis of "
-                     f"{data} devices ({part.mesh.size} devices / NUM_PARTITIONS="
-                     f"{part.mesh.size // data}); use a multiple of {data}")
+    raise ValueError(
+      f"BATCH_SIZE={batch_size} does not split over the mesh's data axis of "
+      f"{data} devices ({part.mesh.size} devices / NUM_PARTITIONS="
+      f"{part.mesh.size // data}); use a multiple of {data}"
+    )
 
 
 def _check_finite(loss: Any, step: int, last_saved: Optional[int]) -> None:
@@ -270,8 +322,9 @@ def _check_finite(loss: Any, step: int, last_saved: Optional[int]) -> None:
   loss = float(loss)
   if not np.isfinite(loss):
     raise FloatingPointError(
-        f"loss is {loss} at step {step}; stopped without saving. The last good checkpoint "
-        f"(step {last_saved}) stays the latest; lower the learning rate or check the data")
+      f"loss is {loss} at step {step}; stopped without saving. The last good checkpoint "
+      f"(step {last_saved}) stays the latest; lower the learning rate or check the data"
+    )
 
 
 def steps_of_this_run(train_steps: int, checkpoint_step: Optional[int]) -> tuple[int, str]:
@@ -286,39 +339,43 @@ def steps_of_this_run(train_steps: int, checkpoint_step: Optional[int]) -> tuple
   """
   if checkpoint_step and train_steps > checkpoint_step:
     steps = train_steps - checkpoint_step
-    return steps, (f"TRAIN_STEPS={train_steps} is above the t5x checkpoint's step "
-                   f"{checkpoint_step}: read as the original codebase reads it, the step to "
-                   f"stop at counted from the checkpoint's, so this run trains {steps} steps "
-                   f"(here TRAIN_STEPS counts this run's steps: TRAIN_STEPS={steps} says the "
-                   "same)")
+    return steps, (
+      f"TRAIN_STEPS={train_steps} is above the t5x checkpoint's step "
+      f"{checkpoint_step}: read as the original codebase reads it, the step to "
+      f"stop at counted from the checkpoint's, so this run trains {steps} steps "
+      f"(here TRAIN_STEPS counts this run's steps: TRAIN_STEPS={steps} says the "
+      "same)"
+    )
   return train_steps, f"TRAIN_STEPS={train_steps}: this run trains {train_steps} steps"
 
 
-def train(*,
-          model: t5.Transformer,
-          model_dir: str,
-          mixture_or_task_name: str,
-          task_feature_lengths: Mapping[str, int],
-          train_steps: int,
-          initial_checkpoint_path: Optional[str] = None,
-          batch_size: int = 32,
-          optimizer: Optional[optax.GradientTransformation] = None,
-          what_trains: trainable.WhatTrains = trainable.PROMPT_TUNING,
-          mixture_or_task_module: Optional[str] = None,
-          use_cached_tasks: bool = False,
-          checkpoint_period: int = 1000,
-          keep_checkpoints: Optional[int] = None,
-          random_seed: int = 0,
-          num_partitions: int = 1,
-          z_loss: float = 1e-4,
-          label_smoothing: float = 0.0,
-          loss_normalizing_factor: Any = "NUM_REAL_TARGET_TOKENS",
-          log_period: int = 10,
-          eval_period: Optional[int] = None,
-          learning_rate: Optional[optax.ScalarOrSchedule] = None,
-          vocabulary: Any = None,
-          infer_eval: Optional[InferEvalFactory] = None,
-          on_start: Optional[Callable[[], None]] = None) -> dict[str, Any]:
+def train(
+  *,
+  model: t5.Transformer,
+  model_dir: str,
+  mixture_or_task_name: str,
+  task_feature_lengths: Mapping[str, int],
+  train_steps: int,
+  initial_checkpoint_path: Optional[str] = None,
+  batch_size: int = 32,
+  optimizer: Optional[optax.GradientTransformation] = None,
+  what_trains: trainable.WhatTrains = trainable.PROMPT_TUNING,
+  mixture_or_task_module: Optional[str] = None,
+  use_cached_tasks: bool = False,
+  checkpoint_period: int = 1000,
+  keep_checkpoints: Optional[int] = None,
+  random_seed: int = 0,
+  num_partitions: int = 1,
+  z_loss: float = 1e-4,
+  label_smoothing: float = 0.0,
+  loss_normalizing_factor: Any = "NUM_REAL_TARGET_TOKENS",
+  log_period: int = 10,
+  eval_period: Optional[int] = None,
+  learning_rate: Optional[optax.ScalarOrSchedule] = None,
+  vocabulary: Any = None,
+  infer_eval: Optional[InferEvalFactory] = None,
+  on_start: Optional[Callable[[], None]] = None,
+) -> dict[str, Any]:
   """Trains until `train_steps` steps (of this run's state) are done.
 
   Args:
@@ -360,11 +417,17 @@ def train(*,
     the best evaluation's record (`early_stopping`; its prompt is in
     `MODEL_DIR/best/`), or None without evaluations.
   """
-  _check_settings(train_steps=train_steps, batch_size=batch_size,
-                  checkpoint_period=checkpoint_period, eval_period=eval_period,
-                  log_period=log_period, keep_checkpoints=keep_checkpoints,
-                  num_partitions=num_partitions, task_feature_lengths=task_feature_lengths,
-                  learning_rate=learning_rate)
+  _check_settings(
+    train_steps=train_steps,
+    batch_size=batch_size,
+    checkpoint_period=checkpoint_period,
+    eval_period=eval_period,
+    log_period=log_period,
+    keep_checkpoints=keep_checkpoints,
+    num_partitions=num_partitions,
+    task_feature_lengths=task_feature_lengths,
+    learning_rate=learning_rate,
+  )
   part = partitioning.Partitioner(num_partitions)
   _check_batch_split(batch_size, part)
   with _LeaveAsFound(model_dir) as run_dir, _StopSignals() as stop:
@@ -373,60 +436,106 @@ def train(*,
     ckpt = checkpointer.Checkpointer(model_dir, keep_checkpoints)
     optimizer = optimizer or optimizers.adafactor()
 
-    variables, shardings = variables_lib.init_variables(model, part, initial_checkpoint_path,
-                                                        random_seed)
+    variables, shardings = variables_lib.init_variables(
+      model, part, initial_checkpoint_path, random_seed
+    )
     train_steps, steps_line = steps_of_this_run(
-        train_steps, initial_checkpoint_path and readers.t5x_step(initial_checkpoint_path))
+      train_steps, initial_checkpoint_path and readers.t5x_step(initial_checkpoint_path)
+    )
     state, frozen, state_shardings, jitted = train_state.setup_step(
-        model, part, optimizer, variables, shardings, what_trains, random_seed, z_loss=z_loss,
-        label_smoothing=label_smoothing, loss_normalizing_factor=loss_normalizing_factor)
+      model,
+      part,
+      optimizer,
+      variables,
+      shardings,
+      what_trains,
+      random_seed,
+      z_loss=z_loss,
+      label_smoothing=label_smoothing,
+      loss_normalizing_factor=loss_normalizing_factor,
+    )
     del variables
     num_frozen = sum(int(np.prod(v.shape)) for v in frozen.values())
     num_trainable = sum(int(np.prod(v.shape)) for v in state.trainable.values())
-    num_prompt = sum(int(np.prod(v.shape)) for k, v in {**frozen, **state.trainable}.items()
-                     if layout.is_prompt(k))
-    logging.info("parameters: %d total, %d trainable (%s)", num_frozen + num_trainable,
-                 num_trainable, what_trains)
+    num_prompt = sum(
+      int(np.prod(v.shape)) for k, v in {**frozen, **state.trainable}.items() if layout.is_prompt(k)
+    )
+    logging.info(
+      "parameters: %d total, %d trainable (%s)",
+      num_frozen + num_trainable,
+      num_trainable,
+      what_trains,
+    )
 
-    record = {"base_checkpoint": initial_checkpoint_path, "init_seed": random_seed,
-              "what_trains": what_trains, "data_position": 0, "best": None}
+    record = {
+      "base_checkpoint": initial_checkpoint_path,
+      "init_seed": random_seed,
+      "what_trains": what_trains,
+      "data_position": 0,
+      "best": None,
+    }
     best = early_stopping.BestEvaluation(model_dir, write=jax.process_index() == 0)
     latest = ckpt.latest_step()
     if latest is not None:
       state, saved = ckpt.restore(latest, jax.eval_shape(lambda: state), state_shardings)
       for key in ("base_checkpoint", "init_seed", "what_trains"):
         if saved.get(key) != record[key]:
-          raise ValueError(f"MODEL_DIR {model_dir} holds a run with {key}={saved.get(key)!r}, "
-                           f"this one has {record[key]!r}; use a new MODEL_DIR")
+          raise ValueError(
+            f"MODEL_DIR {model_dir} holds a run with {key}={saved.get(key)!r}, "
+            f"this one has {record[key]!r}; use a new MODEL_DIR"
+          )
       record["data_position"] = saved["data_position"]
       record["best"] = saved.get("best")
       logging.info("resuming from step %d (batch %d of the data)", latest, record["data_position"])
 
-    batches = data.batches(mixture_or_task_name, task_feature_lengths, batch_size,
-                           seed=random_seed, start=record["data_position"],
-                           shard_index=jax.process_index(), num_shards=jax.process_count(),
-                           use_cached=use_cached_tasks)
+    batches = data.batches(
+      mixture_or_task_name,
+      task_feature_lengths,
+      batch_size,
+      seed=random_seed,
+      start=record["data_position"],
+      shard_index=jax.process_index(),
+      num_shards=jax.process_count(),
+      use_cached=use_cached_tasks,
+    )
     evaluate, infer_eval_fn = None, None
     if eval_period and not registry.has_split(mixture_or_task_name, "validation"):
       logging.warning("%s has no validation split; EVAL_PERIOD is ignored", mixture_or_task_name)
     elif eval_period:
-      evaluate = _Evaluator(model, part, state_shardings, frozen, mixture_or_task_name,
-                            task_feature_lengths, batch_size, use_cached_tasks,
-                            z_loss=z_loss, label_smoothing=label_smoothing)
+      evaluate = _Evaluator(
+        model,
+        part,
+        state_shardings,
+        frozen,
+        mixture_or_task_name,
+        task_feature_lengths,
+        batch_size,
+        use_cached_tasks,
+        z_loss=z_loss,
+        label_smoothing=label_smoothing,
+      )
     if evaluate is not None and infer_eval is not None:
       infer_eval_fn = infer_eval(
-          part, layout.inference_eval_dir(model_dir) if jax.process_index() == 0 else None)
-    best.restore(record["best"], None if latest is None else
-                 layout.numpy_step_dir(model_dir, latest))
+        part, layout.inference_eval_dir(model_dir) if jax.process_index() == 0 else None
+      )
+    best.restore(
+      record["best"], None if latest is None else layout.numpy_step_dir(model_dir, latest)
+    )
     if on_start is not None and jax.process_index() == 0:
       on_start()
     writer = _Summaries(model_dir, first_host=jax.process_index() == 0)
     step = int(state.step)
-    logging.info("%s%s", steps_line, f"; {train_steps - step} to go from step {step}" if step
-                 else "")
-    writer.start(step, train_steps=train_steps, parameters_total=num_frozen + num_trainable,
-                 parameters_model=num_frozen + num_trainable - num_prompt,
-                 parameters_trainable=num_trainable, what_trains=what_trains)
+    logging.info(
+      "%s%s", steps_line, f"; {train_steps - step} to go from step {step}" if step else ""
+    )
+    writer.start(
+      step,
+      train_steps=train_steps,
+      parameters_total=num_frozen + num_trainable,
+      parameters_model=num_frozen + num_trainable - num_prompt,
+      parameters_trainable=num_trainable,
+      what_trains=what_trains,
+    )
     metrics: dict[str, Any] = {}
     last_saved = latest
     step_fn = None
@@ -449,24 +558,37 @@ def train(*,
         elapsed = time.time() - tick
         steps_per_s = (step - tick_step) / max(elapsed, 1e-9)
         tokens = batch["encoder_input_tokens"].size + batch["decoder_target_tokens"].size
-        logging.info("step %d/%d loss=%.4f accuracy=%.3f %.2f steps/s %.0f tokens/s ETA %.0fs",
-                     step, train_steps, metrics["loss"], metrics["accuracy"], steps_per_s,
-                     steps_per_s * tokens, (train_steps - step) / max(steps_per_s, 1e-9))
-        scalars = {**{f"train/{k}": v for k, v in metrics.items()},
-                   "train/steps_per_second": steps_per_s,
-                   "train/tokens_per_second": steps_per_s * tokens,
-                   "train/step_time_seconds": step_time}
+        logging.info(
+          "step %d/%d loss=%.4f accuracy=%.3f %.2f steps/s %.0f tokens/s ETA %.0fs",
+          step,
+          train_steps,
+          metrics["loss"],
+          metrics["accuracy"],
+          steps_per_s,
+          steps_per_s * tokens,
+          (train_steps - step) / max(steps_per_s, 1e-9),
+        )
+        scalars = {
+          **{f"train/{k}": v for k, v in metrics.items()},
+          "train/steps_per_second": steps_per_s,
+          "train/tokens_per_second": steps_per_s * tokens,
+          "train/step_time_seconds": step_time,
+        }
         if learning_rate is not None:
           scalars["train/learning_rate"] = float(
-              learning_rate(step - 1) if callable(learning_rate) else learning_rate)
+            learning_rate(step - 1) if callable(learning_rate) else learning_rate
+          )
         writer.write_scalars(step, scalars)
         tick, tick_step = time.time(), step
       if evaluate is not None and (step % eval_period == 0 or step == train_steps):
         eval_metrics = evaluate(state.trainable)
         if infer_eval_fn is not None:
           eval_metrics.update(infer_eval_fn(step, trainable.merge(state.trainable, frozen)))
-        logging.info("eval at step %d: %s", step,
-                     " ".join(f"{k}={v:.4f}" for k, v in sorted(eval_metrics.items())))
+        logging.info(
+          "eval at step %d: %s",
+          step,
+          " ".join(f"{k}={v:.4f}" for k, v in sorted(eval_metrics.items())),
+        )
         writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
         if best.update(step, eval_metrics, state.trainable):
           record["best"] = best.record
@@ -481,5 +603,9 @@ def train(*,
         raise TrainingInterrupted(signum, step, model_dir)
     writer.flush()
     numpy_dir = layout.numpy_step_dir(model_dir, step)
-    return {"step": step, "metrics": {k: float(v) for k, v in metrics.items()},
-            "numpy_checkpoint_dir": numpy_dir, "best": best.record}
+    return {
+      "step": step,
+      "metrics": {k: float(v) for k, v in metrics.items()},
+      "numpy_checkpoint_dir": numpy_dir,
+      "best": best.record,
+    }

@@ -44,13 +44,12 @@ def _zarr_dtype(dtype: np.dtype) -> str:
 def _kvstore(location: str) -> dict:
   """Where a key really goes: a local path or gs://bucket/key, as a tensorstore kvstore."""
   if location.startswith("gs://"):
-    bucket, _, key = location[len("gs://"):].partition("/")
+    bucket, _, key = location[len("gs://") :].partition("/")
     return {"driver": "gcs", "bucket": bucket, "path": key}
   return {"driver": "file", "path": location}
 
 
-def _stored_spec(metadata: dict, dtype: np.dtype, key: str, location: str,
-                 spec_form: str) -> dict:
+def _stored_spec(metadata: dict, dtype: np.dtype, key: str, location: str, spec_form: str) -> dict:
   spec = {"driver": "zarr", "dtype": dtype.name, "metadata": metadata}
   if spec_form == "file":
     spec["kvstore"] = {"driver": "file", "path": key}
@@ -67,19 +66,28 @@ def _stored_spec(metadata: dict, dtype: np.dtype, key: str, location: str,
 
 
 def _join(directory: str, key: str) -> str:
-  return posixpath.join(directory, key) if directory.startswith("gs://") else os.path.join(
-      directory, key)
+  return (
+    posixpath.join(directory, key)
+    if directory.startswith("gs://")
+    else os.path.join(directory, key)
+  )
 
 
 def _write_leaf(directory, key, value, inline_below, spec_form):
   if value.size < inline_below:
     return value
   chunks = [max(1, math.ceil(n / 2) + 1) if n > 2 else n for n in value.shape]
-  metadata = {"chunks": chunks, "compressor": {"id": "gzip", "level": 1},
-              "dtype": _zarr_dtype(value.dtype), "shape": list(value.shape), "order": "C"}
+  metadata = {
+    "chunks": chunks,
+    "compressor": {"id": "gzip", "level": 1},
+    "dtype": _zarr_dtype(value.dtype),
+    "shape": list(value.shape),
+    "order": "C",
+  }
   location = _join(directory, key)
-  store = ts.open({"driver": "zarr", "kvstore": _kvstore(location), "metadata": metadata},
-                  create=True).result()
+  store = ts.open(
+    {"driver": "zarr", "kvstore": _kvstore(location), "metadata": metadata}, create=True
+  ).result()
   store.write(value).result()
   return _stored_spec(metadata, value.dtype, key, location, spec_form)
 
@@ -95,17 +103,30 @@ def _walk(directory, tree, prefix, inline_below, spec_form):
   return out
 
 
-def write(root: str, step: int, params: dict, param_states: dict, inline_below: int = 64,
-          spec_form: str = "file") -> str:
+def write(
+  root: str,
+  step: int,
+  params: dict,
+  param_states: dict,
+  inline_below: int = 64,
+  spec_form: str = "file",
+) -> str:
   """Writes `root/checkpoint_<step>` (local or gs://); returns that directory."""
   directory = _join(root, f"checkpoint_{step}")
   if not directory.startswith("gs://"):
     os.makedirs(directory)
-  tree = {"version": 3, "optimizer": {
+  tree = {
+    "version": 3,
+    "optimizer": {
       "target": _walk(directory, params, "target", inline_below, spec_form),
-      "state": {"step": np.asarray(step, np.int32),
-                "param_states": _walk(directory, param_states, "state.param_states",
-                                      inline_below, spec_form)}}}
+      "state": {
+        "step": np.asarray(step, np.int32),
+        "param_states": _walk(
+          directory, param_states, "state.param_states", inline_below, spec_form
+        ),
+      },
+    },
+  }
   contents = serialization.msgpack_serialize(tree)
   if directory.startswith("gs://"):
     kvstore = _kvstore(_join(directory, "checkpoint"))
@@ -122,6 +143,5 @@ def random_params(model: nn.Module, seed: int = 7) -> dict:
   x = np.ones((1, 3), np.int32)
   params = jax.device_get(nn.meta.unbox(model.init(jax.random.key(seed), x, x)))["params"]
   table = params["encoder"]["relpos_bias"]["rel_embedding"]
-  params["encoder"]["relpos_bias"]["rel_embedding"] = np.asarray(table).astype(
-      ml_dtypes.bfloat16)
+  params["encoder"]["relpos_bias"]["rel_embedding"] = np.asarray(table).astype(ml_dtypes.bfloat16)
   return params

@@ -26,9 +26,9 @@ def _dir_size(path):
 
 def _state(cfg, prompt_length, seed=0):
   model = t5.Transformer(cfg, prompts.Prompt(prompt_length, cfg.emb_dim))
-  variables = jax.jit(lambda k: nn.meta.unbox(
-      model.init(k, jnp.ones((1, 1), jnp.int32), jnp.ones((1, 1), jnp.int32))))(
-          jax.random.key(seed))
+  variables = jax.jit(
+    lambda k: nn.meta.unbox(model.init(k, jnp.ones((1, 1), jnp.int32), jnp.ones((1, 1), jnp.int32)))
+  )(jax.random.key(seed))
   train, _ = trainable.partition(variables, "prompt")
   tx = optimizers.adafactor()
   return train_state.create(train, tx, seed=3), tx
@@ -37,8 +37,9 @@ def _state(cfg, prompt_length, seed=0):
 def test_small_size_prompt_checkpoint_is_small_and_restores_exactly(tmp_path):
   small = t5.T5Config()  # T5.1.1 Small: 77M frozen parameters.
   state, tx = _state(small, 100)
-  state = state.replace(step=jnp.asarray(7, jnp.int32),
-                        trainable={PATH: state.trainable[PATH] + 1.0})
+  state = state.replace(
+    step=jnp.asarray(7, jnp.int32), trainable={PATH: state.trainable[PATH] + 1.0}
+  )
   ckpt = checkpointer.Checkpointer(str(tmp_path / "run"))
   record = {"data_position": 224, "base_checkpoint": None, "init_seed": 0}
   assert ckpt.save(state, record) == 7
@@ -49,7 +50,9 @@ def test_small_size_prompt_checkpoint_is_small_and_restores_exactly(tmp_path):
   restored, got_record = ckpt.restore(7, abstract)
   jax.tree_util.tree_map(np.testing.assert_array_equal, restored, state)
   assert got_record == record
-  saved = np.load(tmp_path / "run" / "numpy_checkpoints" / "checkpoint_7" / "encoder.prompt.prompt.npy")
+  saved = np.load(
+    tmp_path / "run" / "numpy_checkpoints" / "checkpoint_7" / "encoder.prompt.prompt.npy"
+  )
   assert saved.shape == (100, 512) and saved.dtype == np.float32
   np.testing.assert_array_equal(saved, np.asarray(state.trainable[PATH]))
 
@@ -63,7 +66,8 @@ def test_keeps_n_and_restores_onto_shardings(tmp_path):
   assert sorted(os.listdir(tmp_path / "numpy_checkpoints")) == ["checkpoint_2", "checkpoint_3"]
   part = partitioning.Partitioner(2)
   shardings = train_state.state_shardings(
-      state, {PATH: part.sharding("prompt", "prompt_embed")}, part)
+    state, {PATH: part.sharding("prompt", "prompt_embed")}, part
+  )
   restored, record = ckpt.restore(3, jax.eval_shape(lambda: state), shardings)
   assert record == {"data_position": 3}
   assert restored.trainable[PATH].sharding == shardings.trainable[PATH]
@@ -72,8 +76,9 @@ def test_keeps_n_and_restores_onto_shardings(tmp_path):
 
 def test_keeping_n_model_tuning_checkpoints_without_a_prompt(tmp_path):
   model = t5.Transformer(hf_reference.TINY)  # no prompt: nothing numpy to write or prune
-  variables = nn.meta.unbox(model.init(jax.random.key(0), jnp.ones((1, 1), jnp.int32),
-                                       jnp.ones((1, 1), jnp.int32)))
+  variables = nn.meta.unbox(
+    model.init(jax.random.key(0), jnp.ones((1, 1), jnp.int32), jnp.ones((1, 1), jnp.int32))
+  )
   train, _ = trainable.partition(variables, "all")
   state = train_state.create(train, optimizers.adafactor(), seed=0)
   ckpt = checkpointer.Checkpointer(str(tmp_path), keep=1)

@@ -60,8 +60,11 @@ def test_hugging_face_weights_load_bitwise_onto_model_shards(tmp_path, hf_model,
 def test_hugging_face_dimension_mismatch_names_both_shapes(tmp_path, hf_model):
   path = _save(hf_model, tmp_path / "hf", "safetensors")
   wider = _model(dataclasses.replace(CFG, mlp_dim=64))
-  with pytest.raises(ValueError, match=r"decoder/layers_0/mlp/wi_0/kernel has shape \(32, 48\) "
-                     r"in INITIAL_CHECKPOINT_PATH .* the gin config's model wants \(32, 64\)"):
+  with pytest.raises(
+    ValueError,
+    match=r"decoder/layers_0/mlp/wi_0/kernel has shape \(32, 48\) "
+    r"in INITIAL_CHECKPOINT_PATH .* the gin config's model wants \(32, 64\)",
+  ):
     variables_lib.init_variables(wider, partitioning.Partitioner(1), path, seed=0)
   with open(os.path.join(path, "config.json")) as f:
     assert json.load(f)["d_ff"] == 48
@@ -87,5 +90,7 @@ def test_logits_kernel_of_an_original_t5_folds_in_its_output_scale(tmp_path, hf_
     json.dump(config, f)
   variables, _ = variables_lib.init_variables(_model(), partitioning.Partitioner(1), path, seed=0)
   shared = hf_model.shared.weight.detach().numpy()
-  np.testing.assert_array_equal(np.asarray(variables["params"]["decoder"]["logits_dense"]["kernel"]),
-                                shared.T * np.float32(CFG.emb_dim ** -0.5))
+  np.testing.assert_array_equal(
+    np.asarray(variables["params"]["decoder"]["logits_dense"]["kernel"]),
+    shared.T * np.float32(CFG.emb_dim**-0.5),
+  )

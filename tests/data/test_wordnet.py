@@ -24,7 +24,7 @@ def test_supersense_splits_are_balanced_and_disjoint_by_lemma():
   # No held-out synset (its lemmas with its definition) is in the pretraining corpus.
   corpus = wordnet.read_corpus()
   for row in splits["validation"][:50]:
-    definition = row["inputs"][len(row["lemma"]) + 2:]
+    definition = row["inputs"][len(row["lemma"]) + 2 :]
     heads = (row["lemma"] + ": ", row["lemma"] + ", ")
     assert not any(line.startswith(heads) and f": {definition}" in line for line in corpus)
 
@@ -57,12 +57,14 @@ def test_pretraining_tasks_corrupt_spans_and_split_prefixes():
   vocab = wordnet.VOCABULARY
   sentinel = vocab.vocab_size - 1  # <extra_id_0>
   span = seqio.get_mixture_or_task("wordnet_span_corruption").get_dataset(
-      {"inputs": 64, "targets": 16}, split="train", shuffle=False, seed=0)
+    {"inputs": 64, "targets": 16}, split="train", shuffle=False, seed=0
+  )
   for ex in span.take(3).as_numpy_iterator():
     assert sentinel in ex["inputs"] and ex["targets"][0] == sentinel
     assert ex["inputs"][-1] == 1 and ex["targets"][-1] == 1
   prefix = seqio.get_mixture_or_task("wordnet_prefix_lm").get_dataset(
-      {"inputs": 64, "targets": 16}, split="train", shuffle=False, seed=0)
+    {"inputs": 64, "targets": 16}, split="train", shuffle=False, seed=0
+  )
   ex = next(prefix.as_numpy_iterator())
   assert sentinel not in ex["inputs"] and len(ex["targets"]) > 1
 
@@ -74,7 +76,7 @@ def test_hypernym_task_pairs_every_synset_with_a_yes_and_a_no_on_the_supersense_
     for row in rows:
       question = f"is {row['lemma']} a kind of {row['category']}? "
       assert row["inputs"].startswith(question + f"{row['lemma']}: ")
-      by_synset.setdefault(row["inputs"][len(question):], []).append(row)
+      by_synset.setdefault(row["inputs"][len(question) :], []).append(row)
     # Each synset of the supersense split, asked once about its hypernym and once not.
     assert sorted(by_synset) == sorted(r["inputs"] for r in wordnet.read_split(name))
     for synset, pair in by_synset.items():
@@ -88,8 +90,10 @@ def test_hypernym_task_pairs_every_synset_with_a_yes_and_a_no_on_the_supersense_
     majority_by_category = sum(max(yes[c], no[c]) for c in yes) / len(rows)
     assert majority_by_category < 0.55, majority_by_category
   # Held out of the corpus like the supersense task's: the same synsets' lemmas.
-  lemmas = {n: {r["lemma"].lower() for r in wordnet.read_split(n, "hypernym")}
-            for n in ("train", "validation", "test")}
+  lemmas = {
+    n: {r["lemma"].lower() for r in wordnet.read_split(n, "hypernym")}
+    for n in ("train", "validation", "test")
+  }
   assert not lemmas["train"] & (lemmas["validation"] | lemmas["test"])
 
 
@@ -123,23 +127,38 @@ FAKE_NOUNS = """\
 
 def test_hypernym_builder_pairs_direct_hypernyms_with_other_synsets_categories(tmp_path):
   from scripts import build_wordnet_data  # pylint: disable=g-import-not-at-top
+
   path = tmp_path / "data.noun"
   path.write_text(FAKE_NOUNS)
   hypernyms = build_wordnet_data.parse_hypernyms(str(path))
   # Class (@) and instance (@i) hypernyms only; hyponyms (~) and members (#m) are not.
-  assert hypernyms == {"00000001": [], "00000002": ["00000001"], "00000003": ["00000002"],
-                       "00000004": ["00000002"], "00000005": ["00000001"],
-                       "00000006": ["00000001"], "00000007": ["00000005"]}
+  assert hypernyms == {
+    "00000001": [],
+    "00000002": ["00000001"],
+    "00000003": ["00000002"],
+    "00000004": ["00000002"],
+    "00000005": ["00000001"],
+    "00000006": ["00000001"],
+    "00000007": ["00000005"],
+  }
   nouns = list(build_wordnet_data.parse_synsets(str(path)))
-  rows = [{"offset": o, "lemma": lemmas[0], "inputs": f"{lemmas[0]}: {d}"}
-          for o, _, lemmas, d, _ in nouns if o in ("00000003", "00000004", "00000007")]
+  rows = [
+    {"offset": o, "lemma": lemmas[0], "inputs": f"{lemmas[0]}: {d}"}
+    for o, _, lemmas, d, _ in nouns
+    if o in ("00000003", "00000004", "00000007")
+  ]
   examples = build_wordnet_data.hypernym_task({"test": rows}, nouns, hypernyms)["test"]
   answers = {(e["lemma"], e["category"]): e["targets"] for e in examples}
   # Each synset: its direct hypernym's first lemma (yes), and another synset's "yes"
   # category that is none of its ancestors (no): the cat and the dog are animals, so
   # their "no" is the hammer's category, and the hammer's is "animal".
-  assert answers == {("dog", "animal"): "yes", ("dog", "tool"): "no",
-                     ("cat", "animal"): "yes", ("cat", "tool"): "no",
-                     ("hammer", "tool"): "yes", ("hammer", "animal"): "no"}
+  assert answers == {
+    ("dog", "animal"): "yes",
+    ("dog", "tool"): "no",
+    ("cat", "animal"): "yes",
+    ("cat", "tool"): "no",
+    ("hammer", "tool"): "yes",
+    ("hammer", "animal"): "no",
+  }
   (dog_yes,) = [e for e in examples if e["lemma"] == "dog" and e["targets"] == "yes"]
   assert dog_yes["inputs"] == "is dog a kind of animal? dog: a member of the genus Canis"

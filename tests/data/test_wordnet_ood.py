@@ -52,7 +52,7 @@ def test_ood_split_is_disjoint_from_the_shipped_splits_by_lemma_and_example():
   corpus = _corpus_lemmas()
 
   def all_lemmas(row):
-    lines = [l for l in corpus[row["inputs"][len(row["lemma"]) + 2:]] if l[0] == row["lemma"]]
+    lines = [l for l in corpus[row["inputs"][len(row["lemma"]) + 2 :]] if l[0] == row["lemma"]]
     return lines, {l.lower() for lemmas in lines for l in lemmas} | {row["lemma"].lower()}
 
   shipped_lemmas = set().union(*(all_lemmas(r)[1] for r in shipped))
@@ -90,16 +90,26 @@ VEHICLES = {"00000013", "00000014", "00000015", "00000017"}  # not the skid
 @pytest.fixture(name="snippet")
 def _snippet(tmp_path):
   from scripts import build_wordnet_data  # pylint: disable=g-import-not-at-top
+
   path = tmp_path / "data.noun"
   path.write_text(FAKE_NOUNS + MORE_NOUNS)
   nouns = list(build_wordnet_data.parse_synsets(str(path)))
   hypernyms = build_wordnet_data.parse_hypernyms(str(path))
   # dog, hammer (train), cat (validation), Lassie (test).
-  labels = {"00000003": "animal", "00000004": "animal", "00000007": "artifact",
-            "00000019": "animal"}
-  splits = {name: [{"offset": o, "targets": labels[o]} for o in offsets] for name, offsets in
-            (("train", ["00000003", "00000007"]), ("validation", ["00000004"]),
-             ("test", ["00000019"]))}
+  labels = {
+    "00000003": "animal",
+    "00000004": "animal",
+    "00000007": "artifact",
+    "00000019": "animal",
+  }
+  splits = {
+    name: [{"offset": o, "targets": labels[o]} for o in offsets]
+    for name, offsets in (
+      ("train", ["00000003", "00000007"]),
+      ("validation", ["00000004"]),
+      ("test", ["00000019"]),
+    )
+  }
   return build_wordnet_data, nouns, hypernyms, splits
 
 
@@ -110,8 +120,13 @@ def test_unseen_branches_are_the_maximal_subtrees_without_a_split_synset(snippet
   # Not the collie (its instance Lassie is in test), nor animal, tool or entity
   # (above a split synset); the wheelbarrow is in the vehicle's branch though it
   # is also a tool.
-  assert branches == {"00000006": {"00000006"}, "00000008": BIRDS, "00000011": {"00000011"},
-                      "00000012": {"00000012"}, "00000013": VEHICLES | {"00000016"}}
+  assert branches == {
+    "00000006": {"00000006"},
+    "00000008": BIRDS,
+    "00000011": {"00000011"},
+    "00000012": {"00000012"},
+    "00000013": VEHICLES | {"00000016"},
+  }
 
 
 def test_ood_builder_never_draws_from_a_branch_holding_a_split_synset(snippet):
@@ -130,8 +145,10 @@ def test_ood_builder_never_draws_from_a_branch_holding_a_split_synset(snippet):
     for row in rows:
       assert not subtree(row["offset"]) & seen, row  # no split synset at or below it
       assert row["inputs"].startswith(row["lemma"] + ": ")
-    assert collections.Counter(r["targets"] for r in rows) == {"animal": per_class,
-                                                               "artifact": per_class}
+    assert collections.Counter(r["targets"] for r in rows) == {
+      "animal": per_class,
+      "artifact": per_class,
+    }
     return {r["offset"] for r in rows}
 
   # Branches of two synsets or more: the birds and the vehicles; not the collie

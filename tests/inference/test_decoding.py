@@ -25,10 +25,17 @@ def _hf_with_eos_bias(cfg, seed=0, eos_boost=6.0):
 
 def _hf_greedy(hf, embeds, mask, max_length):
   with torch.no_grad():
-    out = hf.generate(inputs_embeds=torch.from_numpy(embeds.astype(np.float32)),
-                      attention_mask=torch.from_numpy(mask.astype(np.int64)),
-                      max_new_tokens=max_length, do_sample=False, num_beams=1, min_length=0,
-                      decoder_start_token_id=0, eos_token_id=decoding.EOS_ID, pad_token_id=0)
+    out = hf.generate(
+      inputs_embeds=torch.from_numpy(embeds.astype(np.float32)),
+      attention_mask=torch.from_numpy(mask.astype(np.int64)),
+      max_new_tokens=max_length,
+      do_sample=False,
+      num_beams=1,
+      min_length=0,
+      decoder_start_token_id=0,
+      eos_token_id=decoding.EOS_ID,
+      pad_token_id=0,
+    )
   tokens = out.numpy()[:, 1:]  # drop the start token
   return np.pad(tokens, ((0, 0), (0, max_length - tokens.shape[1])))
 
@@ -42,8 +49,9 @@ def test_greedy_equals_transformers_generate_with_a_prompt_for_every_padded_row(
   prompt = rng.normal(size=(3, cfg.emb_dim)).astype(np.float32)
   max_length = 9
   model = t5.Transformer(cfg)
-  out = jax.jit(lambda p, x, q: decoding.decode(model, {"params": p}, x, max_length=max_length,
-                                                prompts=q))(params, inputs, prompt)
+  out = jax.jit(
+    lambda p, x, q: decoding.decode(model, {"params": p}, x, max_length=max_length, prompts=q)
+  )(params, inputs, prompt)
   tokens = np.asarray(out.tokens[:, 0])
   table = np.asarray(params["token_embedder"]["embedding"])
   lengths = []
@@ -56,8 +64,7 @@ def test_greedy_equals_transformers_generate_with_a_prompt_for_every_padded_row(
   assert len(set(lengths)) > 1 and min(lengths) < max_length  # some stopped at EOS early
 
   # The reported log-likelihood is the teacher-forced one of the returned sequence.
-  ll = decoding.sequence_log_likelihood(model, {"params": params}, inputs, tokens,
-                                        prompts=prompt)
+  ll = decoding.sequence_log_likelihood(model, {"params": params}, inputs, tokens, prompts=prompt)
   np.testing.assert_allclose(np.asarray(out.log_likelihood[:, 0]), np.asarray(ll), atol=1e-4)
 
 
@@ -65,8 +72,9 @@ def _enumerate(model, variables, inputs, vocab, max_length, alpha):
   """Every EOS-ended sequence of at most max_length tokens, with its beam score, best first."""
   seqs = []
   for n in range(1, max_length + 1):
-    for prefix in itertools.product([v for v in range(vocab) if v != decoding.EOS_ID],
-                                    repeat=n - 1):
+    for prefix in itertools.product(
+      [v for v in range(vocab) if v != decoding.EOS_ID], repeat=n - 1
+    ):
       seqs.append(list(prefix) + [decoding.EOS_ID] + [0] * (max_length - n))
   seqs = np.asarray(seqs, np.int32)
   results = []
@@ -94,10 +102,16 @@ def test_beam_search_finds_the_exhaustive_optimum(alpha):
   inputs = hf_reference.random_tokens(rng, 2, 6, cfg.vocab_size)
   variables = model.init(jax.random.key(3), inputs, inputs[:, :2])
   max_length, beams = 4, 64
-  out = decoding.decode(model, variables, inputs, max_length=max_length,
-                        method=decoding.BeamSearch(num_beams=beams, alpha=alpha))
-  for i, (seqs, score, total) in enumerate(_enumerate(model, variables, inputs, cfg.vocab_size,
-                                                      max_length, alpha)):
+  out = decoding.decode(
+    model,
+    variables,
+    inputs,
+    max_length=max_length,
+    method=decoding.BeamSearch(num_beams=beams, alpha=alpha),
+  )
+  for i, (seqs, score, total) in enumerate(
+    _enumerate(model, variables, inputs, cfg.vocab_size, max_length, alpha)
+  ):
     np.testing.assert_array_equal(np.asarray(out.tokens[i, 0]), seqs[0])
     np.testing.assert_allclose(np.asarray(out.scores[i]), score[:beams], atol=1e-5)
     np.testing.assert_allclose(np.asarray(out.log_likelihood[i]), total[:beams], atol=1e-5)
@@ -108,8 +122,9 @@ def test_beam_search_with_few_beams_is_consistent_and_stops_early():
   model = t5.Transformer(cfg)
   inputs = hf_reference.random_tokens(np.random.default_rng(4), 3, 5, cfg.vocab_size)
   variables = model.init(jax.random.key(5), inputs, inputs[:, :2])
-  out = decoding.decode(model, variables, inputs, max_length=6,
-                        method=decoding.BeamSearch(num_beams=3, alpha=0.6))
+  out = decoding.decode(
+    model, variables, inputs, max_length=6, method=decoding.BeamSearch(num_beams=3, alpha=0.6)
+  )
   tokens, scores = np.asarray(out.tokens), np.asarray(out.scores)
   assert np.all(np.diff(scores, axis=1) <= 1e-6)  # best first
   # A random model may emit the padding id 0 mid-sequence, so lengths run to the EOS.
@@ -122,8 +137,9 @@ def test_beam_search_with_few_beams_is_consistent_and_stops_early():
   ll = np.sum(np.where(np.arange(6)[None] < lengths[:, None], token_logp, 0.0), axis=1)
   np.testing.assert_allclose(np.asarray(out.log_likelihood).reshape(-1), ll, atol=1e-5)
   lengths = lengths.reshape(3, 3)
-  np.testing.assert_allclose(scores, np.asarray(out.log_likelihood) /
-                             ((5.0 + lengths) / 6.0) ** 0.6, atol=1e-5)
+  np.testing.assert_allclose(
+    scores, np.asarray(out.log_likelihood) / ((5.0 + lengths) / 6.0) ** 0.6, atol=1e-5
+  )
 
 
 def test_sampling_follows_the_truncated_tempered_distribution():
@@ -141,9 +157,16 @@ def test_sampling_follows_the_truncated_tempered_distribution():
   expected = np.zeros_like(probs)
   expected[nucleus] = probs[nucleus] / probs[nucleus].sum()
 
-  sample = jax.jit(lambda v, x, key: decoding.decode(
-      model, v, x, max_length=1, rng=key,
-      method=decoding.Sampling(temperature=temperature, top_p=top_p)))
+  sample = jax.jit(
+    lambda v, x, key: decoding.decode(
+      model,
+      v,
+      x,
+      max_length=1,
+      rng=key,
+      method=decoding.Sampling(temperature=temperature, top_p=top_p),
+    )
+  )
   first = np.asarray(sample(variables, inputs, jax.random.key(0)).tokens[:, 0, 0])
   freq = np.bincount(first, minlength=8) / len(first)
   assert set(np.flatnonzero(freq)) <= set(nucleus.tolist())
@@ -151,10 +174,14 @@ def test_sampling_follows_the_truncated_tempered_distribution():
   assert len(nucleus) > 1  # the test distinguishes sampling from greedy
 
   greedy = decoding.decode(model, variables, inputs[:4], max_length=5).tokens
-  for method in (decoding.Sampling(top_k=1), decoding.Sampling(temperature=0.0),
-                 decoding.Sampling(top_p=1e-6)):
-    got = decoding.decode(model, variables, inputs[:4], max_length=5, method=method,
-                          rng=jax.random.key(1)).tokens
+  for method in (
+    decoding.Sampling(top_k=1),
+    decoding.Sampling(temperature=0.0),
+    decoding.Sampling(top_p=1e-6),
+  ):
+    got = decoding.decode(
+      model, variables, inputs[:4], max_length=5, method=method, rng=jax.random.key(1)
+    ).tokens
     np.testing.assert_array_equal(np.asarray(got), np.asarray(greedy))
 
 

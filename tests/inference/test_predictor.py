@@ -13,11 +13,27 @@ from prompt_tuning.models import prompt_init
 from prompt_tuning.models import prompts as prompts_lib
 from prompt_tuning.models import t5
 
-CFG = t5.T5Config(vocab_size=32128, emb_dim=16, num_heads=2, num_encoder_layers=2,
-                  num_decoder_layers=2, head_dim=8, mlp_dim=32, dropout_rate=0.0, dtype="float32")
+CFG = t5.T5Config(
+  vocab_size=32128,
+  emb_dim=16,
+  num_heads=2,
+  num_encoder_layers=2,
+  num_decoder_layers=2,
+  head_dim=8,
+  mlp_dim=32,
+  dropout_rate=0.0,
+  dtype="float32",
+)
 LENGTHS = {"inputs": 10, "targets": 6}
-TEXTS = ["a fine film", "dreadful", "the plot is thin but the acting is superb",
-         "I would watch it again", "no", "two hours of my life", "lovely score"]
+TEXTS = [
+  "a fine film",
+  "dreadful",
+  "the plot is thin but the acting is superb",
+  "I would watch it again",
+  "no",
+  "two hours of my life",
+  "lovely score",
+]
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +46,24 @@ def setup(t5_vocabulary):
   kernel[:, decoding.EOS_ID] *= 4.0
   params["decoder"]["logits_dense"]["kernel"] = kernel
   rng = np.random.default_rng(0)
-  bank = {name: rng.uniform(-0.5, 0.5, size=(4, CFG.emb_dim)).astype(np.float32)
-          for name in ("sst2", "rte", "boolq")}
+  bank = {
+    name: rng.uniform(-0.5, 0.5, size=(4, CFG.emb_dim)).astype(np.float32)
+    for name in ("sst2", "rte", "boolq")
+  }
   return model, params, t5_vocabulary, bank
 
 
 def _predictor(setup, prompts, batch_size=4, **kwargs):
   model, params, vocabulary, _ = setup
-  return predictor_lib.Predictor(model, params, vocabulary, task_feature_lengths=LENGTHS,
-                                 prompts=prompts, batch_size=batch_size, **kwargs)
+  return predictor_lib.Predictor(
+    model,
+    params,
+    vocabulary,
+    task_feature_lengths=LENGTHS,
+    prompts=prompts,
+    batch_size=batch_size,
+    **kwargs,
+  )
 
 
 def test_mixed_task_batch_gives_each_example_its_own_tasks_prediction(setup):
@@ -96,7 +121,8 @@ def test_score_and_rank_classification(setup):
   best, scores = pred.rank_classify(TEXTS, labels, tasks=["sst2"] * len(TEXTS))
   for j, label in enumerate(labels):
     np.testing.assert_allclose(
-        scores[:, j], pred.score(TEXTS, [label] * len(TEXTS), ["sst2"] * len(TEXTS)), atol=1e-5)
+      scores[:, j], pred.score(TEXTS, [label] * len(TEXTS), ["sst2"] * len(TEXTS)), atol=1e-5
+    )
   np.testing.assert_array_equal(best, np.argmax(scores, axis=1))
   # An ensemble in score mode averages the members' log-likelihoods.
   _, ensemble = pred.rank_classify(TEXTS, labels, members=list(bank))
@@ -107,19 +133,24 @@ def test_score_and_rank_classification(setup):
   targets = np.zeros((2, LENGTHS["targets"]), np.int32)
   for i, q in enumerate(p):
     ids = q.tokens + [decoding.EOS_ID]
-    targets[i, :len(ids)] = ids[:LENGTHS["targets"]]
+    targets[i, : len(ids)] = ids[: LENGTHS["targets"]]
   index = np.array([1, 1], np.int32)
-  np.testing.assert_allclose(pred.score_tokens(pred.encode(TEXTS[:2]), targets, index),
-                             [q.score for q in p], atol=1e-5)
+  np.testing.assert_allclose(
+    pred.score_tokens(pred.encode(TEXTS[:2]), targets, index), [q.score for q in p], atol=1e-5
+  )
 
 
 def test_plain_model_and_clear_errors(setup):
   model, params, vocabulary, bank = setup
-  plain = predictor_lib.Predictor(t5.Transformer(CFG), params, vocabulary,
-                                  task_feature_lengths=LENGTHS)
+  plain = predictor_lib.Predictor(
+    t5.Transformer(CFG), params, vocabulary, task_feature_lengths=LENGTHS
+  )
   zero = predictor_lib.Predictor(
-      t5.Transformer(CFG, prompts_lib.Prompt(0, CFG.emb_dim)), params, vocabulary,
-      task_feature_lengths=LENGTHS)
+    t5.Transformer(CFG, prompts_lib.Prompt(0, CFG.emb_dim)),
+    params,
+    vocabulary,
+    task_feature_lengths=LENGTHS,
+  )
   assert [p.tokens for p in plain.predict(TEXTS)] == [p.tokens for p in zero.predict(TEXTS)]
   pred = _predictor(setup, bank)
   with pytest.raises(ValueError, match="say which one each example uses"):

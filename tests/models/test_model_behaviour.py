@@ -20,8 +20,9 @@ def _tokens(seed=0, batch=3, length=9):
 
 def _decoder_inputs(seed=0, batch=3, length=6):
   rng = np.random.default_rng(seed + 100)
-  return np.concatenate([np.zeros((batch, 1)), rng.integers(2, CFG.vocab_size, (batch, length - 1))],
-                        axis=1).astype(np.int32)
+  return np.concatenate(
+    [np.zeros((batch, 1)), rng.integers(2, CFG.vocab_size, (batch, length - 1))], axis=1
+  ).astype(np.int32)
 
 
 def _init(model, inputs, decoder_inputs, seed=0):
@@ -55,19 +56,19 @@ def test_padding_never_changes_a_real_tokens_output(combine):
   logits_padded = model.apply(variables, padded, dec)
   np.testing.assert_allclose(logits_padded, logits, rtol=0, atol=1e-5)
   for i in range(len(inputs)):
-    alone = inputs[i:i + 1, :lengths[i]]
-    logits_alone = model.apply(variables, alone, dec[i:i + 1])
+    alone = inputs[i : i + 1, : lengths[i]]
+    logits_alone = model.apply(variables, alone, dec[i : i + 1])
     np.testing.assert_allclose(logits_alone[0], logits[i], rtol=0, atol=1e-5)
     encoded_alone, mask_alone = model.apply(variables, alone, method="encode")
     real = np.asarray(mask_alone[0])
     assert real.all()
     # Real positions are the first n+P of the alone example; find them in the batch.
-    _, mask = model.apply(variables, inputs[i:i + 1], method="encode")
-    np.testing.assert_allclose(encoded[i][np.asarray(mask[0])], encoded_alone[0], rtol=0,
-                               atol=1e-5)
-    _, mask_padded = model.apply(variables, padded[i:i + 1], method="encode")
-    np.testing.assert_allclose(encoded_padded[i][np.asarray(mask_padded[0])], encoded_alone[0],
-                               rtol=0, atol=1e-5)
+    _, mask = model.apply(variables, inputs[i : i + 1], method="encode")
+    np.testing.assert_allclose(encoded[i][np.asarray(mask[0])], encoded_alone[0], rtol=0, atol=1e-5)
+    _, mask_padded = model.apply(variables, padded[i : i + 1], method="encode")
+    np.testing.assert_allclose(
+      encoded_padded[i][np.asarray(mask_padded[0])], encoded_alone[0], rtol=0, atol=1e-5
+    )
 
 
 def test_suffix_and_after_first_layouts():
@@ -110,14 +111,31 @@ def test_prompt_width_must_match_the_model():
 def _decode_step_by_step(model, variables, inputs, dec, prompts_arg=None):
   encoded, mask = model.apply(variables, inputs, prompts=prompts_arg, method="encode")
   length = dec.shape[1]
-  step = jax.jit(lambda v, c, tok: model.apply(
-      {**v, "cache": c}, encoded, mask, tok, decode=True, max_decode_length=length,
-      method="decode", mutable=["cache"]))
-  logits, state = model.apply(variables, encoded, mask, dec[:, :1], decode=True,
-                              max_decode_length=length, method="decode", mutable=["cache"])
+  step = jax.jit(
+    lambda v, c, tok: model.apply(
+      {**v, "cache": c},
+      encoded,
+      mask,
+      tok,
+      decode=True,
+      max_decode_length=length,
+      method="decode",
+      mutable=["cache"],
+    )
+  )
+  logits, state = model.apply(
+    variables,
+    encoded,
+    mask,
+    dec[:, :1],
+    decode=True,
+    max_decode_length=length,
+    method="decode",
+    mutable=["cache"],
+  )
   outs = [logits]
   for t in range(1, length):
-    logits, state = step(variables, state["cache"], dec[:, t:t + 1])
+    logits, state = step(variables, state["cache"], dec[:, t : t + 1])
     outs.append(logits)
   return np.concatenate(outs, axis=1)
 
@@ -142,15 +160,21 @@ def test_scan_and_remat_give_the_unscanned_outputs_and_gradients():
     cfg = t5.T5Config(**{**CFG.__dict__, "scan_layers": True, "remat_policy": policy})
     scanned = t5.Transformer(cfg, prompts.Prompt(3, CFG.emb_dim))
     shapes = nn.meta.unbox(t5.init_shapes(scanned))
-    assert jax.tree_util.tree_map(lambda x: x.shape, shapes["params"]) == \
-        jax.tree_util.tree_map(lambda x: x.shape, stacked["params"])
-    np.testing.assert_allclose(scanned.apply(stacked, inputs, dec), plain.apply(variables, inputs, dec),
-                               rtol=0, atol=1e-5)
-    loss = lambda m, v: lambda p: jnp.sum(m.apply({"params": v["params"], "prompt": p}, inputs, dec) ** 2)
+    assert jax.tree_util.tree_map(lambda x: x.shape, shapes["params"]) == jax.tree_util.tree_map(
+      lambda x: x.shape, stacked["params"]
+    )
     np.testing.assert_allclose(
-        jax.grad(loss(scanned, stacked))(stacked["prompt"])["encoder"]["prompt"]["prompt"],
-        jax.grad(loss(plain, variables))(variables["prompt"])["encoder"]["prompt"]["prompt"],
-        rtol=1e-4, atol=1e-4)
+      scanned.apply(stacked, inputs, dec), plain.apply(variables, inputs, dec), rtol=0, atol=1e-5
+    )
+    loss = lambda m, v: (
+      lambda p: jnp.sum(m.apply({"params": v["params"], "prompt": p}, inputs, dec) ** 2)
+    )
+    np.testing.assert_allclose(
+      jax.grad(loss(scanned, stacked))(stacked["prompt"])["encoder"]["prompt"]["prompt"],
+      jax.grad(loss(plain, variables))(variables["prompt"])["encoder"]["prompt"]["prompt"],
+      rtol=1e-4,
+      atol=1e-4,
+    )
   roundtrip = t5.unstack_layers(stacked["params"])
   jax.tree_util.tree_map(np.testing.assert_array_equal, roundtrip, variables["params"])
 
@@ -158,14 +182,20 @@ def test_scan_and_remat_give_the_unscanned_outputs_and_gradients():
 def test_scanned_parameters_name_the_layers_axis():
   cfg = t5.T5Config(**{**CFG.__dict__, "scan_layers": True})
   specs = nn.get_partition_spec(t5.init_shapes(t5.Transformer(cfg)))
-  assert tuple(specs["params"]["encoder"]["layers"]["attention"]["query"]["kernel"]) == \
-      ("layers", "embed", "joined_kv")
+  assert tuple(specs["params"]["encoder"]["layers"]["attention"]["query"]["kernel"]) == (
+    "layers",
+    "embed",
+    "joined_kv",
+  )
 
 
 def test_partition_names_of_parameters():
   model = t5.Transformer(CFG, prompts.Prompt(4, CFG.emb_dim))
-  specs = jax.tree_util.tree_map(tuple, nn.get_partition_spec(t5.init_shapes(model)),
-                                 is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))
+  specs = jax.tree_util.tree_map(
+    tuple,
+    nn.get_partition_spec(t5.init_shapes(model)),
+    is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec),
+  )
   p = specs["params"]
   assert p["token_embedder"]["embedding"] == ("vocab", "embed")
   assert p["encoder"]["layers_0"]["attention"]["out"]["kernel"] == ("joined_kv", "embed")
@@ -190,8 +220,9 @@ def test_bfloat16_activations_with_float32_parameters():
   half = jax.tree_util.tree_map(lambda x: x.astype(jnp.bfloat16), variables["params"])
   logits_half = model.apply({"params": half, "prompt": variables["prompt"]}, inputs, dec)
   np.testing.assert_allclose(logits_half, logits, atol=0.1)
-  f32 = t5.Transformer(t5.T5Config(**{**CFG.__dict__, "dtype": "float32"}),
-                       prompts.Prompt(3, CFG.emb_dim))
+  f32 = t5.Transformer(
+    t5.T5Config(**{**CFG.__dict__, "dtype": "float32"}), prompts.Prompt(3, CFG.emb_dim)
+  )
   np.testing.assert_allclose(logits, f32.apply(variables, inputs, dec), atol=0.1)
 
 
@@ -199,12 +230,16 @@ def test_bfloat16_activations_with_float32_parameters():
 def test_param_dtype_is_every_parameters_dtype(scan_layers):
   # The query kernel's init once divided by a numpy float32 scalar, which made it
   # float32 in a bfloat16 model (2.25 GiB more at XXL).
-  cfg = t5.T5Config(**{**CFG.__dict__, "dtype": "bfloat16", "param_dtype": "bfloat16",
-                       "scan_layers": scan_layers})
-  variables = _init(t5.Transformer(cfg, prompts.Prompt(3, CFG.emb_dim)), _tokens(),
-                    _decoder_inputs())
-  dtypes = {"/".join(str(getattr(k, "key", k)) for k in path): x.dtype
-            for path, x in jax.tree_util.tree_leaves_with_path(variables["params"])}
+  cfg = t5.T5Config(
+    **{**CFG.__dict__, "dtype": "bfloat16", "param_dtype": "bfloat16", "scan_layers": scan_layers}
+  )
+  variables = _init(
+    t5.Transformer(cfg, prompts.Prompt(3, CFG.emb_dim)), _tokens(), _decoder_inputs()
+  )
+  dtypes = {
+    "/".join(str(getattr(k, "key", k)) for k in path): x.dtype
+    for path, x in jax.tree_util.tree_leaves_with_path(variables["params"])
+  }
   assert {name: d for name, d in dtypes.items() if d != jnp.bfloat16} == {}
   assert any("query" in name for name in dtypes)
 

@@ -63,8 +63,8 @@ def test_class_label_errors(table, t5_vocabulary):
   # No labels with an explicit fallback (a task without classes): every row from it.
   fallback = prompt_init.random_uniform(0.1)
   np.testing.assert_array_equal(
-      prompt_init.class_labels(table, t5_vocabulary, [], fallback)(RNG, (4, E)),
-      fallback(RNG, (4, E)))
+    prompt_init.class_labels(table, t5_vocabulary, [], fallback)(RNG, (4, E)), fallback(RNG, (4, E))
+  )
   with pytest.raises(ValueError, match="class label '' tokenizes to no tokens"):
     prompt_init.class_labels(table, t5_vocabulary, ["yes", ""])(RNG, (4, E))
   with pytest.raises(ValueError, match="embedding table has width 16 but the prompt is 32 wide"):
@@ -75,8 +75,8 @@ def test_from_string_one_token_per_row(table, t5_vocabulary, caplog):
   text = "Classify the sentiment of this review"
   ids = t5_vocabulary.encode(text)
   prompt = np.asarray(prompt_init.from_string(table, t5_vocabulary, text)(RNG, (20, E)))
-  np.testing.assert_array_equal(prompt[:len(ids)], table[ids])
-  assert np.abs(prompt[len(ids):]).max() <= 0.5
+  np.testing.assert_array_equal(prompt[: len(ids)], table[ids])
+  assert np.abs(prompt[len(ids) :]).max() <= 0.5
   with caplog.at_level(logging.WARNING):
     prompt_init.from_string(table, t5_vocabulary, text)(RNG, (2, E))
   assert "dropped the last" in caplog.text
@@ -86,8 +86,11 @@ def test_from_array_and_a_callable():
   value = np.random.default_rng(1).normal(size=(5, E)).astype(np.float32)
   np.testing.assert_array_equal(prompt_init.from_array(value)(RNG, (5, E)), value)
   np.testing.assert_array_equal(prompt_init.from_array(lambda: value)(RNG, (5, E)), value)
-  with pytest.raises(ValueError, match=r"prompt array has shape \(5, 16\); "
-                     r"the config says PROMPT_LENGTH=100, EMBED_DIM=16"):
+  with pytest.raises(
+    ValueError,
+    match=r"prompt array has shape \(5, 16\); "
+    r"the config says PROMPT_LENGTH=100, EMBED_DIM=16",
+  ):
     prompt_init.from_array(value)(RNG, (100, E))
 
 
@@ -103,10 +106,12 @@ def test_the_model_layer_refuses_paths(tmp_path):
 
 def test_initializers_run_under_jit_with_a_traced_key(table, t5_vocabulary):
   """The trainer initializes the prompt inside jit; every initializer must trace."""
-  for init in (prompt_init.class_labels(table, t5_vocabulary, ["positive", "negative"]),
-               prompt_init.from_string(table, t5_vocabulary, "Classify the sentiment:"),
-               prompt_init.sampled_vocab(table, population_size=50),
-               prompt_init.random_uniform()):
+  for init in (
+    prompt_init.class_labels(table, t5_vocabulary, ["positive", "negative"]),
+    prompt_init.from_string(table, t5_vocabulary, "Classify the sentiment:"),
+    prompt_init.sampled_vocab(table, population_size=50),
+    prompt_init.random_uniform(),
+  ):
     eager = np.asarray(init(RNG, (20, E)))
     traced = np.asarray(jax.jit(lambda key, init=init: init(key, (20, E)))(RNG))
     np.testing.assert_array_equal(traced, eager)

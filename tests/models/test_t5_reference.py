@@ -17,8 +17,9 @@ def _embed(params, tokens):
   return np.asarray(params["token_embedder"]["embedding"])[tokens]
 
 
-@pytest.mark.parametrize("cfg", [hf_reference.TINY, hf_reference.SMALL_2L],
-                         ids=["tiny", "small_widths_2_layers"])
+@pytest.mark.parametrize(
+  "cfg", [hf_reference.TINY, hf_reference.SMALL_2L], ids=["tiny", "small_widths_2_layers"]
+)
 def test_plain_model_matches_transformers(cfg):
   hf = hf_reference.random_hf_model(cfg)
   hf_reference.assert_untied(hf)
@@ -30,12 +31,13 @@ def test_plain_model_matches_transformers(cfg):
 
   model = t5.Transformer(cfg)
   encoded, mask = jax.jit(lambda p, x: model.apply({"params": p}, x, method="encode"))(
-      params, inputs)
-  logits = jax.jit(lambda p, x, y: model.apply({"params": p}, x, y))(
-      params, inputs, decoder_inputs)
+    params, inputs
+  )
+  logits = jax.jit(lambda p, x, y: model.apply({"params": p}, x, y))(params, inputs, decoder_inputs)
 
-  ref_encoded, ref_logits = hf_reference.run_hf(hf, _embed(params, inputs), inputs > 0,
-                                                decoder_inputs)
+  ref_encoded, ref_logits = hf_reference.run_hf(
+    hf, _embed(params, inputs), inputs > 0, decoder_inputs
+  )
   np.testing.assert_array_equal(np.asarray(mask), inputs > 0)
   np.testing.assert_allclose(np.asarray(encoded), ref_encoded, rtol=0, atol=ATOL)
   np.testing.assert_allclose(np.asarray(logits), ref_logits, rtol=0, atol=ATOL)
@@ -60,8 +62,9 @@ def _reference_layout(combine, embedded, mask, prompt):
 
 
 @pytest.mark.parametrize("combine", ["prefix", "prefix_after_first", "suffix"])
-@pytest.mark.parametrize("cfg", [hf_reference.TINY, hf_reference.SMALL_2L],
-                         ids=["tiny", "small_widths_2_layers"])
+@pytest.mark.parametrize(
+  "cfg", [hf_reference.TINY, hf_reference.SMALL_2L], ids=["tiny", "small_widths_2_layers"]
+)
 def test_prompted_model_matches_transformers_inputs_embeds(cfg, combine):
   hf = hf_reference.random_hf_model(cfg, seed=1)
   hf_reference.assert_untied(hf)
@@ -72,8 +75,9 @@ def test_prompted_model_matches_transformers_inputs_embeds(cfg, combine):
   inputs = hf_reference.random_tokens(rng, 4, 11, cfg.vocab_size)
   decoder_inputs = rng.integers(0, cfg.vocab_size, size=(4, 6)).astype(np.int32)
 
-  model = t5.Transformer(cfg, prompts.Prompt(prompt_length, cfg.emb_dim,
-                                             prompt_init.from_array(prompt), combine))
+  model = t5.Transformer(
+    cfg, prompts.Prompt(prompt_length, cfg.emb_dim, prompt_init.from_array(prompt), combine)
+  )
   variables = model.init(jax.random.key(0), inputs, decoder_inputs)
   np.testing.assert_array_equal(variables["prompt"]["encoder"]["prompt"]["prompt"].value, prompt)
   variables = {"params": params, "prompt": variables["prompt"]}
@@ -96,8 +100,9 @@ def test_per_example_prompts_match_transformers():
   per_example = rng.normal(size=(3, 4, cfg.emb_dim)).astype(np.float32)
   inputs = hf_reference.random_tokens(rng, 3, 9, cfg.vocab_size)
   decoder_inputs = rng.integers(0, cfg.vocab_size, size=(3, 5)).astype(np.int32)
-  logits = t5.Transformer(cfg).apply({"params": params}, inputs, decoder_inputs,
-                                     prompts=jnp.asarray(per_example))
+  logits = t5.Transformer(cfg).apply(
+    {"params": params}, inputs, decoder_inputs, prompts=jnp.asarray(per_example)
+  )
   embedded = _embed(params, inputs)
   ref_embeds = np.concatenate([per_example, embedded], axis=1)
   ref_mask = np.concatenate([np.ones((3, 4), bool), inputs > 0], axis=1)

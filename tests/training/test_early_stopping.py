@@ -37,7 +37,11 @@ def _trainer_best_step(tmp_path, history):
 def test_the_best_step_is_the_one_the_sweep_report_picks(tmp_path):
   rng = random.Random(0)
   shapes = [  # one decoded metric; two tasks (a mean); teacher-forced only (the lowest loss)
-      ["a/accuracy"], ["a/accuracy", "b/accuracy"], ["a/accuracy", "a/f1", "b/accuracy"], []]
+    ["a/accuracy"],
+    ["a/accuracy", "b/accuracy"],
+    ["a/accuracy", "a/f1", "b/accuracy"],
+    [],
+  ]
   for trial in range(40):
     names = shapes[trial % len(shapes)]
     history = []
@@ -53,20 +57,23 @@ def test_the_best_step_is_the_one_the_sweep_report_picks(tmp_path):
         metrics[f"{task}/predictions/most_common_share"] = rng.random()
       history.append((step, metrics))
     assert _trainer_best_step(tmp_path / str(trial), history) == _report_best_step(history), (
-        names, history)
+      names,
+      history,
+    )
 
 
 def test_best_holds_the_prompt_of_the_best_evaluation(tmp_path):
   best = early_stopping.BestEvaluation(str(tmp_path), write=True)
   best.restore(None, None)
-  prompts = {step: np.random.default_rng(step).normal(size=(4, 8)).astype(np.float32)
-             for step in (250, 500, 750)}
+  prompts = {
+    step: np.random.default_rng(step).normal(size=(4, 8)).astype(np.float32)
+    for step in (250, 500, 750)
+  }
   for step, accuracy in ((250, 30.0), (500, 40.0), (750, 35.0)):
     best.update(step, {"t/accuracy": accuracy, "loss": 1.0}, {PROMPT: prompts[step]})
   record = json.loads((tmp_path / "best" / "best.json").read_text())
   assert record == {"step": 500, "metric": "t/accuracy", "mode": "max", "value": 40.0}
-  np.testing.assert_array_equal(np.load(tmp_path / "best" / layout.PROMPT_FILE_NAME),
-                                prompts[500])
+  np.testing.assert_array_equal(np.load(tmp_path / "best" / layout.PROMPT_FILE_NAME), prompts[500])
   assert sorted(os.listdir(tmp_path)) == ["best"]  # no temporary directory left
 
 
@@ -95,7 +102,8 @@ def test_a_resumed_run_takes_up_its_checkpoints_best_not_what_was_written_after(
   np.testing.assert_array_equal(np.load(tmp_path / "best" / layout.PROMPT_FILE_NAME), c)
   # The checkpoint's own prompt is unchanged by the copy beside it (PROMPT_FILE reads it).
   np.testing.assert_array_equal(
-      np.load(os.path.join(layout.numpy_step_dir(model_dir, 500), layout.PROMPT_FILE_NAME)), b)
+    np.load(os.path.join(layout.numpy_step_dir(model_dir, 500), layout.PROMPT_FILE_NAME)), b
+  )
 
 
 def test_a_fresh_run_removes_a_stale_best_and_model_tuning_keeps_only_the_record(tmp_path):

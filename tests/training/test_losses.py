@@ -21,14 +21,15 @@ def _reference(logits, targets, weights, smoothing, z_loss):
       q[targets[b, t]] = 1 - smoothing
       entropy = -sum(p * math.log(p) for p in q if p > 0)
       cross = -sum(q[i] * (row[i] - log_z) for i in range(vocab))
-      zs[b, t] = z_loss * log_z ** 2
+      zs[b, t] = z_loss * log_z**2
       out[b, t] = cross - entropy + zs[b, t]
   return out * weights, zs * weights
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
-@pytest.mark.parametrize("factor", [None, 7.0, "NUM_REAL_TARGET_TOKENS",
-                                    "NUM_TOTAL_TARGET_TOKENS", "AVERAGE_PER_SEQUENCE"])
+@pytest.mark.parametrize(
+  "factor", [None, 7.0, "NUM_REAL_TARGET_TOKENS", "NUM_TOTAL_TARGET_TOKENS", "AVERAGE_PER_SEQUENCE"]
+)
 def test_weighted_cross_entropy_matches_definition(smoothing, factor):
   rng = np.random.default_rng(0)
   logits = rng.normal(size=(3, 5, 11)).astype(np.float32) * 3
@@ -39,11 +40,16 @@ def test_weighted_cross_entropy_matches_definition(smoothing, factor):
     want = (per_token.sum(1) / weights.sum(1)).sum() / 3
     want_z = (per_z.sum(1) / weights.sum(1)).sum() / 3
   else:
-    divisor = {None: 1.0, 7.0: 7.0, "NUM_REAL_TARGET_TOKENS": weights.sum(),
-               "NUM_TOTAL_TARGET_TOKENS": weights.size}[factor]
+    divisor = {
+      None: 1.0,
+      7.0: 7.0,
+      "NUM_REAL_TARGET_TOKENS": weights.sum(),
+      "NUM_TOTAL_TARGET_TOKENS": weights.size,
+    }[factor]
     want, want_z = per_token.sum() / divisor, per_z.sum() / divisor
   loss, z, weight_sum = losses.weighted_cross_entropy(
-      logits, targets, weights, smoothing, 1e-4, factor)
+    logits, targets, weights, smoothing, 1e-4, factor
+  )
   np.testing.assert_allclose(float(loss), want, rtol=1e-5)
   np.testing.assert_allclose(float(z), want_z, rtol=1e-5)
   if factor != "AVERAGE_PER_SEQUENCE":
@@ -55,8 +61,9 @@ def test_perfect_prediction_scores_zero_under_smoothing():
   targets = np.array([[1, 4]])
   q = np.full((1, 2, vocab), 0.1 / (vocab - 1))
   q[0, 0, 1] = q[0, 1, 4] = 0.9
-  loss, _, _ = losses.weighted_cross_entropy(np.log(q).astype(np.float32), targets,
-                                             label_smoothing=0.1)
+  loss, _, _ = losses.weighted_cross_entropy(
+    np.log(q).astype(np.float32), targets, label_smoothing=0.1
+  )
   assert abs(float(loss)) < 1e-5
 
 

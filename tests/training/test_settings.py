@@ -5,27 +5,42 @@ import pytest
 from prompt_tuning import partitioning
 from prompt_tuning.training import trainer
 
-GOOD = dict(train_steps=10, batch_size=8, checkpoint_period=5, eval_period=None, log_period=1,
-            keep_checkpoints=None, num_partitions=1,
-            task_feature_lengths={"inputs": 16, "targets": 4})
+GOOD = dict(
+  train_steps=10,
+  batch_size=8,
+  checkpoint_period=5,
+  eval_period=None,
+  log_period=1,
+  keep_checkpoints=None,
+  num_partitions=1,
+  task_feature_lengths={"inputs": 16, "targets": 4},
+)
 
 
 def test_usable_settings_pass():
   trainer._check_settings(**GOOD)  # pylint: disable=protected-access
 
 
-@pytest.mark.parametrize("change,message", [
+@pytest.mark.parametrize(
+  "change,message",
+  [
     ({"train_steps": 0}, "TRAIN_STEPS=0; it must be a positive integer"),
     ({"train_steps": 2.5}, "TRAIN_STEPS=2.5; it must be a positive integer"),
     ({"eval_period": 0}, "EVAL_PERIOD=0; it must be a positive integer or None"),
     ({"keep_checkpoints": -1}, "KEEP_CHECKPOINTS=-1; it must be a positive integer or None"),
     ({"log_period": True}, "LOG_PERIOD=True; it must be a positive integer"),
-    ({"task_feature_lengths": {"inputs": 16}}, r"TASK_FEATURE_LENGTHS=\{'inputs': 16\}; give "
-     "both lengths"),
-    ({"task_feature_lengths": {"inputs": 16, "targets": -4}},
-     r"TASK_FEATURE_LENGTHS\['targets'\]=-4; it must be a positive integer"),
+    (
+      {"task_feature_lengths": {"inputs": 16}},
+      r"TASK_FEATURE_LENGTHS=\{'inputs': 16\}; give "
+      "both lengths",
+    ),
+    (
+      {"task_feature_lengths": {"inputs": 16, "targets": -4}},
+      r"TASK_FEATURE_LENGTHS\['targets'\]=-4; it must be a positive integer",
+    ),
     ({"num_partitions": 0}, "NUM_PARTITIONS=0; it must be a positive integer"),
-])
+  ],
+)
 def test_unusable_settings_are_one_line_errors(change, message):
   with pytest.raises(ValueError, match=message):
     trainer._check_settings(**{**GOOD, **change})  # pylint: disable=protected-access
@@ -34,23 +49,35 @@ def test_unusable_settings_are_one_line_errors(change, message):
 def test_a_batch_the_data_axis_cannot_split_is_one_line():
   part = partitioning.Partitioner(2)  # 8 simulated devices: a data axis of 4
   trainer._check_batch_split(8, part)  # pylint: disable=protected-access
-  with pytest.raises(ValueError, match=r"BATCH_SIZE=6 does not split over the mesh's data axis "
-                     r"of 4 devices \(8 devices / NUM_PARTITIONS=2\); use a multiple of 4"):
+  with pytest.raises(
+    ValueError,
+    match=r"BATCH_SIZE=6 does not split over the mesh's data axis "
+    r"of 4 devices \(8 devices / NUM_PARTITIONS=2\); use a multiple of 4",
+  ):
     trainer._check_batch_split(6, part)  # pylint: disable=protected-access
 
 
-@pytest.mark.parametrize("train_steps,checkpoint_step,steps,says", [
+@pytest.mark.parametrize(
+  "train_steps,checkpoint_step,steps,says",
+  [
     # The original codebase's sst2-demo.sh: TRAIN_STEPS counts from the t5x checkpoint's step.
-    (1_150_000, 1_100_000, 50_000, "read as the original codebase reads it, the step to stop "
-     "at counted from the checkpoint's, so this run trains 50000 steps (here TRAIN_STEPS "
-     "counts this run's steps: TRAIN_STEPS=50000 says the same)"),
+    (
+      1_150_000,
+      1_100_000,
+      50_000,
+      "read as the original codebase reads it, the step to stop "
+      "at counted from the checkpoint's, so this run trains 50000 steps (here TRAIN_STEPS "
+      "counts this run's steps: TRAIN_STEPS=50000 says the same)",
+    ),
     (30_000, 1_100_000, 30_000, "TRAIN_STEPS=30000: this run trains 30000 steps"),  # this one's
     (1_100_000, 1_100_000, 1_100_000, "this run trains 1100000 steps"),  # not below: this one's
     (500, None, 500, "TRAIN_STEPS=500: this run trains 500 steps"),  # not a t5x checkpoint
     (500, 0, 500, "TRAIN_STEPS=500: this run trains 500 steps"),  # a t5x checkpoint at step 0
-])
+  ],
+)
 def test_train_steps_from_a_t5x_checkpoint_below_them_count_from_its_step(
-    train_steps, checkpoint_step, steps, says):
+  train_steps, checkpoint_step, steps, says
+):
   got, line = trainer.steps_of_this_run(train_steps, checkpoint_step)
   assert got == steps
   assert says in line

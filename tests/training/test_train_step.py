@@ -23,9 +23,14 @@ def _batches(n, batch=8, seed=0):
     inputs = hf_reference.random_tokens(rng, batch, 10, CFG.vocab_size)
     targets = hf_reference.random_tokens(rng, batch, 4, CFG.vocab_size)
     dec = np.concatenate([np.zeros((batch, 1), np.int32), targets[:, :-1]], axis=1)
-    out.append({"encoder_input_tokens": inputs, "decoder_input_tokens": dec,
-                "decoder_target_tokens": targets,
-                "decoder_loss_weights": (targets > 0).astype(np.float32)})
+    out.append(
+      {
+        "encoder_input_tokens": inputs,
+        "decoder_input_tokens": dec,
+        "decoder_target_tokens": targets,
+        "decoder_loss_weights": (targets > 0).astype(np.float32),
+      }
+    )
   return out
 
 
@@ -44,8 +49,9 @@ def _run(num_partitions, what="prompt", steps=3, devices=None):
   state = jax.jit(lambda t: train_state.create(t, tx, seed=1))(train)
   state_shardings = train_state.state_shardings(state, flat_shardings, part)
   state = jax.device_put(state, state_shardings)
-  jitted = train_state.jit_train_step(train_state.make_train_step(model, tx), part,
-                                      state_shardings, frozen_shardings)
+  jitted = train_state.jit_train_step(
+    train_state.make_train_step(model, tx), part, state_shardings, frozen_shardings
+  )
   batches = _batches(steps)
   step, memory = train_state.compile_train_step(jitted, part, state, frozen, batches[0])
   assert "temp=" in memory
@@ -66,18 +72,21 @@ def test_mesh_shapes_give_the_same_prompt(one_device, num_partitions):
   want, _, _, want_metrics = one_device
   state, _, _, metrics = _run(num_partitions)
   path = "prompt/encoder/prompt/prompt"
-  np.testing.assert_allclose(np.asarray(state.trainable[path]), np.asarray(want.trainable[path]),
-                             rtol=0, atol=1e-5)
-  np.testing.assert_allclose([m["loss"] for m in metrics], [m["loss"] for m in want_metrics],
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    np.asarray(state.trainable[path]), np.asarray(want.trainable[path]), rtol=0, atol=1e-5
+  )
+  np.testing.assert_allclose(
+    [m["loss"] for m in metrics], [m["loss"] for m in want_metrics], rtol=1e-5
+  )
 
 
 def test_single_device_mesh_matches_data_parallel(one_device):
   want, _, _, _ = one_device
   state, _, _, _ = _run(1, devices=jax.devices()[:1])
   path = "prompt/encoder/prompt/prompt"
-  np.testing.assert_allclose(np.asarray(state.trainable[path]), np.asarray(want.trainable[path]),
-                             rtol=0, atol=1e-5)
+  np.testing.assert_allclose(
+    np.asarray(state.trainable[path]), np.asarray(want.trainable[path]), rtol=0, atol=1e-5
+  )
 
 
 def test_step_trains_only_the_prompt_and_keeps_frozen_bitwise(one_device):
@@ -90,8 +99,9 @@ def test_step_trains_only_the_prompt_and_keeps_frozen_bitwise(one_device):
   for path, value in before.items():
     if path != "prompt/encoder/prompt/prompt":
       np.testing.assert_array_equal(np.asarray(after[path]), value, err_msg=path)
-  assert not np.array_equal(np.asarray(after["prompt/encoder/prompt/prompt"]),
-                            before["prompt/encoder/prompt/prompt"])
+  assert not np.array_equal(
+    np.asarray(after["prompt/encoder/prompt/prompt"]), before["prompt/encoder/prompt/prompt"]
+  )
   assert all(np.isfinite(m["loss"]) and m["prompt_norm"] > 0 for m in metrics)
 
 
@@ -101,8 +111,11 @@ def test_model_tuning_shards_optimizer_state_like_the_weights():
   by_model = jax.sharding.PartitionSpec(None, "model")
   assert state.trainable[kernel].sharding.spec == by_model
   # The optimizer's statistics of that kernel (unfactored at this width: its shape).
-  stats = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(state.opt_state)
-           if kernel in jax.tree_util.keystr(path) and leaf.shape == state.trainable[kernel].shape]
+  stats = [
+    leaf
+    for path, leaf in jax.tree_util.tree_leaves_with_path(state.opt_state)
+    if kernel in jax.tree_util.keystr(path) and leaf.shape == state.trainable[kernel].shape
+  ]
   assert stats and all(leaf.sharding.spec == by_model for leaf in stats)
   assert all(len(leaf.sharding.device_set) == 8 for leaf in stats)
   assert np.isfinite(metrics[0]["loss"])

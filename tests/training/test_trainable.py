@@ -46,8 +46,9 @@ def test_partition_modes(setup):
     trainable.partition(variables, [r"params/nothing"])
   with pytest.raises(ValueError, match="what trains must be 'prompt', 'all' or a list"):
     trainable.partition(variables, "prompts")
-  jax.tree_util.tree_map(np.testing.assert_array_equal,
-                         trainable.merge(*trainable.partition(variables)), variables)
+  jax.tree_util.tree_map(
+    np.testing.assert_array_equal, trainable.merge(*trainable.partition(variables)), variables
+  )
 
 
 def test_an_empty_prompt_stays_frozen():
@@ -57,8 +58,11 @@ def test_an_empty_prompt_stays_frozen():
   train, frozen = trainable.partition(variables, "all")  # model tuning of a plain T5
   assert list(frozen) == ["prompt/encoder/prompt/prompt"]
   assert set(train) == {p for p in trainable.flatten(variables) if p.startswith("params/")}
-  with pytest.raises(ValueError, match=r"there is no prompt to train: the model's prompt has "
-                     r"length 0 \(PROMPT_LENGTH=0\)"):
+  with pytest.raises(
+    ValueError,
+    match=r"there is no prompt to train: the model's prompt has "
+    r"length 0 \(PROMPT_LENGTH=0\)",
+  ):
     trainable.partition(variables, "prompt")
 
 
@@ -66,8 +70,11 @@ def test_an_empty_prompt_stays_frozen():
 def test_a_prompt_length_that_is_no_count_is_one_line_naming_the_macro(length):
   model = t5.Transformer(CFG, prompts.Prompt(length, CFG.emb_dim))
   tokens = jnp.ones((1, 3), jnp.int32)
-  with pytest.raises(ValueError, match=rf"prompt length \(PROMPT_LENGTH\) is {length!r}; it "
-                     "must be an integer >= 0"):
+  with pytest.raises(
+    ValueError,
+    match=rf"prompt length \(PROMPT_LENGTH\) is {length!r}; it "
+    "must be an integer >= 0",
+  ):
     model.init(jax.random.key(0), tokens, tokens)
 
 
@@ -86,8 +93,10 @@ def test_steps_change_exactly_what_trains(setup, what):
   def step(train, opt_state):
     def loss_fn(train):
       logits = model.apply(trainable.merge(train, frozen), inputs, dec)
-      return losses.weighted_cross_entropy(logits, targets, z_loss=1e-4,
-                                           loss_normalizing_factor="NUM_REAL_TARGET_TOKENS")[0]
+      return losses.weighted_cross_entropy(
+        logits, targets, z_loss=1e-4, loss_normalizing_factor="NUM_REAL_TARGET_TOKENS"
+      )[0]
+
     loss, grads = jax.value_and_grad(loss_fn)(train)
     updates, opt_state = tx.update(grads, opt_state, train)
     return optax.apply_updates(train, updates), opt_state, loss
@@ -112,8 +121,10 @@ def test_steps_change_exactly_what_trains(setup, what):
 
 def test_prompt_second_moments_are_not_factored():
   # Widths >= 128, where optax factors a matrix's second moments.
-  train = {"prompt/encoder/prompt/prompt": jnp.zeros((200, 256)),
-           "params/encoder/layers_0/mlp/wi_0/kernel": jnp.zeros((256, 512))}
+  train = {
+    "prompt/encoder/prompt/prompt": jnp.zeros((200, 256)),
+    "params/encoder/layers_0/mlp/wi_0/kernel": jnp.zeros((256, 512)),
+  }
   state = optimizers.adafactor().init(train)
   v = {}
   for path, leaf in jax.tree_util.tree_leaves_with_path(state):
