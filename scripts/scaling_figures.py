@@ -23,6 +23,7 @@ read by the sweep `report` as it reads a live sweep directory.
 import argparse
 import os
 import shutil
+import statistics
 import sys
 
 from prompt_tuning.sweep import domain_shift
@@ -46,6 +47,52 @@ def _planned(archive: str) -> int:
   )
 
 
+def by_task(meta: dict, rows: list) -> str:
+  """Each averaged-over task alone: test accuracy at the best step (mean ± std over seeds) and
+  the share of the most common test prediction there (mean), per setting; markdown."""
+  averaged, seeds = meta.get("average_axes", []), meta.get("seed_axes", [])
+  if averaged != ["task"]:
+    return ""
+  keys = [a for a in meta["axes"] if a not in averaged and a not in seeds]
+  groups: dict = {}
+  for row in rows:
+    if row["status"] != points_lib.DONE:
+      continue
+    task = row["task"]
+    test = [k for k in row if k.endswith("/test/accuracy@best") and k.startswith("eval/")]
+    share = f"eval/{_task_name(row, test)}/test/predictions/most_common_share@best"
+    entry = groups.setdefault(tuple(row[k] for k in keys), {}).setdefault(task, ([], []))
+    entry[0].append(float(row[test[0]]))
+    if share in row and row[share] != "":
+      entry[1].append(float(row[share]))
+  tasks = list(dict.fromkeys(row["task"] for row in rows))
+  header = keys + [f"{t}: {what}" for t in tasks for what in ("test", "most common")]
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for key, per_task in groups.items():
+    cells = [str(v) for v in key]
+    for task in tasks:
+      tests, shares = per_task.get(task, ([], []))
+      cells.append(_mean_std(tests) + (f" ({len(tests)})" if tests else ""))
+      cells.append(f"{100 * statistics.fmean(shares):.0f}%" if shares else "—")
+    lines.append("| " + " | ".join(cells) + " |")
+  return (
+    "By task (test accuracy at the best validation step, mean ± std over seeds (runs); the "
+    "most common test prediction's share there, mean):\n\n" + "\n".join(lines) + "\n"
+  )
+
+
+def _mean_std(values: list) -> str:
+  if not values:
+    return "—"
+  if len(values) == 1:
+    return f"{values[0]:.2f}"
+  return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def _task_name(row: dict, test_keys: list) -> str:
+  return test_keys[0][len("eval/") : -len("/test/accuracy@best")]
+
+
 def figure(name: str, results: str, out_dir: str, docs_dir: str) -> None:
   archive = os.path.join(results, name)
   print(f"## {name}\n")
@@ -67,6 +114,7 @@ def figure(name: str, results: str, out_dir: str, docs_dir: str) -> None:
   complete = result["done"] == total
   with open(result["summary"]) as f:
     print(f.read())
+  print(by_task(*report_lib.collect(archive)))
   if not complete:
     plot = result["plots"][0] if result["plots"] else "none yet"
     held = (

@@ -95,3 +95,43 @@ def test_make_figures_redraws_from_the_archives_and_leaves_docs_of_partial_ones(
         f"## {stem}\n\nno archive at results/{stem}" in result.stdout
         or f"{stem}: partial (" in result.stdout
       ), name
+
+
+def test_the_by_task_table_pools_seeds_per_setting_and_task():
+  import importlib.util  # pylint: disable=g-import-not-at-top
+
+  spec = importlib.util.spec_from_file_location(
+    "scaling_figures", os.path.join(conftest.REPO_ROOT, "scripts", "scaling_figures.py")
+  )
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  meta = {
+    "axes": ["size", "method", "task", "RANDOM_SEED"],
+    "seed_axes": ["RANDOM_SEED"],
+    "average_axes": ["task"],
+  }
+
+  def row(method, task, seed, test, share, status="done"):
+    return {
+      "size": "xs",
+      "method": method,
+      "task": task,
+      "RANDOM_SEED": seed,
+      "status": status,
+      f"eval/wordnet_{task}/test/accuracy@best": test,
+      f"eval/wordnet_{task}/test/predictions/most_common_share@best": share,
+    }
+
+  rows = [
+    row("prompt", "supersense", 0, 10.0, 0.5),
+    row("prompt", "supersense", 1, 20.0, 0.3),
+    row("prompt", "hypernym", 0, 50.0, 1.0),
+    row("model", "supersense", 0, 90.0, 0.125),
+    row("model", "hypernym", 0, 99.0, 0.9, status="failed"),
+  ]  # not done: left out
+  text = module.by_task(meta, rows)
+  assert (
+    f"| xs | prompt | 15.00 ± {statistics.stdev([10, 20]):.2f} (2) | 40% | 50.00 (1) | 100% |"
+  ) in text
+  assert "| xs | model | 90.00 (1) | 12% | — | — |" in text
+  assert module.by_task({**meta, "average_axes": []}, rows) == ""

@@ -34,8 +34,10 @@ def _peft_greedy(peft_model, vocabulary, text):
 
 @pytest.mark.integration
 def test_exported_adapter_serves_with_peft_like_infer_and_imports_back(
-  tmp_path, hf_checkpoint, t5_vocabulary
-):  # pylint: disable=redefined-outer-name  # noqa: F811
+  tmp_path,
+  hf_checkpoint,  # pylint: disable=redefined-outer-name  # noqa: F811
+  t5_vocabulary,
+):
   model, hf_dir = hf_checkpoint
   prompt = np.random.default_rng(5).normal(size=(5, 16)).astype(np.float32)
   np.save(tmp_path / "prompt.npy", prompt)
