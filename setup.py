@@ -60,7 +60,7 @@ setuptools.setup(
         "JAX/Flax, configured with gin, sharded over jax.sharding meshes."
     ),
     license="Apache 2.0",
-    packages=setuptools.find_packages(include=["prompt_tuning", "prompt_tuning.*"]),
+    packages=setuptools.find_namespace_packages(include=["prompt_tuning", "prompt_tuning.*"]),
     include_package_data=True,
     package_data={"prompt_tuning": ["configs/**/*.gin", "data/wordnet/*",
                                     "data/wordnet_tiny/*", "data/wordnet_family/*",

@@ -45,7 +45,6 @@ def installed(tmp_path_factory):
       "wheel",
       "--no-deps",
       "--no-build-isolation",
-      "-q",
       "-w",
       str(root / "dist"),
       str(source),
@@ -55,6 +54,9 @@ def installed(tmp_path_factory):
     timeout=300,
   )
   assert built.returncode == 0, built.stderr[-3000:]
+  # Every directory that holds package data is a package of the build (no setuptools
+  # "Package would be ignored" blocks).
+  assert "would be ignored" not in built.stdout + built.stderr
   (wheel,) = (root / "dist").glob("prompt_tuning-*.whl")
 
   env_dir = root / "env"
