@@ -35,6 +35,7 @@ import gin  # pylint: disable=g-import-not-at-top
 
 from prompt_tuning import cli  # pylint: disable=g-import-not-at-top
 from prompt_tuning import gin_config
+from prompt_tuning.checkpoints import prompt_files
 
 REQUIRED_MACROS = (
   "INITIAL_CHECKPOINT_PATH",
@@ -44,10 +45,27 @@ REQUIRED_MACROS = (
 )
 
 
+def _infer_eval_step() -> None:
+  """EVAL_STEP None: the step of the prompts evaluated (PROMPT_FILE's numpy checkpoint, or
+  the one step every PROMPT_FILES member shares), else 0."""
+  if gin_config.optional_macro("EVAL_STEP") is not None:
+    return
+  files = gin_config.optional_macro("PROMPT_FILES")
+  if files is None:
+    files = [gin_config.optional_macro("PROMPT_FILE")]
+  elif isinstance(files, dict):
+    files = list(files.values())
+  steps = {prompt_files.step_of(f) for f in files if isinstance(f, str)}
+  step = steps.pop() if len(steps) == 1 and None not in steps else 0
+  with gin.unlock_config():
+    gin.parse_config(f"EVAL_STEP = {step}")
+
+
 def main(argv: Sequence[str]) -> None:
   cli.parse_flags_and_gin(argv, REQUIRED_MACROS, read_directly=("EVAL_OUTPUT_DIR",))
   gin_config.check_prompt_sources()
   host.use_a_cpu_device_per_core(gin.query_parameter("%BATCH_SIZE"))
+  _infer_eval_step()
   run = gin_config.macro_value("RUN", "include configs/runs/prompt_eval.gin")
   run()
   print(f"eval: metrics={gin.query_parameter('%EVAL_OUTPUT_DIR')}/metrics.json")

@@ -3,6 +3,7 @@
 import collections
 import json
 import os
+import shutil
 import re
 import subprocess
 import sys
@@ -41,8 +42,8 @@ def _eval(tmp_path, out_dir, *extra, ok=True):
   return result
 
 
-def _predictions(directory, task):
-  with open(os.path.join(directory, f"{task}-000000.jsonl")) as f:
+def _predictions(directory, task, step=0):
+  with open(os.path.join(directory, f"{task}-{step:06d}.jsonl")) as f:
     return [json.loads(line) for line in f]
 
 
@@ -62,19 +63,26 @@ def _prompt_files(tmp_path, n, length=4):
 @pytest.mark.integration
 def test_rank_mode_metrics_are_recomputed_from_the_written_predictions(tmp_path):
   # 6 tokens where configs/test/tiny.gin says PROMPT_LENGTH=4: from_file.gin takes the file's.
+  # The prompt of step 6 of a run (its MODEL_DIR as PROMPT_FILE): the metrics and the
+  # predictions' file name carry that step (EVAL_STEP None).
   (prompt,) = _prompt_files(tmp_path, 1, length=6)
+  step_dir = tmp_path / "run" / "numpy_checkpoints" / "checkpoint_6"
+  step_dir.mkdir(parents=True)
+  shutil.copy(prompt, step_dir / "encoder.prompt.prompt.npy")
   out = tmp_path / "eval"
   result = _eval(
     tmp_path,
     out,
     "--gin_file=configs/prompts/from_file.gin",
-    f"--gin.PROMPT_FILE='{prompt}'",
+    f"--gin.PROMPT_FILE='{tmp_path / 'run'}'",
     "--gin.MIXTURE_OR_TASK_NAME='eval_sentiment'",
     "--gin.EVAL_MODE='rank'",
     "--gin.CLASS_LABELS=['positive', 'negative']",
   )
-  metrics = json.loads((out / "metrics.json").read_text())["results"]["eval_sentiment"]["."]
-  rows = _predictions(out / ".", "eval_sentiment")
+  written = json.loads((out / "metrics.json").read_text())
+  assert written["step"] == 6
+  metrics = written["results"]["eval_sentiment"]["."]
+  rows = _predictions(out / ".", "eval_sentiment", step=6)
   assert len(rows) == 13 and {r["prediction"] for r in rows} <= {"positive", "negative"}
   np.testing.assert_allclose(metrics["accuracy"], _accuracy(rows))
   assert "eval_sentiment" in result.stdout and "accuracy" in result.stdout  # the table

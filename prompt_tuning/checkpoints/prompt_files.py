@@ -11,7 +11,7 @@ only when the prompt is initialized.
 """
 
 import os
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -45,6 +45,14 @@ def resolve_prompt_file(path: str) -> str:
     f".npy file, a {layout.NUMPY_DIR}/checkpoint_<step> directory or a training run's "
     "MODEL_DIR"
   )
+
+
+def step_of(path: str) -> Optional[int]:
+  """The training step of the prompt a PROMPT_FILE names: its numpy checkpoint's
+  (`checkpoint_<step>`, or a run's latest); None for a file from no numpy checkpoint."""
+  if peft.is_adapter(os.fspath(path)):
+    return None
+  return layout.numpy_step(os.path.basename(os.path.dirname(resolve_prompt_file(path))))
 
 
 def load_prompt_file(path: str) -> np.ndarray:
