@@ -19,10 +19,34 @@ is accepted wherever a PROMPT_FILE is.
 import argparse
 import json
 import os
+import re
 import sys
+from typing import Optional
 
 from prompt_tuning.checkpoints import prompt_files
 from prompt_tuning.checkpoints import peft
+
+
+SIZES = os.path.join(
+  os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+  "prompt_tuning",
+  "configs",
+  "models",
+  "sizes",
+)
+
+
+def hub_model_width(name: str) -> Optional[int]:
+  """The width (d_model) of the T5 / mT5 size a hub name names, from configs/models/sizes/;
+  None when it names none (or more than one)."""
+  base = name.rstrip("/").rsplit("/", 1)[-1].lower()
+  if not re.match(r"(m?t5|t5-v1_1)\b", base):
+    return None
+  sizes = set(re.findall(r"(?<![a-z])(small|base|large|xxl|xl)(?![a-z])", base))
+  if len(sizes) != 1:
+    return None
+  with open(os.path.join(SIZES, f"{sizes.pop()}.gin")) as f:
+    return int(re.search(r"^EMBED_DIM = (\d+)", f.read(), flags=re.M)[1])
 
 
 def main(argv=None) -> int:
@@ -54,6 +78,15 @@ def main(argv=None) -> int:
       print(
         f"export_peft: the prompt is {prompt.shape[1]} wide but {config_path} has "
         f"d_model={base['d_model']}; export it for the model it was trained with",
+        file=sys.stderr,
+      )
+      return 2
+  else:  # a hub name: the T5 size it names (t5-base-lm-adapt, t5-v1_1-xxl, mt5-large, ...)
+    width = hub_model_width(args.base_model_name_or_path)
+    if width not in (None, prompt.shape[1]):
+      print(
+        f"export_peft: the prompt is {prompt.shape[1]} wide but {args.base_model_name_or_path} "
+        f"names a model {width} wide; export it for the model it was trained with",
         file=sys.stderr,
       )
       return 2

@@ -96,3 +96,33 @@ def test_adapters_this_project_cannot_use_are_clear_errors(tmp_path):
   config_path.write_text(json.dumps(config))
   with pytest.raises(ValueError, match="PEFT LORA adapter, not PROMPT_TUNING"):
     prompt_files.load_prompt_file(str(tmp_path / "both"))
+
+
+@pytest.mark.parametrize(
+  "name,width",
+  [
+    ("google/t5-base-lm-adapt", 768),
+    ("google/t5-v1_1-xxl", 4096),
+    ("google/mt5-large", 1024),
+    ("t5-small", 512),
+    ("bert-base-uncased", None),  # not a T5
+    ("google/t5-efficient-tiny", None),  # a size this project has no config for
+  ],
+)
+def test_a_hub_names_t5_size_gives_its_width(name, width):
+  assert export_peft.hub_model_width(name) == width
+
+
+def test_a_prompt_exported_for_a_model_of_another_width_is_refused(tmp_path, capsys):
+  """A 128-wide prompt labelled for google/t5-base-lm-adapt (768 wide) was written without a
+  word; PeftModel would fail on it, or worse, load it into the wrong model."""
+  prompt = tmp_path / "prompt.npy"
+  np.save(prompt, np.zeros((4, 128), np.float32))
+  argv = [f"--prompt_file={prompt}", f"--output_dir={tmp_path / 'adapter'}"]
+  assert export_peft.main(argv + ["--base_model_name_or_path=google/t5-base-lm-adapt"]) == 2
+  assert capsys.readouterr().err.strip() == (
+    "export_peft: the prompt is 128 wide but google/t5-base-lm-adapt names a model 768 "
+    "wide; export it for the model it was trained with"
+  )
+  assert not (tmp_path / "adapter").exists()
+  assert export_peft.main(argv + ["--base_model_name_or_path=my-org/my-t5"]) == 0  # unknown
