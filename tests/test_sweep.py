@@ -1107,3 +1107,26 @@ def test_points_that_need_accelerators_run_one_at_a_time_locally():
   assert executors.check_parallel(3, {"CPU": 1, "GPU": 1}) == 3
   with pytest.raises(ValueError, match="--max_parallel=0; give a positive number"):
     executors.check_parallel(0, {"CPU": 1})
+
+
+def test_a_stopped_points_error_is_its_own_line_never_a_librarys_log_line():
+  """A point stopped during start-up printed only TensorFlow's CUDA lines: status.json's
+  `error` held `E0000 ... failed call to cuInit`."""
+  cuda = [
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+    "I0000 00:00:1796564039.090424   25275 port.cc:153] oneDNN custom operations are on.",
+    "E0000 00:00:1796564041.147600   25275 cuda_platform.cc:52] failed call to cuInit: "
+    "INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)",
+  ]
+  assert points_lib.error_line(cuda, -15) == (
+    "stopped by a signal (exit -15) before it printed anything of its own"
+  )
+  assert (
+    points_lib.error_line(cuda, 1) == "exited with code 1 before it printed anything of its own"
+  )
+  stamped = "I1206 13:33:57.951579 139794702957440 cli.py:57] the full log: /tmp/x.log"
+  assert points_lib.error_line([*cuda, "train: starting", stamped], 1) == "train: starting"
+  assert points_lib.error_line([*cuda, "error: MODEL_DIR is a file"], 1) == (
+    "error: MODEL_DIR is a file"
+  )
+  assert points_lib.error_line([]) == ""

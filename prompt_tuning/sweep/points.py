@@ -23,6 +23,7 @@ sweep leaves each one as it was or as it became.
 
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -327,12 +328,25 @@ def last_lines(path: str, count: int = ERROR_LINES) -> list[str]:
   return lines[-count:]
 
 
-def error_line(lines: list[str]) -> str:
-  """The line that says what went wrong: the entry point's `error: ...`, else the last."""
+# The libraries' own log lines (absl's `I1206 12:00:00.000 ...`, `E0000 00:00:...`, and
+# the notice before absl's C++ logging starts): never what went wrong with a point.
+_LIBRARY_LINE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl)")
+
+
+def error_line(lines: list[str], returncode: Optional[int] = None) -> str:
+  """The line that says what went wrong: the entry point's `error: ...`, else the last line
+  that is not a library's log line, else what the exit code says."""
   for line in reversed(lines):
     if line.startswith("error: ") or "Error" in line.split(":")[0]:
       return line
-  return lines[-1] if lines else ""
+  own = [line for line in lines if not _LIBRARY_LINE.match(line)]
+  if own:
+    return own[-1]
+  if returncode is None:
+    return ""
+  if returncode in (-2, -15, 130, 143):
+    return f"stopped by a signal (exit {returncode}) before it printed anything of its own"
+  return f"exited with code {returncode} before it printed anything of its own"
 
 
 def record_attempt(model_dir: str, returncode: int, seconds: float) -> dict[str, Any]:
@@ -356,7 +370,7 @@ def record_attempt(model_dir: str, returncode: int, seconds: float) -> dict[str,
   }
   if outcome != DONE:
     lines = last_lines(os.path.join(model_dir, LOG_FILE))
-    record["error"] = error_line(lines)
+    record["error"] = error_line(lines, returncode)
     record["log_tail"] = lines
   write_json(os.path.join(model_dir, STATUS_FILE), record)
   return record
