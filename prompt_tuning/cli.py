@@ -47,10 +47,24 @@ flags.DEFINE_bool(
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
+# Library warnings that say nothing about a run of this project (still in the full log):
+# seqio's wasted-computation notice for feature lengths above the evaluation data's longest
+# (they are the run's TASK_FEATURE_LENGTHS, kept for every split alike), and its advice
+# against uncached FunctionDatasets for training (the bundled tasks' data order here is
+# seeded and resumed by position, the restart reshuffling it warns about cannot happen).
+QUIET_WARNINGS = (
+  "Given sequence lengths are longer than necessary",
+  "Using an uncached FunctionDataset for training is not recommended",
+)
+
+
 class _OwnInfoOnly(logging.Filter):
-  """Lets through warnings and errors from anyone, INFO only from this package."""
+  """Lets through warnings and errors from anyone (but `QUIET_WARNINGS`), INFO only from this
+  package."""
 
   def filter(self, record: logging.LogRecord) -> bool:
+    if record.levelno == logging.WARNING and str(record.msg).startswith(QUIET_WARNINGS):
+      return False
     return record.levelno >= logging.WARNING or record.pathname.startswith(_PACKAGE_DIR)
 
 

@@ -64,3 +64,37 @@ def test_help_and_the_tasks_command():
   assert listed.returncode == 0, listed.stderr[-2000:]
   names = [line.split()[0] for line in listed.stdout.splitlines()]
   assert "wordnet_supersense" in names and all("wordnet" in n for n in names)
+
+
+def test_the_console_drops_the_libraries_info_and_their_two_idle_warnings():
+  import logging  # pylint: disable=g-import-not-at-top
+
+  from prompt_tuning import cli  # pylint: disable=g-import-not-at-top
+
+  def record(level, msg, path="/site-packages/seqio/evaluation.py"):
+    return logging.LogRecord("absl", level, path, 1, msg, None, None)
+
+  keep = cli._OwnInfoOnly().filter  # pylint: disable=protected-access
+  assert not keep(
+    record(
+      logging.WARNING,
+      "Given sequence lengths are longer than necessary "
+      "for some evaluation inputs or targets, resulting in wasted computation.",
+    )
+  )
+  assert not keep(
+    record(
+      logging.WARNING,
+      "Using an uncached FunctionDataset for training is "
+      "not recommended since it often results in insufficient shuffling",
+    )
+  )
+  assert keep(
+    record(
+      logging.WARNING,
+      "Given sequence lengths *may be* insufficient for some "
+      "evaluation inputs or targets. Such sequences will be truncated",
+    )
+  )
+  assert not keep(record(logging.INFO, "orbax: saved"))
+  assert keep(record(logging.INFO, "step 1/2", os.path.join(cli._PACKAGE_DIR, "x.py")))  # pylint: disable=protected-access
