@@ -7,11 +7,11 @@ are gin expressions, so strings keep their quotes), `--gin_search_paths`
 `--verbose` (the libraries' INFO logs too).
 """
 
+import collections
 import logging
 import os
 import sys
-import tempfile
-from typing import Sequence
+from typing import Optional, Sequence
 
 from absl import app
 from absl import flags
@@ -68,23 +68,69 @@ class _OwnInfoOnly(logging.Filter):
     return record.levelno >= logging.WARNING or record.pathname.startswith(_PACKAGE_DIR)
 
 
+class _Buffer(logging.Handler):
+  """Holds the latest records (at most `capacity`) until the full log has a place."""
+
+  def __init__(self, capacity: int = 100_000):
+    super().__init__()
+    self.records: collections.deque = collections.deque(maxlen=capacity)
+
+  def emit(self, record: logging.LogRecord) -> None:
+    self.records.append(record)
+
+
+_buffer: Optional[_Buffer] = None
+
+
 def quiet_libraries() -> None:
   """Unless --verbose: the libraries' INFO chatter (~15 orbax lines per checkpoint) stays
-  off the console, where the step lines are; a log file still gets every line."""
+  off the console, where the step lines are; the full log gets every line.
+
+  The full log goes where the command writes its output (`keep_full_log`: MODEL_DIR,
+  EVAL_OUTPUT_DIR, the predictions' folder), or into --log_dir when one is given; until
+  then its records are held here. A command with no output directory writes none.
+  """
+  global _buffer
   if FLAGS.verbose:
     return
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO lines
   absl_logging.get_absl_handler().addFilter(_OwnInfoOnly())
-  log_dir = FLAGS.log_dir or tempfile.gettempdir()
-  program = os.path.splitext(os.path.basename(sys.argv[0]))[0]
-  path = os.path.join(log_dir, f"prompt_tuning.{program}.{os.getpid()}.log")
+  if FLAGS.log_dir:  # asked for: there, from the start
+    _open_full_log(os.path.join(FLAGS.log_dir, f"prompt_tuning.{_program()}.{os.getpid()}.log"))
+    return
+  _buffer = _Buffer()
+  logging.getLogger().addHandler(_buffer)
+
+
+def keep_full_log(directory: str) -> Optional[str]:
+  """Writes the full log (what was held so far, then every line) to
+  `<directory>/<program>.full.log`, the command's own output directory; returns its path.
+  Nothing when --log_dir or --verbose decided otherwise, or after the first call."""
+  global _buffer
+  if _buffer is None:
+    return None
+  held, _buffer = _buffer, None
+  logging.getLogger().removeHandler(held)
+  handler = _open_full_log(os.path.join(directory, f"{_program()}.full.log"))
+  if handler is not None:
+    for record in held.records:
+      handler.handle(record)
+  return handler.baseFilename if handler is not None else None
+
+
+def _program() -> str:
+  return os.path.splitext(os.path.basename(sys.argv[0]))[0]
+
+
+def _open_full_log(path: str) -> Optional[logging.FileHandler]:
   try:
     handler = logging.FileHandler(path)
   except OSError:
-    return  # no writable log directory: the console keeps this project's lines
+    return None  # no writable place: the console keeps this project's lines
   handler.setFormatter(absl_logging.PythonFormatter())
   logging.getLogger().addHandler(handler)
   absl_logging.info("the full log, the libraries' INFO lines included: %s", path)
+  return handler
 
 
 def rewrite_gin_args(argv: Sequence[str]) -> list[str]:

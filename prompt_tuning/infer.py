@@ -24,6 +24,7 @@ TASK_FEATURE_LENGTHS, and PROMPT_FILE with configs/prompts/from_file.gin
 in the header of that run file and of configs/models/t5_1_1_prompt.gin.
 """
 
+import os
 from typing import Sequence
 
 from prompt_tuning import host
@@ -60,6 +61,7 @@ def main(argv: Sequence[str]) -> None:
   host.use_a_cpu_device_per_core(gin.query_parameter("%BATCH_SIZE"))
   run = gin_config.macro_value("RUN", "include configs/runs/prompt_infer.gin")
   path = run(input_file=FLAGS.input_file, output_file=FLAGS.output_file)
+  cli.keep_full_log(os.path.dirname(os.path.abspath(path)))
   print(f"infer: predictions={path}")
 
 

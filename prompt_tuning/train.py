@@ -25,7 +25,7 @@ configs/models/t5_1_1_prompt.gin (the model) and configs/prompts/*.gin (the
 prompt's initialization). `python -m prompt_tuning.tasks` lists the tasks.
 Ctrl-C (or SIGTERM) saves the current step and stops; rerun to resume.
 --verbose also shows the libraries' INFO logs (orbax, seqio, TensorFlow) on the
-console; they always go to the full log, whose path the run prints first.
+console; they always go to the full log, MODEL_DIR/train.full.log.
 """
 
 import os
@@ -90,6 +90,7 @@ def main(argv: Sequence[str]) -> None:
 
   def write_operative_config():
     os.makedirs(model_dir, exist_ok=True)
+    cli.keep_full_log(model_dir)
     with open(layout.config_file(model_dir), "w") as f:
       f.write(gin.operative_config_str())
 

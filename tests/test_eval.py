@@ -81,6 +81,9 @@ def test_rank_mode_metrics_are_recomputed_from_the_written_predictions(tmp_path)
   )
   written = json.loads((out / "metrics.json").read_text())
   assert written["step"] == 6
+  assert "the full log, the libraries' INFO lines included: " + str(out / "eval.full.log") in (
+    result.stderr
+  )
   metrics = written["results"]["eval_sentiment"]["."]
   rows = _predictions(out / ".", "eval_sentiment", step=6)
   assert len(rows) == 13 and {r["prediction"] for r in rows} <= {"positive", "negative"}

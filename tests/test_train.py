@@ -117,7 +117,9 @@ def straight_run(tmp_path_factory):
   tmp_path = tmp_path_factory.mktemp("user_task")
   (tmp_path / "user_tasks.py").write_text(USER_TASKS)
   straight = tmp_path / "straight"
-  done = _train(tmp_path, straight, 6)
+  temp = tmp_path / "temp"  # the command's temporary directory: no log is left there
+  temp.mkdir()
+  done = _train(tmp_path, straight, 6, env={"TMPDIR": str(temp)})
   assert done.returncode == 0, done.stderr[-3000:]
   assert f"prompt={straight}/numpy_checkpoints/checkpoint_6" in done.stdout
   operative = (straight / "config.gin").read_text()
@@ -131,8 +133,12 @@ def straight_run(tmp_path_factory):
   assert said < done.stderr.index("eval at step 3")
   assert "checkpoint_manager.py" not in done.stderr  # orbax's INFO lines need --verbose
   full_log = done.stderr.split("the full log, the libraries' INFO lines included: ")[1].split()[0]
+  assert full_log == str(straight / "train.full.log")  # in MODEL_DIR, not the temporary dir
   with open(full_log) as f:
-    assert "checkpoint_manager.py" in f.read()  # ... and go to the log file
+    text = f.read()
+  assert "checkpoint_manager.py" in text  # ... and go to the log file
+  assert "] parameters: " in text  # with what was logged before MODEL_DIR existed
+  assert not [n for n in os.listdir(temp) if n.startswith("prompt_tuning.")]
   final = _prompt(straight, 6)
   assert final.shape == (4, 16) and final.dtype == np.float32
   assert not np.array_equal(final, _prompt(straight, 2))
