@@ -48,36 +48,47 @@ def _planned(archive: str) -> int:
 
 
 def by_task(meta: dict, rows: list) -> str:
-  """Each averaged-over task alone: test accuracy at the best step (mean ± std over seeds) and
-  the share of the most common test prediction there (mean), per setting; markdown."""
+  """Each averaged-over task alone, per setting: test accuracy at the best step (mean ± std
+  over seeds), and the shares of the test predictions there that are the most common one and
+  that are none of the task's labels (means); markdown."""
   averaged, seeds = meta.get("average_axes", []), meta.get("seed_axes", [])
   if averaged != ["task"]:
     return ""
   keys = [a for a in meta["axes"] if a not in averaged and a not in seeds]
+  shares = ("most_common_share", "outside_labels_share")
   groups: dict = {}
   for row in rows:
     if row["status"] != points_lib.DONE:
       continue
-    task = row["task"]
     test = [k for k in row if k.endswith("/test/accuracy@best") and k.startswith("eval/")]
-    share = f"eval/{_task_name(row, test)}/test/predictions/most_common_share@best"
-    entry = groups.setdefault(tuple(row[k] for k in keys), {}).setdefault(task, ([], []))
-    entry[0].append(float(row[test[0]]))
-    if share in row and row[share] != "":
-      entry[1].append(float(row[share]))
+    task = _task_name(row, test)
+    values = groups.setdefault(tuple(row[k] for k in keys), {}).setdefault(
+      row["task"], {"test": [], **{share: [] for share in shares}}
+    )
+    values["test"].append(float(row[test[0]]))
+    for share in shares:
+      value = row.get(f"eval/{task}/test/predictions/{share}@best")
+      if value not in (None, ""):
+        values[share].append(float(value))
   tasks = list(dict.fromkeys(row["task"] for row in rows))
-  header = keys + [f"{t}: {what}" for t in tasks for what in ("test", "most common")]
+  header = keys + [
+    f"{t}: {what}" for t in tasks for what in ("test", "most common", "outside labels")
+  ]
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for key, per_task in groups.items():
     cells = [str(v) for v in key]
     for task in tasks:
-      tests, shares = per_task.get(task, ([], []))
-      cells.append(_mean_std(tests) + (f" ({len(tests)})" if tests else ""))
-      cells.append(f"{100 * statistics.fmean(shares):.0f}%" if shares else "—")
+      values = per_task.get(task, {"test": [], **{share: [] for share in shares}})
+      cells.append(
+        _mean_std(values["test"]) + (f" ({len(values['test'])})" if values["test"] else "")
+      )
+      for share in shares:
+        cells.append(f"{100 * statistics.fmean(values[share]):.0f}%" if values[share] else "—")
     lines.append("| " + " | ".join(cells) + " |")
   return (
     "By task (test accuracy at the best validation step, mean ± std over seeds (runs); the "
-    "most common test prediction's share there, mean):\n\n" + "\n".join(lines) + "\n"
+    "shares of the test predictions there that are the most common one and that are none of "
+    "the task's labels, means):\n\n" + "\n".join(lines) + "\n"
   )
 
 

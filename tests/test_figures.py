@@ -120,6 +120,7 @@ def test_the_by_task_table_pools_seeds_per_setting_and_task():
       "status": status,
       f"eval/wordnet_{task}/test/accuracy@best": test,
       f"eval/wordnet_{task}/test/predictions/most_common_share@best": share,
+      f"eval/wordnet_{task}/test/predictions/outside_labels_share@best": share / 10,
     }
 
   rows = [
@@ -131,7 +132,8 @@ def test_the_by_task_table_pools_seeds_per_setting_and_task():
   ]  # not done: left out
   text = module.by_task(meta, rows)
   assert (
-    f"| xs | prompt | 15.00 ± {statistics.stdev([10, 20]):.2f} (2) | 40% | 50.00 (1) | 100% |"
+    f"| xs | prompt | 15.00 ± {statistics.stdev([10, 20]):.2f} (2) | 40% | 4% | 50.00 (1) | "
+    "100% | 10% |"
   ) in text
-  assert "| xs | model | 90.00 (1) | 12% | — | — |" in text
+  assert "| xs | model | 90.00 (1) | 12% | 1% | — | — | — |" in text
   assert module.by_task({**meta, "average_axes": []}, rows) == ""
