@@ -24,7 +24,6 @@ with their defaults, are listed in the header of that run file and of
 configs/models/t5_1_1_prompt.gin. `python -m prompt_tuning.tasks` lists the tasks.
 """
 
-import os
 from typing import Sequence
 
 from prompt_tuning import host
@@ -68,10 +67,9 @@ def main(argv: Sequence[str]) -> None:
   host.use_a_cpu_device_per_core(gin.query_parameter("%BATCH_SIZE"))
   _infer_eval_step()
   run = gin_config.macro_value("RUN", "include configs/runs/prompt_eval.gin")
-  output_dir = gin.query_parameter("%EVAL_OUTPUT_DIR")
-  os.makedirs(output_dir, exist_ok=True)
-  cli.keep_full_log(output_dir)
   run()
+  # Once EVAL_OUTPUT_DIR holds the results: an evaluation stopped by bad input leaves none.
+  cli.keep_full_log(gin.query_parameter("%EVAL_OUTPUT_DIR"))
   print(f"eval: metrics={gin.query_parameter('%EVAL_OUTPUT_DIR')}/metrics.json")
 
 

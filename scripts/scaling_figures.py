@@ -39,11 +39,13 @@ DOMAIN_SHIFT = ("figure1", "wordnet_supersense", ("method", "size"))  # archive,
 
 def _planned(archive: str) -> int:
   """How many points the archive's sweep file has (an archive may hold a slice of them)."""
+  return len(_plan(archive).points)
+
+
+def _plan(archive: str):
   meta = points_lib.read_json(os.path.join(archive, points_lib.SWEEP_FILE))
-  return len(
-    driver.load(
-      os.path.join(REPO, "prompt_tuning", "configs", "sweeps", f"{meta['name']}.gin")
-    ).points
+  return driver.load(
+    os.path.join(REPO, "prompt_tuning", "configs", "sweeps", f"{meta['name']}.gin")
   )
 
 
@@ -155,8 +157,13 @@ def table1(results: str, out_dir: str, docs_dir: str) -> None:
   _, rows = report_lib.collect(archive)
   table = domain_shift.table(rows, task, by)
   print(domain_shift.markdown(table, by))
-  done = sum(1 for r in rows if r["status"] == points_lib.DONE)
-  complete = done == _planned(archive)
+  # Complete when every point of the task is done (the table reads no other task's points).
+  labels = {r.get("task") for r in rows if f"eval/{task}/accuracy@best" in r}
+  planned = sum(
+    1 for p in _plan(archive).points if {c.axis: c.label for c in p.choices}.get("task") in labels
+  )
+  done = sum(1 for r in rows if r["status"] == points_lib.DONE and r.get("task") in labels)
+  complete = bool(labels) and done == planned
   path = os.path.join(docs_dir if complete else out_dir, "table1.png")
   methods = list(dict.fromkeys(r.key[0] for r in table))
   domain_shift.plot(
@@ -167,7 +174,7 @@ def table1(results: str, out_dir: str, docs_dir: str) -> None:
   )
   print(
     f"plot: {os.path.relpath(path, REPO)}"
-    + ("" if complete else f" (partial: {done} points done)")
+    + ("" if complete else f" (partial: {done} of the task's {planned} points done)")
     + "\n"
   )
 
