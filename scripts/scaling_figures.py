@@ -82,7 +82,8 @@ def by_task(meta: dict, rows: list) -> str:
     for task in tasks:
       values = per_task.get(task, {"test": [], **{share: [] for share in shares}})
       cells.append(
-        _mean_std(values["test"]) + (f" ({len(values['test'])})" if values["test"] else "")
+        report_lib.mean_std_text(values["test"])
+        + (f" ({len(values['test'])})" if values["test"] else "")
       )
       for share in shares:
         cells.append(f"{100 * statistics.fmean(values[share]):.0f}%" if values[share] else "—")
@@ -92,14 +93,6 @@ def by_task(meta: dict, rows: list) -> str:
     "shares of the test predictions there that are the most common one and that are none of "
     "the task's labels, means):\n\n" + "\n".join(lines) + "\n"
   )
-
-
-def _mean_std(values: list) -> str:
-  if not values:
-    return "—"
-  if len(values) == 1:
-    return f"{values[0]:.2f}"
-  return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
 def _task_name(row: dict, test_keys: list) -> str:

@@ -19,6 +19,18 @@ import pytest
 from tests import conftest
 
 
+def _run(python, elsewhere, args, timeout) -> subprocess.CompletedProcess:
+  """The installed environment's python with `args`, from outside the repository."""
+  return subprocess.run(
+    [str(python), *args],
+    cwd=elsewhere,
+    env=_clean_env(),
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
+
+
 def _clean_env() -> dict:
   env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
   env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
@@ -97,17 +109,14 @@ def installed(tmp_path_factory):
 @pytest.mark.slow
 def test_the_installed_wheel_is_what_imports_and_no_repository_path_is_on_sys_path(installed):
   python, elsewhere = installed
-  result = subprocess.run(
+  result = _run(
+    python,
+    elsewhere,
     [
-      str(python),
       "-c",
       "import prompt_tuning, sys; print(prompt_tuning.__file__); print('\\n'.join(sys.path))",
     ],
-    cwd=elsewhere,
-    env=_clean_env(),
-    capture_output=True,
-    text=True,
-    timeout=120,
+    120,
   )
   assert result.returncode == 0, result.stderr[-3000:]
   module_file, *path = result.stdout.splitlines()
@@ -135,9 +144,10 @@ def test_the_demos_train_command_runs_from_outside_the_repository(installed):
   its `configs/...` includes resolve inside the installed package."""
   python, elsewhere = installed
   model_dir = elsewhere / "run"
-  result = subprocess.run(
+  result = _run(
+    python,
+    elsewhere,
     [
-      str(python),
       "-m",
       "prompt_tuning.train",
       "--gin_file=prompt_tuning/configs/runs/wordnet_demo.gin",
@@ -145,11 +155,7 @@ def test_the_demos_train_command_runs_from_outside_the_repository(installed):
       "--gin.TRAIN_STEPS=3",
       "--gin.CHECKPOINT_PERIOD=3",
     ],
-    cwd=elsewhere,
-    env=_clean_env(),
-    capture_output=True,
-    text=True,
-    timeout=300,
+    300,
   )
   assert result.returncode == 0, result.stderr[-3000:]
   assert (model_dir / "checkpoints").is_dir() or (model_dir / "numpy_checkpoints").is_dir()
@@ -159,19 +165,16 @@ def test_the_demos_train_command_runs_from_outside_the_repository(installed):
 @pytest.mark.integration
 def test_the_short_spelling_of_a_config_path_resolves_in_the_installed_package(installed):
   python, elsewhere = installed
-  result = subprocess.run(
+  result = _run(
+    python,
+    elsewhere,
     [
-      str(python),
       "-c",
       "import gin; from prompt_tuning import gin_config; "
       "gin_config.parse_gin(['configs/runs/wordnet_demo.gin']); "
       "print(gin.query_parameter('%TRAIN_STEPS'))",
     ],
-    cwd=elsewhere,
-    env=_clean_env(),
-    capture_output=True,
-    text=True,
-    timeout=120,
+    120,
   )
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stdout.split() == ["1500"]

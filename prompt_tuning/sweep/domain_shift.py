@@ -77,12 +77,6 @@ def table(
   ]
 
 
-def _pm(values: Sequence[float], digits: int = 2) -> str:
-  if len(values) > 1:
-    return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
-  return f"{statistics.fmean(values):.{digits}f}"
-
-
 def markdown(rows: Sequence[Row], by: Sequence[str]) -> str:
   """The table as markdown: in-domain, out-of-domain, the drop and kept (%), mean ± std
   over seeds."""
@@ -98,10 +92,10 @@ def markdown(rows: Sequence[Row], by: Sequence[str]) -> str:
     cells = [str(v) for v in row.key] + [
       f"{row.parameters:,}" if row.parameters else "",
       str(len(row.in_domain)),
-      _pm(row.in_domain),
-      _pm(row.out_of_domain),
-      _pm(row.drop),
-      _pm(row.kept, digits=1),
+      report_lib.mean_std_text(row.in_domain),
+      report_lib.mean_std_text(row.out_of_domain),
+      report_lib.mean_std_text(row.drop),
+      report_lib.mean_std_text(row.kept, digits=1),
     ]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"

@@ -285,7 +285,8 @@ def _mean_std(values: Sequence[float]) -> tuple[float, Optional[float]]:
   return mean, (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def _pm(values: Sequence[float], digits: int = 2) -> str:
+def mean_std_text(values: Sequence[float], digits: int = 2) -> str:
+  """`mean ± sample std` of the values (the mean alone for one, "—" for none)."""
   if not values:
     return "—"
   mean, std = _mean_std(values)
@@ -333,11 +334,11 @@ def summary_markdown(meta: dict, rows: Sequence[dict]) -> str:
         + [
           f"{len(setting.runs)}/{setting.total}",
           ", ".join(f"{p:,}" for p in setting.parameters) or "—",
-          _pm(setting.values("best")),
-          _pm(setting.values("best_step"), digits=0),
-          _pm(setting.values("last")),
+          mean_std_text(setting.values("best")),
+          mean_std_text(setting.values("best_step"), digits=0),
+          mean_std_text(setting.values("last")),
         ]
-        + ([_pm(setting.values("test"))] if test else [])
+        + ([mean_std_text(setting.values("test"))] if test else [])
       )
       + " |"
     )
