@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import seqio
 
 from prompt_tuning import tasks
 from tests import conftest
@@ -23,6 +24,9 @@ def test_a_task_whose_data_is_not_prepared_is_listed_saying_so(tmp_path, monkeyp
   """The paper's tasks read tfds datasets that a fresh machine has not prepared: the listing
   lists them all the same (it exited 1 on the first, `Task dpr_v001_simple has no splits`)."""
   monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))  # nothing prepared there
+  # As in a fresh `python -m prompt_tuning.tasks`: no builder that another test of this worker
+  # loaded from its mock data dir (seqio keeps them for the process).
+  monkeypatch.setattr(seqio.utils.LazyTfdsLoader, "_MEMOIZED_BUILDERS", {})
   lines = tasks.listing(["prompt_tuning.data.tasks"], "dpr_v001_simple")
   assert lines[0] == (
     "dpr_v001_simple  task  no data: tfds dataset definite_pronoun_resolution:1.1.0 not prepared"
