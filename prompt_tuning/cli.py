@@ -18,6 +18,7 @@ from absl import flags
 from absl import logging as absl_logging
 
 from prompt_tuning import gin_config
+from prompt_tuning import host
 from prompt_tuning.checkpoints import storage
 
 FLAGS = flags.FLAGS
@@ -185,6 +186,7 @@ def run(main) -> None:
   """`app.run(main)` with `--gin.NAME=VALUE` flags rewritten and user errors on one line."""
 
   def guarded(argv):
+    host.import_tensorflow_quietly()  # done already where the entry point set up its process
     try:
       return main(argv)
     except USER_ERRORS as e:

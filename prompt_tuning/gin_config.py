@@ -99,11 +99,12 @@ def _namespace_safe_resource_reader() -> Iterator[None]:
   TypeError instead of moving on to the next search path. This makes such a
   package count as "not found", as gin intends.
 
-  It also drops the ERROR line ("Path not found: ...") gin logs for each search
-  path that is not a package before it moves on to the next: with the configs
-  found on a later search path, every `configs/...` file of a run printed one.
+  It also drops what gin's resource reader logs on the way: an ERROR line ("Path not
+  found: ...") for each search path that is not a package before it moves on to the next,
+  and two INFO lines for each file found (with the configs found on a later search path,
+  as from outside the repository, every `configs/...` file of a run printed them).
   """
-  quiet = _DropGinPathNotFound()
+  quiet = _DropGinResourceReaderLines()
   logging.getLogger().addFilter(quiet)
   original = getattr(resource_reader, "_parse_config_path", None)
   if original is None:  # A gin without the bug's code path.
@@ -127,11 +128,15 @@ def _namespace_safe_resource_reader() -> Iterator[None]:
     logging.getLogger().removeFilter(quiet)
 
 
-class _DropGinPathNotFound(logging.Filter):
-  """Drops gin's resource reader's "Path not found" records (a search path that missed)."""
+class _DropGinResourceReaderLines(logging.Filter):
+  """Drops gin's resource reader's "Path not found" records (a search path that missed) and
+  its INFO records (each file it found or opened)."""
 
   def filter(self, record: logging.LogRecord) -> bool:
-    return not (record.module == "resource_reader" and record.msg == "Path not found: %s")
+    return not (
+      record.module == "resource_reader"
+      and (record.levelno < logging.WARNING or record.msg == "Path not found: %s")
+    )
 
 
 def bindings_from_flags(overrides: Mapping[str, str]) -> list[str]:

@@ -61,7 +61,20 @@ def use_a_cpu_device_per_core(batch_size: int) -> Optional[int]:
   flags = os.environ.get("XLA_FLAGS", "")
   if re.search(DEVICE_COUNT_FLAG, flags):
     return None
-  count = max(d for d in range(1, available_cores() + 1) if batch_size % d == 0)
+  cores = available_cores()
+  count = max(d for d in range(1, cores + 1) if batch_size % d == 0)
+  if count < cores:
+    logging.warning(
+      "BATCH_SIZE=%d does not divide over this host's %d cores: %d CPU device%s, %d core%s "
+      "left idle; a BATCH_SIZE that is a multiple of %d uses them all",
+      batch_size,
+      cores,
+      count,
+      "" if count == 1 else "s",
+      cores - count,
+      "" if cores - count == 1 else "s",
+      cores,
+    )
   os.environ["XLA_FLAGS"] = f"{flags} --{DEVICE_COUNT_FLAG}={count}".strip()
   return count
 
@@ -154,6 +167,55 @@ def set_up_process() -> None:
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.exit(2)
   reexec_with_huge_pages()
+  import_tensorflow_quietly()
+
+
+# What TensorFlow's native libraries print while they load, before anything can set their
+# logging: the C++ logger's start-up notice, oneDNN's, and the search for a GPU (on a host
+# without one an E-level `failed call to cuInit`), each twice. Not about the run.
+_TENSORFLOW_LOAD_NOISE = (
+  "All log messages before absl::InitializeLog() is called",
+  "oneDNN custom operations are on",
+  "Could not find cuda drivers on your machine",
+  "failed call to cuInit",
+)
+
+
+def _asks_verbose(argv: list[str]) -> bool:
+  return any(
+    a in ("--verbose", "-verbose") or a.lower() in ("--verbose=true", "--verbose=1") for a in argv
+  )
+
+
+def import_tensorflow_quietly() -> None:
+  """Imports TensorFlow (the data pipelines' library) with its loading noise off the console.
+
+  Its native libraries print `_TENSORFLOW_LOAD_NOISE` on stderr while they load; this
+  imports it with stderr caught and passes on every other line. It also hides the GPUs
+  from TensorFlow, which only feeds data here (the accelerators are JAX's), as t5x does.
+  With --verbose on the command line it does neither.
+  """
+  if "tensorflow" in sys.modules or _asks_verbose(sys.argv):
+    return
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO lines
+  sys.stdout.flush()
+  sys.stderr.flush()
+  console = os.dup(2)
+  with tempfile.TemporaryFile() as caught:
+    os.dup2(caught.fileno(), 2)
+    try:
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+      tf.config.set_visible_devices([], "GPU")
+    finally:
+      sys.stderr.flush()
+      os.dup2(console, 2)
+      os.close(console)
+      caught.seek(0)
+      lines = caught.read().decode(errors="replace").splitlines(keepends=True)
+      kept = [l for l in lines if not any(noise in l for noise in _TENSORFLOW_LOAD_NOISE)]
+      sys.stderr.write("".join(kept))
+      sys.stderr.flush()
 
 
 def reexec_with_huge_pages() -> None:

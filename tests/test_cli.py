@@ -66,6 +66,9 @@ def test_help_and_the_tasks_command():
     timeout=120,
   )
   assert listed.returncode == 0, listed.stderr[-2000:]
+  # TensorFlow's loading lines stay off the console (an E-level `failed call to cuInit`
+  # on a host without a GPU among them); only the listing's own summary line is there.
+  assert listed.stderr.splitlines() == ["tasks: 4 registered names matching"]
   names = [line.split()[0] for line in listed.stdout.splitlines()]
   assert "wordnet_supersense" in names and all("wordnet" in n for n in names)
 

@@ -1,5 +1,6 @@
 """The shipped gin configs parse, build the right models, and take overrides."""
 
+import logging
 import os
 import pathlib
 import re
@@ -535,3 +536,14 @@ def test_a_gin_file_that_does_not_parse_is_one_line_naming_it(tmp_path, text, sa
     r"--gin.NAME=VALUE flag\): the text ends inside an unclosed bracket",
   ):
     gin_config.parse_gin([], ["X = (3"])
+
+
+def test_configs_found_from_another_directory_log_nothing_on_the_way(tmp_path, monkeypatch, caplog):
+  """From outside the repository gin finds `configs/...` on a later search path: on the way
+  it logged an ERROR "Path not found" per search path that missed and an INFO
+  `system_path_file_exists:` per file (a sweep's dry run printed 30 such lines)."""
+  monkeypatch.chdir(tmp_path)
+  with caplog.at_level(logging.DEBUG):
+    gin_config.parse_gin(["configs/runs/wordnet_demo.gin"], ["MODEL_DIR = '/tmp/unused'"])
+  gin_lines = [r.getMessage() for r in caplog.records if r.module == "resource_reader"]
+  assert not gin_lines, gin_lines[:3]

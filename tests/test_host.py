@@ -1,5 +1,6 @@
 """Process settings for CPU hosts: a CPU device per core, glibc's huge-page tunable."""
 
+import logging
 import os
 import platform
 
@@ -14,6 +15,24 @@ def test_a_cpu_device_per_core_divides_the_batch(monkeypatch, cores, batch, expe
   monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
   assert host.use_a_cpu_device_per_core(batch) == expected
   assert os.environ["XLA_FLAGS"] == f"--xla_force_host_platform_device_count={expected}"
+
+
+@pytest.mark.parametrize("cores, batch, said", [(2, 3, True), (6, 32, True), (2, 32, False)])
+def test_a_batch_that_leaves_cores_idle_says_so(monkeypatch, caplog, cores, batch, said):
+  """With BATCH_SIZE=3 on 2 cores a run fell back to one device without a word."""
+  monkeypatch.delenv("XLA_FLAGS", raising=False)
+  monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+  with caplog.at_level(logging.WARNING):
+    count = host.use_a_cpu_device_per_core(batch)
+  warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+  if said:
+    assert warned == [
+      f"BATCH_SIZE={batch} does not divide over this host's {cores} cores: {count} CPU "
+      f"device{'s' if count > 1 else ''}, {cores - count} core{'s' if cores - count > 1 else ''} "
+      f"left idle; a BATCH_SIZE that is a multiple of {cores} uses them all"
+    ]
+  else:
+    assert not warned
 
 
 def test_a_device_count_in_xla_flags_wins(monkeypatch):

@@ -19,14 +19,17 @@ from tests import doc_blocks
 def test_quickstart_trains_evaluates_and_predicts(request, tmp_path):
   """The README's quickstart: train, eval and infer, in a row, on the prompt it trains."""
   train, evaluate, infer = doc_blocks.run_by(request, "README.md")
-  result = doc_blocks.run_shell(train, tmp_path)
-  assert "train: step=30 " in result.stdout
-  doc_blocks.run_shell(evaluate, tmp_path)
+  results = [doc_blocks.run_shell(train, tmp_path)]
+  assert "train: step=30 " in results[0].stdout
+  results.append(doc_blocks.run_shell(evaluate, tmp_path))
   metrics = json.loads((tmp_path / "quickstart_eval" / "metrics.json").read_text())
   assert "accuracy" in json.dumps(metrics)
-  doc_blocks.run_shell(infer, tmp_path)
+  results.append(doc_blocks.run_shell(infer, tmp_path))
   lines = (tmp_path / "out.jsonl").read_text().splitlines()
   assert len(lines) == 1 and {"inputs", "prediction", "score"} <= set(json.loads(lines[0]))
+  for result in results:  # TensorFlow's loading lines (4-5 a command) stay off the console
+    noise = [l for l in result.stderr.splitlines() if re.search("cuInit|cuda drivers|oneDNN", l)]
+    assert not noise, noise
 
 
 @pytest.mark.integration

@@ -24,15 +24,10 @@ status: 0, or 1 when a point is not done (a failed one's error line is in
 summary.md), 130 when interrupted (rerun to resume).
 """
 
-import os
 import sys
 from typing import Sequence
 
-# Before TensorFlow is imported (gin's parse of the runs' configs imports it):
-# its C++ INFO lines would crowd the sweep's progress lines.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-
-from absl import flags  # pylint: disable=g-import-not-at-top
+from absl import flags
 
 from prompt_tuning import cli  # pylint: disable=g-import-not-at-top
 from prompt_tuning.sweep import archive as archive_lib  # pylint: disable=g-import-not-at-top
