@@ -21,6 +21,7 @@ import json
 import os
 from typing import Any, Callable, Optional
 
+from etils import epath
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -79,7 +80,7 @@ class _OrbaxTreeReader(Reader):
   def __init__(self, path: str, state_dir: str):
     super().__init__(path)
     self._state_dir = state_dir
-    tree = ocp.PyTreeCheckpointer().metadata(state_dir).item_metadata.tree
+    tree = _tree_handler().metadata(epath.Path(state_dir)).tree
     self._meta = self._unnest(tree)
 
   def _nest(self, flat: dict[str, Any]) -> dict[str, Any]:
@@ -93,8 +94,8 @@ class _OrbaxTreeReader(Reader):
 
   def _restore(self, items: dict[str, Any], restore_args: dict[str, Any]) -> dict[str, Any]:
     """Restores only the named parameters (orbax partial restore)."""
-    restored = ocp.PyTreeCheckpointer().restore(
-      self._state_dir,
+    restored = _tree_handler().restore(
+      epath.Path(self._state_dir),
       args=ocp.args.PyTreeRestore(
         item=self._nest(items), restore_args=self._nest(restore_args), partial_restore=True
       ),
@@ -135,9 +136,7 @@ class OwnCheckpointReader(_OrbaxTreeReader):
     """The run's JSON record at this step (base checkpoint, seed, what trains), or {}."""
     try:
       return dict(
-        ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(
-          os.path.join(self.step_dir, layout.RECORD_ITEM)
-        )
+        ocp.JsonCheckpointHandler().restore(epath.Path(self.step_dir) / layout.RECORD_ITEM)
       )
     except Exception:  # pylint: disable=broad-except
       return {}
@@ -149,10 +148,17 @@ class OwnCheckpointReader(_OrbaxTreeReader):
     return {k[len(PARAMS) :]: v for k, v in tree["trainable"].items() if k.startswith(PARAMS)}
 
 
+def _tree_handler() -> ocp.PyTreeCheckpointHandler:
+  """Reads an item directory (a step's `state/`) itself. orbax's Checkpointer reads step
+  directories, and on an item directory it warns twice that the step's metadata file
+  (`_CHECKPOINT_METADATA`, which is one level up) does not exist."""
+  return ocp.PyTreeCheckpointHandler()
+
+
 def _orbax_tree_has(directory: str, key: str) -> bool:
   """Whether the orbax PyTree checkpoint in `directory` has top-level `key`."""
   try:
-    tree = ocp.PyTreeCheckpointer().metadata(directory).item_metadata.tree
+    tree = _tree_handler().metadata(epath.Path(directory)).tree
   except Exception:  # pylint: disable=broad-except
     return False  # not an orbax checkpoint
   return isinstance(tree, dict) and key in tree
