@@ -215,6 +215,7 @@ def run(main) -> None:
     # threads (orbax's) print their own tracebacks after the one line.
     sys.stdout.flush()
     print(line, file=sys.stderr, flush=True)
+    remove_autograph_files()
     os._exit(code)  # pylint: disable=protected-access
 
   if _HELP.intersection(sys.argv[1:]):  # absl exits 1 after its help; asking is no error
@@ -228,6 +229,19 @@ def run(main) -> None:
     print(f"{doc}\n\nflags (--helpfull: every library's too):\n{own}")
     sys.exit(0)
   app.run(guarded, argv=rewrite_gin_args(sys.argv))
+
+
+def remove_autograph_files() -> None:
+  """Removes the modules TensorFlow's autograph generated in the temp directory for this
+  process (the tf.data functions of seqio's preprocessors), as its exit handler would: an
+  exit by os._exit runs no exit handler."""
+  for name, module in list(sys.modules.items()):
+    path = getattr(module, "__file__", None)
+    if name.startswith("__autograph_generated_file") and path:
+      try:
+        os.remove(path)
+      except OSError:
+        pass  # gone already
 
 
 _HELP = frozenset({"--help", "-help", "-h", "-?", "--helpshort", "--helpfull"})
