@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,6 +19,8 @@ from tests import conftest
 USER_TASKS = textwrap.dedent('''
     """A user's own seqio task from a Python list (what MIXTURE_OR_TASK_MODULE imports)."""
     import os
+    import signal
+
     import seqio
     import tensorflow as tf
 
@@ -28,7 +31,9 @@ USER_TASKS = textwrap.dedent('''
                 for i, w in enumerate(WORDS * 4)]
 
     def dataset_fn(split, shuffle_files, seed=None):
-      del split, shuffle_files, seed
+      del shuffle_files, seed
+      if split == "train" and os.environ.pop("SIGTERM_WHEN_TRAINING_DATA_STARTS", None):
+        os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler would, once the loop runs
       return tf.data.Dataset.from_tensor_slices(
           {k: [e[k] for e in EXAMPLES] for k in ("inputs", "targets")})
 
@@ -256,6 +261,23 @@ def test_ctrl_c_saves_the_step_then_the_same_command_ends_on_the_straight_runs_p
   # With a checkpoint at every step, the best prompt is that step's.
   best_step = json.loads((stopped / "best" / "best.json").read_text())["step"]
   np.testing.assert_array_equal(_best_prompt(stopped), _prompt(stopped, best_step))
+
+
+def test_a_stop_on_an_evaluation_step_leaves_its_evaluation_to_the_resumed_run(straight_run):
+  """A SIGTERM landing on an evaluation step ran the evaluation (12 s on a real task) before
+  stopping. The run now stops at once, and the resumed run makes that evaluation first:
+  every evaluation is made once, and the prompts are the straight run's."""
+  tmp_path, final = straight_run
+  run_dir = tmp_path / "stopped_on_an_evaluation_step"
+  every_step = "--gin.EVAL_PERIOD=1"
+  stopped = _train(tmp_path, run_dir, 6, every_step, env={"SIGTERM_WHEN_TRAINING_DATA_STARTS": "1"})
+  assert stopped.returncode == 143, stopped.stderr[-3000:]
+  assert "error: SIGTERM stopped training at step 1;" in stopped.stderr, stopped.stderr[-3000:]
+  assert "eval at step" not in stopped.stderr
+  resumed = _train(tmp_path, run_dir, 6, every_step)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert re.findall(r"eval at step (\d+):", resumed.stderr) == ["1", "2", "3", "4", "5", "6"]
+  np.testing.assert_array_equal(_prompt(run_dir, 6), final)
 
 
 def _saving(model_dir, after_step):

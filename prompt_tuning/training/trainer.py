@@ -486,6 +486,8 @@ def train(
           )
       record["data_position"] = saved["data_position"]
       record["best"] = saved.get("best")
+      if saved.get("pending_eval") is not None:
+        record["pending_eval"] = saved["pending_eval"]
       logging.info("resuming from step %d (batch %d of the data)", latest, record["data_position"])
 
     batches = data.batches(
@@ -539,6 +541,22 @@ def train(
     metrics: dict[str, Any] = {}
     last_saved = latest
     step_fn = None
+
+    def run_evaluation(step: int, state: train_state.TrainState) -> None:
+      eval_metrics = evaluate(state.trainable)
+      if infer_eval_fn is not None:
+        eval_metrics.update(infer_eval_fn(step, trainable.merge(state.trainable, frozen)))
+      logging.info(
+        "eval at step %d: %s",
+        step,
+        " ".join(f"{k}={v:.4f}" for k, v in sorted(eval_metrics.items())),
+      )
+      writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
+      if best.update(step, eval_metrics, state.trainable):
+        record["best"] = best.record
+
+    if record.pop("pending_eval", None) == step and evaluate is not None:
+      run_evaluation(step, state)  # the stopped run's, left to this one
     tick, tick_step = time.time(), step
     stop.arm()  # from here a SIGINT/SIGTERM saves the current step and stops
     while step < train_steps:
@@ -580,20 +598,16 @@ def train(
           )
         writer.write_scalars(step, scalars)
         tick, tick_step = time.time(), step
-      if evaluate is not None and (step % eval_period == 0 or step == train_steps):
-        eval_metrics = evaluate(state.trainable)
-        if infer_eval_fn is not None:
-          eval_metrics.update(infer_eval_fn(step, trainable.merge(state.trainable, frozen)))
-        logging.info(
-          "eval at step %d: %s",
-          step,
-          " ".join(f"{k}={v:.4f}" for k, v in sorted(eval_metrics.items())),
-        )
-        writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
-        if best.update(step, eval_metrics, state.trainable):
-          record["best"] = best.record
-      # Any host's signal stops every host at the same step.
-      signum = stop.agreed(sync=step % log_period == 0 or step == train_steps)
+      due_eval = evaluate is not None and (step % eval_period == 0 or step == train_steps)
+      # Any host's signal stops every host at the same step. One that lands on an evaluation
+      # step leaves that evaluation to the resumed run, which makes it first.
+      signum = stop.agreed(sync=due_eval or step % log_period == 0 or step == train_steps)
+      if due_eval and signum and step < train_steps:
+        record["pending_eval"] = step
+        logging.info("the evaluation of step %d is left to the resumed run", step)
+      elif due_eval:
+        run_evaluation(step, state)
+        signum = signum or stop.agreed(sync=True)  # one that came during the evaluation
       if step % checkpoint_period == 0 or step == train_steps or signum:
         _check_finite(metrics["loss"], step, last_saved)
         last_saved = ckpt.save(state, record, best.checkpoint_arrays())
