@@ -8,8 +8,10 @@ are gin expressions, so strings keep their quotes), `--gin_search_paths`
 """
 
 import collections
+import errno
 import logging
 import os
+import shutil
 import sys
 from typing import Optional, Sequence
 
@@ -59,12 +61,20 @@ QUIET_WARNINGS = (
 )
 
 
+# Library errors raised again where the command's one-line error reports them (still in the
+# full log): orbax logs its writer threads' exception, with its traceback, then raises it in
+# the thread that saves.
+RAISED_AGAIN = ("[process=%d][thread=%s][operation_id=%s] _SignalingThread.run() raised",)
+
+
 class _OwnInfoOnly(logging.Filter):
-  """Lets through warnings and errors from anyone (but `QUIET_WARNINGS`), INFO only from this
-  package."""
+  """Lets through warnings and errors from anyone (but `QUIET_WARNINGS` and `RAISED_AGAIN`),
+  INFO only from this package."""
 
   def filter(self, record: logging.LogRecord) -> bool:
     if record.levelno == logging.WARNING and str(record.msg).startswith(QUIET_WARNINGS):
+      return False
+    if record.levelno >= logging.ERROR and str(record.msg).startswith(RAISED_AGAIN):
       return False
     return record.levelno >= logging.WARNING or record.pathname.startswith(_PACKAGE_DIR)
 
@@ -81,6 +91,7 @@ class _Buffer(logging.Handler):
 
 
 _buffer: Optional[_Buffer] = None
+_output_directory: Optional[str] = None  # where the command writes (keep_full_log's)
 
 
 def quiet_libraries() -> None:
@@ -107,7 +118,8 @@ def keep_full_log(directory: str) -> Optional[str]:
   """Writes the full log (what was held so far, then every line) to
   `<directory>/<program>.full.log`, the command's own output directory; returns its path.
   Nothing when --log_dir or --verbose decided otherwise, or after the first call."""
-  global _buffer
+  global _buffer, _output_directory
+  _output_directory = directory
   if _buffer is None:
     return None
   held, _buffer = _buffer, None
@@ -123,9 +135,23 @@ def _program() -> str:
   return os.path.splitext(os.path.basename(sys.argv[0]))[0]
 
 
+class _FullLog(logging.FileHandler):
+  """The full log's file. A write that fails (a full disk) closes it without a word: the
+  console has this project's lines, and logging's report of each failed line (a traceback
+  per record) would bury the command's one-line error."""
+
+  def handleError(self, record: logging.LogRecord) -> None:
+    del record
+    logging.getLogger().removeHandler(self)
+    try:
+      self.close()
+    except OSError:
+      pass
+
+
 def _open_full_log(path: str) -> Optional[logging.FileHandler]:
   try:
-    handler = logging.FileHandler(path)
+    handler = _FullLog(path)
   except OSError:
     return None  # no writable place: the console keeps this project's lines
   handler.setFormatter(absl_logging.PythonFormatter())
@@ -189,10 +215,10 @@ def run(main) -> None:
     host.import_tensorflow_quietly()  # done already where the entry point set up its process
     try:
       return main(argv)
-    except USER_ERRORS as e:
+    except (*USER_ERRORS, OSError) as e:
       if os.environ.get("PROMPT_TUNING_TRACEBACKS"):
         raise
-      exit_now(f"error: {storage.describe(e)}", 1)
+      exit_now(f"error: {describe_failure(e)}", 1)
     except KeyboardInterrupt as e:  # Ctrl-C, or the trainer's TrainingInterrupted
       if os.environ.get("PROMPT_TUNING_TRACEBACKS"):
         raise
@@ -229,6 +255,33 @@ def run(main) -> None:
     print(f"{doc}\n\nflags (--helpfull: every library's too):\n{own}")
     sys.exit(0)
   app.run(guarded, argv=rewrite_gin_args(sys.argv))
+
+
+_DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_LOW_SPACE_BYTES = 1 << 20  # less than this left where the command writes: a full disk
+
+
+def describe_failure(error: BaseException) -> str:
+  """The one line a failed command prints: the error's first line, said to be a full disk
+  when it is one (the errno, or the command's output directory left without space: numpy's
+  and tensorstore's write errors carry no errno), with what to do."""
+  line = storage.describe(error)
+  full = getattr(error, "errno", None) in _DISK_FULL_ERRNOS
+  if not full and _output_directory is not None and isinstance(error, (OSError, ValueError)):
+    existing = os.path.abspath(_output_directory)  # or the folder it was made in: a failed
+    while not os.path.isdir(existing) and os.path.dirname(existing) != existing:  # run
+      existing = os.path.dirname(existing)  # removes the MODEL_DIR it created
+    try:
+      full = shutil.disk_usage(existing).free < _LOW_SPACE_BYTES
+    except OSError:
+      pass
+  if not full:
+    return line
+  where = f" on the disk of {_output_directory}" if _output_directory else ""
+  return (
+    f"no space left{where} ({line}); free some and rerun the same command "
+    "(a training run resumes from its last saved step)"
+  )
 
 
 def remove_autograph_files() -> None:

@@ -1,6 +1,8 @@
 """What a newcomer asks the command line: the tasks there are, the macros a run needs."""
 
+import errno
 import os
+import shutil
 import subprocess
 import sys
 
@@ -105,3 +107,71 @@ def test_the_console_drops_the_libraries_info_and_their_two_idle_warnings():
   )
   assert not keep(record(logging.INFO, "orbax: saved"))
   assert keep(record(logging.INFO, "step 1/2", os.path.join(cli._PACKAGE_DIR, "x.py")))  # pylint: disable=protected-access
+
+
+def test_a_full_disk_is_said_on_one_line_with_what_to_do(tmp_path, monkeypatch):
+  """A full disk while writing MODEL_DIR was a 43-line OSError; numpy's and tensorstore's
+  write errors carry no errno ("2560 requested and 992 written"), so the free space where the
+  command writes decides, or above it when the failed run removed its MODEL_DIR."""
+  from prompt_tuning import cli  # pylint: disable=g-import-not-at-top
+
+  model_dir = tmp_path / "run"  # never made: as a failed run leaves it
+  monkeypatch.setattr(cli, "_output_directory", str(model_dir))
+  free = {"bytes": 10 << 30}
+  asked = []
+
+  def disk_usage(path):
+    asked.append(path)
+    return shutil._ntuple_diskusage(100 << 30, (100 << 30) - free["bytes"], free["bytes"])  # pylint: disable=protected-access
+
+  monkeypatch.setattr(shutil, "disk_usage", disk_usage)
+  short_write = OSError("2560 requested and 992 written")
+  assert cli.describe_failure(short_write) == "2560 requested and 992 written"
+  assert asked == [str(tmp_path)]
+  free["bytes"] = 8192
+  assert cli.describe_failure(short_write) == (
+    f"no space left on the disk of {model_dir} (2560 requested and 992 written); free some "
+    "and rerun the same command (a training run resumes from its last saved step)"
+  )
+  monkeypatch.setattr(cli, "_output_directory", None)
+  assert cli.describe_failure(OSError(errno.ENOSPC, "No space left on device")).startswith(
+    "no space left ([Errno 28] No space left on device); free some"
+  )
+  assert cli.describe_failure(ValueError("PROMPT_LENGTH=0")) == "PROMPT_LENGTH=0"
+
+
+@pytest.mark.integration
+def test_training_onto_a_full_disk_stops_on_one_line_and_the_rerun_finishes(tmp_path):
+  """On a real full file system (a small tmpfs; skipped where this process may not mount)."""
+  disk = tmp_path / "disk"
+  disk.mkdir()
+  mounted = subprocess.run(
+    ["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(disk)], capture_output=True
+  )
+  if mounted.returncode != 0:
+    pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+  try:
+    (disk / "filler").write_bytes(b"\0" * (570 << 10))  # 30 KiB left: the checkpoint fails
+    command = [
+      sys.executable,
+      "-m",
+      "prompt_tuning.train",
+      "--gin_file=configs/runs/wordnet_demo.gin",
+      f"--gin.MODEL_DIR='{disk / 'run'}'",
+      "--gin.TRAIN_STEPS=2",
+    ]
+    run = lambda: subprocess.run(  # noqa: E731
+      command, cwd=conftest.REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
+    failed = run()
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    not_info = [line for line in failed.stderr.splitlines() if not line.startswith("I")]
+    assert len(not_info) == 1 and not_info[0].startswith(
+      f"error: no space left on the disk of {disk / 'run'} ("
+    ), failed.stderr[-3000:]
+    (disk / "filler").unlink()
+    done = run()
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"prompt={disk / 'run'}/numpy_checkpoints/checkpoint_2" in done.stdout
+  finally:
+    subprocess.run(["umount", str(disk)], check=False)
