@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from prompt_tuning.checkpoints import layout
+from prompt_tuning.checkpoints import storage
 from prompt_tuning.sweep import archive as archive_lib
 from prompt_tuning.sweep import driver
 from prompt_tuning.sweep import points as points_lib
@@ -478,7 +479,7 @@ def _conflicting(sweeps, tmp_path):
   record = json.loads(lines[index])
   record[f"eval/{TASK}/accuracy"] += 0.01
   lines[index] = json.dumps(record)
-  points_lib.write_file(path, "\n".join(lines) + "\n")
+  storage.write_file(path, "\n".join(lines) + "\n")
   return other
 
 
@@ -498,7 +499,7 @@ def test_a_merge_of_conflicting_runs_stops_with_one_line_and_writes_nothing(swee
   shutil.copytree(sweeps["archives"][1], retimed)
   path = os.path.join(retimed, COPIED, "metrics.jsonl")
   text = open(path).read().replace('"time": 1', '"time": 2')
-  points_lib.write_file(path, text)
+  storage.write_file(path, text)
   archive_lib.archive([sweeps["archives"][0], retimed], str(tmp_path / "retimed_merge"))
   # The command line: one line on stderr, exit status 1, no archive.
   out_dir = tmp_path / "merged"

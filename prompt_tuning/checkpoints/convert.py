@@ -27,6 +27,7 @@ from prompt_tuning.checkpoints import checkpointer
 from prompt_tuning.checkpoints import huggingface
 from prompt_tuning.checkpoints import layout
 from prompt_tuning.checkpoints import readers
+from prompt_tuning.checkpoints import storage
 from prompt_tuning.checkpoints import tree
 
 _LAYER = re.compile(r"^(encoder|decoder)/layers_(\d+)/")
@@ -150,9 +151,9 @@ def to_huggingface(
     "dtype": torch_dtype,
   }
   os.makedirs(output_dir, exist_ok=True)
-  weights = os.path.join(output_dir, "model.safetensors")
-  safetensors_numpy.save_file(state, weights + ".tmp", metadata={"format": "pt"})
-  os.replace(weights + ".tmp", weights)
-  with open(os.path.join(output_dir, "config.json"), "w") as f:
-    json.dump(config, f, indent=2, sort_keys=True)
+  with storage.replaced_atomically(os.path.join(output_dir, "model.safetensors")) as weights:
+    safetensors_numpy.save_file(state, weights, metadata={"format": "pt"})
+  storage.write_file(
+    os.path.join(output_dir, "config.json"), json.dumps(config, indent=2, sort_keys=True)
+  )
   return config

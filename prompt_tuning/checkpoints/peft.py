@@ -15,6 +15,8 @@ from typing import Any, Optional
 import numpy as np
 from safetensors import numpy as safetensors_numpy
 
+from prompt_tuning.checkpoints import storage
+
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 PROMPT_KEY = "prompt_embeddings"
@@ -106,11 +108,9 @@ def write_adapter(
     "tokenizer_name_or_path": None,
   }
   # Weights first, config last: a directory with a config is a complete adapter.
-  weights = os.path.join(output_dir, WEIGHTS_FILE)
-  safetensors_numpy.save_file({PROMPT_KEY: prompt}, weights + ".tmp")
-  os.replace(weights + ".tmp", weights)
-  tmp = os.path.join(output_dir, CONFIG_FILE + ".tmp")
-  with open(tmp, "w") as f:
-    json.dump(config, f, indent=2, sort_keys=True)
-  os.replace(tmp, os.path.join(output_dir, CONFIG_FILE))
+  with storage.replaced_atomically(os.path.join(output_dir, WEIGHTS_FILE)) as weights:
+    safetensors_numpy.save_file({PROMPT_KEY: prompt}, weights)
+  storage.write_file(
+    os.path.join(output_dir, CONFIG_FILE), json.dumps(config, indent=2, sort_keys=True)
+  )
   return config

@@ -10,9 +10,10 @@ endpoint: tensorstore's own environment variables (see docs/training.md,
 A failed remote read raises `StorageError` naming the path, on one line.
 """
 
+import contextlib
 import os
 import posixpath
-from typing import Any, Optional
+from typing import Any, Iterator, Optional, Union
 
 import tensorstore as ts
 
@@ -26,6 +27,35 @@ GCS_RETRIES = {"max_retries": 8, "initial_delay": "100ms", "max_delay": "2s"}
 
 class StorageError(OSError):
   """A path could not be read (unreachable store, no credentials, ...)."""
+
+
+@contextlib.contextmanager
+def replaced_atomically(path: str) -> Iterator[str]:
+  """Yields a temporary path beside local `path`; what the block writes there becomes `path`
+  in one rename when it ends, or is removed when it raises (a full disk): readers see the
+  old file or the whole new one, never part of one, and a failed write leaves nothing."""
+  temporary = f"{path}.tmp.{os.getpid()}"
+  try:
+    yield temporary
+    os.replace(temporary, path)
+  except BaseException:
+    with contextlib.suppress(OSError):
+      os.remove(temporary)
+    raise
+
+
+def write_file(path: str, data: Union[str, bytes], mode: Optional[int] = None) -> None:
+  """Writes local `path` whole, atomically (`replaced_atomically`): text as it is (no newline
+  translation), or bytes; `mode` sets its permission bits."""
+  with replaced_atomically(path) as temporary:
+    with (
+      open(temporary, "wb")
+      if isinstance(data, bytes)
+      else open(temporary, "w", encoding="utf-8", newline="") as f
+    ):
+      f.write(data)
+    if mode is not None:
+      os.chmod(temporary, mode)
 
 
 def is_remote(path: str) -> bool:

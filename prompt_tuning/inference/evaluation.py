@@ -22,6 +22,7 @@ from absl import logging
 import numpy as np
 import seqio
 
+from prompt_tuning.checkpoints import storage
 from prompt_tuning.data import registry
 from prompt_tuning.inference import decoding
 from prompt_tuning.inference import predictor as predictor_lib
@@ -370,10 +371,7 @@ def evaluate(
 
 
 def _write_json(path: str, value: Any) -> None:
-  tmp = f"{path}.tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(value, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+  storage.write_file(path, json.dumps(value, indent=2, sort_keys=True))
 
 
 def _test_splits(test_split: Optional[str | Sequence[str]]) -> list[str]:

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from absl import logging
 
+from prompt_tuning.checkpoints import storage
 from prompt_tuning.data import registry
 from prompt_tuning.inference import decoding
 from prompt_tuning.inference import evaluation
@@ -57,11 +58,7 @@ def read_inputs(path: str) -> list[dict[str, Any]]:
 def _write_jsonl(path: str, rows: Sequence[Mapping[str, Any]]) -> None:
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  tmp = f"{path}.tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    for row in rows:
-      f.write(json.dumps(row, ensure_ascii=False) + "\n")
-  os.replace(tmp, path)  # never a half-written output file
+  storage.write_file(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def _predict_rows(

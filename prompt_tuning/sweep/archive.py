@@ -48,6 +48,7 @@ import sys
 from typing import Any, Callable, Optional, Sequence, Union
 
 from prompt_tuning.checkpoints import layout
+from prompt_tuning.checkpoints import storage
 from prompt_tuning.sweep import points as points_lib
 from prompt_tuning.sweep import provenance
 from prompt_tuning.sweep import report as report_lib
@@ -63,7 +64,7 @@ NOT_RECORDED = (
   "may have been on another machine or commit"
 )
 _DROPPED_STATUS_KEYS = ("log_tail",)  # the log's last lines: the machine's paths, tracebacks
-_TEMPORARY = re.compile(r"\.tmp\.\d+$")  # points_lib.write_file's, left by a kill
+_TEMPORARY = re.compile(r"\.tmp\.\d+$")  # storage.write_file's, left by a kill
 
 # A file's content: bytes, or a file to copy as it is (a prompt).
 Content = Union[bytes, pathlib.Path]
@@ -473,7 +474,7 @@ def _put(path: str, content: Content) -> bool:
   except FileNotFoundError:
     pass
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  points_lib.write_file(path, data)
+  storage.write_file(path, data)
   return True
 
 

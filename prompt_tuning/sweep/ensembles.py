@@ -58,6 +58,7 @@ import textwrap
 from typing import Any, Optional, Sequence, TextIO
 
 from prompt_tuning.checkpoints import layout
+from prompt_tuning.checkpoints import storage
 from prompt_tuning.sweep import points as points_lib
 from prompt_tuning.sweep import report as report_lib
 
@@ -405,7 +406,7 @@ def evaluate(sweep_dir: str, eval_dir: str, log: TextIO = sys.stderr) -> dict:
 def write_json(results: dict, path: str) -> None:
   if os.path.dirname(path):
     os.makedirs(os.path.dirname(path), exist_ok=True)
-  points_lib.write_file(path, json.dumps(results, indent=1, sort_keys=True) + "\n")
+  storage.write_file(path, json.dumps(results, indent=1, sort_keys=True) + "\n")
 
 
 def read_json(path: str) -> dict:
@@ -616,5 +617,5 @@ def plot(results: dict, path: str) -> Optional[str]:
   plt.close(figure)
   if os.path.dirname(path):
     os.makedirs(os.path.dirname(path), exist_ok=True)
-  points_lib.write_file(path, png.getvalue())
+  storage.write_file(path, png.getvalue())
   return path

@@ -28,10 +28,11 @@ import shlex
 import shutil
 import sys
 import time
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Sequence
 
 from prompt_tuning import host
 from prompt_tuning.checkpoints import layout
+from prompt_tuning.checkpoints import storage
 from prompt_tuning.sweep import provenance
 from prompt_tuning.sweep import spec
 
@@ -45,19 +46,8 @@ DONE, FAILED, INTERRUPTED = "done", "failed", "interrupted"
 ERROR_LINES = 5  # the log's last lines kept in a failed point's status
 
 
-def write_file(path: str, text: Union[str, bytes], mode: Optional[int] = None) -> None:
-  """Writes `path` whole (text, or bytes as they are): a temporary file beside it, then a
-  rename."""
-  temporary = f"{path}.tmp.{os.getpid()}"
-  with open(temporary, "wb") if isinstance(text, bytes) else open(temporary, "w", newline="") as f:
-    f.write(text)
-  if mode is not None:
-    os.chmod(temporary, mode)
-  os.replace(temporary, path)
-
-
 def write_json(path: str, value: Any) -> None:
-  write_file(path, json.dumps(value, indent=1) + "\n")
+  storage.write_file(path, json.dumps(value, indent=1) + "\n")
 
 
 def read_json(path: str) -> Optional[Any]:
@@ -225,7 +215,7 @@ def prepare(
     script = command_script(plan, point, model_dir, cwd)
     script_path = os.path.join(model_dir, COMMAND_FILE)
     if not os.path.exists(script_path) or open(script_path).read() != script:
-      write_file(script_path, script, mode=0o755)
+      storage.write_file(script_path, script, mode=0o755)
 
 
 def config_of_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:

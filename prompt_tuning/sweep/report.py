@@ -28,6 +28,7 @@ import statistics
 import textwrap
 from typing import Any, Iterable, Optional, Sequence
 
+from prompt_tuning.checkpoints import storage
 from prompt_tuning.sweep import points as points_lib
 
 RESULTS_FILE = "results.csv"
@@ -231,7 +232,7 @@ def write_csv(rows: Sequence[dict[str, Any]], path: str) -> None:
   writer.writerow(columns)
   for row in rows:
     writer.writerow([_format(row.get(c)) for c in columns])
-  points_lib.write_file(path, text.getvalue())
+  storage.write_file(path, text.getvalue())
 
 
 class Setting:
@@ -558,7 +559,7 @@ def report(
   results = os.path.join(out_dir, RESULTS_FILE)
   write_csv(rows, results)
   summary = os.path.join(out_dir, SUMMARY_FILE)
-  points_lib.write_file(summary, summary_markdown(meta, rows))
+  storage.write_file(summary, summary_markdown(meta, rows))
   plots = [
     p
     for p in (
