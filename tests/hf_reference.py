@@ -20,6 +20,18 @@ TINY = t5.T5Config(
   dropout_rate=0.0,
   dtype="float32",
 )
+# configs/test/tiny.gin's architecture (tests/test_configs.py checks that the file builds it).
+TINY_GIN = t5.T5Config(
+  vocab_size=32128,
+  emb_dim=16,
+  num_heads=2,
+  num_encoder_layers=2,
+  num_decoder_layers=2,
+  head_dim=8,
+  mlp_dim=32,
+  dropout_rate=0.0,
+  dtype="float32",
+)
 # The small size's widths (and vocabulary) with 2 layers per stack.
 SMALL_2L = t5.T5Config(
   vocab_size=32128,

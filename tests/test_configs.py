@@ -14,6 +14,7 @@ import pytest
 from prompt_tuning import gin_config
 from prompt_tuning.models import prompts
 from prompt_tuning.models import t5
+from tests import hf_reference
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG_FILES = sorted(str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "configs").rglob("*.gin"))
@@ -421,6 +422,11 @@ def test_user_search_path(tmp_path):
   (tmp_path / "mine.gin").write_text("include 'configs/test/tiny.gin'\nPROMPT_LENGTH = 2\n")
   gin_config.parse_gin(["mine.gin"], search_paths=[str(tmp_path)])
   assert gin_config.build_model().prompt.length == 2
+
+
+def test_the_tiny_test_config_builds_the_architecture_the_tests_compare():
+  gin_config.parse_gin([TINY])
+  assert gin_config.build_model().config == hf_reference.TINY_GIN
 
 
 def test_build_model_without_model_config():

@@ -10,22 +10,9 @@ import pytest
 import torch
 
 from prompt_tuning.inference import decoding
-from prompt_tuning.models import t5
 from tests import conftest
 from tests import hf_reference
 
-# configs/test/tiny.gin's architecture.
-TINY_GIN = t5.T5Config(
-  vocab_size=32128,
-  emb_dim=16,
-  num_heads=2,
-  num_encoder_layers=2,
-  num_decoder_layers=2,
-  head_dim=8,
-  mlp_dim=32,
-  dropout_rate=0.0,
-  dtype="float32",
-)
 LENGTHS = {"inputs": 12, "targets": 7}
 TEXTS = [
   "hello",
@@ -66,7 +53,7 @@ def run_infer(tmp_path, hf_dir, input_file, output_file, *extra):
 @pytest.fixture(scope="module")
 def hf_checkpoint(tmp_path_factory):
   """A random HF T5 of tiny.gin's shape, saved; its EOS logit raised so outputs end early."""
-  model = hf_reference.random_hf_model(TINY_GIN, seed=11)
+  model = hf_reference.random_hf_model(hf_reference.TINY_GIN, seed=11)
   with torch.no_grad():
     model.lm_head.weight[decoding.EOS_ID] *= 6.0
   directory = tmp_path_factory.mktemp("hf")

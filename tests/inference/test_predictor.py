@@ -12,18 +12,9 @@ from prompt_tuning.inference import predictor as predictor_lib
 from prompt_tuning.models import prompt_init
 from prompt_tuning.models import prompts as prompts_lib
 from prompt_tuning.models import t5
+from tests import hf_reference
 
-CFG = t5.T5Config(
-  vocab_size=32128,
-  emb_dim=16,
-  num_heads=2,
-  num_encoder_layers=2,
-  num_decoder_layers=2,
-  head_dim=8,
-  mlp_dim=32,
-  dropout_rate=0.0,
-  dtype="float32",
-)
+CFG = hf_reference.TINY_GIN
 LENGTHS = {"inputs": 10, "targets": 6}
 TEXTS = [
   "a fine film",
