@@ -1,17 +1,17 @@
 """Process settings that make XLA's CPU backend use the host well; entry points apply them.
 
-Two measured problems with a plain process on a CPU host (BENCHMARKS.md):
+Two problems with a plain process on a CPU host, measured in BENCHMARKS.md ("What
+limits it", under the train-step benchmark against PEFT):
 
 * XLA's CPU backend runs each matmul on one thread, and a transformer layer's
   matmuls mostly depend on each other, so one CPU device leaves cores idle.
   `use_a_cpu_device_per_core` asks XLA for one CPU device per core; the mesh's
   data axis then splits the batch over them.
-* Each execution gets its temporaries as one large allocation (2.1 GB per
-  device for a T5.1.1 Small step at batch 32), which glibc maps fresh every
-  step: about a million page faults and 2.5-3 s of kernel time per step on 2
-  cores. glibc's `glibc.malloc.hugetlb=1` tunable backs such mappings with
-  transparent huge pages (500x fewer faults). glibc reads tunables only at
-  start-up, so `reexec_with_huge_pages` restarts the same command once with it.
+* Each execution gets its temporaries as one large allocation, which glibc maps
+  fresh every step, page by page. glibc's `glibc.malloc.hugetlb=1` tunable backs
+  such mappings with transparent huge pages (far fewer page faults). glibc reads
+  tunables only at start-up, so `reexec_with_huge_pages` restarts the same command
+  once with it.
 
 Accelerator platforms are unaffected by either. Both must run before JAX starts
 its backends (the first `jax.devices()`).

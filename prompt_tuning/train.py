@@ -34,8 +34,8 @@ from typing import Sequence
 from prompt_tuning import host
 
 # First of all, before the heavy imports: take PROMPT_TUNING_CPU_CORES cores if
-# set, and restart once with glibc's huge-page tunable (see host.py; 17% faster
-# steps on CPU, measured).
+# set, and restart once with glibc's huge-page tunable (see host.py; its speed-up is in
+# BENCHMARKS.md).
 if __name__ == "__main__":
   host.set_up_process()
 

@@ -65,8 +65,8 @@ def batches(
   if start:
     ds = ds.skip(start)
   # Without tf.data's autotuning: its optimization thread can hold up the
-  # iterator's deletion (the end of training) for 40 s in a process pinned to
-  # one core (a sweep's point), measured; these pipelines are light anyway.
+  # iterator's deletion (the end of training) in a process pinned to one core
+  # (a sweep's point); these pipelines are light anyway.
   options = tf.data.Options()
   options.autotune.enabled = False
   ds = ds.with_options(options)
