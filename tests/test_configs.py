@@ -226,7 +226,7 @@ def test_every_config_is_tested():
   named |= set(WORDNET_FILES)
   named |= {TASK_CLASS_LABELS}
   named |= set(FAMILY_FILES.values())
-  # Every point of every sweep is checked as a training config in tests/test_sweep.py.
+  # Every point of every sweep is checked as a training config in tests/sweep/test_sweep_files.py.
   named |= {f for f in CONFIG_FILES if f.startswith("configs/sweeps/")}
   assert set(CONFIG_FILES) == named
 

@@ -90,7 +90,7 @@ def test_a_prompt_saved_by_the_original_code_loads(request, tmp_path):
 
 def test_sweep_file_is_the_shipped_mini_sweep():
   """docs/sweeps.md's sweep file is configs/sweeps/wordnet_mini.gin (comments aside),
-  which tests/test_sweep.py parses into valid runs."""
+  which tests/sweep/test_sweep_files.py parses into valid runs."""
   (block,) = [b.text for b in doc_blocks.blocks("docs/sweeps.md") if b.info == "gin"]
   shipped = (conftest.REPO_ROOT / "configs" / "sweeps" / "wordnet_mini.gin").read_text()
   assert (

@@ -28,7 +28,7 @@ from prompt_tuning.sweep import provenance
 from prompt_tuning.sweep import report as report_lib
 from prompt_tuning.sweep import spec
 from tests import conftest
-from tests import test_sweep as sweep_tests
+from tests.sweep import helpers
 
 REPO = str(conftest.REPO_ROOT)
 AXES = "sweep.Sweep.axes = {'LEARNING_RATE': [0.3, 1.0, -1.0], 'RANDOM_SEED': [0, 1]}\n"
@@ -169,7 +169,7 @@ def sweeps(tmp_path_factory):
   on two machines), and each one archived."""
   tmp = tmp_path_factory.mktemp("archive")
   root = str(tmp_path_factory.getbasetemp())
-  sweep_file = sweep_tests._write(tmp, sweep_tests.BASE + AXES)
+  sweep_file = helpers.write_sweep_file(tmp, helpers.BASE + AXES)
   whole = driver.load(sweep_file)
   digests = {n: driver.config_digest(t) for n, t in driver.check_points(whole).items()}
   dirs = {"whole": str(tmp / "whole")}
@@ -365,7 +365,7 @@ def test_report_reads_an_archive_as_the_sweep_directory_and_writes_nothing_into_
   with open(ours["plots"][0], "rb") as a, open(theirs["plots"][0], "rb") as b:
     assert a.read() == b.read()
   assert (ours["done"], ours["failed"], ours["total"]) == (4, 1, 6)
-  rows = sweep_tests._rows(ours["results"])
+  rows = helpers.csv_rows(ours["results"])
   assert float(rows[COPIED]["tokens_per_s"]) > 0 and rows[NOT_STARTED]["status"] == "not started"
   for out_dir in (None, archive_dir, os.path.join(archive_dir, "plots")):
     with pytest.raises(
@@ -379,7 +379,7 @@ def test_report_reads_an_archive_as_the_sweep_directory_and_writes_nothing_into_
 def _reproducible_rows(path):
   return {
     name: {k: v for k, v in row.items() if k != "wall_s"}
-    for name, row in sweep_tests._rows(path).items()
+    for name, row in helpers.csv_rows(path).items()
   }
 
 
