@@ -14,7 +14,7 @@ import pytest
 from prompt_tuning import gin_config
 from prompt_tuning.models import prompts
 from prompt_tuning.models import t5
-from tests import hf_reference
+from tests.helpers import hf_reference
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG_FILES = sorted(str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "configs").rglob("*.gin"))

@@ -1,6 +1,6 @@
 """Every command block of README.md and docs/*.md is run by a named test or says why not.
 
-What a command block is, and the two markers, are in tests/doc_blocks.py. The
+What a command block is, and the two markers, are in tests/helpers/doc_blocks.py. The
 check is static (it parses the docs and the named test files, runs nothing), so
 it takes well under a second; the tests that run blocks are in tests/test_readme.py.
 """
@@ -9,7 +9,7 @@ import ast
 import pathlib
 import re
 
-from tests import doc_blocks
+from tests.helpers import doc_blocks
 
 # The front page's ceiling (the issue: "at most about 250 lines").
 README_MAX_LINES = 250
@@ -81,7 +81,7 @@ def test_the_readme_is_a_front_page_that_links_every_docs_page():
 # The checker itself, on docs written here: each way a block can be wrong is caught.
 
 _TEST_FILE = '''
-from tests import doc_blocks
+from tests.helpers import doc_blocks
 
 def test_runs_it(request):
   doc_blocks.run_by(request, "README.md")

@@ -29,7 +29,7 @@ def _eval(tmp_path, out_dir, *extra, ok=True):
     "--gin_file=configs/runs/prompt_eval.gin",
     "--gin.INITIAL_CHECKPOINT_PATH=None",
     f"--gin.SENTENCEPIECE_MODEL_FILE='{conftest.VOCAB_PATH}'",
-    "--gin.MIXTURE_OR_TASK_MODULE='tests.eval_tasks'",
+    "--gin.MIXTURE_OR_TASK_MODULE='tests.helpers.eval_tasks'",
     "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 4}",
     "--gin.BATCH_SIZE=4",
     f"--gin.EVAL_OUTPUT_DIR='{out_dir}'",
@@ -152,7 +152,7 @@ def test_training_evaluation_decodes_and_reports_the_tasks_metrics(tmp_path):
     "--gin_file=configs/runs/prompt_finetune.gin",
     f"--gin.MODEL_DIR='{model_dir}'",
     "--gin.MIXTURE_OR_TASK_NAME='eval_sentiment'",
-    "--gin.MIXTURE_OR_TASK_MODULE='tests.eval_tasks'",
+    "--gin.MIXTURE_OR_TASK_MODULE='tests.helpers.eval_tasks'",
     "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 4}",
     "--gin.TRAIN_STEPS=2",
     "--gin.INITIAL_CHECKPOINT_PATH=None",
@@ -211,9 +211,9 @@ def test_prediction_shares_count_the_most_common_answer_and_answers_outside_the_
 
 
 def eval_tasks_examples(split="validation"):
-  """tests/eval_tasks.py's examples of `split` (it reads T5_VOCAB when imported)."""
+  """tests/helpers/eval_tasks.py's examples of `split` (it reads T5_VOCAB when imported)."""
   os.environ.setdefault("T5_VOCAB", str(conftest.VOCAB_PATH))
-  from tests import eval_tasks  # pylint: disable=g-import-not-at-top
+  from tests.helpers import eval_tasks  # pylint: disable=g-import-not-at-top
 
   return eval_tasks.TEST_EXAMPLES if split == "test" else eval_tasks.EXAMPLES
 

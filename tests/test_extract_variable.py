@@ -16,7 +16,7 @@ from prompt_tuning.training import trainable
 from prompt_tuning.models import prompts
 from prompt_tuning.models import t5
 from tests import conftest
-from tests import hf_reference
+from tests.helpers import hf_reference
 
 CFG = hf_reference.TINY
 

@@ -11,7 +11,7 @@ import torch
 
 from prompt_tuning.inference import decoding
 from tests import conftest
-from tests import hf_reference
+from tests.helpers import hf_reference
 
 LENGTHS = {"inputs": 12, "targets": 7}
 TEXTS = [

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from tests import conftest
-from tests import doc_blocks
+from tests.helpers import doc_blocks
 
 
 def _run(block: str, tmp_path, extra: str = "") -> subprocess.CompletedProcess:

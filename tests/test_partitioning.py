@@ -10,7 +10,7 @@ from jax.sharding import PartitionSpec as P
 from prompt_tuning.models import prompts
 from prompt_tuning.models import t5
 from prompt_tuning import partitioning
-from tests import hf_reference
+from tests.helpers import hf_reference
 
 CFG = hf_reference.TINY
 

@@ -2,7 +2,7 @@
 
 Each test reads its blocks with `doc_blocks.run_by(request, <page>)`: the blocks of that
 page whose first line is `# run by tests/test_readme.py::<the test>`. The rule for the
-others is in tests/doc_blocks.py; tests/test_docs_commands.py checks every block.
+others is in tests/helpers/doc_blocks.py; tests/test_docs_commands.py checks every block.
 """
 
 import json
@@ -11,7 +11,7 @@ import re
 import pytest
 
 from tests import conftest
-from tests import doc_blocks
+from tests.helpers import doc_blocks
 
 
 @pytest.mark.integration

@@ -14,8 +14,8 @@ from prompt_tuning.checkpoints import tree
 from prompt_tuning.checkpoints import convert
 from prompt_tuning.models import t5
 from scripts import convert_checkpoint
-from tests import hf_reference
-from tests.checkpoints import t5x_writer
+from tests.helpers import hf_reference
+from tests.helpers import t5x_writer
 
 CFG = hf_reference.TINY
 

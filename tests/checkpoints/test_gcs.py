@@ -1,6 +1,6 @@
 """t5x checkpoints on gs://, served by a real GCS server on localhost, read as t5x reads them.
 
-The emulator (tests/gcs_emulator.py) is reached only through tensorstore's
+The emulator (tests/helpers/gcs_emulator.py) is reached only through tensorstore's
 documented variables, TENSORSTORE_GCS_HTTP_URL and GOOGLE_AUTH_TOKEN_FOR_TESTING:
 the code path is the one `gs://t5-data/...` takes.
 """
@@ -23,8 +23,8 @@ from prompt_tuning.models import prompt_init
 from prompt_tuning.models import prompts
 from prompt_tuning.models import t5
 from tests import conftest
-from tests import gcs_emulator
-from tests.checkpoints import t5x_writer
+from tests.helpers import gcs_emulator
+from tests.helpers import t5x_writer
 
 # configs/test/tiny.gin's model with 4 heads (4-way model parallelism splits them) and the
 # bundled WordNet vocabulary's 4224 rows (a small checkpoint: the emulator serves one
@@ -152,7 +152,7 @@ def test_the_training_command_reads_gs_and_fails_on_one_line_without_the_emulato
     "--gin_file=configs/runs/prompt_finetune.gin",
     f"--gin.MODEL_DIR='{tmp_path / 'run'}'",
     "--gin.MIXTURE_OR_TASK_NAME='eval_sentiment'",
-    "--gin.MIXTURE_OR_TASK_MODULE='tests.eval_tasks'",
+    "--gin.MIXTURE_OR_TASK_MODULE='tests.helpers.eval_tasks'",
     "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 4}",
     "--gin.TRAIN_STEPS=1",
     f"--gin.INITIAL_CHECKPOINT_PATH='{path}'",
@@ -167,7 +167,7 @@ def test_the_training_command_reads_gs_and_fails_on_one_line_without_the_emulato
   ]
   env = dict(
     os.environ,
-    T5_VOCAB=VOCABULARY,  # tests/eval_tasks.py's vocabulary
+    T5_VOCAB=VOCABULARY,  # tests/helpers/eval_tasks.py's vocabulary
     XLA_FLAGS="--xla_force_host_platform_device_count=1",
   )
   done = subprocess.run(

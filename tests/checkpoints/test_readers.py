@@ -18,7 +18,7 @@ from prompt_tuning import partitioning
 from prompt_tuning.training import train_state
 from prompt_tuning.training import trainable
 
-from tests import hf_reference
+from tests.helpers import hf_reference
 
 CFG = hf_reference.TINY
 

@@ -17,8 +17,8 @@ from prompt_tuning import partitioning
 from prompt_tuning.training import trainable
 from scripts import extract_variable
 from tests import conftest
-from tests import hf_reference
-from tests.checkpoints import t5x_writer
+from tests.helpers import hf_reference
+from tests.helpers import t5x_writer
 
 CFG = hf_reference.TINY
 

@@ -12,7 +12,7 @@ import torch
 
 from prompt_tuning.inference import decoding
 from prompt_tuning.models import t5
-from tests import hf_reference
+from tests.helpers import hf_reference
 
 
 def _hf_with_eos_bias(cfg, seed=0, eos_boost=6.0):

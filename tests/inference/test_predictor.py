@@ -12,7 +12,7 @@ from prompt_tuning.inference import predictor as predictor_lib
 from prompt_tuning.models import prompt_init
 from prompt_tuning.models import prompts as prompts_lib
 from prompt_tuning.models import t5
-from tests import hf_reference
+from tests.helpers import hf_reference
 
 CFG = hf_reference.TINY_GIN
 LENGTHS = {"inputs": 10, "targets": 6}

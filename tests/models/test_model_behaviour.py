@@ -9,7 +9,7 @@ import pytest
 
 from prompt_tuning.models import prompts
 from prompt_tuning.models import t5
-from tests import hf_reference
+from tests.helpers import hf_reference
 
 CFG = hf_reference.TINY
 

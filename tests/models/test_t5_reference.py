@@ -8,7 +8,7 @@ import pytest
 from prompt_tuning.models import prompt_init
 from prompt_tuning.models import prompts
 from prompt_tuning.models import t5
-from tests import hf_reference
+from tests.helpers import hf_reference
 
 ATOL = 1e-4  # float32, as the foundation issue specifies; never relax it.
 

@@ -11,7 +11,7 @@ from prompt_tuning.training import optimizers
 from prompt_tuning import partitioning
 from prompt_tuning.training import train_state
 from prompt_tuning.training import trainable
-from tests import hf_reference
+from tests.helpers import hf_reference
 
 CFG = t5.T5Config(**{**hf_reference.TINY.__dict__, "dropout_rate": 0.1})
 

@@ -14,7 +14,7 @@ from prompt_tuning.models import t5
 from prompt_tuning.training import losses
 from prompt_tuning.training import optimizers
 from prompt_tuning.training import trainable
-from tests import hf_reference
+from tests.helpers import hf_reference
 
 CFG = hf_reference.TINY
 

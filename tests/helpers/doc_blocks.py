@@ -31,7 +31,7 @@ import subprocess
 import sys
 from typing import Mapping, Optional
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 COMMAND_LANGUAGES = ("python", "sh", "bash", "shell", "console")
 RUN_BY = re.compile(r"# run by (tests/[\w/]+\.py)::(\w+)")
