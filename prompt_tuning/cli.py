@@ -105,7 +105,6 @@ def quiet_libraries() -> None:
   global _buffer
   if FLAGS.verbose:
     return
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ INFO lines
   absl_logging.get_absl_handler().addFilter(_OwnInfoOnly())
   if FLAGS.log_dir:  # asked for: there, from the start
     _open_full_log(os.path.join(FLAGS.log_dir, f"prompt_tuning.{_program()}.{os.getpid()}.log"))
@@ -267,7 +266,8 @@ def describe_failure(error: BaseException) -> str:
   and tensorstore's write errors carry no errno), with what to do."""
   line = storage.describe(error)
   full = getattr(error, "errno", None) in _DISK_FULL_ERRNOS
-  if not full and _output_directory is not None and isinstance(error, (OSError, ValueError)):
+  local = _output_directory is not None and not storage.is_remote(_output_directory)
+  if not full and local and isinstance(error, (OSError, ValueError)):
     existing = os.path.abspath(_output_directory)  # or the folder it was made in: a failed
     while not os.path.isdir(existing) and os.path.dirname(existing) != existing:  # run
       existing = os.path.dirname(existing)  # removes the MODEL_DIR it created

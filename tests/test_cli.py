@@ -133,6 +133,8 @@ def test_a_full_disk_is_said_on_one_line_with_what_to_do(tmp_path, monkeypatch):
     f"no space left on the disk of {model_dir} (2560 requested and 992 written); free some "
     "and rerun the same command (a training run resumes from its last saved step)"
   )
+  monkeypatch.setattr(cli, "_output_directory", "gs://bucket/run")  # not this disk's space
+  assert cli.describe_failure(short_write) == "2560 requested and 992 written"
   monkeypatch.setattr(cli, "_output_directory", None)
   assert cli.describe_failure(OSError(errno.ENOSPC, "No space left on device")).startswith(
     "no space left ([Errno 28] No space left on device); free some"
