@@ -22,6 +22,7 @@ from absl import logging as absl_logging
 from prompt_tuning import gin_config
 from prompt_tuning import host
 from prompt_tuning.checkpoints import storage
+from prompt_tuning.data import autograph
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("gin_file", [], "Gin files, in order (later ones override).")
@@ -240,7 +241,7 @@ def run(main) -> None:
     # threads (orbax's) print their own tracebacks after the one line.
     sys.stdout.flush()
     print(line, file=sys.stderr, flush=True)
-    remove_autograph_files()
+    autograph.remove_generated_files()
     os._exit(code)  # pylint: disable=protected-access
 
   if _HELP.intersection(sys.argv[1:]):  # absl exits 1 after its help; asking is no error
@@ -282,19 +283,6 @@ def describe_failure(error: BaseException) -> str:
     f"no space left{where} ({line}); free some and rerun the same command "
     "(a training run resumes from its last saved step)"
   )
-
-
-def remove_autograph_files() -> None:
-  """Removes the modules TensorFlow's autograph generated in the temp directory for this
-  process (the tf.data functions of seqio's preprocessors), as its exit handler would: an
-  exit by os._exit runs no exit handler."""
-  for name, module in list(sys.modules.items()):
-    path = getattr(module, "__file__", None)
-    if name.startswith("__autograph_generated_file") and path:
-      try:
-        os.remove(path)
-      except OSError:
-        pass  # gone already
 
 
 _HELP = frozenset({"--help", "-help", "-h", "-?", "--helpshort", "--helpfull"})

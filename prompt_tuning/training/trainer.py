@@ -28,6 +28,7 @@ from prompt_tuning.checkpoints import checkpointer
 from prompt_tuning.checkpoints import layout
 from prompt_tuning.checkpoints import readers
 from prompt_tuning.checkpoints import variables as variables_lib
+from prompt_tuning.data import autograph
 from prompt_tuning.data import registry
 from prompt_tuning.models import t5
 from prompt_tuning.training import data
@@ -166,8 +167,9 @@ class _StopSignals:
 
   def _handle(self, signum, frame) -> None:
     del frame
-    if self.signal is not None:
-      os._exit(128 + signum)  # pylint: disable=protected-access  # the second one: now
+    if self.signal is not None:  # the second one: now, leaving no autograph files
+      autograph.remove_generated_files()
+      os._exit(128 + signum)  # pylint: disable=protected-access
     self.signal = signum
     logging.warning(
       "%s: saving the current step, then stopping (again to stop at once)",
