@@ -18,7 +18,9 @@ first round checks that both produce the same tokens.
     python scripts/benchmark_decoding.py
     python scripts/benchmark_decoding.py --size tiny --rounds 3
 
-The last line is `decode_speedup_vs_hf=<x>` (HF time / ours).
+On a GPU (`scripts/gpu_checks.py` runs it so, at Base with `--dtype bfloat16`) both sides
+run there, the weights and the prompt rounded to bfloat16 alike. The last lines are the
+results as JSON and `decode_speedup_vs_hf=<x>` (HF time / ours).
 """
 
 import argparse
@@ -27,86 +29,58 @@ import statistics
 import sys
 import time
 
+import t5_shapes
+
 from prompt_tuning import host
 
-SIZES = {  # emb_dim, num_heads, layers per stack, head_dim, mlp_dim
-  "tiny": (64, 4, 2, 16, 128),
-  "small": (512, 6, 8, 64, 1024),
-  "base": (768, 12, 12, 64, 2048),
-}
-VOCAB_SIZE = 32128
 NEVER = -1  # an EOS id no token has: every sequence runs to max length
 
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--size", choices=sorted(SIZES), default="small")
+  parser.add_argument("--size", choices=t5_shapes.NAMES, default="small")
   parser.add_argument("--batch_size", type=int, default=32)
   parser.add_argument("--input_length", type=int, default=64)
   parser.add_argument("--new_tokens", type=int, default=8)
   parser.add_argument("--prompt_length", type=int, default=100)
+  parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
   parser.add_argument("--rounds", type=int, default=7)
   args = parser.parse_args(argv)
 
   devices = host.use_a_cpu_device_per_core(args.batch_size)
   import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
-  import transformers  # pylint: disable=g-import-not-at-top
 
+  from prompt_tuning import partitioning  # pylint: disable=g-import-not-at-top
   from prompt_tuning.checkpoints import huggingface  # pylint: disable=g-import-not-at-top
   from prompt_tuning.inference import predictor as predictor_lib  # pylint: disable=g-import-not-at-top
-  from prompt_tuning.models import prompts  # pylint: disable=g-import-not-at-top
-  from prompt_tuning.models import t5  # pylint: disable=g-import-not-at-top
-  from prompt_tuning import partitioning  # pylint: disable=g-import-not-at-top
 
-  emb, heads, layers, head_dim, mlp = SIZES[args.size]
-  cfg = t5.T5Config(
-    vocab_size=VOCAB_SIZE,
-    emb_dim=emb,
-    num_heads=heads,
-    num_encoder_layers=layers,
-    num_decoder_layers=layers,
-    head_dim=head_dim,
-    mlp_dim=mlp,
-    dropout_rate=0.0,
-    dtype="float32",
+  device = "cuda" if torch.cuda.is_available() else "cpu"
+  sync = torch.cuda.synchronize if torch.cuda.is_available() else lambda: None
+  dtype = {"float32": (torch.float32, jnp.float32), "bfloat16": (torch.bfloat16, jnp.bfloat16)}
+  torch_dtype, jax_dtype = dtype[args.dtype]
+  hf = t5_shapes.hf_model(args.size, device=device).to(torch_dtype).eval()
+  state = {k: v.detach().float().cpu().numpy() for k, v in hf.state_dict().items()}
+  config = t5_shapes.t5_config(
+    args.size, dropout_rate=0.0, dtype=args.dtype, param_dtype=args.dtype
   )
-  torch.manual_seed(0)
-  hf = transformers.T5ForConditionalGeneration(
-    transformers.T5Config(
-      vocab_size=VOCAB_SIZE,
-      d_model=emb,
-      d_kv=head_dim,
-      d_ff=mlp,
-      num_layers=layers,
-      num_decoder_layers=layers,
-      num_heads=heads,
-      dropout_rate=0.0,
-      feed_forward_proj="gated-gelu",
-      tie_word_embeddings=False,
-      is_encoder_decoder=True,
-      pad_token_id=0,
-      eos_token_id=1,
-      decoder_start_token_id=0,
-    )
-  ).eval()
-  with torch.no_grad():
-    hf.lm_head.weight.normal_(0.0, emb**-0.5)
-  state = {k: v.detach().numpy() for k, v in hf.state_dict().items()}
-  params = huggingface.params_from_hf(state, layers, layers)
+  params = huggingface.params_from_hf(state, config.num_encoder_layers, config.num_decoder_layers)
+  params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jax_dtype), params)
 
   rng = np.random.default_rng(0)
-  tokens = rng.integers(2, VOCAB_SIZE, size=(args.batch_size, args.input_length)).astype(np.int32)
+  tokens = rng.integers(2, t5_shapes.VOCAB_SIZE, size=(args.batch_size, args.input_length)).astype(
+    np.int32
+  )
   tokens[:, -1] = 1
-  prompt = rng.uniform(-0.5, 0.5, size=(args.prompt_length, emb)).astype(np.float32)
+  prompt = rng.uniform(-0.5, 0.5, size=(args.prompt_length, config.emb_dim)).astype(np.float32)
+  prompt = np.asarray(jnp.asarray(prompt, jax_dtype).astype(jnp.float32))  # alike on both sides
 
   part = partitioning.Partitioner(1)
-  model = t5.Transformer(cfg, prompts.Prompt(args.prompt_length, emb))
-  params = jax.device_put(params, part.replicated())
   ours = predictor_lib.Predictor(
-    model,
-    params,
+    t5_shapes.model(args.size, args.prompt_length, dropout_rate=0.0, dtype=args.dtype),
+    jax.device_put(params, part.replicated()),
     None,
     task_feature_lengths={"inputs": args.input_length, "targets": args.new_tokens},
     prompts={"p": prompt},
@@ -114,17 +88,18 @@ def main(argv=None):
     partitioner=part,
     eos_id=NEVER,
   )
-
-  table = state["shared.weight"]
-  embeds = torch.from_numpy(
-    np.concatenate(
-      [np.broadcast_to(prompt, (args.batch_size,) + prompt.shape), table[tokens]], axis=1
-    )
+  table = hf.shared.weight.detach()
+  embeds = torch.cat(
+    [
+      torch.from_numpy(prompt).to(table).expand(args.batch_size, -1, -1),
+      table[torch.from_numpy(tokens).long().to(device)],
+    ],
+    dim=1,
   )
-  mask = torch.ones(embeds.shape[:2], dtype=torch.long)
+  mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=device)
 
   def run_ours():
-    return ours.predict_tokens(tokens).tokens[:, 0]
+    return np.asarray(ours.predict_tokens(tokens).tokens[:, 0])
 
   def run_hf():
     with torch.no_grad():
@@ -139,11 +114,12 @@ def main(argv=None):
         pad_token_id=0,
         eos_token_id=1,
       )
-    return out[:, 1:].numpy()
+    sync()
+    return out[:, 1:].cpu().numpy()
 
   run_ours(), run_hf()  # warm-up (compilation)
   times = {"ours": [], "hf": []}
-  same = None
+  same = first_same = None
   for r in range(args.rounds):
     order = [("ours", run_ours), ("hf", run_hf)]
     outputs = {}
@@ -153,23 +129,29 @@ def main(argv=None):
       times[name].append(time.perf_counter() - start)
     if same is None:
       same = float(np.mean(np.all(outputs["ours"] == outputs["hf"], axis=1)))
+      first_same = float(np.mean(outputs["ours"][:, 0] == outputs["hf"][:, 0]))
   new_tokens = args.batch_size * args.new_tokens
   ours_s, hf_s = statistics.median(times["ours"]), statistics.median(times["hf"])
   print(
     json.dumps(
       {
+        "check": "decode",
         "size": args.size,
+        "dtype": args.dtype,
         "batch_size": args.batch_size,
         "input_length": args.input_length,
         "prompt_length": args.prompt_length,
         "new_tokens": args.new_tokens,
+        "device": str(jax.devices()[0]),
         "cpu_devices": devices or len(jax.devices()),
         "torch_threads": torch.get_num_threads(),
         "ours_seconds_median": round(ours_s, 4),
         "hf_seconds_median": round(hf_s, 4),
         "ours_tokens_per_s": round(new_tokens / ours_s, 1),
         "hf_tokens_per_s": round(new_tokens / hf_s, 1),
+        "speedup_vs_hf": round(hf_s / ours_s, 3),
         "rows_with_identical_tokens": same,
+        "first_token_identical": first_same,
         "times": times,
       }
     )

@@ -35,19 +35,14 @@ import subprocess
 import sys
 import time
 
-from prompt_tuning import host
+import t5_shapes
 
-SIZES = {  # emb_dim, num_heads, layers per stack, head_dim, mlp_dim
-  "tiny": (64, 4, 2, 16, 128),
-  "small": (512, 6, 8, 64, 1024),
-  "base": (768, 12, 12, 64, 2048),
-}
-VOCAB_SIZE = 32128
+from prompt_tuning import host
 
 
 def _parse(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--size", choices=sorted(SIZES), default="small")
+  parser.add_argument("--size", choices=t5_shapes.NAMES, default="small")
   parser.add_argument("--batch_size", type=int, default=32)
   parser.add_argument("--input_length", type=int, default=128)
   parser.add_argument("--target_length", type=int, default=8)
@@ -71,16 +66,6 @@ def _peak_rss_mib() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _batch(args, seed=0):
-  """Random token ids, no padding: `[B, L]` inputs, `[B, T]` targets."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-
-  rng = np.random.default_rng(seed)
-  inputs = rng.integers(2, VOCAB_SIZE, (args.batch_size, args.input_length), dtype=np.int32)
-  targets = rng.integers(2, VOCAB_SIZE, (args.batch_size, args.target_length), dtype=np.int32)
-  return inputs, targets
-
-
 def _matmul_flops_per_s(matmul, n=2048, repeats=5) -> float:
   matmul()  # warm up
   best = float("inf")
@@ -98,40 +83,19 @@ class _Ours:
     host.use_a_cpu_device_per_core(args.batch_size)  # as python -m prompt_tuning.train does
     import jax  # pylint: disable=g-import-not-at-top
     import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-    import numpy as np  # pylint: disable=g-import-not-at-top
-    from prompt_tuning.models import prompt_init, prompts, t5  # pylint: disable=g-import-not-at-top
     from prompt_tuning import partitioning  # pylint: disable=g-import-not-at-top
     from prompt_tuning.checkpoints import variables as variables_lib  # pylint: disable=g-import-not-at-top
     from prompt_tuning.training import optimizers, train_state  # pylint: disable=g-import-not-at-top
 
-    emb, heads, layers_, head_dim, mlp = SIZES[args.size]
-    cfg = t5.T5Config(
-      vocab_size=VOCAB_SIZE,
-      emb_dim=emb,
-      num_heads=heads,
-      num_encoder_layers=layers_,
-      num_decoder_layers=layers_,
-      head_dim=head_dim,
-      mlp_dim=mlp,
-      dropout_rate=args.dropout,
-      dtype=args.dtype,
-    )
-    model = t5.Transformer(
-      cfg, prompts.Prompt(args.prompt_length, emb, prompt_init.random_uniform(0.5))
+    model = t5_shapes.model(
+      args.size, args.prompt_length, dropout_rate=args.dropout, dtype=args.dtype
     )
     part = partitioning.Partitioner(1)
     optimizer = optimizers.adafactor(0.3)
     variables, shardings = variables_lib.init_variables(model, part, None, seed=0)
     setup = train_state.setup_step(model, part, optimizer, variables, shardings, "prompt", seed=0)
     self.state, self.frozen, jitted = setup.state, setup.frozen, setup.jitted
-    inputs, targets = _batch(args)
-    decoder_inputs = np.concatenate([np.zeros_like(targets[:, :1]), targets[:, :-1]], axis=1)
-    self.batch = {
-      "encoder_input_tokens": inputs,
-      "decoder_input_tokens": decoder_inputs,
-      "decoder_target_tokens": targets,
-      "decoder_loss_weights": np.ones_like(targets, np.float32),
-    }
+    self.batch = t5_shapes.batch(args.batch_size, args.input_length, args.target_length)
     self.step_fn, _ = train_state.compile_train_step(
       jitted, part, self.state, self.frozen, self.batch
     )
@@ -152,57 +116,16 @@ class _Peft:
   """PEFT prompt tuning of transformers' T5, the way its docs train it."""
 
   def __init__(self, args):
-    import peft  # pylint: disable=g-import-not-at-top
     import torch  # pylint: disable=g-import-not-at-top
-    import transformers  # pylint: disable=g-import-not-at-top
-    from transformers.optimization import Adafactor  # pylint: disable=g-import-not-at-top
 
     torch.set_num_threads(os.cpu_count())
-    emb, heads, layers_, head_dim, mlp = SIZES[args.size]
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
-    config = transformers.T5Config(
-      vocab_size=VOCAB_SIZE,
-      d_model=emb,
-      d_kv=head_dim,
-      d_ff=mlp,
-      num_layers=layers_,
-      num_decoder_layers=layers_,
-      num_heads=heads,
-      dropout_rate=args.dropout,
-      feed_forward_proj="gated-gelu",
-      tie_word_embeddings=False,
-      is_encoder_decoder=True,
-      pad_token_id=0,
-      eos_token_id=1,
-      decoder_start_token_id=0,
-    )
-    torch.manual_seed(0)
-    base = transformers.T5ForConditionalGeneration(config).to(dtype)
-    peft_config = peft.PromptTuningConfig(
-      task_type=peft.TaskType.SEQ_2_SEQ_LM,
-      num_virtual_tokens=args.prompt_length,
-      token_dim=emb,
-      num_transformer_submodules=1,
-      num_attention_heads=heads,
-      num_layers=layers_,
-    )
-    self.model = peft.get_peft_model(base, peft_config)
-    self.model.train()
-    self.optimizer = Adafactor(
-      [p for p in self.model.parameters() if p.requires_grad],
-      lr=0.3,
-      eps=(1e-30, 1e-3),
-      clip_threshold=1.0,
-      decay_rate=-0.8,
-      weight_decay=1e-5,
-      scale_parameter=False,
-      relative_step=False,
-      warmup_init=False,
-    )
-    inputs, targets = _batch(args)
-    self.inputs = torch.from_numpy(inputs).long()
+    base = t5_shapes.hf_model(args.size, args.dropout, dtype=dtype)
+    self.model, self.optimizer = t5_shapes.peft_prompt_tuning(base, args.size, args.prompt_length)
+    batch = t5_shapes.batch(args.batch_size, args.input_length, args.target_length)
+    self.inputs = torch.from_numpy(batch["encoder_input_tokens"]).long()
     self.mask = torch.ones_like(self.inputs)
-    self.labels = torch.from_numpy(targets).long()
+    self.labels = torch.from_numpy(batch["decoder_target_tokens"]).long()
     a = torch.ones((2048, 2048), dtype=torch.float32)
     self.matmul_peak = _matmul_flops_per_s(lambda: a @ a)
 

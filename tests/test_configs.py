@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from prompt_tuning import gin_config
+from prompt_tuning.configs.models import sizes
 from prompt_tuning.models import prompts
 from prompt_tuning.models import t5
 from tests.helpers import hf_reference
@@ -20,14 +21,9 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG_FILES = sorted(str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "configs").rglob("*.gin"))
 TINY = "configs/test/tiny.gin"
 
-# NUM_HEADS, NUM_{ENCODER,DECODER}_LAYERS, HEAD_DIM, EMBED_DIM, MLP_DIM.
-SIZES = {
-  "small": (6, 8, 64, 512, 1024),
-  "base": (12, 12, 64, 768, 2048),
-  "large": (16, 24, 64, 1024, 2816),
-  "xl": (32, 24, 64, 2048, 5120),
-  "xxl": (64, 24, 64, 4096, 10240),
-}
+# The one table of sizes: configs/models/sizes/*.gin, read without gin (the benchmarks and
+# the GPU checks read it so); the published parameter counts below check it.
+SIZES = {name: sizes.read(name) for name in sizes.NAMES}
 VOCAB_SIZES = {"t5_1_1": 32128, "mt5": 250112}
 
 # Published parameter counts (T5.1.1: t5x/flaxformer model cards; mT5: Xue et
@@ -242,15 +238,15 @@ def test_model_config_matches_size(family, size):
   gin_config.parse_gin([_model_file(family, size)])
   model = gin_config.build_model()
   assert isinstance(model, t5.Transformer)
-  heads, num_layers, head_dim, embed, mlp = SIZES[size]
+  s = SIZES[size]
   assert model.config == t5.T5Config(
     vocab_size=VOCAB_SIZES[family],
-    emb_dim=embed,
-    num_heads=heads,
-    num_encoder_layers=num_layers,
-    num_decoder_layers=num_layers,
-    head_dim=head_dim,
-    mlp_dim=mlp,
+    emb_dim=s["EMBED_DIM"],
+    num_heads=s["NUM_HEADS"],
+    num_encoder_layers=s["NUM_ENCODER_LAYERS"],
+    num_decoder_layers=s["NUM_DECODER_LAYERS"],
+    head_dim=s["HEAD_DIM"],
+    mlp_dim=s["MLP_DIM"],
     relative_attention_num_buckets=32,
     relative_attention_max_distance=128,
     dropout_rate=0.1,
@@ -261,7 +257,7 @@ def test_model_config_matches_size(family, size):
   assert isinstance(model.prompt, prompts.Prompt)
   assert (model.prompt.length, model.prompt.embed_dim, model.prompt.combine) == (
     100,
-    embed,
+    s["EMBED_DIM"],
     "prefix",
   )
   vocab_file = gin.query_parameter("%SENTENCEPIECE_MODEL_FILE")
@@ -293,7 +289,7 @@ def test_parameter_counts(size):
       f"{family} {size}: {counts[family]:,} parameters, published {published:,.0f}"
     )
   # Untied input embedding and logits: the vocabulary is the only difference.
-  embed = SIZES[size][3]
+  embed = SIZES[size]["EMBED_DIM"]
   assert counts["mt5"] - counts["t5_1_1"] == 2 * (250112 - 32128) * embed
 
 
@@ -553,3 +549,9 @@ def test_configs_found_from_another_directory_log_nothing_on_the_way(tmp_path, m
     gin_config.parse_gin(["configs/runs/wordnet_demo.gin"], ["MODEL_DIR = '/tmp/unused'"])
   gin_lines = [r.getMessage() for r in caplog.records if r.module == "resource_reader"]
   assert not gin_lines, gin_lines[:3]
+
+
+def test_the_size_table_names_what_it_lacks():
+  assert sizes.read("xl")["EMBED_DIM"] == 2048
+  with pytest.raises(ValueError, match="unknown T5.1.1 size 'medium'; one of small, base"):
+    sizes.read("medium")

@@ -25,7 +25,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "prompt_tuning"
 LAYERS = (
   ("entry", ("train", "eval", "infer", "tasks", "cli", "gin_config", "host", "sweep", "scripts")),
   ("libraries", ("training", "inference")),
-  ("loading", ("checkpoints", "data", "configs")),  # configs: gin files, no code
+  ("loading", ("checkpoints", "data", "configs")),  # configs: gin files; the size table's reader
   ("mesh", ("partitioning",)),
   ("model", ("models",)),
 )

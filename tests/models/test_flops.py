@@ -1,14 +1,11 @@
-"""scripts/gpu_checks.py: the hand count of a step's FLOPs behind BENCHMARKS.md's GPU MFU.
+"""The hand count of a step's FLOPs (models/flops.py), behind BENCHMARKS.md's GPU MFU.
 
-XLA's cost analysis cannot give them: it counts a scanned layer once, and on the
-GPU it counted under 1% of the step. So the MFU figures use the script's hand
-count, checked here against every matrix product in the step's program (its
-jaxpr, scans counted per iteration).
+Checked against every matrix product in the step's program (its jaxpr, scans counted
+per iteration).
 """
 
-import importlib.util
+import dataclasses
 import math
-import os
 
 import jax
 from jax.extend import core as jax_core
@@ -17,18 +14,12 @@ import pytest
 
 from prompt_tuning import partitioning
 from prompt_tuning.checkpoints import variables as variables_lib
+from prompt_tuning.models import flops
+from prompt_tuning.models import prompt_init
+from prompt_tuning.models import prompts
+from prompt_tuning.models import t5
 from prompt_tuning.training import optimizers
 from prompt_tuning.training import train_state
-from tests import conftest
-
-
-def _gpu_checks():
-  spec = importlib.util.spec_from_file_location(
-    "gpu_checks", os.path.join(conftest.REPO_ROOT, "scripts", "gpu_checks.py")
-  )
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def _dot_flops(jaxpr, times=1):
@@ -53,27 +44,48 @@ def _dot_flops(jaxpr, times=1):
   return total
 
 
+def _batch(batch_size, input_length, target_length):
+  rng = np.random.default_rng(0)
+  targets = rng.integers(2, 100, (batch_size, target_length), dtype=np.int32)
+  return {
+    "encoder_input_tokens": rng.integers(2, 100, (batch_size, input_length), dtype=np.int32),
+    "decoder_input_tokens": np.concatenate([np.zeros_like(targets[:, :1]), targets[:, :-1]], 1),
+    "decoder_target_tokens": targets,
+    "decoder_loss_weights": np.ones_like(targets, np.float32),
+  }
+
+
 @pytest.mark.slow
 def test_hand_count_of_a_prompt_tuning_step_equals_its_programs_matrix_products():
-  gc = _gpu_checks()
-  # heads x head width (60) unlike the width (48), so a count that confuses them fails.
-  gc.SIZES["odd"] = (48, 3, 2, 20, 112)
+  # heads x head width (60) unlike the width (48), and encoder and decoder depths unlike,
+  # so a count that confuses them fails.
+  config = t5.T5Config(
+    vocab_size=32128,
+    emb_dim=48,
+    num_heads=3,
+    head_dim=20,
+    mlp_dim=112,
+    num_encoder_layers=2,
+    num_decoder_layers=3,
+    dropout_rate=0.0,
+    dtype="float32",
+  )
   batch_size, inputs, prompt, targets = 8, 512, 100, 16
-  hand = gc.prompt_step_flops("odd", batch_size, inputs, prompt, targets)
-  weights, attention = gc.matmul_flops("odd", batch_size, inputs, prompt, targets)
+  hand = flops.prompt_step_flops(config, batch_size, inputs, prompt, targets)
+  weights, attention = flops.matmul_flops(config, batch_size, inputs, prompt, targets)
   assert min(2 * weights, 3 * attention) > 0.3 * hand  # both kinds of product weigh here
   part = partitioning.Partitioner(1, devices=jax.devices()[:1])
-  batch = gc._batch(batch_size, inputs, targets)
+  batch = _batch(batch_size, inputs, targets)
+  optimizer = optimizers.adafactor(0.3)
   counted = {}
   for scan in (True, False):
-    model = gc._model(
-      "odd", dtype="float32", param_dtype="float32", dropout=0.0, prompt_length=prompt, scan=scan
+    model = t5.Transformer(
+      dataclasses.replace(config, scan_layers=scan),
+      prompts.Prompt(prompt, config.emb_dim, prompt_init.random_uniform(0.5)),
     )
     variables, shardings = variables_lib.init_variables(model, part, None, seed=0)
-    setup = train_state.setup_step(
-      model, part, optimizers.adafactor(0.3), variables, shardings, "prompt", seed=0
-    )
-    step = train_state.make_train_step(model, optimizers.adafactor(0.3))
+    setup = train_state.setup_step(model, part, optimizer, variables, shardings, "prompt", seed=0)
+    step = train_state.make_train_step(model, optimizer)
     counted[scan] = _dot_flops(jax.make_jaxpr(step)(setup.state, setup.frozen, batch).jaxpr)
   # Scanned (as the GPU checks run it), every layer's backward is taken: exactly the count.
   assert counted[True] == hand
