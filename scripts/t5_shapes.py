@@ -60,8 +60,9 @@ def model(name: str, prompt_length: int, **overrides):
 
 
 def hf_model(name: str, dropout: float = 0.0, device: str = "cpu", dtype=None):
-  """transformers' T5 at a size, seeded: its `lm_head` untied from `shared` and drawn with
-  T5.1.1's scale (transformers 5 ties them in memory)."""
+  """transformers' T5 at a size, seeded, its `lm_head` a tensor of its own drawn at T5.1.1's
+  scale: transformers 5 ties it to `shared` in memory whatever the config says, which would
+  make the logits table the embedding (T5.1.1's are two)."""
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
 
@@ -92,7 +93,10 @@ def hf_model(name: str, dropout: float = 0.0, device: str = "cpu", dtype=None):
   finally:
     torch.set_default_dtype(previous)
   with torch.no_grad():
-    hf.lm_head.weight.normal_(0.0, s["EMBED_DIM"] ** -0.5)
+    hf.lm_head.weight = torch.nn.Parameter(
+      torch.empty_like(hf.shared.weight).normal_(0.0, s["EMBED_DIM"] ** -0.5)
+    )
+  hf.config.tie_word_embeddings = False
   return hf
 
 

@@ -11,54 +11,14 @@ import torch
 
 from prompt_tuning.inference import decoding
 from tests import conftest
-from tests.helpers import hf_reference
+from tests.helpers import infer_run
 
-LENGTHS = {"inputs": 12, "targets": 7}
-TEXTS = [
-  "hello",
-  "the quick brown fox jumps over the lazy dog",
-  "a",
-  "prompt tuning at scale",
-  "one two three four five six seven eight nine ten eleven twelve thirteen",
-  "T5 reads this sentence.",
-  "yes",
-  "numbers 1 2 3",
-]
-
-
-def run_infer(tmp_path, hf_dir, input_file, output_file, *extra):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  cmd = [
-    sys.executable,
-    "-m",
-    "prompt_tuning.infer",
-    "--gin_file=configs/test/tiny.gin",
-    *[a for a in extra if a.startswith("--gin_file")],
-    "--gin_file=configs/runs/prompt_infer.gin",
-    f"--gin.INITIAL_CHECKPOINT_PATH='{hf_dir}'",
-    f"--gin.SENTENCEPIECE_MODEL_FILE='{conftest.VOCAB_PATH}'",
-    f"--gin.TASK_FEATURE_LENGTHS={LENGTHS}",
-    "--gin.BATCH_SIZE=3",
-    f"--input_file={input_file}",
-    f"--output_file={output_file}",
-    *[a for a in extra if not a.startswith("--gin_file")],
-  ]
-  result = subprocess.run(
-    cmd, cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
-  )
-  assert result.returncode == 0, result.stderr[-3000:]
-  return result
+LENGTHS, TEXTS, run_infer = infer_run.LENGTHS, infer_run.TEXTS, infer_run.run_infer
 
 
 @pytest.fixture(scope="module")
 def hf_checkpoint(tmp_path_factory):
-  """A random HF T5 of tiny.gin's shape, saved; its EOS logit raised so outputs end early."""
-  model = hf_reference.random_hf_model(hf_reference.TINY_GIN, seed=11)
-  with torch.no_grad():
-    model.lm_head.weight[decoding.EOS_ID] *= 6.0
-  directory = tmp_path_factory.mktemp("hf")
-  model.save_pretrained(directory)
-  return model, str(directory)
+  return infer_run.save_hf_checkpoint(tmp_path_factory.mktemp("hf"))
 
 
 @pytest.fixture(scope="module")

@@ -11,17 +11,21 @@ from prompt_tuning.checkpoints import prompt_files
 from prompt_tuning.checkpoints import peft
 from prompt_tuning.inference import decoding
 from scripts import export_peft
-from tests import test_infer
-from tests.test_infer import hf_checkpoint  # pylint: disable=unused-import  # noqa: F401
+from tests.helpers import infer_run
+
+
+@pytest.fixture(scope="module")
+def hf_checkpoint(tmp_path_factory):
+  return infer_run.save_hf_checkpoint(tmp_path_factory.mktemp("hf"))
 
 
 def _peft_greedy(peft_model, vocabulary, text):
-  ids = list(vocabulary.encode(text))[: test_infer.LENGTHS["inputs"] - 1] + [decoding.EOS_ID]
+  ids = list(vocabulary.encode(text))[: infer_run.LENGTHS["inputs"] - 1] + [decoding.EOS_ID]
   with torch.no_grad():
     out = peft_model.generate(
       input_ids=torch.tensor([ids]),
       attention_mask=torch.ones(1, len(ids)),
-      max_new_tokens=test_infer.LENGTHS["targets"],
+      max_new_tokens=infer_run.LENGTHS["targets"],
       do_sample=False,
       num_beams=1,
       min_length=0,
@@ -35,7 +39,7 @@ def _peft_greedy(peft_model, vocabulary, text):
 @pytest.mark.integration
 def test_exported_adapter_serves_with_peft_like_infer_and_imports_back(
   tmp_path,
-  hf_checkpoint,  # pylint: disable=redefined-outer-name  # noqa: F811
+  hf_checkpoint,  # pylint: disable=redefined-outer-name
   t5_vocabulary,
 ):
   model, hf_dir = hf_checkpoint
@@ -64,9 +68,9 @@ def test_exported_adapter_serves_with_peft_like_infer_and_imports_back(
   # Imported back: the identical array, and usable as PROMPT_FILE.
   np.testing.assert_array_equal(prompt_files.load_prompt_file(str(adapter)), prompt)
   input_file = tmp_path / "in.jsonl"
-  input_file.write_text("".join(json.dumps({"inputs": t}) + "\n" for t in test_infer.TEXTS))
+  input_file.write_text("".join(json.dumps({"inputs": t}) + "\n" for t in infer_run.TEXTS))
   output_file = tmp_path / "out.jsonl"
-  test_infer.run_infer(
+  infer_run.run_infer(
     tmp_path,
     hf_dir,
     input_file,
@@ -78,7 +82,7 @@ def test_exported_adapter_serves_with_peft_like_infer_and_imports_back(
   ours = [json.loads(line)["prediction"] for line in output_file.read_text().splitlines()]
 
   served = peft_lib.PeftModel.from_pretrained(model, str(adapter)).eval()
-  theirs = [_peft_greedy(served, t5_vocabulary, text) for text in test_infer.TEXTS]
+  theirs = [_peft_greedy(served, t5_vocabulary, text) for text in infer_run.TEXTS]
   assert ours == theirs
   assert len(set(theirs)) > 1
 
