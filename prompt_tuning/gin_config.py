@@ -22,6 +22,7 @@ work from any directory, with an editable install or a wheel.
 """
 
 import contextlib
+import dataclasses
 import difflib
 import importlib.util
 import io
@@ -474,15 +475,15 @@ def predictor(gin_files: Sequence[str], overrides: Mapping[str, str] = (), **kwa
   check_required_macros(("INITIAL_CHECKPOINT_PATH", "TASK_FEATURE_LENGTHS"))
   check_every_macro_is_read(PREDICTOR_MACROS + ("RUN",))
   check_prompt_sources()
-  return predictor_lib.build(
+  config = predictor_lib.PredictorConfig(
     build_model(),
     vocabulary(),
     macro("INITIAL_CHECKPOINT_PATH"),
-    task_feature_lengths=kwargs.pop("task_feature_lengths", macro("TASK_FEATURE_LENGTHS")),
-    prompt_files=kwargs.pop("prompt_files", macro("PROMPT_FILES")),
-    batch_size=kwargs.pop("batch_size", macro("BATCH_SIZE", 32)),
-    method=kwargs.pop("method", macro("DECODING", decoding.Greedy())),
-    seed=kwargs.pop("seed", macro("RANDOM_SEED", 0)),
-    num_partitions=kwargs.pop("num_partitions", macro("NUM_PARTITIONS", 1)),
-    **kwargs,
+    macro("TASK_FEATURE_LENGTHS"),
+    prompt_files=macro("PROMPT_FILES"),
+    batch_size=macro("BATCH_SIZE", 32),
+    method=macro("DECODING", decoding.Greedy()),
+    seed=macro("RANDOM_SEED", 0),
+    num_partitions=macro("NUM_PARTITIONS", 1),
   )
+  return predictor_lib.build(dataclasses.replace(config, **kwargs))

@@ -14,6 +14,7 @@ come as PROMPT_FILES:
 """
 
 import collections
+import dataclasses
 import json
 import os
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -298,65 +299,72 @@ def format_table(results: Mapping[str, Mapping[str, Mapping[str, float]]]) -> st
   return "\n".join(lines)
 
 
+@dataclasses.dataclass(frozen=True)
+class SplitConfig:
+  """Which examples: a seqio task's (or mixture's) split.
+
+  Attributes:
+    mixture_or_task_name: MIXTURE_OR_TASK_NAME (None for `infer` on an input file).
+    split: SPLIT.
+    mixture_or_task_module: MIXTURE_OR_TASK_MODULE, imported to register it.
+    use_cached: USE_CACHED_TASKS: read seqio's cache.
+    num_examples: NUM_EXAMPLES: the first N (None: all).
+  """
+
+  mixture_or_task_name: Optional[str]
+  split: str = "validation"
+  mixture_or_task_module: Optional[str] = None
+  use_cached: bool = False
+  num_examples: Optional[int] = None
+
+
 def evaluate(
   *,
-  model: t5.Transformer,
-  vocabulary: Any,
-  initial_checkpoint_path: Optional[str],
-  mixture_or_task_name: str,
-  task_feature_lengths: Mapping[str, int],
+  predictor: predictor_lib.PredictorConfig,
+  data: SplitConfig,
   eval_output_dir: str,
-  prompt_files: Any = None,
-  split: str = "validation",
-  batch_size: int = 32,
-  method: decoding.Method = decoding.Greedy(),
-  random_seed: int = 0,
-  num_partitions: int = 1,
-  mixture_or_task_module: Optional[str] = None,
-  use_cached_tasks: bool = False,
   mode: str = "predict",
   class_labels: Optional[Sequence[str]] = None,
-  num_examples: Optional[int] = None,
   step: int = 0,
 ) -> dict[str, dict[str, dict[str, float]]]:
-  """Evaluates on every task of MIXTURE_OR_TASK_NAME's split with seqio's metrics.
+  """Evaluates on every task of the mixture's split with seqio's metrics.
 
   Writes, under EVAL_OUTPUT_DIR (per view: the model, or `ensemble/` and one
   directory per member): seqio's `<task>-metrics.jsonl` and
   `<task>-<step>.jsonl` predictions, TensorBoard summaries, and `metrics.json`
   with everything; returns `{task: {view: {metric: value}}}`.
+
+  Args:
+    predictor: the frozen model, its prompts (PROMPT_FILES) and decoding.
+    data: the split evaluated.
+    eval_output_dir: EVAL_OUTPUT_DIR.
+    mode, class_labels: EVAL_MODE ('predict' decodes; 'rank' scores each of
+      CLASS_LABELS) and CLASS_LABELS.
+    step: EVAL_STEP, recorded with the metrics.
   """
-  kind = bank_kind(prompt_files)
-  registry.import_task_module(mixture_or_task_module)
-  registry.check_vocabulary(mixture_or_task_name, vocabulary, model.config.vocab_size)
-  task_names = [t.name for t in registry.tasks_of(mixture_or_task_name)]
-  bank = predictor_lib.prompt_bank(prompt_files)
+  kind = bank_kind(predictor.prompt_files)
+  registry.import_task_module(data.mixture_or_task_module)
+  registry.check_vocabulary(
+    data.mixture_or_task_name, predictor.vocabulary, predictor.model.config.vocab_size
+  )
+  task_names = [t.name for t in registry.tasks_of(data.mixture_or_task_name)]
+  bank = predictor_lib.prompt_bank(predictor.prompt_files)
   if kind == "tasks":
     missing = [t for t in task_names if t not in bank]
     if missing:
       raise ValueError(f"PROMPT_FILES has no prompt for {missing}; it names {sorted(bank)}")
-  pred = predictor_lib.build(
-    model,
-    vocabulary,
-    initial_checkpoint_path,
-    task_feature_lengths=task_feature_lengths,
-    prompt_files=prompt_files,
-    batch_size=batch_size,
-    method=method,
-    seed=random_seed,
-    num_partitions=num_partitions,
-  )
+  pred = predictor_lib.build(predictor)
   results = {}
   for task in task_names:
     members = [task] if kind == "tasks" else (list(bank) or None)
     evaluator = TaskEvaluator(
       task,
-      split=split,
-      task_feature_lengths=task_feature_lengths,
-      views=_views(kind, prompt_files),
+      split=data.split,
+      task_feature_lengths=predictor.task_feature_lengths,
+      views=_views(kind, predictor.prompt_files),
       output_dir=eval_output_dir,
-      use_cached=use_cached_tasks,
-      num_examples=num_examples,
+      use_cached=data.use_cached,
+      num_examples=data.num_examples,
     )
     results[task] = evaluator.evaluate(
       pred, members, step=step, mode=mode, class_labels=class_labels
@@ -364,7 +372,7 @@ def evaluate(
   os.makedirs(eval_output_dir, exist_ok=True)
   _write_json(
     os.path.join(eval_output_dir, "metrics.json"),
-    {"step": step, "split": split, "results": results},
+    {"step": step, "split": data.split, "results": results},
   )
   print(format_table(results))
   return results
@@ -409,26 +417,23 @@ class InferEval:
     self,
     model: t5.Transformer,
     vocabulary: Any,
-    mixture_or_task_name: str,
+    data: SplitConfig,
     task_feature_lengths: Mapping[str, int],
     *,
     output_dir: Optional[str],
     batch_size: int = 32,
     method: decoding.Method = decoding.Greedy(),
-    split: str = "validation",
-    use_cached: bool = False,
     partitioner: Any = None,
-    num_examples: Optional[int] = None,
     test_split: Optional[str | Sequence[str]] = None,
   ):
     self._model, self._vocabulary = model, vocabulary
     self._lengths, self._batch_size, self._method = task_feature_lengths, batch_size, method
     self._part = partitioner
-    tasks = _tasks_with_metrics(mixture_or_task_name)
+    tasks = _tasks_with_metrics(data.mixture_or_task_name)
     test_splits = _test_splits(test_split)
     if test_splits and not tasks:
       raise ValueError(
-        f"TEST_SPLIT={test_split!r}: no task of {mixture_or_task_name} has "
+        f"TEST_SPLIT={test_split!r}: no task of {data.mixture_or_task_name} has "
         "metrics to compute on it; set TEST_SPLIT to None"
       )
     for name in test_splits:
@@ -442,7 +447,7 @@ class InferEval:
     # (name prefix, evaluator): the split's metrics as `<task>/<metric>`, a test
     # split's as `<task>/<test_split>/<metric>` (predictions in a subdirectory).
     self._evaluators = []
-    for name, is_test in [(split, False)] + [(name, True) for name in test_splits]:
+    for name, is_test in [(data.split, False)] + [(name, True) for name in test_splits]:
       where = os.path.join(output_dir, name) if output_dir and is_test else output_dir
       for task in tasks:
         self._evaluators.append(
@@ -454,8 +459,8 @@ class InferEval:
               task_feature_lengths=task_feature_lengths,
               views=["."],
               output_dir=where,
-              use_cached=use_cached,
-              num_examples=num_examples,
+              use_cached=data.use_cached,
+              num_examples=data.num_examples,
             ),
           )
         )
@@ -530,15 +535,12 @@ def infer_eval(
     evaluator = InferEval(
       model,
       vocabulary or registry.targets_vocabulary(mixture_or_task_name),
-      mixture_or_task_name,
+      SplitConfig(mixture_or_task_name, split, use_cached=use_cached, num_examples=num_examples),
       task_feature_lengths,
       output_dir=output_dir,
       batch_size=batch_size,
       method=method,
-      split=split,
-      use_cached=use_cached,
       partitioner=partitioner,
-      num_examples=num_examples,
       test_split=test_split,
     )
     return evaluator if evaluator else None

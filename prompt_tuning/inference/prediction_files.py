@@ -16,10 +16,8 @@ from absl import logging
 
 from prompt_tuning.checkpoints import storage
 from prompt_tuning.data import registry
-from prompt_tuning.inference import decoding
 from prompt_tuning.inference import evaluation
 from prompt_tuning.inference import predictor as predictor_lib
-from prompt_tuning.models import t5
 
 
 def read_inputs(path: str) -> list[dict[str, Any]]:
@@ -102,19 +100,8 @@ def _split_examples(
 
 def infer(
   *,
-  model: t5.Transformer,
-  vocabulary: Any,
-  initial_checkpoint_path: Optional[str],
-  task_feature_lengths: Mapping[str, int],
-  prompt_files: Any = None,
-  batch_size: int = 32,
-  method: decoding.Method = decoding.Greedy(),
-  random_seed: int = 0,
-  num_partitions: int = 1,
-  mixture_or_task_name: Optional[str] = None,
-  mixture_or_task_module: Optional[str] = None,
-  split: str = "validation",
-  use_cached_tasks: bool = False,
+  predictor: predictor_lib.PredictorConfig,
+  data: Optional[evaluation.SplitConfig] = None,
   output_dir: Optional[str] = None,
   input_file: Optional[str] = None,
   output_file: Optional[str] = None,
@@ -122,14 +109,10 @@ def infer(
   """Writes predictions as JSON lines; returns the output path.
 
   Args:
-    model, vocabulary: MODEL and VOCABULARY.
-    initial_checkpoint_path: the frozen model (None: random, from the seed).
-    task_feature_lengths: inputs are truncated to 'inputs' tokens (with a
-      warning); up to 'targets' tokens are decoded.
-    prompt_files: see the module docstring.
-    batch_size, method, random_seed, num_partitions: decoding.
-    mixture_or_task_name, mixture_or_task_module, split, use_cached_tasks: the
-      task whose split is predicted when there is no input file.
+    predictor: the frozen model, its prompts (see the module docstring) and decoding;
+      inputs are truncated to its 'inputs' length (with a warning).
+    data: the task split predicted when there is no input file (its
+      `mixture_or_task_name` None: none).
     output_dir: where a task's predictions go (`<task>-<split>.jsonl`) when
       there is no output file.
     input_file: `.jsonl` with "inputs" (and "task" for a task bank) per line,
@@ -138,37 +121,30 @@ def infer(
       "score" (the prediction's log-likelihood); "task" for a task bank;
       "votes" and "members" for an ensemble.
   """
-  kind = evaluation.bank_kind(prompt_files)
-  if input_file is None and mixture_or_task_name is None:
+  kind = evaluation.bank_kind(predictor.prompt_files)
+  data = data or evaluation.SplitConfig(None)
+  if input_file is None and data.mixture_or_task_name is None:
     raise ValueError(
       "nothing to predict: pass --input_file=in.jsonl, or set "
       "MIXTURE_OR_TASK_NAME to predict a task's split"
     )
-  registry.import_task_module(mixture_or_task_module)
+  registry.import_task_module(data.mixture_or_task_module)
   rows = read_inputs(input_file) if input_file is not None else None  # before the model loads
-  pred = predictor_lib.build(
-    model,
-    vocabulary,
-    initial_checkpoint_path,
-    task_feature_lengths=task_feature_lengths,
-    prompt_files=prompt_files,
-    batch_size=batch_size,
-    method=method,
-    seed=random_seed,
-    num_partitions=num_partitions,
-  )
+  pred = predictor_lib.build(predictor)
   if rows is not None:
     texts = [r["inputs"] for r in rows]
     tasks = [r.get("task") for r in rows] if kind == "tasks" else None
     output_file = output_file or os.path.splitext(input_file)[0] + ".predictions.jsonl"
   else:
-    examples = _split_examples(mixture_or_task_name, split, task_feature_lengths, use_cached_tasks)
-    texts = [_text(ex, vocabulary) for _, ex in examples]
+    examples = _split_examples(
+      data.mixture_or_task_name, data.split, predictor.task_feature_lengths, data.use_cached
+    )
+    texts = [_text(ex, predictor.vocabulary) for _, ex in examples]
     tasks = [task for task, _ in examples] if kind == "tasks" else None
     if output_file is None:
       if output_dir is None:
         raise ValueError("set INFER_OUTPUT_DIR or pass --output_file")
-      output_file = os.path.join(output_dir, f"{mixture_or_task_name}-{split}.jsonl")
+      output_file = os.path.join(output_dir, f"{data.mixture_or_task_name}-{data.split}.jsonl")
   results = _predict_rows(pred, kind, texts, tasks)
   _write_jsonl(output_file, results)
   logging.info("wrote %d predictions to %s", len(results), output_file)

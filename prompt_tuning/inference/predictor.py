@@ -451,30 +451,52 @@ def prompt_bank(prompt_files: Any) -> dict[str, Any]:
   return {str(i): p for i, p in enumerate(prompt_files)}
 
 
-def build(
-  model: t5.Transformer,
-  vocabulary: Any,
-  initial_checkpoint_path: Optional[str],
-  *,
-  task_feature_lengths: Mapping[str, int],
-  prompt_files: Any = None,
-  batch_size: int = 32,
-  method: decoding.Method = decoding.Greedy(),
-  seed: int = 0,
-  num_partitions: int = 1,
-) -> Predictor:
-  """Reads the frozen model (random from `seed` when the path is None) and the prompts."""
-  part = partitioning.Partitioner(num_partitions)
-  variables, _ = variables_lib.init_variables(model, part, initial_checkpoint_path, seed)
-  prompts = prompt_bank(prompt_files) or own_prompt(variables)
+@dataclasses.dataclass(frozen=True)
+class PredictorConfig:
+  """What builds a Predictor: the frozen model, its prompts and how it decodes.
+
+  What `python -m prompt_tuning.eval` and `python -m prompt_tuning.infer` take (their run
+  files bind it from the macros MODEL, VOCABULARY, INITIAL_CHECKPOINT_PATH,
+  TASK_FEATURE_LENGTHS, PROMPT_FILES, BATCH_SIZE, DECODING, RANDOM_SEED and
+  NUM_PARTITIONS), and `gin_config.predictor` builds.
+
+  Attributes:
+    model, vocabulary: MODEL and VOCABULARY.
+    initial_checkpoint_path: the frozen model (None: random, from the seed).
+    task_feature_lengths: inputs are truncated to 'inputs' tokens; up to 'targets'
+      tokens are decoded.
+    prompt_files: PROMPT_FILES: None (the model's own prompt), a list (an ensemble) or
+      a dict (one prompt per task).
+    batch_size, method, seed: decoding (the seed: sampling, and random weights).
+    num_partitions: the model axis of the device mesh.
+  """
+
+  model: t5.Transformer
+  vocabulary: Any
+  initial_checkpoint_path: Optional[str]
+  task_feature_lengths: Mapping[str, int]
+  prompt_files: Any = None
+  batch_size: int = 32
+  method: decoding.Method = decoding.Greedy()
+  seed: int = 0
+  num_partitions: int = 1
+
+
+def build(config: PredictorConfig) -> Predictor:
+  """Reads the frozen model (random from the seed when the path is None) and the prompts."""
+  part = partitioning.Partitioner(config.num_partitions)
+  variables, _ = variables_lib.init_variables(
+    config.model, part, config.initial_checkpoint_path, config.seed
+  )
+  prompts = prompt_bank(config.prompt_files) or own_prompt(variables)
   return Predictor(
-    model,
+    config.model,
     variables["params"],
-    vocabulary,
-    task_feature_lengths=task_feature_lengths,
+    config.vocabulary,
+    task_feature_lengths=config.task_feature_lengths,
     prompts=prompts,
-    batch_size=batch_size,
-    method=method,
-    seed=seed,
+    batch_size=config.batch_size,
+    method=config.method,
+    seed=config.seed,
     partitioner=part,
   )

@@ -264,6 +264,7 @@ def evaluate_group(group: Group, seed_axis: str, eval_dir: str, log: TextIO = sy
   from prompt_tuning import host  # pylint: disable=g-import-not-at-top
   from prompt_tuning.inference import decoding  # pylint: disable=g-import-not-at-top
   from prompt_tuning.inference import evaluation  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.inference import predictor as predictor_lib  # pylint: disable=g-import-not-at-top
 
   _check_config(group, seed_axis)
   first = group.members[0]
@@ -285,20 +286,24 @@ def evaluate_group(group: Group, seed_axis: str, eval_dir: str, log: TextIO = sy
       )
       with contextlib.redirect_stdout(log):  # evaluate's own table: progress, not the result
         results[split] = evaluation.evaluate(
-          model=model,
-          vocabulary=vocabulary,
-          initial_checkpoint_path=macro("INITIAL_CHECKPOINT_PATH"),
-          mixture_or_task_name=task_name,
-          task_feature_lengths=macro("TASK_FEATURE_LENGTHS"),
+          predictor=predictor_lib.PredictorConfig(
+            model,
+            vocabulary,
+            macro("INITIAL_CHECKPOINT_PATH"),
+            macro("TASK_FEATURE_LENGTHS"),
+            prompt_files=[m.prompt for m in group.members],
+            batch_size=batch_size,
+            method=macro("DECODING") or decoding.Greedy(),
+            seed=macro("RANDOM_SEED", 0),
+            num_partitions=macro("NUM_PARTITIONS", 1),
+          ),
+          data=evaluation.SplitConfig(
+            task_name,
+            split,
+            mixture_or_task_module=macro("MIXTURE_OR_TASK_MODULE"),
+            use_cached=macro("USE_CACHED_TASKS", False),
+          ),
           eval_output_dir=os.path.join(eval_dir, split),
-          prompt_files=[m.prompt for m in group.members],
-          split=split,
-          batch_size=batch_size,
-          method=macro("DECODING") or decoding.Greedy(),
-          random_seed=macro("RANDOM_SEED", 0),
-          num_partitions=macro("NUM_PARTITIONS", 1),
-          mixture_or_task_module=macro("MIXTURE_OR_TASK_MODULE"),
-          use_cached_tasks=macro("USE_CACHED_TASKS", False),
         )
   finally:
     gin.clear_config()
