@@ -6,7 +6,7 @@ of TASK_FEATURE_LENGTHS; the prompt adds P encoder positions on top of
 run skips the batches it already consumed and sees the same stream.
 """
 
-from typing import Iterator, Mapping, Optional
+from typing import Iterator, Mapping
 
 import numpy as np
 import seqio
@@ -22,15 +22,12 @@ def batches(
   *,
   split: str = "train",
   seed: int = 0,
-  shuffle: bool = True,
-  num_epochs: Optional[int] = None,
   start: int = 0,
-  shard_index: int = 0,
-  num_shards: int = 1,
+  shard: seqio.ShardInfo = seqio.ShardInfo(0, 1),
   use_cached: bool = False,
-  pad_last: bool = False,
+  one_pass: bool = False,
 ) -> Iterator[dict[str, np.ndarray]]:
-  """Yields this host's batches of `batch_size // num_shards` examples, from batch `start`.
+  """Yields this host's batches of `batch_size // shard.num_shards` examples, from batch `start`.
 
   Args:
     name: task or mixture.
@@ -38,14 +35,14 @@ def batches(
     batch_size: the global batch size.
     split: dataset split.
     seed: shuffle seed; the stream is a function of it.
-    shuffle: shuffle examples.
-    num_epochs: None repeats forever (training).
     start: number of batches already consumed (resume).
-    shard_index, num_shards: this host's shard (seqio ShardInfo).
+    shard: this host's shard of the data.
     use_cached: read the task's offline cache.
-    pad_last: pad a last, partial batch with all-zero examples (zero loss
-      weight) to the full size (evaluation).
+    one_pass: an evaluation's pass: the split once, in order, a last partial batch
+      padded with all-zero examples (zero loss weight) to the full size; otherwise
+      training's stream: shuffled, repeated forever.
   """
+  num_shards = shard.num_shards
   if batch_size % num_shards:
     raise ValueError(f"BATCH_SIZE={batch_size} is not divisible by the {num_shards} data shards")
   registry.get_task_or_mixture(name)
@@ -55,9 +52,9 @@ def batches(
     seqio.EncDecFeatureConverter(pack=False),
     dataset_split=split,
     use_cached=use_cached,
-    shuffle=shuffle,
-    num_epochs=num_epochs,
-    shard_info=seqio.ShardInfo(shard_index, num_shards),
+    shuffle=not one_pass,
+    num_epochs=1 if one_pass else None,
+    shard_info=shard,
     seed=seed,
     batch_size=batch_size // num_shards,
     verbose=False,
@@ -73,7 +70,7 @@ def batches(
   size = batch_size // num_shards
   for batch in ds.as_numpy_iterator():
     batch = {k: np.asarray(v) for k, v in batch.items()}
-    if pad_last:
+    if one_pass:
       batch = {
         k: np.pad(v, [(0, size - len(v))] + [(0, 0)] * (v.ndim - 1)) for k, v in batch.items()
       }

@@ -22,6 +22,7 @@ import jax
 from jax.experimental import multihost_utils
 import numpy as np
 import optax
+import seqio
 
 from prompt_tuning import partitioning
 from prompt_tuning.checkpoints import checkpointer
@@ -78,12 +79,9 @@ class _Evaluator:
       task_feature_lengths,
       batch_size,
       split="validation",
-      shuffle=False,
-      num_epochs=1,
-      shard_index=jax.process_index(),
-      num_shards=jax.process_count(),
+      shard=seqio.ShardInfo(jax.process_index(), jax.process_count()),
       use_cached=use_cached,
-      pad_last=True,
+      one_pass=True,
     )
 
   def __call__(self, trainable_vars: dict[str, Any]) -> dict[str, float]:
@@ -498,8 +496,7 @@ def train(
       batch_size,
       seed=random_seed,
       start=record["data_position"],
-      shard_index=jax.process_index(),
-      num_shards=jax.process_count(),
+      shard=seqio.ShardInfo(jax.process_index(), jax.process_count()),
       use_cached=use_cached_tasks,
     )
     evaluate, infer_eval_fn = None, None
