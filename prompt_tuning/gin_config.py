@@ -238,7 +238,8 @@ def parse_gin(
           gin.parse_config(_with_imports(binding))
         except (SyntaxError, tokenize.TokenError) as e:
           raise ValueError(
-            f"gin syntax error in the binding {binding!r} (a --gin.NAME=VALUE flag): {_reason(e)}"
+            f"gin syntax error in the binding {binding!r} (a --gin.NAME=VALUE flag): "
+            f"{_reason(e)}{_quoting_hint(binding)}"
           ) from None
   except OSError as e:
     match = _UNABLE_TO_OPEN.search(str(e))
@@ -252,10 +253,24 @@ def parse_gin(
     ) from None
 
 
+_LITERAL_START = re.compile(r"""^\s*(['"@%\[({\-+.\d]|True\b|False\b|None\b)""")
+
+
+def _quoting_hint(binding: str) -> str:
+  """What to do when a flag's value is a bare word or path: a string keeps its quotes."""
+  name, _, value = binding.partition("=")
+  if not value.strip() or _LITERAL_START.match(value):
+    return ""
+  name, value = name.strip(), value.strip()
+  return f"; a string keeps its quotes inside the flag: --gin.{name}=\"'{value}'\""
+
+
 def _reason(error: Exception) -> str:
   if isinstance(error, tokenize.TokenError):
     return "the text ends inside an unclosed bracket or string"
-  return error.msg if isinstance(error, SyntaxError) else str(error)
+  text = error.msg if isinstance(error, SyntaxError) else str(error)
+  lines = [line.strip() for line in text.splitlines() if line.strip()]  # gin's last line says
+  return lines[-1].rstrip(".") if lines else type(error).__name__  # what it failed to read
 
 
 def _syntax_error(error: Exception, gin_files: Sequence[str]) -> str:
@@ -380,11 +395,28 @@ def check_every_macro_is_read(read_directly: Sequence[str], where: str = _RUN_MA
   hints = []
   for name in unread:
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.8)
-    hints.append(f"{name} (did you mean {' or '.join(close)}?)" if close else name)
+    readers = _shipped_configs_reading(name)
+    said = [f"did you mean {' or '.join(close)}?"] if close else []
+    if readers:
+      said.append(f"{' or '.join(readers)} reads it: add --gin_file={readers[0]}")
+    hints.append(f"{name} ({'; '.join(said)})" if said else name)
   raise ValueError(
     f"the gin config sets {', '.join(hints)}, which nothing in this run reads; a misspelled "
     f"or stray setting would change nothing, so fix or remove it ({where})"
   )
+
+
+def _shipped_configs_reading(macro: str, most: int = 2) -> list[str]:
+  """The shipped gin files (`configs/...`) that read a macro (bind something to `%MACRO`),
+  when only a few do: the file a run that sets the macro probably lacks."""
+  root = pathlib.Path(__file__).parent / "configs"
+  pattern = re.compile(rf"=\s*%{re.escape(macro)}\b")
+  found = sorted(
+    f"configs/{path.relative_to(root)}"
+    for path in root.rglob("*.gin")
+    if pattern.search(path.read_text())
+  )
+  return found if len(found) <= most else []
 
 
 # Macros every entry point reads itself, beside those its run's bindings reference.

@@ -95,9 +95,13 @@ def main(argv: Sequence[str]) -> None:
       f.write(gin.operative_config_str())
 
   result = run(on_start=write_operative_config)
-  print(
-    f"train: step={result['step']} loss={result['metrics'].get('loss', float('nan')):.4f} "
+  saved = (  # the prompt, or (nothing else trains a prompt) the whole checkpoint
     f"prompt={result['numpy_checkpoint_dir']}"
+    if result["numpy_checkpoint_dir"]
+    else f"checkpoint={result['checkpoint_dir']}"
+  )
+  print(
+    f"train: step={result['step']} loss={result['metrics'].get('loss', float('nan')):.4f} {saved}"
   )
 
 

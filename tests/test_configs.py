@@ -481,6 +481,21 @@ def test_a_misspelled_macro_is_an_error_naming_the_close_one():
     gin_config.check_every_macro_is_read(RUN_FILES[RUN_FILE])
 
 
+def test_a_macro_only_a_file_the_run_lacks_reads_names_that_file():
+  # The README's infer command without configs/prompts/from_file.gin: PROMPT_FILE is read
+  # only there (PROMPT_FILES, an ensemble's, is a close name but not the usual fix).
+  gin_config.parse_gin(
+    [TINY, "configs/runs/prompt_infer.gin"],
+    ["INITIAL_CHECKPOINT_PATH = None", "PROMPT_FILE = '/runs/sst2'"],
+  )
+  with pytest.raises(ValueError) as error:
+    gin_config.check_every_macro_is_read(RUN_FILES["configs/runs/prompt_infer.gin"])
+  assert (
+    "sets PROMPT_FILE (did you mean PROMPT_FILES?; configs/prompts/from_file.gin reads it: "
+    "add --gin_file=configs/prompts/from_file.gin), which nothing in this run reads"
+  ) in str(error.value)
+
+
 def test_a_misspelled_parameter_is_an_error():
   with pytest.raises(ValueError, match="doesn't have a parameter named 'train_step'"):
     gin_config.parse_gin([TINY, RUN_FILE], ["trainer.train.train_step = 5"])
@@ -538,6 +553,21 @@ def test_a_gin_file_that_does_not_parse_is_one_line_naming_it(tmp_path, text, sa
     r"--gin.NAME=VALUE flag\): the text ends inside an unclosed bracket",
   ):
     gin_config.parse_gin([], ["X = (3"])
+  # A string given without its quotes (the shell ate them, or they were never there).
+  with pytest.raises(ValueError) as error:
+    gin_config.parse_gin([], ["MODEL_DIR = /tmp/x"])
+  assert str(error.value).endswith(
+    "Unable to parse value; a string keeps its quotes inside the flag: --gin.MODEL_DIR=\"'/tmp/x'\""
+  )
+  with pytest.raises(ValueError) as error:
+    gin_config.parse_gin([], ["TASK = my task"])
+  assert "\n" not in str(error.value) and str(error.value).endswith(
+    "Failed to parse token 'my'; a string keeps its quotes inside the flag: "
+    "--gin.TASK=\"'my task'\""
+  )
+  with pytest.raises(ValueError) as error:
+    gin_config.parse_gin([], ["X = (3"])
+  assert "quotes" not in str(error.value)
 
 
 def test_configs_found_from_another_directory_log_nothing_on_the_way(tmp_path, monkeypatch, caplog):

@@ -412,6 +412,10 @@ def test_prompt_tuning_from_a_model_tuned_checkpoint(tmp_path, t5_vocab_path):
     "--gin.EVAL_PERIOD=None",
   )
   assert tuned.returncode == 0, tuned.stderr[-3000:]
+  # Its last line names what it saved: no prompt trains, so the checkpoint, not a prompt path.
+  last = tuned.stdout.strip().splitlines()[-1]
+  assert last.startswith("train: step=2 ") and "prompt=" not in last, last
+  assert os.path.isdir(last.split("checkpoint=")[1]), last
   # Host copies of the frozen model, read from disk before prompt tuning from it.
   before = convert.read_all(str(base))
   (tmp_path / "capture_variables.py").write_text(CAPTURE_MODULE)

@@ -615,10 +615,12 @@ def train(
         writer.flush()
         raise TrainingInterrupted(signum, step, model_dir)
     writer.flush()
-    numpy_dir = layout.numpy_step_dir(model_dir, step)
+    trains_a_prompt = any(layout.is_prompt(k) for k in state.trainable)
     return {
       "step": step,
       "metrics": {k: float(v) for k, v in metrics.items()},
-      "numpy_checkpoint_dir": numpy_dir,
+      "checkpoint_dir": layout.checkpoint_step_dir(model_dir, step),
+      # the step's prompt as .npy files: only a run that trains one writes them
+      "numpy_checkpoint_dir": layout.numpy_step_dir(model_dir, step) if trains_a_prompt else None,
       "best": best.record,
     }
