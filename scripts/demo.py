@@ -67,6 +67,9 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   start = time.time()
   sys.path.insert(0, REPO)
+  from prompt_tuning import host  # pylint: disable=g-import-not-at-top
+
+  host.import_tensorflow_quietly()  # the data modules import it: its loading lines, caught
   from prompt_tuning.data import wordnet  # pylint: disable=g-import-not-at-top
 
   out = os.path.abspath(args.output_dir) + ("_random_model" if args.random_model else "")
