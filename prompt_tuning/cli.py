@@ -252,6 +252,10 @@ def run(main) -> None:
     own = "\n".join(
       h for h in (FLAGS.module_help(sys.modules[__name__]), FLAGS.main_module_help()) if h.strip()
     )
+    own += (  # absl's, which decides where the full log goes
+      "\n\nabsl.logging:\n  --log_dir: the full log goes to DIR/prompt_tuning.<program>.<pid>.log, from the "
+      "start\n    (default: the command's output directory, once it exists)"
+    )
     print(f"{doc}\n\nflags (--helpfull: every library's too):\n{own}")
     sys.exit(0)
   app.run(guarded, argv=rewrite_gin_args(sys.argv))

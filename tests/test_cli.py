@@ -56,6 +56,7 @@ def test_help_and_the_tasks_command():
     "--gin_search_paths",
     "--tfds_data_dir",
     "--[no]multiprocess",
+    "--log_dir",
   ):
     assert flag in helped.stdout, flag
   assert "--jax_" not in helped.stdout
