@@ -191,6 +191,7 @@ def main(argv=None) -> int:
   parser.add_argument("--out_dir", default=os.path.join(REPO, "build", "figures"))
   parser.add_argument("--docs_dir", default=os.path.join(REPO, "docs", "scaling"))
   args = parser.parse_args(argv)
+  os.makedirs(args.docs_dir, exist_ok=True)
   for name in FIGURES:
     figure(name, args.results, args.out_dir, args.docs_dir)
   table1(args.results, args.out_dir, args.docs_dir)
