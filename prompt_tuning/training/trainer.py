@@ -7,6 +7,7 @@ checkpointing only what changed; rerunning with the same MODEL_DIR resumes from
 its latest checkpoint on the same data stream and dropout keys.
 """
 
+import dataclasses
 import json
 import numbers
 import os
@@ -327,6 +328,33 @@ def _check_finite(loss: Any, step: int, last_saved: Optional[int]) -> None:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class _Schedule:
+  """When the loop logs, evaluates and saves: every period's multiple, and the last step.
+
+  A period of None never comes (no evaluation: EVAL_PERIOD None, or no validation split).
+  """
+
+  train_steps: int
+  log_period: int
+  eval_period: Optional[int]
+  checkpoint_period: int
+
+  def _due(self, period: Optional[int], step: int) -> bool:
+    return period is not None and (step % period == 0 or step == self.train_steps)
+
+  def log(self, step: int) -> bool:
+    """A console line and the train summaries (and, with several hosts, a sync)."""
+    return self._due(self.log_period, step)
+
+  def evaluate(self, step: int) -> bool:
+    return self._due(self.eval_period, step)
+
+  def save(self, step: int) -> bool:
+    """A checkpoint (a stop signal saves its step besides)."""
+    return self._due(self.checkpoint_period, step)
+
+
 def steps_of_this_run(train_steps: int, checkpoint_step: Optional[int]) -> tuple[int, str]:
   """TRAIN_STEPS as the number of this run's steps, and the line that says so.
 
@@ -556,6 +584,9 @@ def train(
 
     if record.pop("pending_eval", None) == step and evaluate is not None:
       run_evaluation(step, state)  # the stopped run's, left to this one
+    schedule = _Schedule(
+      train_steps, log_period, eval_period if evaluate is not None else None, checkpoint_period
+    )
     tick, tick_step = time.time(), step
     stop.arm()  # from here a SIGINT/SIGTERM saves the current step and stops
     while step < train_steps:
@@ -568,7 +599,7 @@ def train(
       state, metrics = step_fn(state, frozen, batch)
       step += 1
       record["data_position"] += 1
-      if step % log_period == 0 or step == train_steps:
+      if schedule.log(step):
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
         step_time = time.time() - step_start
         _check_finite(metrics["loss"], step, last_saved)
@@ -597,17 +628,17 @@ def train(
           )
         writer.write_scalars(step, scalars)
         tick, tick_step = time.time(), step
-      due_eval = evaluate is not None and (step % eval_period == 0 or step == train_steps)
+      due_eval = schedule.evaluate(step)
       # Any host's signal stops every host at the same step. One that lands on an evaluation
       # step leaves that evaluation to the resumed run, which makes it first.
-      signum = stop.agreed(sync=due_eval or step % log_period == 0 or step == train_steps)
+      signum = stop.agreed(sync=due_eval or schedule.log(step))
       if due_eval and signum and step < train_steps:
         record["pending_eval"] = step
         logging.info("the evaluation of step %d is left to the resumed run", step)
       elif due_eval:
         run_evaluation(step, state)
         signum = signum or stop.agreed(sync=True)  # one that came during the evaluation
-      if step % checkpoint_period == 0 or step == train_steps or signum:
+      if schedule.save(step) or signum:
         _check_finite(metrics["loss"], step, last_saved)
         last_saved = ckpt.save(state, record, best.checkpoint_arrays())
         run_dir.keep()

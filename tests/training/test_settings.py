@@ -81,3 +81,16 @@ def test_train_steps_from_a_t5x_checkpoint_below_them_count_from_its_step(
   got, line = trainer.steps_of_this_run(train_steps, checkpoint_step)
   assert got == steps
   assert says in line
+
+
+def test_the_schedule_logs_evaluates_and_saves_at_each_periods_multiples_and_the_last_step():
+  schedule = trainer._Schedule(  # pylint: disable=protected-access
+    train_steps=10, log_period=3, eval_period=None, checkpoint_period=4
+  )
+  steps = range(1, 11)
+  assert [s for s in steps if schedule.log(s)] == [3, 6, 9, 10]
+  assert [s for s in steps if schedule.save(s)] == [4, 8, 10]
+  assert not [s for s in steps if schedule.evaluate(s)]  # no evaluation: never
+  every_fifth = trainer._Schedule(10, 1, 5, 100)  # pylint: disable=protected-access
+  assert [s for s in steps if every_fifth.evaluate(s)] == [5, 10]
+  assert [s for s in steps if every_fifth.save(s)] == [10]
