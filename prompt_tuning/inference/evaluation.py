@@ -55,7 +55,7 @@ def _vote_tokens(tokens: np.ndarray, log_likelihood: np.ndarray) -> list[list[in
   return voted
 
 
-class TaskEvaluator:
+class TaskSplitEvaluation:
   """seqio's evaluator for one task, once per view (the model, or each ensemble member and the vote).
 
   The model runs once per evaluation: the first view's `predict_fn` computes
@@ -357,7 +357,7 @@ def evaluate(
   results = {}
   for task in task_names:
     members = [task] if kind == "tasks" else (list(bank) or None)
-    evaluator = TaskEvaluator(
+    evaluator = TaskSplitEvaluation(
       task,
       split=data.split,
       task_feature_lengths=predictor.task_feature_lengths,
@@ -399,7 +399,7 @@ def _tasks_with_metrics(name: str) -> list[str]:
   return [t.name for t in registry.tasks_of(name) if t.metric_objs]
 
 
-class InferEval:
+class DecodedEvaluation:
   """The trainer's decoding-based evaluation (t5x's infer_eval): seqio metrics on a split.
 
   Called as `fn(step, variables)` with the merged variables of the run; the
@@ -409,7 +409,7 @@ class InferEval:
   is decoded too at every evaluation (its metrics `<task>/<test_split>/<metric>`,
   its predictions under `inference_eval/<test_split>`): the numbers to report at
   the step that early stopping on the validation split picks, in domain and out
-  of domain. `TaskEvaluator` adds what the predictions themselves show
+  of domain. `TaskSplitEvaluation` adds what the predictions themselves show
   (`predictions/...`, see `prediction_shares`).
   """
 
@@ -453,7 +453,7 @@ class InferEval:
         self._evaluators.append(
           (
             f"{task}/{name}" if is_test else task,
-            TaskEvaluator(
+            TaskSplitEvaluation(
               task,
               split=name,
               task_feature_lengths=task_feature_lengths,
@@ -492,13 +492,6 @@ class InferEval:
     return metrics
 
 
-# What the trainer takes as `infer_eval`: given its partitioner and the output
-# directory (None on hosts other than the first), the evaluation function
-# `fn(step, variables) -> {'<task>/<metric>': value}`, or None (no task of
-# the mixture defines metrics).
-InferEvalFactory = Callable[[Any, Optional[str]], Optional[InferEval]]
-
-
 def infer_eval(
   *,
   model: t5.Transformer,
@@ -512,7 +505,7 @@ def infer_eval(
   use_cached: bool = False,
   num_examples: Optional[int] = None,
   test_split: Optional[str | Sequence[str]] = None,
-) -> Optional[InferEvalFactory]:
+) -> Optional[Callable[[Any, Optional[str]], Optional["DecodedEvaluation"]]]:
   """The trainer's decoding-based evaluation (INFER_EVAL), handed to `trainer.train`.
 
   Args:
@@ -526,13 +519,16 @@ def infer_eval(
       `split`.
 
   Returns:
-    A factory the trainer calls once its partitioner exists, or None.
+    What the trainer takes as `infer_eval` (its `InferEvalFactory`, the one definition of
+    that type): called with its partitioner and output directory (None on hosts other
+    than the first), it gives the `DecodedEvaluation`, or None when no task of the
+    mixture defines metrics; None when not enabled.
   """
   if not enabled:
     return None
 
-  def make(partitioner: Any, output_dir: Optional[str]) -> Optional[InferEval]:
-    evaluator = InferEval(
+  def make(partitioner: Any, output_dir: Optional[str]) -> Optional[DecodedEvaluation]:
+    evaluator = DecodedEvaluation(
       model,
       vocabulary or registry.targets_vocabulary(mixture_or_task_name),
       SplitConfig(mixture_or_task_name, split, use_cached=use_cached, num_examples=num_examples),

@@ -47,7 +47,7 @@ InferEvalFn = Callable[[int, dict[str, Any]], Mapping[str, float]]
 InferEvalFactory = Callable[[partitioning.Partitioner, Optional[str]], Optional[InferEvalFn]]
 
 
-class _Evaluator:
+class _TeacherForcedEvaluation:
   """Teacher-forced loss and token accuracy on the task's validation split."""
 
   def __init__(
@@ -531,7 +531,7 @@ def train(
     if eval_period and not registry.has_split(mixture_or_task_name, "validation"):
       logging.warning("%s has no validation split; EVAL_PERIOD is ignored", mixture_or_task_name)
     elif eval_period:
-      evaluate = _Evaluator(
+      evaluate = _TeacherForcedEvaluation(
         model,
         part,
         state_shardings,
