@@ -3,7 +3,6 @@
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -108,30 +107,15 @@ def test_infer_reads_text_files_and_rejects_bad_lines(tmp_path, hf_checkpoint):
 
   (tmp_path / "bad.jsonl").write_text('{"inputs": "ok"}\n{"text": "no inputs key"}\n')
   (tmp_path / "empty.txt").write_text("\n\n")
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
   for name, line in [
     ("bad.jsonl", f'error: {tmp_path}/bad.jsonl line 2 has no "inputs" string'),
     ("empty.txt", f"error: --input_file {tmp_path}/empty.txt holds no inputs"),
   ]:
+    cmd, env = infer_run.command(
+      hf_dir, tmp_path / name, tmp_path / "bad_out.jsonl", "--gin.PROMPT_LENGTH=0"
+    )
     result = subprocess.run(
-      [
-        sys.executable,
-        "-m",
-        "prompt_tuning.infer",
-        "--gin_file=configs/test/tiny.gin",
-        "--gin_file=configs/runs/prompt_infer.gin",
-        f"--gin.INITIAL_CHECKPOINT_PATH='{hf_dir}'",
-        f"--gin.SENTENCEPIECE_MODEL_FILE='{conftest.VOCAB_PATH}'",
-        "--gin.PROMPT_LENGTH=0",
-        f"--gin.TASK_FEATURE_LENGTHS={LENGTHS}",
-        f"--input_file={tmp_path / name}",
-        f"--output_file={tmp_path / 'bad_out.jsonl'}",
-      ],
-      cwd=conftest.REPO_ROOT,
-      env=env,
-      capture_output=True,
-      text=True,
-      timeout=300,
+      cmd, cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
     )
     assert result.returncode != 0
     errors = [e for e in result.stderr.splitlines() if e.startswith("error: ")]

@@ -24,7 +24,9 @@ TEXTS = [
 ]
 
 
-def run_infer(tmp_path, hf_dir, input_file, output_file, *extra):
+def command(hf_dir, input_file, output_file, *extra):
+  """`python -m prompt_tuning.infer` on tiny.gin's model in `hf_dir`, with its environment
+  (one CPU device): `(argv, env)`. `--gin_file` flags in `extra` go before the run file."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
   cmd = [
     sys.executable,
@@ -36,11 +38,16 @@ def run_infer(tmp_path, hf_dir, input_file, output_file, *extra):
     f"--gin.INITIAL_CHECKPOINT_PATH='{hf_dir}'",
     f"--gin.SENTENCEPIECE_MODEL_FILE='{conftest.VOCAB_PATH}'",
     f"--gin.TASK_FEATURE_LENGTHS={LENGTHS}",
-    "--gin.BATCH_SIZE=3",
     f"--input_file={input_file}",
     f"--output_file={output_file}",
     *[a for a in extra if not a.startswith("--gin_file")],
   ]
+  return cmd, env
+
+
+def run_infer(tmp_path, hf_dir, input_file, output_file, *extra):
+  del tmp_path  # the callers' signature; the command writes only output_file
+  cmd, env = command(hf_dir, input_file, output_file, "--gin.BATCH_SIZE=3", *extra)
   result = subprocess.run(
     cmd, cwd=conftest.REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
   )
