@@ -151,3 +151,35 @@ def test_downward_imports_pass():
   assert not violations(
     "from prompt_tuning.models import layers\nimport functools\n", "prompt_tuning.models.t5"
   )
+
+
+MAX_PARAMETERS = 10  # settings travel as named objects (training/settings.py, PredictorConfig)
+
+
+def too_many_parameters(source: str) -> list[str]:
+  """The functions of `source` that take more than MAX_PARAMETERS (self and cls aside)."""
+  found = []
+  for node in ast.walk(ast.parse(source)):
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+      a = node.args
+      names = [p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
+      names += [p.arg for p in (a.vararg, a.kwarg) if p is not None]
+      names = [n for n in names if n not in ("self", "cls")]
+      if len(names) > MAX_PARAMETERS:
+        found.append(f"{node.name} ({len(names)})")
+  return found
+
+
+def test_no_function_in_the_package_takes_more_than_ten_parameters():
+  offenders = {
+    str(path.relative_to(PACKAGE)): found
+    for path in sorted(PACKAGE.rglob("*.py"))
+    if (found := too_many_parameters(path.read_text()))
+  }
+  assert not offenders, offenders
+
+
+def test_the_parameter_count_catches_an_eleventh():
+  eleven = ", ".join(f"p{i}" for i in range(11))
+  assert too_many_parameters(f"def f(*, {eleven}):\n  pass\n") == ["f (11)"]
+  assert too_many_parameters(f"class C:\n  def m(self, {eleven[4:]}):\n    pass\n") == []

@@ -26,6 +26,7 @@ import sys
 import pytest
 
 from prompt_tuning.sweep import driver
+from prompt_tuning.sweep import migrate
 from prompt_tuning.sweep import points as points_lib
 from tests import conftest
 
@@ -45,14 +46,15 @@ def _sweep_file(archive: str) -> str:
   return os.path.join(conftest.REPO_ROOT, "configs", "sweeps", f"{meta['name']}.gin")
 
 
-def _done(archive: str) -> list[str]:
+def _points(archive: str) -> list[str]:
   root = os.path.join(RESULTS, archive)
   return sorted(
-    n
-    for n in os.listdir(root)
-    if os.path.isfile(os.path.join(root, n, points_lib.POINT_FILE))
-    and points_lib.is_done(os.path.join(root, n))
+    n for n in os.listdir(root) if os.path.isfile(os.path.join(root, n, points_lib.POINT_FILE))
   )
+
+
+def _done(archive: str) -> list[str]:
+  return [n for n in _points(archive) if points_lib.is_done(os.path.join(RESULTS, archive, n))]
 
 
 def test_results_are_shipped():
@@ -75,6 +77,19 @@ def test_a_sweep_continued_from_its_archive_runs_none_of_its_done_points_again(a
   )
   if len(done) == len(plan.points):
     assert len(copied) == len(plan.points)  # a complete archive: nothing would run
+
+
+@pytest.mark.parametrize("archive", ARCHIVES)
+def test_every_archived_config_reads_back_as_gin_with_the_points_rerun_dir(archive):
+  for name in _points(archive):
+    point = os.path.join(RESULTS, archive, name)
+    path = os.path.join(point, "config.gin")
+    if not os.path.isfile(path):
+      continue
+    with open(path) as f:
+      bindings = migrate.read_bindings(f.read())  # a SyntaxError names the line
+    argv = points_lib.read_json(os.path.join(point, points_lib.POINT_FILE))["argv"]
+    assert f"--gin.MODEL_DIR='{bindings.values['MODEL_DIR']}'" in argv, path
 
 
 def _first_eval(metrics_path: str) -> dict:

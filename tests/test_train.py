@@ -389,9 +389,9 @@ CAPTURE_MODULE = textwrap.dedent('''
 ''')
 CAPTURE_GIN = textwrap.dedent('''
     from __gin__ import dynamic_registration
-    from prompt_tuning.training import trainer
+    from prompt_tuning.training import settings
     import capture_variables
-    trainer.train.infer_eval = @capture_variables.factory()
+    settings.EvaluationSettings.infer_eval = @capture_variables.factory()
 ''')
 
 

@@ -495,34 +495,31 @@ class DecodedEvaluation:
 def infer_eval(
   *,
   model: t5.Transformer,
-  mixture_or_task_name: str,
+  data: SplitConfig,
   task_feature_lengths: Mapping[str, int],
   vocabulary: Any = None,
   enabled: bool = True,
   batch_size: int = 32,
   method: decoding.Method = decoding.Greedy(),
-  split: str = "validation",
-  use_cached: bool = False,
-  num_examples: Optional[int] = None,
   test_split: Optional[str | Sequence[str]] = None,
 ) -> Optional[Callable[[Any, Optional[str]], Optional["DecodedEvaluation"]]]:
   """The trainer's decoding-based evaluation (INFER_EVAL), handed to `trainer.train`.
 
   Args:
     model, vocabulary: MODEL and VOCABULARY (None: the task's targets vocabulary).
-    mixture_or_task_name, task_feature_lengths: what is evaluated.
+    data: the split decoded (the run's task's validation split).
+    task_feature_lengths: TASK_FEATURE_LENGTHS.
     enabled: INFER_EVAL; False gives None (no decoding during training).
     batch_size, method: decoding (BATCH_SIZE, DECODING).
-    split, use_cached, num_examples: the split read.
     test_split: TEST_SPLIT: also decode this split (e.g. 'test'), or each of a
       list of splits (e.g. ['test', 'ood']), at every evaluation; None: only
-      `split`.
+      `data`'s split.
 
   Returns:
-    What the trainer takes as `infer_eval` (its `InferEvalFactory`, the one definition of
-    that type): called with its partitioner and output directory (None on hosts other
-    than the first), it gives the `DecodedEvaluation`, or None when no task of the
-    mixture defines metrics; None when not enabled.
+    What the trainer takes as `infer_eval` (`settings.InferEvalFactory`, the one
+    definition of that type): called with its partitioner and output directory (None on
+    hosts other than the first), it gives the `DecodedEvaluation`, or None when no task
+    of the mixture defines metrics; None when not enabled.
   """
   if not enabled:
     return None
@@ -530,8 +527,8 @@ def infer_eval(
   def make(partitioner: Any, output_dir: Optional[str]) -> Optional[DecodedEvaluation]:
     evaluator = DecodedEvaluation(
       model,
-      vocabulary or registry.targets_vocabulary(mixture_or_task_name),
-      SplitConfig(mixture_or_task_name, split, use_cached=use_cached, num_examples=num_examples),
+      vocabulary or registry.targets_vocabulary(data.mixture_or_task_name),
+      data,
       task_feature_lengths,
       output_dir=output_dir,
       batch_size=batch_size,

@@ -7,6 +7,8 @@ r"""Runs a sweep of training runs, or reports on one.
       [--x=parameters,PROMPT_LENGTH] [--lines=init] [--panels=size] [--out_dir=DIR]
     python -m prompt_tuning.sweep archive --sweep_dir=/tmp/sweeps/mini \
       --archive_dir=results/mini [--merge=ARCHIVE,...]
+    python -m prompt_tuning.sweep migrate --sweep_dir=results/mini [--dry_run] \
+      [--from_commit=SHA]
 
 Each point trains in its own MODEL_DIR under --sweep_dir, with its exact
 `python -m prompt_tuning.train` command written beside it (command.sh).
@@ -15,7 +17,9 @@ others from their checkpoints; `--reuse_from=DIR` copies the done points of
 another sweep (or of an archive) that have a point's exact config instead of
 running them again. `archive` writes a compact, portable copy of the results
 (archive.py; docs/sweeps.md), which `report --out_dir=...` reads as it reads
-the sweep directory.
+the sweep directory. `migrate` carries the recorded config digests of a sweep
+directory or an archive over to a change that renames what the configs bind,
+checked point by point (migrate.py).
 `--gin.MACRO=VALUE` sets the sweep file's own macros (the checkpoint paths of
 the paper's grids). The sweep ends with
 `report`, which writes results.csv, summary.md and plots/ into --sweep_dir; its
@@ -32,6 +36,7 @@ from absl import flags
 from prompt_tuning import cli  # pylint: disable=g-import-not-at-top
 from prompt_tuning.sweep import archive as archive_lib  # pylint: disable=g-import-not-at-top
 from prompt_tuning.sweep import driver  # pylint: disable=g-import-not-at-top
+from prompt_tuning.sweep import migrate as migrate_lib  # pylint: disable=g-import-not-at-top
 from prompt_tuning.sweep import report as report_lib  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
@@ -57,7 +62,11 @@ flags.DEFINE_integer(
   "host's cores / the sweep's cores per point; ray default: all, as Ray's "
   "resources allow).",
 )
-flags.DEFINE_bool("dry_run", False, "Print the points and their commands; run nothing.")
+flags.DEFINE_bool(
+  "dry_run",
+  False,
+  "Print the points and their commands; run nothing (migrate: check every point, write nothing).",
+)
 flags.DEFINE_multi_string(
   "only",
   [],
@@ -107,11 +116,20 @@ flags.DEFINE_list(
   "a point done in two with other evaluation values stops the merge.",
 )
 
+flags.DEFINE_string(
+  "from_commit",
+  None,
+  "migrate: the commit whose code computed the recorded digests (default: each point's "
+  "own, as its status.json or provenance.json records it).",
+)
+
 
 def main(argv: Sequence[str]) -> None:
   command = argv[1:]
-  if command not in ([], ["report"], ["archive"]):
-    raise ValueError(f"unexpected arguments {command}; the commands are `report` and `archive`")
+  if command not in ([], ["report"], ["archive"], ["migrate"]):
+    raise ValueError(
+      f"unexpected arguments {command}; the commands are `report`, `archive` and `migrate`"
+    )
   if FLAGS.gin_file:
     raise ValueError(
       "--gin_file is for training runs; a sweep's gin files are in its sweep file (--sweep_file)"
@@ -127,6 +145,16 @@ def main(argv: Sequence[str]) -> None:
     return
   if not FLAGS.sweep_dir:
     raise ValueError("--sweep_dir is required: where the points' runs and the results go")
+  if command == ["migrate"]:
+    result = migrate_lib.migrate(
+      FLAGS.sweep_dir, dry_run=FLAGS.dry_run, from_commit=FLAGS.from_commit
+    )
+    print(
+      f"migrate: {result['migrated']} of {result['points']} points' digests "
+      f"{'would be ' if FLAGS.dry_run else ''}carried over, {result['unchanged']} already "
+      f"the current code's, {result['no_digest']} without a digest ({FLAGS.sweep_dir})"
+    )
+    return
   options = {"x": FLAGS.x, "lines": FLAGS.lines, "panels": FLAGS.panels}
   if command == ["report"]:
     result = report_lib.report(FLAGS.sweep_dir, out_dir=FLAGS.out_dir, **options)

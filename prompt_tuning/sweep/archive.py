@@ -58,6 +58,8 @@ FORMAT = 1  # archive.json's "format": what this code reads and writes
 PROVENANCE_FILE = "provenance.json"
 RERUN_DIR = "build/rerun"  # where a point's `rerun` command trains it, under a clone's root
 SWEEP_DIR_SYMBOL, ELSEWHERE_SYMBOL = "$SWEEP_DIR", "$ELSEWHERE"
+# MODEL_DIR's statement in an operative config: gin wraps a long value onto indented lines.
+_MODEL_DIR_STATEMENT = re.compile(r"(?m)^MODEL_DIR = .*(?:\n[ \t]+.*)*")
 RECORDED = "recorded by the sweep when the point ran (its status.json)"
 NOT_RECORDED = (
   "the archiving machine's: the sweep recorded none when the point ran, which "
@@ -282,7 +284,7 @@ def _archive_point(sweep_dir: str, name: str, sweep_name: str, machine: _Machine
     files[layout.METRICS_FILE] = paths.text(metrics.decode()).encode()
   try:
     with open(layout.config_file(model_dir)) as f:
-      config = re.sub(r"(?m)^MODEL_DIR = .*$", f"MODEL_DIR = {spec.gin_text(rerun_dir)}", f.read())
+      config = _MODEL_DIR_STATEMENT.sub(f"MODEL_DIR = {spec.gin_text(rerun_dir)}", f.read())
     files[layout.CONFIG_FILE] = paths.text(config).encode()
   except FileNotFoundError:
     pass

@@ -31,7 +31,7 @@ from prompt_tuning.sweep import spec
 
 EXECUTORS = ("local", "ray")
 # What parsing a sweep file or a point's config raises for a bad one (gin's errors included).
-_CONFIG_ERRORS = (ValueError, TypeError, NameError, AttributeError, FileNotFoundError, ImportError)
+CONFIG_ERRORS = (ValueError, TypeError, NameError, AttributeError, FileNotFoundError, ImportError)
 LOCK_FILE = ".sweep.lock"
 
 
@@ -65,7 +65,7 @@ def load(sweep_file: str, overrides: Sequence[str] = ()) -> spec.Plan:
     declared = spec.Sweep(**spec.resolve_macros(bound))
   except spec.SweepFileError:
     raise
-  except _CONFIG_ERRORS as e:
+  except CONFIG_ERRORS as e:
     raise spec.SweepFileError(f"{sweep_file}: {_one_line(e)}") from None
   finally:
     gin.clear_config()
@@ -78,7 +78,7 @@ def load(sweep_file: str, overrides: Sequence[str] = ()) -> spec.Plan:
 _ANY_MODEL_DIR = "<the point's directory>"
 
 
-def _config_text(gin_files: Sequence[str], bindings: Sequence[str]) -> str:
+def config_text(gin_files: Sequence[str], bindings: Sequence[str]) -> str:
   """The run's whole gin config as the trainer parses it (MODEL_DIR aside), checked.
 
   Two points whose texts (and environments) are equal train the same run,
@@ -98,7 +98,7 @@ def check_points(plan: spec.Plan) -> dict[str, str]:
   """Parses every point's config as the training command will, before anything runs.
 
   Returns:
-    Each point's config text (`_config_text`), by point name.
+    Each point's config text (`config_text`), by point name.
   Raises:
     spec.SweepFileError: naming the first point whose config the trainer would
       refuse (a gin file not found, an unknown or unread setting, a REQUIRED
@@ -107,16 +107,16 @@ def check_points(plan: spec.Plan) -> dict[str, str]:
   texts = {}
   for point in plan.points:
     try:
-      texts[point.name] = _config_text(
+      texts[point.name] = config_text(
         plan.gin_files_of(point), [f"{k} = {v}" for k, v in plan.bindings_of(point)]
       )
-    except _CONFIG_ERRORS as e:
+    except CONFIG_ERRORS as e:
       raise spec.SweepFileError(f"point {point.name}: {_one_line(e)}") from None
   return texts
 
 
 def config_digest(text: str) -> str:
-  """What point.json records of a point's config text (`_config_text`)."""
+  """What point.json records of a point's config text (`config_text`)."""
   return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -154,7 +154,7 @@ def finished_runs(sweep_dirs: Sequence[str]) -> dict[tuple[str, str], str]:
       digest = record.get("config_sha256")
       if digest is None:
         try:
-          digest = config_digest(_config_text(*points_lib.config_of_argv(record["argv"])))
+          digest = config_digest(config_text(*points_lib.config_of_argv(record["argv"])))
         except Exception:  # pylint: disable=broad-except
           continue  # any failure: not known to be the same run
       runs.setdefault((digest, json.dumps(record.get("env"), sort_keys=True)), model_dir)

@@ -213,9 +213,7 @@ def _check_config(group: Group, seed_axis: str) -> None:
       )
     if member.config_sha256:
       # The text the sweep digested when it prepared the point (driver.check_points).
-      text = driver._config_text(  # pylint: disable=protected-access
-        *points_lib.config_of_argv(member.argv)
-      )
+      text = driver.config_text(*points_lib.config_of_argv(member.argv))
       if driver.config_digest(text) != member.config_sha256:
         raise EnsembleError(
           f"point {member.point}: its config differs from the one it trained "

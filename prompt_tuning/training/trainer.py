@@ -9,7 +9,6 @@ its latest checkpoint on the same data stream and dropout keys.
 
 import dataclasses
 import json
-import numbers
 import os
 import shutil
 import signal
@@ -22,7 +21,6 @@ from clu import metric_writers
 import jax
 from jax.experimental import multihost_utils
 import numpy as np
-import optax
 import seqio
 
 from prompt_tuning import partitioning
@@ -36,15 +34,9 @@ from prompt_tuning.models import t5
 from prompt_tuning.training import data
 from prompt_tuning.training import early_stopping
 from prompt_tuning.training import optimizers
+from prompt_tuning.training import settings
 from prompt_tuning.training import train_state
 from prompt_tuning.training import trainable
-
-# `fn(step, merged variables) -> {name: value}`: metrics beside the teacher-forced ones.
-InferEvalFn = Callable[[int, dict[str, Any]], Mapping[str, float]]
-# Builds the InferEvalFn once the partitioner exists: `(partitioner, output
-# directory or None on other hosts) -> fn or None`. The entry point hands in
-# `inference.evaluation.infer_eval(...)` (configs/runs/prompt_finetune.gin).
-InferEvalFactory = Callable[[partitioning.Partitioner, Optional[str]], Optional[InferEvalFn]]
 
 
 class _TeacherForcedEvaluation:
@@ -251,63 +243,6 @@ class _Summaries:
     self._writer.flush()
 
 
-def _check_settings(
-  *,
-  train_steps: Any,
-  batch_size: Any,
-  checkpoint_period: Any,
-  eval_period: Any,
-  log_period: Any,
-  keep_checkpoints: Any,
-  num_partitions: Any,
-  task_feature_lengths: Any,
-  learning_rate: Any = None,
-) -> None:
-  """One-line errors for settings no run can use, before anything is created.
-
-  The mesh's own checks follow: the partitioner's, that NUM_PARTITIONS divides
-  the devices, then `_check_batch_split`.
-  """
-
-  def positive(name: str, value: Any, optional: bool = False) -> None:
-    if optional and value is None:
-      return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-      allowed = "a positive integer" + (" or None" if optional else "")
-      raise ValueError(f"{name}={value!r}; it must be {allowed}")
-
-  positive("TRAIN_STEPS", train_steps)
-  positive("BATCH_SIZE", batch_size)
-  positive("CHECKPOINT_PERIOD", checkpoint_period)
-  positive("EVAL_PERIOD", eval_period, optional=True)
-  positive("LOG_PERIOD", log_period)
-  positive("KEEP_CHECKPOINTS", keep_checkpoints, optional=True)
-  positive("NUM_PARTITIONS", num_partitions)
-  if (
-    learning_rate is not None
-    and not callable(learning_rate)
-    and (
-      isinstance(learning_rate, bool)
-      or not isinstance(learning_rate, numbers.Real)
-      or not np.isfinite(learning_rate)
-      or learning_rate <= 0
-    )
-  ):
-    raise ValueError(
-      f"LEARNING_RATE={learning_rate!r}; it must be a positive number (or a schedule)"
-    )
-  if not isinstance(task_feature_lengths, Mapping) or set(task_feature_lengths) != {
-    "inputs",
-    "targets",
-  }:
-    raise ValueError(
-      f"TASK_FEATURE_LENGTHS={task_feature_lengths!r}; give both lengths, e.g. "
-      "{'inputs': 128, 'targets': 8}"
-    )
-  for feature, length in task_feature_lengths.items():
-    positive(f"TASK_FEATURE_LENGTHS['{feature}']", length)
-
-
 def _check_batch_split(batch_size: int, part: partitioning.Partitioner) -> None:
   data = part.data_size
   if batch_size % data:
@@ -380,63 +315,27 @@ def steps_of_this_run(train_steps: int, checkpoint_step: Optional[int]) -> tuple
 def train(
   *,
   model: t5.Transformer,
-  model_dir: str,
-  mixture_or_task_name: str,
-  task_feature_lengths: Mapping[str, int],
   train_steps: int,
-  initial_checkpoint_path: Optional[str] = None,
-  batch_size: int = 32,
-  optimizer: Optional[optax.GradientTransformation] = None,
-  what_trains: trainable.WhatTrains = trainable.PROMPT_TUNING,
-  mixture_or_task_module: Optional[str] = None,
-  use_cached_tasks: bool = False,
-  checkpoint_period: int = 1000,
-  keep_checkpoints: Optional[int] = None,
+  data: settings.DataSettings,
+  checkpoints: settings.CheckpointSettings,
+  optimization: settings.OptimizationSettings = settings.OptimizationSettings(),
+  evaluation: settings.EvaluationSettings = settings.EvaluationSettings(),
   random_seed: int = 0,
   num_partitions: int = 1,
-  z_loss: float = 1e-4,
-  label_smoothing: float = 0.0,
-  loss_normalizing_factor: Any = "NUM_REAL_TARGET_TOKENS",
   log_period: int = 10,
-  eval_period: Optional[int] = None,
-  learning_rate: Optional[optax.ScalarOrSchedule] = None,
-  vocabulary: Any = None,
-  infer_eval: Optional[InferEvalFactory] = None,
   on_start: Optional[Callable[[], None]] = None,
 ) -> dict[str, Any]:
   """Trains until `train_steps` steps (of this run's state) are done.
 
   Args:
     model: the model (MODEL), with its prompt.
-    model_dir: where checkpoints, numpy prompts and the config go.
-    mixture_or_task_name: a registered seqio task or mixture.
-    task_feature_lengths: `{'inputs': N, 'targets': M}`; the prompt adds P
-      encoder positions to N.
-    train_steps: total steps of this run (a resumed run counts the steps done).
-    initial_checkpoint_path: the frozen model's checkpoint; None means a random
-      model from `random_seed`.
-    batch_size: global batch size.
-    optimizer: over the trainable variables (default: the paper's Adafactor).
-    what_trains: 'prompt', 'all', or regexes over variable paths.
-    mixture_or_task_module: module to import so that the task registers.
-    use_cached_tasks: read seqio's offline cache.
-    checkpoint_period: steps between checkpoints (and one at the end).
-    keep_checkpoints: how many to keep (None: all).
-    random_seed: seeds the random init, the data order and dropout.
-    num_partitions: size of the mesh's model axis.
-    z_loss, label_smoothing, loss_normalizing_factor: the loss (see `losses`).
+    train_steps: TRAIN_STEPS, this run's steps (a resumed run counts the steps done;
+      see `steps_of_this_run` for a t5x checkpoint's).
+    data, checkpoints, optimization, evaluation: what it trains on, where it starts
+      from and saves, how it optimizes, when it evaluates (`settings`).
+    random_seed: RANDOM_SEED: the random init, the data order and dropout.
+    num_partitions: NUM_PARTITIONS, the size of the mesh's model axis.
     log_period: steps between console lines and summaries.
-    eval_period: steps between evaluations on the task's validation split
-      (teacher-forced loss and token accuracy, plus `infer_eval`'s metrics);
-      None: no evaluation.
-    learning_rate: the optimizer's learning rate (constant or schedule), for
-      the `train/learning_rate` summary.
-    vocabulary: the model's VOCABULARY; the task's must be the same.
-    infer_eval: at each evaluation, also run the function this factory builds
-      (`InferEvalFactory`; the run file hands in the decoding of the
-      validation split with every task's seqio metrics, t5x's infer_eval,
-      writing under `MODEL_DIR/inference_eval`); its metrics are written under
-      `eval/`. None: teacher-forced metrics only.
     on_start: called once on the first host after set-up (the entry point
       writes the operative gin config here).
 
@@ -445,24 +344,20 @@ def train(
     the best evaluation's record (`early_stopping`; its prompt is in
     `MODEL_DIR/best/`), or None without evaluations.
   """
-  _check_settings(
-    train_steps=train_steps,
-    batch_size=batch_size,
-    checkpoint_period=checkpoint_period,
-    eval_period=eval_period,
-    log_period=log_period,
-    keep_checkpoints=keep_checkpoints,
-    num_partitions=num_partitions,
-    task_feature_lengths=task_feature_lengths,
-    learning_rate=learning_rate,
-  )
+  settings.check_positive("TRAIN_STEPS", train_steps)
+  settings.check_positive("LOG_PERIOD", log_period)
+  settings.check_positive("NUM_PARTITIONS", num_partitions)
+  model_dir = checkpoints.model_dir
+  initial_checkpoint_path = checkpoints.initial_checkpoint_path
+  mixture_or_task_name, task_feature_lengths = data.mixture_or_task_name, data.task_feature_lengths
+  batch_size, what_trains = data.batch_size, optimization.what_trains
   part = partitioning.Partitioner(num_partitions)
   _check_batch_split(batch_size, part)
   with _LeaveAsFound(model_dir) as run_dir, _StopSignals() as stop:
-    registry.import_task_module(mixture_or_task_module)
-    registry.check_vocabulary(mixture_or_task_name, vocabulary, model.config.vocab_size)
-    ckpt = checkpointer.Checkpointer(model_dir, keep_checkpoints)
-    optimizer = optimizer or optimizers.adafactor()
+    registry.import_task_module(data.mixture_or_task_module)
+    registry.check_vocabulary(mixture_or_task_name, data.vocabulary, model.config.vocab_size)
+    ckpt = checkpointer.Checkpointer(model_dir, checkpoints.keep_checkpoints)
+    optimizer = optimization.optimizer or optimizers.adafactor()
 
     variables, shardings = variables_lib.init_variables(
       model, part, initial_checkpoint_path, random_seed
@@ -478,9 +373,7 @@ def train(
       shardings,
       what_trains,
       random_seed,
-      z_loss=z_loss,
-      label_smoothing=label_smoothing,
-      loss_normalizing_factor=loss_normalizing_factor,
+      **optimization.loss_options(),
     )
     del variables
     num_frozen = sum(int(np.prod(v.shape)) for v in frozen.values())
@@ -525,8 +418,9 @@ def train(
       seed=random_seed,
       start=record["data_position"],
       shard=seqio.ShardInfo(jax.process_index(), jax.process_count()),
-      use_cached=use_cached_tasks,
+      use_cached=data.use_cached_tasks,
     )
+    eval_period, infer_eval = evaluation.eval_period, evaluation.infer_eval
     evaluate, infer_eval_fn = None, None
     if eval_period and not registry.has_split(mixture_or_task_name, "validation"):
       logging.warning("%s has no validation split; EVAL_PERIOD is ignored", mixture_or_task_name)
@@ -539,9 +433,9 @@ def train(
         mixture_or_task_name,
         task_feature_lengths,
         batch_size,
-        use_cached_tasks,
-        z_loss=z_loss,
-        label_smoothing=label_smoothing,
+        data.use_cached_tasks,
+        z_loss=optimization.z_loss,
+        label_smoothing=optimization.label_smoothing,
       )
     if evaluate is not None and infer_eval is not None:
       infer_eval_fn = infer_eval(
@@ -585,7 +479,10 @@ def train(
     if record.pop("pending_eval", None) == step and evaluate is not None:
       run_evaluation(step, state)  # the stopped run's, left to this one
     schedule = _Schedule(
-      train_steps, log_period, eval_period if evaluate is not None else None, checkpoint_period
+      train_steps,
+      log_period,
+      eval_period if evaluate is not None else None,
+      checkpoints.checkpoint_period,
     )
     tick, tick_step = time.time(), step
     stop.arm()  # from here a SIGINT/SIGTERM saves the current step and stops
@@ -622,10 +519,9 @@ def train(
           "train/tokens_per_second": steps_per_s * tokens,
           "train/step_time_seconds": step_time,
         }
-        if learning_rate is not None:
-          scalars["train/learning_rate"] = float(
-            learning_rate(step - 1) if callable(learning_rate) else learning_rate
-          )
+        rate = optimization.learning_rate
+        if rate is not None:
+          scalars["train/learning_rate"] = float(rate(step - 1) if callable(rate) else rate)
         writer.write_scalars(step, scalars)
         tick, tick_step = time.time(), step
       due_eval = schedule.evaluate(step)

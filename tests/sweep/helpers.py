@@ -40,7 +40,7 @@ BASE = textwrap.dedent("""\
         'TRAIN_STEPS': 20,
         'EVAL_PERIOD': 10,
         'CHECKPOINT_PERIOD': 10,
-        'evaluation.infer_eval.num_examples': 64,
+        'evaluation.SplitConfig.num_examples': 64,
     }
     """)
 

@@ -23,6 +23,7 @@ from prompt_tuning.checkpoints import layout
 from prompt_tuning.checkpoints import storage
 from prompt_tuning.sweep import archive as archive_lib
 from prompt_tuning.sweep import driver
+from prompt_tuning.sweep import migrate
 from prompt_tuning.sweep import points as points_lib
 from prompt_tuning.sweep import provenance
 from prompt_tuning.sweep import report as report_lib
@@ -88,7 +89,8 @@ def _fake_run(model_dir, name, tmp_root):
     f.write(_lines(*records) + '{"step": 31, "eval/wordnet_super')  # cut by a kill
   with open(layout.config_file(model_dir), "w") as f:
     f.write(
-      f"LEARNING_RATE = 0.3\nMODEL_DIR = '{model_dir}'\n"
+      # as gin writes a long value: on an indented line of its own
+      f"LEARNING_RATE = 0.3\nMODEL_DIR = \\\n    '{model_dir}'\n"
       f"INITIAL_CHECKPOINT_PATH = '{REPO}/build/checkpoints/tiny'\n"
     )
   for step in (10, 20, 30):
@@ -250,6 +252,7 @@ def test_an_archive_holds_no_path_of_the_machine_that_ran_the_sweep(sweeps, tmp_
   assert "log_tail" not in failed
   config = contents[os.path.join(COPIED, "config.gin")].decode()
   assert f"MODEL_DIR = 'build/rerun/sweep/{COPIED}'\n" in config
+  assert migrate.read_bindings(config).values["MODEL_DIR"] == f"build/rerun/sweep/{COPIED}"
   assert "INITIAL_CHECKPOINT_PATH = 'build/checkpoints/tiny'\n" in config
 
 
@@ -268,7 +271,7 @@ def test_the_rerun_command_trains_the_same_config_from_a_clones_root(sweeps):
     ], rerun
     files, bindings = points_lib.config_of_argv(words[3:])
     assert all(not os.path.isabs(f) and os.path.isfile(os.path.join(REPO, f)) for f in files)
-    assert driver.config_digest(driver._config_text(files, bindings)) == record["config_sha256"]
+    assert driver.config_digest(driver.config_text(files, bindings)) == record["config_sha256"]
     assert words[-1] == f"--gin.MODEL_DIR='build/rerun/sweep/{name}'"
 
 

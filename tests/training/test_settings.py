@@ -3,47 +3,74 @@
 import pytest
 
 from prompt_tuning import partitioning
+from prompt_tuning.training import settings
 from prompt_tuning.training import trainer
 
-GOOD = dict(
-  train_steps=10,
-  batch_size=8,
-  checkpoint_period=5,
-  eval_period=None,
-  log_period=1,
-  keep_checkpoints=None,
-  num_partitions=1,
-  task_feature_lengths={"inputs": 16, "targets": 4},
-)
+LENGTHS = {"inputs": 16, "targets": 4}
 
 
 def test_usable_settings_pass():
-  trainer._check_settings(**GOOD)  # pylint: disable=protected-access
+  settings.DataSettings("task", LENGTHS, batch_size=8)
+  settings.CheckpointSettings("/tmp/run", checkpoint_period=5, keep_checkpoints=None)
+  settings.OptimizationSettings(learning_rate=0.3)
+  settings.OptimizationSettings(learning_rate=lambda step: 0.1)  # a schedule
+  settings.EvaluationSettings(eval_period=None)
 
 
 @pytest.mark.parametrize(
-  "change,message",
+  "make,message",
   [
-    ({"train_steps": 0}, "TRAIN_STEPS=0; it must be a positive integer"),
-    ({"train_steps": 2.5}, "TRAIN_STEPS=2.5; it must be a positive integer"),
-    ({"eval_period": 0}, "EVAL_PERIOD=0; it must be a positive integer or None"),
-    ({"keep_checkpoints": -1}, "KEEP_CHECKPOINTS=-1; it must be a positive integer or None"),
-    ({"log_period": True}, "LOG_PERIOD=True; it must be a positive integer"),
     (
-      {"task_feature_lengths": {"inputs": 16}},
-      r"TASK_FEATURE_LENGTHS=\{'inputs': 16\}; give "
-      "both lengths",
+      lambda: settings.EvaluationSettings(eval_period=0),
+      "EVAL_PERIOD=0; it must be a positive integer or None",
     ),
     (
-      {"task_feature_lengths": {"inputs": 16, "targets": -4}},
+      lambda: settings.CheckpointSettings("d", keep_checkpoints=-1),
+      "KEEP_CHECKPOINTS=-1; it must be a positive integer or None",
+    ),
+    (
+      lambda: settings.CheckpointSettings("d", checkpoint_period=2.5),
+      "CHECKPOINT_PERIOD=2.5; it must be a positive integer",
+    ),
+    (
+      lambda: settings.DataSettings("t", LENGTHS, batch_size=True),
+      "BATCH_SIZE=True; it must be a positive integer",
+    ),
+    (
+      lambda: settings.DataSettings("t", {"inputs": 16}),
+      r"TASK_FEATURE_LENGTHS=\{'inputs': 16\}; give both lengths",
+    ),
+    (
+      lambda: settings.DataSettings("t", {"inputs": 16, "targets": -4}),
       r"TASK_FEATURE_LENGTHS\['targets'\]=-4; it must be a positive integer",
     ),
-    ({"num_partitions": 0}, "NUM_PARTITIONS=0; it must be a positive integer"),
+    (
+      lambda: settings.OptimizationSettings(learning_rate=float("nan")),
+      "LEARNING_RATE=nan; it must be a positive number",
+    ),
+    (
+      lambda: settings.OptimizationSettings(learning_rate="0.3"),
+      "LEARNING_RATE='0.3'; it must be a positive number",
+    ),
   ],
 )
-def test_unusable_settings_are_one_line_errors(change, message):
+def test_unusable_settings_are_one_line_errors(make, message):
   with pytest.raises(ValueError, match=message):
-    trainer._check_settings(**{**GOOD, **change})  # pylint: disable=protected-access
+    make()
+
+
+@pytest.mark.parametrize(
+  "name,value,message",
+  [
+    ("TRAIN_STEPS", 0, "TRAIN_STEPS=0; it must be a positive integer"),
+    ("TRAIN_STEPS", 2.5, "TRAIN_STEPS=2.5; it must be a positive integer"),
+    ("LOG_PERIOD", True, "LOG_PERIOD=True; it must be a positive integer"),
+    ("NUM_PARTITIONS", 0, "NUM_PARTITIONS=0; it must be a positive integer"),
+  ],
+)
+def test_the_trainers_own_arguments_are_checked_alike(name, value, message):
+  with pytest.raises(ValueError, match=message):
+    settings.check_positive(name, value)
 
 
 def test_a_batch_the_data_axis_cannot_split_is_one_line():
