@@ -31,7 +31,7 @@ from prompt_tuning.checkpoints import variables as variables_lib
 from prompt_tuning.data import autograph
 from prompt_tuning.data import registry
 from prompt_tuning.models import t5
-from prompt_tuning.training import data
+from prompt_tuning.training import data as data_lib
 from prompt_tuning.training import early_stopping
 from prompt_tuning.training import optimizers
 from prompt_tuning.training import settings
@@ -67,7 +67,7 @@ class _TeacherForcedEvaluation:
         for k in ("decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights")
       },
     }
-    self._batches = lambda: data.batches(
+    self._batches = lambda: data_lib.batches(
       name,
       task_feature_lengths,
       batch_size,
@@ -411,7 +411,7 @@ def train(
         record["pending_eval"] = saved["pending_eval"]
       logging.info("resuming from step %d (batch %d of the data)", latest, record["data_position"])
 
-    batches = data.batches(
+    batches = data_lib.batches(
       mixture_or_task_name,
       task_feature_lengths,
       batch_size,

@@ -110,7 +110,7 @@ def test_anything_no_migration_declares_is_a_difference(new, migration, differen
 def test_the_config_text_gin_writes_reads_back_whole():
   record = points_lib.read_json(os.path.join(POINT, points_lib.POINT_FILE))
   bindings = migrate.read_bindings(driver.config_text(*points_lib.config_of_argv(record["argv"])))
-  assert bindings.values["TASK_FEATURE_LENGTHS"] == {"inputs": 64, "targets": 4}
+  assert bindings.values["TASK_FEATURE_LENGTHS"] == {"inputs": 48, "targets": 4}
   assert bindings.values["settings.DataSettings.batch_size"] == migrate._Macro("BATCH_SIZE")  # pylint: disable=protected-access
   assert bindings.values["trainer.train.data"] == migrate._Reference("settings.DataSettings", True)  # pylint: disable=protected-access
   assert "prompt_tuning.training.settings" in bindings.imports
