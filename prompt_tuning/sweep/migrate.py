@@ -227,6 +227,11 @@ def _git(repo: str, *args: str) -> subprocess.CompletedProcess:
   return subprocess.run(["git", "-C", repo, *args], capture_output=True, check=False)
 
 
+# (repository, commit, gin files, bindings) -> what `_old_texts` gave: a commit's code
+# computes a config's text once per process.
+_OLD_TEXTS_DONE: dict[tuple[str, str, str], tuple[Optional[str], Optional[str]]] = {}
+
+
 def old_texts(
   repo: str, commit: str, configs: Sequence[tuple[list[str], list[str]]]
 ) -> list[tuple[Optional[str], Optional[str]]]:
@@ -237,6 +242,20 @@ def old_texts(
     MigrationError: the commit is not in the repository's history (a shallow clone), or
       its code cannot compute config texts.
   """
+  keys = [
+    (os.path.abspath(repo), commit, json.dumps([list(c) for c in config])) for config in configs
+  ]
+  missing = sorted({k for k in keys if k not in _OLD_TEXTS_DONE})
+  if missing:
+    texts = _old_texts(repo, commit, [json.loads(k[2]) for k in missing])
+    _OLD_TEXTS_DONE.update(zip(missing, texts))
+  return [_OLD_TEXTS_DONE[k] for k in keys]
+
+
+def _old_texts(
+  repo: str, commit: str, configs: Sequence[Sequence[list[str]]]
+) -> list[tuple[Optional[str], Optional[str]]]:
+  """`old_texts`, computed: in a copy of the commit's tree, by its own code."""
   if _git(repo, "cat-file", "-e", f"{commit}^{{commit}}").returncode:
     raise MigrationError(
       f"commit {commit} is not in the history of {repo}; fetch it "

@@ -128,7 +128,7 @@ def _copy_point(sweep_dir: str, name: str, digest: str) -> str:
   return target
 
 
-@pytest.mark.slow  # two copies of past commits' code parse the point's config (~15 s each)
+@pytest.mark.slow  # a copy of the commit's code parses the points' configs once (~15 s)
 def test_an_archived_point_migrates_from_the_commit_that_ran_it(tmp_path):
   shipped = points_lib.read_json(os.path.join(POINT, points_lib.POINT_FILE))
   (applied,) = shipped[migrate.MIGRATIONS_KEY]  # the shipped archive was migrated once
