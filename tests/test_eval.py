@@ -250,7 +250,7 @@ def test_a_test_split_the_task_lacks_is_a_clear_error():
   eval_tasks_examples()  # registers the tasks
   make = evaluation.infer_eval(
     model=None,
-    mixture_or_task_name="eval_sentiment",
+    data=evaluation.SplitConfig("eval_sentiment"),
     task_feature_lengths={"inputs": 16, "targets": 4},
     test_split="tset",
   )
@@ -271,7 +271,7 @@ def test_a_test_split_list_that_names_no_split_or_one_twice_is_a_clear_error(tes
   eval_tasks_examples()  # registers the tasks
   make = evaluation.infer_eval(
     model=None,
-    mixture_or_task_name="eval_sentiment",
+    data=evaluation.SplitConfig("eval_sentiment"),
     task_feature_lengths={"inputs": 16, "targets": 4},
     test_split=test_split,
   )

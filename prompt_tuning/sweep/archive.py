@@ -284,7 +284,8 @@ def _archive_point(sweep_dir: str, name: str, sweep_name: str, machine: _Machine
     files[layout.METRICS_FILE] = paths.text(metrics.decode()).encode()
   try:
     with open(layout.config_file(model_dir)) as f:
-      config = _MODEL_DIR_STATEMENT.sub(f"MODEL_DIR = {spec.gin_text(rerun_dir)}", f.read())
+      statement = f"MODEL_DIR = {spec.gin_text(rerun_dir)}"
+      config = _MODEL_DIR_STATEMENT.sub(lambda _: statement, f.read())
     files[layout.CONFIG_FILE] = paths.text(config).encode()
   except FileNotFoundError:
     pass

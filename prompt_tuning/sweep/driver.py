@@ -35,7 +35,7 @@ CONFIG_ERRORS = (ValueError, TypeError, NameError, AttributeError, FileNotFoundE
 LOCK_FILE = ".sweep.lock"
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
   lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
   where = next((line for line in lines[1:] if line.startswith("In ")), None)
   return (lines[0] if lines else type(error).__name__) + (f" ({where})" if where else "")
@@ -66,7 +66,7 @@ def load(sweep_file: str, overrides: Sequence[str] = ()) -> spec.Plan:
   except spec.SweepFileError:
     raise
   except CONFIG_ERRORS as e:
-    raise spec.SweepFileError(f"{sweep_file}: {_one_line(e)}") from None
+    raise spec.SweepFileError(f"{sweep_file}: {one_line(e)}") from None
   finally:
     gin.clear_config()
   name = os.path.splitext(os.path.basename(sweep_file))[0]
@@ -111,7 +111,7 @@ def check_points(plan: spec.Plan) -> dict[str, str]:
         plan.gin_files_of(point), [f"{k} = {v}" for k, v in plan.bindings_of(point)]
       )
     except CONFIG_ERRORS as e:
-      raise spec.SweepFileError(f"point {point.name}: {_one_line(e)}") from None
+      raise spec.SweepFileError(f"point {point.name}: {one_line(e)}") from None
   return texts
 
 

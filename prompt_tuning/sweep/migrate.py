@@ -44,8 +44,6 @@ from prompt_tuning.sweep import driver
 from prompt_tuning.sweep import points as points_lib
 from prompt_tuning.sweep import provenance
 
-MIGRATIONS_KEY = "config_migrations"  # its key in point.json
-
 
 @dataclasses.dataclass(frozen=True)
 class Migration:
@@ -58,12 +56,16 @@ class Migration:
     added: new key -> its value as gin text: the bindings the new code adds (the
       references to the new objects), never a value that a run reads as a number.
     imports: the modules the new text imports besides (`prompt_tuning.training.settings`).
+    newly_configured: selectors the new code builds through gin that the old code built
+      itself: an old text's binding of one did nothing then and would act now, so only
+      what a rename moves there may be bound under them.
   """
 
   name: str
   renames: Mapping[str, str] = dataclasses.field(default_factory=dict)
   added: Mapping[str, str] = dataclasses.field(default_factory=dict)
   imports: Sequence[str] = ()
+  newly_configured: Sequence[str] = ()
 
 
 def _moved(old: str, new: str, *names: str) -> dict[str, str]:
@@ -104,8 +106,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         "loss_normalizing_factor",
       ),
       **_moved("trainer.train", "settings.EvaluationSettings", "eval_period", "infer_eval"),
-      **_moved("evaluation.infer_eval", "evaluation.SplitConfig", "mixture_or_task_name"),
-      "evaluation.infer_eval.use_cached": "evaluation.SplitConfig.use_cached",
+      **_moved(
+        "evaluation.infer_eval",
+        "evaluation.SplitConfig",
+        "mixture_or_task_name",
+        "use_cached",
+        "split",
+        "num_examples",
+      ),
     },
     added={
       "trainer.train.data": "@settings.DataSettings()",
@@ -115,6 +123,13 @@ MIGRATIONS: tuple[Migration, ...] = (
       "evaluation.infer_eval.data": "@evaluation.SplitConfig()",
     },
     imports=("prompt_tuning.training.settings",),
+    newly_configured=(
+      "settings.DataSettings",
+      "settings.CheckpointSettings",
+      "settings.OptimizationSettings",
+      "settings.EvaluationSettings",
+      "evaluation.SplitConfig",
+    ),
   ),
 )
 
@@ -170,21 +185,41 @@ def read_bindings(text: str) -> Bindings:
   return Bindings(frozenset(imports), values)
 
 
-def apply(bindings: Bindings, migrations: Iterable[Migration]) -> tuple[Bindings, list[str]]:
-  """`bindings` with each migration that applies (one whose renamed keys it binds) applied,
-  and the names of those."""
-  imports, values, applied = set(bindings.imports), dict(bindings.values), []
+def _selector(key: str) -> str:
+  """`scope/module.Name.parameter` -> `module.Name` (a macro's NAME: itself)."""
+  selector = key.rsplit("/", 1)[-1]
+  return selector.rsplit(".", 1)[0] if "." in selector else selector
+
+
+def apply(
+  bindings: Bindings, migrations: Iterable[Migration]
+) -> tuple[Bindings, list[str], list[str]]:
+  """`bindings` with each migration that applies (one whose renamed keys it binds) applied.
+
+  Returns:
+    The migrated bindings, the names of the migrations applied, and what no migration
+    can carry over, one line each: an old binding of a newly configured selector (it did
+    nothing then), a rename or addition onto a key the old text binds.
+  """
+  imports, values, applied, problems = set(bindings.imports), dict(bindings.values), [], []
   for migration in migrations:
     if not any(old in values for old in migration.renames):
       continue
-    for old, new in migration.renames.items():
-      if old in values:
-        values[new] = values.pop(old)
+    for key in sorted(values):
+      if _selector(key) in migration.newly_configured:
+        problems.append(
+          f"{key} is bound in the old text, where nothing read it ({values[key]!r}); the new "
+          "code reads it"
+        )
+    moved = {new: values.pop(old) for old, new in migration.renames.items() if old in values}
     for key, text in migration.added.items():
-      values[key] = read_bindings(f"{key} = {text}").values[key]
+      moved[key] = read_bindings(f"{key} = {text}").values[key]
+    for key in sorted(set(moved) & set(values)):
+      problems.append(f"{key} is bound in the old text and by the migration {migration.name!r}")
+    values.update(moved)
     imports.update(migration.imports)
     applied.append(migration.name)
-  return Bindings(frozenset(imports), values), applied
+  return Bindings(frozenset(imports), values), applied, problems
 
 
 def differences(old: Bindings, new: Bindings) -> list[str]:
@@ -219,7 +254,8 @@ for files, bindings in json.load(sys.stdin):
     out.append([config_text(files, bindings), None])
   except Exception as e:  # reported per point
     out.append([None, f"{type(e).__name__}: {e}"])
-json.dump(out, sys.stdout)
+with open(sys.argv[1], "w") as f:  # not stdout, which the old code may print on
+  json.dump(out, f)
 """
 
 
@@ -242,6 +278,13 @@ def old_texts(
     MigrationError: the commit is not in the repository's history (a shallow clone), or
       its code cannot compute config texts.
   """
+  resolved = _git(repo, "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}")
+  if resolved.returncode:
+    raise MigrationError(
+      f"commit {commit} is not in the history of {repo}; fetch it "
+      "(git fetch --unshallow) and migrate again"
+    )
+  commit = resolved.stdout.decode().strip()
   keys = [
     (os.path.abspath(repo), commit, json.dumps([list(c) for c in config])) for config in configs
   ]
@@ -256,19 +299,19 @@ def _old_texts(
   repo: str, commit: str, configs: Sequence[Sequence[list[str]]]
 ) -> list[tuple[Optional[str], Optional[str]]]:
   """`old_texts`, computed: in a copy of the commit's tree, by its own code."""
-  if _git(repo, "cat-file", "-e", f"{commit}^{{commit}}").returncode:
-    raise MigrationError(
-      f"commit {commit} is not in the history of {repo}; fetch it "
-      "(git fetch --unshallow) and migrate again"
-    )
   tree = tempfile.mkdtemp(prefix=f"migrate-{commit[:8]}-")
   try:
     archive = _git(repo, "archive", "--format=tar", commit, "--", ".", ":(exclude)results")
     if archive.returncode:
       raise MigrationError(f"git archive {commit}: {archive.stderr.decode().strip()}")
-    subprocess.run(["tar", "-x", "-C", tree], input=archive.stdout, check=True)
+    untar = subprocess.run(["tar", "-x", "-C", tree], input=archive.stdout, capture_output=True)
+    if untar.returncode:
+      raise MigrationError(
+        f"cannot unpack commit {commit[:12]} into {tree}: {untar.stderr.decode().strip()}"
+      )
+    out = os.path.join(tree, "old_texts.json")
     result = subprocess.run(
-      [sys.executable, "-c", _OLD_TEXTS],
+      [sys.executable, "-c", _OLD_TEXTS, out],
       input=json.dumps([list(c) for c in configs]),
       capture_output=True,
       text=True,
@@ -276,17 +319,32 @@ def _old_texts(
       env={**os.environ, "PYTHONPATH": tree, "JAX_PLATFORMS": "cpu"},
       check=False,
     )
-    if result.returncode:
+    if result.returncode or not os.path.isfile(out):
       last = (result.stderr.strip().splitlines() or ["no output"])[-1]
       raise MigrationError(f"commit {commit[:12]}'s code could not compute config texts: {last}")
-    return [(text, error) for text, error in json.loads(result.stdout)]
+    with open(out) as f:
+      return [(text, error) for text, error in json.load(f)]
   finally:
     shutil.rmtree(tree, ignore_errors=True)
 
 
-def _commit_of(point_dir: str) -> Optional[str]:
-  """The commit the point ran at: its status.json's environment, else its archive
-  provenance's."""
+def _commit_of(point_dir: str, record: Mapping[str, Any]) -> Optional[str]:
+  """The commit whose code computed the point's digest: the one its last migration
+  recorded, else the one it ran at (its status.json's environment, else its archive
+  provenance's).
+
+  Raises:
+    MigrationError: its last migration ran from a tree that differed from its commit.
+  """
+  migrations = record.get(points_lib.MIGRATIONS_KEY) or []
+  if migrations:
+    last = migrations[-1]
+    if last.get("to_dirty") or not last.get("to_commit"):
+      raise MigrationError(
+        f"{point_dir}: its last migration ran from a tree that differed from commit "
+        f"{last.get('to_commit')}; name the commit that computed its digest (--from_commit)"
+      )
+    return last["to_commit"]
   for name in (points_lib.STATUS_FILE, archive_lib.PROVENANCE_FILE):
     environment = (points_lib.read_json(os.path.join(point_dir, name)) or {}).get(
       provenance.ENVIRONMENT_KEY
@@ -294,6 +352,16 @@ def _commit_of(point_dir: str) -> Optional[str]:
     if environment and environment.get("git_commit"):
       return environment["git_commit"]
   return None
+
+
+def _read_record(path: str) -> dict[str, Any]:
+  try:
+    record = points_lib.read_json(path)
+  except ValueError as e:  # JSONDecodeError
+    raise MigrationError(f"{path} is not JSON ({e}); restore it from git") from None
+  if not isinstance(record, dict) or not isinstance(record.get("argv"), list):
+    raise MigrationError(f"{path} holds no point record (no argv); restore it from git")
+  return record
 
 
 def migrate(
@@ -331,17 +399,19 @@ def migrate(
     raise MigrationError(f"{sweep_dir} holds no sweep points (no */{points_lib.POINT_FILE})")
   records, new_texts, by_commit, no_digest = {}, {}, collections.defaultdict(list), 0
   for name in names:
-    record = points_lib.read_json(os.path.join(sweep_dir, name, points_lib.POINT_FILE))
+    record = _read_record(os.path.join(sweep_dir, name, points_lib.POINT_FILE))
     if not record.get("config_sha256"):
       no_digest += 1
       continue
     try:
       text = driver.config_text(*points_lib.config_of_argv(record["argv"]))
     except driver.CONFIG_ERRORS as e:
-      raise MigrationError(f"point {name}: the current code refuses its config: {e}") from None
+      raise MigrationError(
+        f"point {name}: the current code refuses its config: {driver.one_line(e)}"
+      ) from None
     if driver.config_digest(text) == record["config_sha256"]:
       continue
-    commit = from_commit or _commit_of(os.path.join(sweep_dir, name))
+    commit = from_commit or _commit_of(os.path.join(sweep_dir, name), record)
     if commit is None:
       raise MigrationError(
         f"point {name}: no commit is recorded for it; name the one that ran it (--from_commit)"
@@ -368,8 +438,8 @@ def migrate(
           "point.json records; name the commit that computed it (--from_commit), or run the "
           "point again"
         )
-      migrated, applied = apply(read_bindings(old_text), migrations)
-      diffs = differences(migrated, read_bindings(new_texts[name]))
+      migrated, applied, diffs = apply(read_bindings(old_text), migrations)
+      diffs += differences(migrated, read_bindings(new_texts[name]))
       if diffs:
         raise MigrationError(
           f"point {name}: its config changed in {len(diffs)} way(s) that no migration "
@@ -386,7 +456,7 @@ def migrate(
     for name, update in updates.items():
       record = records[name]
       record["config_sha256"] = driver.config_digest(new_texts[name])
-      record.setdefault(MIGRATIONS_KEY, []).append(
+      record.setdefault(points_lib.MIGRATIONS_KEY, []).append(
         {**update, "to_commit": current["git_commit"], "to_dirty": current["git_dirty"]}
       )
       points_lib.write_json(os.path.join(sweep_dir, name, points_lib.POINT_FILE), record)

@@ -41,6 +41,8 @@ POINT_FILE = "point.json"
 COMMAND_FILE = "command.sh"
 LOG_FILE = "train.log"
 STATUS_FILE = "status.json"
+# point.json's record of the checked migrations of its digest (migrate.py)
+MIGRATIONS_KEY = "config_migrations"
 ARCHIVE_FILE = "archive.json"  # marks an archive (archive.py), which nothing runs or writes in
 DONE, FAILED, INTERRUPTED = "done", "failed", "interrupted"
 ERROR_LINES = 5  # the log's last lines kept in a failed point's status
@@ -210,6 +212,8 @@ def prepare(
     digest = (digests or {}).get(point.name) or old.get("config_sha256")
     if digest:
       record["config_sha256"] = digest
+    if MIGRATIONS_KEY in old and digest == old.get("config_sha256"):
+      record[MIGRATIONS_KEY] = old[MIGRATIONS_KEY]  # how its digest came to be this one
     if old != record:
       write_json(record_path, record)
     script = command_script(plan, point, model_dir, cwd)

@@ -6,6 +6,7 @@ named objects (migrate.MIGRATIONS[0]), and record the digest they had then. A co
 its digest set back to the one it ran with, migrates again here from the repository's history.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -61,8 +62,8 @@ DECLARED = migrate.Migration(
 
 
 def _differences(old: str, new: str, migration: migrate.Migration) -> list[str]:
-  migrated, _ = migrate.apply(migrate.read_bindings(old), [migration])
-  return migrate.differences(migrated, migrate.read_bindings(new))
+  migrated, _, problems = migrate.apply(migrate.read_bindings(old), [migration])
+  return problems + migrate.differences(migrated, migrate.read_bindings(new))
 
 
 def test_declared_renames_and_additions_carry_the_old_text_to_the_new():
@@ -107,6 +108,28 @@ def test_anything_no_migration_declares_is_a_difference(new, migration, differen
   assert any(difference in line for line in found), found
 
 
+def test_an_old_binding_that_did_nothing_then_is_refused_where_the_new_code_reads_it():
+  # The old code built its data settings itself: this line changed nothing then.
+  old = OLD + "settings.DataSettings.vocabulary = 'other'\n"
+  new = NEW + "settings.DataSettings.vocabulary = 'other'\n"
+  assert _differences(old, new, DECLARED) == []  # the texts alone agree
+  reads = dataclasses.replace(DECLARED, newly_configured=("settings.DataSettings",))
+  assert _differences(OLD, NEW, reads) == []
+  (problem,) = _differences(old, new, reads)
+  assert problem.startswith(
+    "settings.DataSettings.vocabulary is bound in the old text, where nothing read it"
+  )
+
+
+def test_a_rename_onto_a_key_the_old_text_binds_is_refused():
+  old = OLD + "settings.DataSettings.batch_size = 8\n"
+  (problem,) = _differences(old, NEW, DECLARED)
+  assert (
+    problem
+    == "settings.DataSettings.batch_size is bound in the old text and by the migration 'example'"
+  )
+
+
 def test_the_config_text_gin_writes_reads_back_whole():
   record = points_lib.read_json(os.path.join(POINT, points_lib.POINT_FILE))
   bindings = migrate.read_bindings(driver.config_text(*points_lib.config_of_argv(record["argv"])))
@@ -123,7 +146,7 @@ def _copy_point(sweep_dir: str, name: str, digest: str) -> str:
   shutil.copy(os.path.join(POINT, archive_lib.PROVENANCE_FILE), target)
   record = points_lib.read_json(os.path.join(POINT, points_lib.POINT_FILE))
   record["config_sha256"] = digest
-  record.pop(migrate.MIGRATIONS_KEY, None)
+  record.pop(points_lib.MIGRATIONS_KEY, None)
   points_lib.write_json(os.path.join(target, points_lib.POINT_FILE), record)
   return target
 
@@ -131,7 +154,7 @@ def _copy_point(sweep_dir: str, name: str, digest: str) -> str:
 @pytest.mark.slow  # a copy of the commit's code parses the points' configs once (~15 s)
 def test_an_archived_point_migrates_from_the_commit_that_ran_it(tmp_path):
   shipped = points_lib.read_json(os.path.join(POINT, points_lib.POINT_FILE))
-  (applied,) = shipped[migrate.MIGRATIONS_KEY]  # the shipped archive was migrated once
+  (applied,) = shipped[points_lib.MIGRATIONS_KEY]  # the shipped archive was migrated once
   ran_with = applied["from_sha256"]
   current = driver.config_digest(driver.config_text(*points_lib.config_of_argv(shipped["argv"])))
   assert shipped["config_sha256"] == current != ran_with
@@ -154,7 +177,7 @@ def test_an_archived_point_migrates_from_the_commit_that_ran_it(tmp_path):
   assert (result["points"], result["migrated"], result["unchanged"]) == (1, 1, 0)
   record = json.load(open(os.path.join(good, points_lib.POINT_FILE)))
   assert record["config_sha256"] == current
-  (entry,) = record[migrate.MIGRATIONS_KEY]
+  (entry,) = record[points_lib.MIGRATIONS_KEY]
   assert entry["from_sha256"] == ran_with
   assert entry["from_commit"] == applied["from_commit"]
   assert entry["migrations"] == [m.name for m in migrate.MIGRATIONS]
@@ -164,7 +187,7 @@ def test_an_archived_point_migrates_from_the_commit_that_ran_it(tmp_path):
 
 def test_without_the_declared_migration_the_point_is_refused(tmp_path):
   shipped = points_lib.read_json(os.path.join(POINT, points_lib.POINT_FILE))
-  (applied,) = shipped[migrate.MIGRATIONS_KEY]
+  (applied,) = shipped[points_lib.MIGRATIONS_KEY]
   sweep_dir = str(tmp_path / "sweep")
   good = _copy_point(sweep_dir, "good", applied["from_sha256"])
   before = open(os.path.join(good, points_lib.POINT_FILE)).read()

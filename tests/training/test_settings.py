@@ -60,17 +60,27 @@ def test_unusable_settings_are_one_line_errors(make, message):
 
 
 @pytest.mark.parametrize(
-  "name,value,message",
+  "change,message",
   [
-    ("TRAIN_STEPS", 0, "TRAIN_STEPS=0; it must be a positive integer"),
-    ("TRAIN_STEPS", 2.5, "TRAIN_STEPS=2.5; it must be a positive integer"),
-    ("LOG_PERIOD", True, "LOG_PERIOD=True; it must be a positive integer"),
-    ("NUM_PARTITIONS", 0, "NUM_PARTITIONS=0; it must be a positive integer"),
+    ({"train_steps": 0}, "TRAIN_STEPS=0; it must be a positive integer"),
+    ({"train_steps": 2.5}, "TRAIN_STEPS=2.5; it must be a positive integer"),
+    ({"log_period": True}, "LOG_PERIOD=True; it must be a positive integer"),
+    ({"num_partitions": 0}, "NUM_PARTITIONS=0; it must be a positive integer"),
   ],
 )
-def test_the_trainers_own_arguments_are_checked_alike(name, value, message):
+def test_the_trainers_own_arguments_are_one_line_errors_before_anything_is_made(
+  change, message, tmp_path
+):
+  model_dir = tmp_path / "run"
+  arguments = dict(
+    model=None,  # never reached
+    train_steps=10,
+    data=settings.DataSettings("task", LENGTHS),
+    checkpoints=settings.CheckpointSettings(str(model_dir)),
+  )
   with pytest.raises(ValueError, match=message):
-    settings.check_positive(name, value)
+    trainer.train(**{**arguments, **change})
+  assert not model_dir.exists()
 
 
 def test_a_batch_the_data_axis_cannot_split_is_one_line():
