@@ -104,6 +104,12 @@ def test_an_edited_sweep_is_refused_in_the_old_directory_and_reports_only_its_po
   # The same command reading an edited gin file: another config.
   points_lib.prepare(plan, sweep_dir, REPO, digests={n: "a" * 64 for n in GOOD_POINTS})
   points_lib.prepare(plan, sweep_dir, REPO)  # a digest recorded stays
+  # So does the record of how a checked migration made it (sweep migrate).
+  migrated = os.path.join(sweep_dir, GOOD_POINTS[0], "point.json")
+  record = {**json.load(open(migrated)), points_lib.MIGRATIONS_KEY: [{"from_sha256": "c" * 64}]}
+  points_lib.write_json(migrated, record)
+  points_lib.prepare(plan, sweep_dir, REPO, digests={n: "a" * 64 for n in GOOD_POINTS})
+  assert json.load(open(migrated)) == record
   with pytest.raises(spec.SweepFileError, match="was made by a different config"):
     points_lib.prepare(plan, sweep_dir, REPO, digests={n: "b" * 64 for n in GOOD_POINTS})
   # A point that the sweep no longer has stays on disk but leaves its results.
