@@ -278,13 +278,7 @@ def old_texts(
     MigrationError: the commit is not in the repository's history (a shallow clone), or
       its code cannot compute config texts.
   """
-  resolved = _git(repo, "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}")
-  if resolved.returncode:
-    raise MigrationError(
-      f"commit {commit} is not in the history of {repo}; fetch it "
-      "(git fetch --unshallow) and migrate again"
-    )
-  commit = resolved.stdout.decode().strip()
+  commit = _resolve(repo, commit)
   keys = [
     (os.path.abspath(repo), commit, json.dumps([list(c) for c in config])) for config in configs
   ]
@@ -293,6 +287,33 @@ def old_texts(
     texts = _old_texts(repo, commit, [json.loads(k[2]) for k in missing])
     _OLD_TEXTS_DONE.update(zip(missing, texts))
   return [_OLD_TEXTS_DONE[k] for k in keys]
+
+
+def _resolve(repo: str, commit: str) -> str:
+  """A commit's full sha (`--from_commit` may be short, or a branch).
+
+  Raises:
+    MigrationError: the commit is not in the repository's history (a shallow clone).
+  """
+  resolved = _git(repo, "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}")
+  if resolved.returncode:
+    raise MigrationError(
+      f"commit {commit} is not in the history of {repo}; fetch it "
+      "(git fetch --unshallow) and migrate again"
+    )
+  return resolved.stdout.decode().strip()
+
+
+def _code_commit(repo: str) -> tuple[Optional[str], Optional[bool]]:
+  """The commit of the code that computes the new texts, and whether its tracked files
+  differ from it (results/, which a migration itself rewrites, aside)."""
+  commit = _git(repo, "rev-parse", "HEAD")
+  if commit.returncode:
+    return None, None
+  status = _git(
+    repo, "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"
+  )
+  return commit.stdout.decode().strip(), bool(status.stdout.strip())
 
 
 def _old_texts(
@@ -417,7 +438,7 @@ def migrate(
         f"point {name}: no commit is recorded for it; name the one that ran it (--from_commit)"
       )
     records[name], new_texts[name] = record, text
-    by_commit[commit].append(name)
+    by_commit[_resolve(repo, commit)].append(name)
 
   updates = {}
   for commit, commit_names in sorted(by_commit.items()):
@@ -452,12 +473,12 @@ def migrate(
       }
 
   if not dry_run and updates:
-    current = provenance.environment(repo)
+    to_commit, to_dirty = _code_commit(repo)
     for name, update in updates.items():
       record = records[name]
       record["config_sha256"] = driver.config_digest(new_texts[name])
       record.setdefault(points_lib.MIGRATIONS_KEY, []).append(
-        {**update, "to_commit": current["git_commit"], "to_dirty": current["git_dirty"]}
+        {**update, "to_commit": to_commit, "to_dirty": to_dirty}
       )
       points_lib.write_json(os.path.join(sweep_dir, name, points_lib.POINT_FILE), record)
   points = len(names) - no_digest

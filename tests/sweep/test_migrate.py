@@ -173,7 +173,8 @@ def test_an_archived_point_migrates_from_the_commit_that_ran_it(tmp_path):
   shutil.rmtree(os.path.join(sweep_dir, "tampered"))
   assert migrate.migrate(sweep_dir, dry_run=True)["migrated"] == 1
   assert open(os.path.join(good, points_lib.POINT_FILE)).read() == before
-  result = migrate.migrate(sweep_dir)
+  # A short sha (or a branch) names the commit; the record keeps its full sha.
+  result = migrate.migrate(sweep_dir, from_commit=applied["from_commit"][:10])
   assert (result["points"], result["migrated"], result["unchanged"]) == (1, 1, 0)
   record = json.load(open(os.path.join(good, points_lib.POINT_FILE)))
   assert record["config_sha256"] == current
