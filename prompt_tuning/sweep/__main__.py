@@ -143,18 +143,28 @@ def main(argv: Sequence[str]) -> None:
       f"{result['archive_dir']} ({result['bytes'] / 1024:.0f} KiB)"
     )
     return
-  if not FLAGS.sweep_dir:
-    raise ValueError("--sweep_dir is required: where the points' runs and the results go")
   if command == ["migrate"]:
+    if not FLAGS.sweep_dir:
+      raise ValueError(
+        "--sweep_dir is required: the sweep directory or archive whose digests to migrate"
+      )
     result = migrate_lib.migrate(
       FLAGS.sweep_dir, dry_run=FLAGS.dry_run, from_commit=FLAGS.from_commit
     )
     print(
-      f"migrate: {result['migrated']} of {result['points']} points' digests "
-      f"{'would be ' if FLAGS.dry_run else ''}carried over, {result['unchanged']} already "
-      f"the current code's, {result['no_digest']} without a digest ({FLAGS.sweep_dir})"
+      f"migrate: {result['points'] + result['no_digest']} points in {FLAGS.sweep_dir}: "
+      f"{result['migrated']} digests {'would be ' if FLAGS.dry_run else ''}carried over, "
+      f"{result['unchanged']} already the current code's, {result['no_digest']} without a "
+      "digest (left as they are)"
+      + (
+        "; run again without --dry_run to write them"
+        if FLAGS.dry_run and result["migrated"]
+        else ""
+      )
     )
     return
+  if not FLAGS.sweep_dir:
+    raise ValueError("--sweep_dir is required: where the points' runs and the results go")
   options = {"x": FLAGS.x, "lines": FLAGS.lines, "panels": FLAGS.panels}
   if command == ["report"]:
     result = report_lib.report(FLAGS.sweep_dir, out_dir=FLAGS.out_dir, **options)

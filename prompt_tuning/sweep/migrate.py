@@ -296,12 +296,17 @@ def _resolve(repo: str, commit: str) -> str:
     MigrationError: the commit is not in the repository's history (a shallow clone).
   """
   resolved = _git(repo, "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}")
-  if resolved.returncode:
+  if resolved.returncode == 0:
+    return resolved.stdout.decode().strip()
+  if _git(repo, "rev-parse", "--is-shallow-repository").stdout.strip() == b"true":
     raise MigrationError(
-      f"commit {commit} is not in the history of {repo}; fetch it "
+      f"commit {commit} is not in this shallow clone's history ({repo}); fetch the rest "
       "(git fetch --unshallow) and migrate again"
     )
-  return resolved.stdout.decode().strip()
+  raise MigrationError(
+    f"no commit {commit} in {repo}; `git log -- <point>/point.json` shows the commits "
+    "that wrote a point's digest"
+  )
 
 
 def _code_commit(repo: str) -> tuple[Optional[str], Optional[bool]]:
@@ -411,13 +416,27 @@ def migrate(
       is written.
   """
   repo = repo or provenance.repo_root()
+  if from_commit is not None:
+    from_commit = _resolve(repo, from_commit)
+  if not os.path.isdir(sweep_dir):
+    raise MigrationError(
+      f"--sweep_dir={sweep_dir} is not a directory; give a sweep's or an archive's"
+    )
+  if os.path.isfile(os.path.join(sweep_dir, points_lib.POINT_FILE)):
+    raise MigrationError(
+      f"{sweep_dir} is one sweep point; give the directory that holds it "
+      f"(--sweep_dir={os.path.dirname(os.path.abspath(sweep_dir))})"
+    )
   names = sorted(
     n
-    for n in (os.listdir(sweep_dir) if os.path.isdir(sweep_dir) else ())
+    for n in os.listdir(sweep_dir)
     if os.path.isfile(os.path.join(sweep_dir, n, points_lib.POINT_FILE))
   )
   if not names:
-    raise MigrationError(f"{sweep_dir} holds no sweep points (no */{points_lib.POINT_FILE})")
+    raise MigrationError(
+      f"{sweep_dir} holds no sweep points (no */{points_lib.POINT_FILE}); give a sweep's "
+      "directory or an archive (results/<name>)"
+    )
   records, new_texts, by_commit, no_digest = {}, {}, collections.defaultdict(list), 0
   for name in names:
     record = _read_record(os.path.join(sweep_dir, name, points_lib.POINT_FILE))

@@ -198,3 +198,21 @@ def test_without_the_declared_migration_the_point_is_refused(tmp_path):
   ):
     migrate.migrate(sweep_dir, migrations=())
   assert open(os.path.join(good, points_lib.POINT_FILE)).read() == before
+
+
+def test_bad_input_is_a_one_line_error_naming_what_to_do(tmp_path):
+  shipped = os.path.join(conftest.REPO_ROOT, "results", "figure1")
+  cases = [
+    (
+      dict(sweep_dir=str(tmp_path / "nowhere")),
+      "is not a directory; give a sweep's or an archive's",
+    ),
+    (dict(sweep_dir=POINT), "is one sweep point; give the directory that holds it"),
+    (dict(sweep_dir=str(tmp_path)), "holds no sweep points"),
+    # A commit that does not exist stops the run before any point is read, even where no
+    # point would need it.
+    (dict(sweep_dir=shipped, from_commit="not-a-commit"), "no commit not-a-commit in .*git log"),
+  ]
+  for arguments, message in cases:
+    with pytest.raises(migrate.MigrationError, match=message):
+      migrate.migrate(dry_run=True, **arguments)
