@@ -309,18 +309,6 @@ def _resolve(repo: str, commit: str) -> str:
   )
 
 
-def _code_commit(repo: str) -> tuple[Optional[str], Optional[bool]]:
-  """The commit of the code that computes the new texts, and whether its tracked files
-  differ from it (results/, which a migration itself rewrites, aside)."""
-  commit = _git(repo, "rev-parse", "HEAD")
-  if commit.returncode:
-    return None, None
-  status = _git(
-    repo, "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"
-  )
-  return commit.stdout.decode().strip(), bool(status.stdout.strip())
-
-
 def _old_texts(
   repo: str, commit: str, configs: Sequence[Sequence[list[str]]]
 ) -> list[tuple[Optional[str], Optional[str]]]:
@@ -457,10 +445,13 @@ def migrate(
         f"point {name}: no commit is recorded for it; name the one that ran it (--from_commit)"
       )
     records[name], new_texts[name] = record, text
-    by_commit[_resolve(repo, commit)].append(name)
+    by_commit[commit].append(name)
+  resolved = collections.defaultdict(list)  # one rev-parse per commit named, not per point
+  for commit, commit_names in by_commit.items():
+    resolved[_resolve(repo, commit)] += commit_names
 
   updates = {}
-  for commit, commit_names in sorted(by_commit.items()):
+  for commit, commit_names in sorted(resolved.items()):
     olds = old_texts(
       repo,
       commit,
@@ -492,7 +483,8 @@ def migrate(
       }
 
   if not dry_run and updates:
-    to_commit, to_dirty = _code_commit(repo)
+    # results/ aside: a migration rewrites it, and no config text reads it.
+    to_commit, to_dirty = provenance.git_commit(repo, "results")
     for name, update in updates.items():
       record = records[name]
       record["config_sha256"] = driver.config_digest(new_texts[name])

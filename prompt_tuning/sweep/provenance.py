@@ -46,13 +46,20 @@ def cpu_model() -> str:
   return platform.processor() or platform.machine() or "unknown"
 
 
+def git_commit(cwd: str, *excluded: str) -> tuple[Optional[str], Optional[bool]]:
+  """The commit of the repository at `cwd`, and whether its tracked files (those under
+  the `excluded` paths aside) differ from it; (None, None) outside a repository."""
+  commit = _git(cwd, "rev-parse", "HEAD")
+  if commit is None:
+    return None, None
+  spec = ["--", ".", *(f":(exclude){path}" for path in excluded)] if excluded else []
+  return commit, bool(_git(cwd, "status", "--porcelain", "--untracked-files=no", *spec))
+
+
 def environment(cwd: str) -> dict[str, Any]:
   """The git commit of the repository at `cwd` (and whether tracked files differ from it;
   None outside a repository), jax's and jaxlib's versions, and the CPU model."""
-  commit = _git(cwd, "rev-parse", "HEAD")
-  dirty = None
-  if commit is not None:
-    dirty = bool(_git(cwd, "status", "--porcelain", "--untracked-files=no"))
+  commit, dirty = git_commit(cwd)
   return {
     "git_commit": commit,
     "git_dirty": dirty,

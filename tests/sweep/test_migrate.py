@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -17,6 +18,7 @@ from prompt_tuning.sweep import archive as archive_lib
 from prompt_tuning.sweep import driver
 from prompt_tuning.sweep import migrate
 from prompt_tuning.sweep import points as points_lib
+from prompt_tuning.sweep import provenance
 from tests import conftest
 
 POINT = os.path.join(
@@ -216,3 +218,23 @@ def test_bad_input_is_a_one_line_error_naming_what_to_do(tmp_path):
   for arguments, message in cases:
     with pytest.raises(migrate.MigrationError, match=message):
       migrate.migrate(dry_run=True, **arguments)
+
+
+def test_a_migration_counts_its_tree_clean_while_only_results_differ(tmp_path):
+  repo = str(tmp_path)
+  git = ["git", "-C", repo, "-c", "user.email=t@t", "-c", "user.name=t"]
+  subprocess.run(["git", "init", "-q", repo], check=True)
+  os.makedirs(os.path.join(repo, "results"))
+  for path in ("code.py", os.path.join("results", "point.json")):
+    with open(os.path.join(repo, path), "w") as f:
+      f.write("1\n")
+  subprocess.run([*git, "add", "."], check=True)
+  subprocess.run([*git, "commit", "-q", "-m", "c"], check=True)
+  with open(os.path.join(repo, "results", "point.json"), "w") as f:
+    f.write("2\n")  # what a migration itself rewrites
+  commit, dirty = provenance.git_commit(repo, "results")
+  assert len(commit) == 40 and dirty is False
+  assert provenance.git_commit(repo) == (commit, True)  # a run's environment counts it
+  with open(os.path.join(repo, "code.py"), "w") as f:
+    f.write("2\n")
+  assert provenance.git_commit(repo, "results") == (commit, True)
