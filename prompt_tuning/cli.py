@@ -244,7 +244,7 @@ def run(main) -> None:
     autograph.remove_generated_files()
     os._exit(code)  # pylint: disable=protected-access
 
-  if _HELP.intersection(sys.argv[1:]):  # absl exits 1 after its help; asking is no error
+  if host.asks_for_help(sys.argv):  # absl exits 1 after its help; asking is no error
     FLAGS([sys.argv[0]])
     if "--helpfull" in sys.argv:
       app.usage(writeto_stdout=True, exitcode=0)
@@ -287,6 +287,3 @@ def describe_failure(error: BaseException) -> str:
     f"no space left{where} ({line}); free some and rerun the same command "
     "(a training run resumes from its last saved step)"
   )
-
-
-_HELP = frozenset({"--help", "-help", "-h", "-?", "--helpshort", "--helpfull"})

@@ -167,7 +167,16 @@ def set_up_process() -> None:
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.exit(2)
   reexec_with_huge_pages()
-  import_tensorflow_quietly()
+  if not asks_for_help(sys.argv):  # help needs no data pipeline: printed in 2 s, not 7
+    import_tensorflow_quietly()
+
+
+# absl's help flags (it exits 1 after them; cli.run answers them itself and exits 0).
+HELP_FLAGS = frozenset({"--help", "-help", "-h", "-?", "--helpshort", "--helpfull"})
+
+
+def asks_for_help(argv: list[str]) -> bool:
+  return bool(HELP_FLAGS.intersection(argv[1:]))
 
 
 # What TensorFlow's native libraries print while they load, before anything can set their
