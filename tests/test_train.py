@@ -447,7 +447,10 @@ def _error_in_this_process(tmp_path, monkeypatch, model_dir, *extra):
   """The one line `python -m prompt_tuning.train` prints for a command that fails: train.main
   run in this process, its error put as cli.run puts it. (A process per command paid the
   imports of JAX, TensorFlow and seqio each time: 8 commands, 64 s of the suite.)"""
+  import logging  # pylint: disable=g-import-not-at-top
+
   from absl import flags  # pylint: disable=g-import-not-at-top
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
   from absl.testing import flagsaver  # pylint: disable=g-import-not-at-top
   import gin  # pylint: disable=g-import-not-at-top
   import seqio  # pylint: disable=g-import-not-at-top
@@ -460,6 +463,12 @@ def _error_in_this_process(tmp_path, monkeypatch, model_dir, *extra):
   monkeypatch.syspath_prepend(str(tmp_path))
   monkeypatch.chdir(conftest.REPO_ROOT)
   argv = cli.rewrite_gin_args(cmd[2:])  # [program, flags...]
+  # What the command changes in its process, restored for this worker's next tests: the
+  # logging handlers and filters cli puts on, its module state.
+  root_handlers = list(logging.getLogger().handlers)
+  absl_filters = list(absl_logging.get_absl_handler().filters)
+  for name in ("_buffer", "_output_directory"):
+    monkeypatch.setattr(cli, name, getattr(cli, name))
   gin.clear_config()
   try:
     with flagsaver.flagsaver():
@@ -469,6 +478,8 @@ def _error_in_this_process(tmp_path, monkeypatch, model_dir, *extra):
     return f"error: {cli.describe_failure(e)}"
   finally:
     gin.clear_config()
+    logging.getLogger().handlers[:] = root_handlers
+    absl_logging.get_absl_handler().filters[:] = absl_filters
     # Leave this worker as it was: no task of the user's module registered, the module
     # imported afresh by the next test that names it.
     for name in ("user_sentiment", "user_sentiment_bytes"):
