@@ -1,6 +1,7 @@
 """`python -m prompt_tuning.train` end to end on the tiny model and a user's own task."""
 
 import json
+import logging
 import os
 import re
 import signal
@@ -260,9 +261,18 @@ def test_ctrl_c_on_an_evaluation_step_saves_it_and_the_same_command_ends_on_the_
   assert "resuming from step 1" in rerun.stderr
   assert re.findall(r"eval at step (\d+):", rerun.stderr) == ["1", "2", "3", "4", "5", "6"]
   np.testing.assert_array_equal(_prompt(stopped, 6), final)
-  # With a checkpoint at every step, the best prompt is that step's.
-  best_step = json.loads((stopped / "best" / "best.json").read_text())["step"]
-  np.testing.assert_array_equal(_best_prompt(stopped), _prompt(stopped, best_step))
+  # The best evaluation over both runs (no decoded metric: the lowest teacher-forced loss)
+  # and, with a checkpoint at every step, that step's prompt.
+  losses = {
+    r["step"]: r["eval/loss"]
+    for r in map(json.loads, open(stopped / "metrics.jsonl"))
+    if "eval/loss" in r
+  }
+  best = json.loads((stopped / "best" / "best.json").read_text())
+  assert sorted(losses) == [1, 2, 3, 4, 5, 6]
+  assert best["step"] == min(losses, key=lambda s: (losses[s], s)), (best, losses)
+  assert best["value"] == losses[best["step"]]
+  np.testing.assert_array_equal(_best_prompt(stopped), _prompt(stopped, best["step"]))
 
 
 def _saving(model_dir, after_step):
@@ -447,8 +457,6 @@ def _error_in_this_process(tmp_path, monkeypatch, model_dir, *extra):
   """The one line `python -m prompt_tuning.train` prints for a command that fails: train.main
   run in this process, its error put as cli.run puts it. (A process per command paid the
   imports of JAX, TensorFlow and seqio each time: 8 commands, 64 s of the suite.)"""
-  import logging  # pylint: disable=g-import-not-at-top
-
   from absl import flags  # pylint: disable=g-import-not-at-top
   from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
   from absl.testing import flagsaver  # pylint: disable=g-import-not-at-top
@@ -467,30 +475,38 @@ def _error_in_this_process(tmp_path, monkeypatch, model_dir, *extra):
   # logging handlers and filters cli puts on, its module state.
   root_handlers = list(logging.getLogger().handlers)
   absl_filters = list(absl_logging.get_absl_handler().filters)
-  for name in ("_buffer", "_output_directory"):
-    monkeypatch.setattr(cli, name, getattr(cli, name))
+  for name in ("_buffer", "_output_directory"):  # as in a fresh process
+    monkeypatch.setattr(cli, name, None)
+  monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))  # the entry point may add
+  # As in a fresh process: only the tasks the command's module registers (they go when the
+  # registries are put back; the module is imported afresh by the next test that names it).
+  monkeypatch.setattr(seqio.TaskRegistry, "_REGISTRY", {})
+  monkeypatch.setattr(seqio.MixtureRegistry, "_REGISTRY", {})
+  monkeypatch.delitem(sys.modules, "user_tasks", raising=False)
+  was_parsed = flags.FLAGS.is_parsed()
   gin.clear_config()
   try:
     with flagsaver.flagsaver():
       flags.FLAGS.unparse_flags()
-      train.main(flags.FLAGS(argv))
+      try:
+        train.main(flags.FLAGS(argv))
+      finally:
+        flags.FLAGS.unparse_flags()
+        if was_parsed:
+          flags.FLAGS.mark_as_parsed()
   except (*cli.USER_ERRORS, OSError) as e:
     return f"error: {cli.describe_failure(e)}"
   finally:
     gin.clear_config()
     logging.getLogger().handlers[:] = root_handlers
     absl_logging.get_absl_handler().filters[:] = absl_filters
-    # Leave this worker as it was: no task of the user's module registered, the module
-    # imported afresh by the next test that names it.
-    for name in ("user_sentiment", "user_sentiment_bytes"):
-      seqio.TaskRegistry.remove(name)
     sys.modules.pop("user_tasks", None)
   pytest.fail("the command ran without an error")
 
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_clear_errors(tmp_path, t5_vocab_path, monkeypatch):
+def test_clear_errors(tmp_path, t5_vocab_path, monkeypatch, capfd, caplog):
   (tmp_path / "user_tasks.py").write_text(USER_TASKS)
   # One command as a user runs it: a misspelled macro stops the run on one line (no
   # traceback), before anything is written (it would change nothing).
@@ -513,7 +529,7 @@ def test_clear_errors(tmp_path, t5_vocab_path, monkeypatch):
     (
       ["--gin.MIXTURE_OR_TASK_NAME='user_sentimnt'"],
       "error: no seqio task or mixture named 'user_sentimnt'; "
-      "close names: ['user_sentiment', 'user_sentiment_bytes'",  # and this worker's others
+      "close names: ['user_sentiment', 'user_sentiment_bytes']",
     ),
     (
       ["--gin.MIXTURE_OR_TASK_MODULE='no_such_tasks'"],
@@ -542,8 +558,13 @@ def test_clear_errors(tmp_path, t5_vocab_path, monkeypatch):
       "has metrics to compute on it; set TEST_SPLIT to None",
     ),
   ]:
-    error = _error_in_this_process(tmp_path, monkeypatch, tmp_path / "f", *settings)
+    with caplog.at_level(logging.DEBUG):
+      error = _error_in_this_process(tmp_path, monkeypatch, tmp_path / "f", *settings)
     assert error.startswith(line) and "\n" not in error, error
+    # Nothing else on the console: no traceback printed or logged on the way.
+    assert "Traceback" not in capfd.readouterr().err
+    assert not [r for r in caplog.records if r.exc_info], line
+    caplog.clear()
     assert not (tmp_path / "f").exists(), line
     if "ByteVocabulary" in line:
       assert "but the model's VOCABULARY is SentencePieceVocabulary(" in error, error

@@ -183,16 +183,16 @@ def test_kill_9_mid_sweep_then_rerun_equals_an_uninterrupted_sweep(local_sweep, 
   assert "; ETA " in next(line for line in out.splitlines() if " | started " in line), out
   assert mtimes(sweep_dir / GOOD_POINTS[0]) == first  # the finished point is not rerun
   assert "resuming from step" in (second / "train.log").read_text()
-  assert _same_rows(sweep_dir, local_sweep["dir"], GOOD_POINTS)
+  ours, local = _rows(sweep_dir, local_sweep["dir"], GOOD_POINTS)
+  assert ours == local
 
 
-def _same_rows(sweep_dir, local_dir, names):
-  """`sweep_dir`'s results.csv has the rows `names` of the local sweep's, equal but for the
-  measured columns."""
+def _rows(sweep_dir, local_dir, names):
+  """`sweep_dir`'s results.csv rows and the local sweep's rows `names`, but for the measured
+  columns: equal when the sweep gave the local sweep's results."""
   ours = reproducible(csv_rows(os.path.join(sweep_dir, "results.csv")))
   local = reproducible(csv_rows(os.path.join(local_dir, "results.csv")))
-  assert sorted(ours) == sorted(names), sorted(ours)
-  return ours == {name: local[name] for name in names}
+  return ours, {name: local[name] for name in names}
 
 
 @pytest.mark.integration
@@ -230,7 +230,8 @@ def test_ray_executor_gives_the_local_executors_results(local_sweep, tmp_path):
     shutil.rmtree(temp, ignore_errors=True)
   assert code == 1, err[-2000:]
   assert "(ray)" in out
-  assert _same_rows(tmp_path / "sweep", local_sweep["dir"], [GOOD_POINTS[1], BAD_POINT])
+  ours, local = _rows(tmp_path / "sweep", local_sweep["dir"], [GOOD_POINTS[1], BAD_POINT])
+  assert ours == local
 
 
 @pytest.mark.integration

@@ -1,5 +1,6 @@
 """Sweep files: one-line errors for bad ones, --only, axes and where, the shipped sweeps."""
 
+import io
 import os
 import re
 import textwrap
@@ -129,17 +130,21 @@ def test_cli_bad_file_and_dry_run(tmp_path):
   )
   assert "PROMPT_TUNING_CPU_CORES=1" in lines[2] and "--gin.LEARNING_RATE=0.3" in lines[2]
   assert not (tmp_path / "sweep").exists()
-  # --only (in this process: each command pays JAX's and TensorFlow's imports): a slice of
-  # the grid, its points named and run as in the whole sweep; a label the axis lacks is
-  # the one line the driver prints (run_sweep's other errors show how it prints them).
-  plan = driver.load(good)
-  (point,) = spec.select(plan, ["LEARNING_RATE=1.0"]).points
-  assert point == plan.points[1] and point.name == GOOD_POINTS[1]
+  # --only, through the driver in this process (a command pays JAX's and TensorFlow's
+  # imports; the two above show how the command prints): a slice of the grid, its points
+  # named and run as in the whole sweep; a label the axis lacks stops before anything exists.
+  sliced = io.StringIO()
+  only = ["LEARNING_RATE=1.0"]
+  assert driver.run(good, str(tmp_path / "sweep"), is_dry_run=True, only=only, out=sliced) == 0
+  sliced = sliced.getvalue().strip().splitlines()
+  assert sliced[0] == "sweep sweep: 1 points (dry run: nothing runs)"
+  assert sliced[1:-1] == lines[3:5]
   with pytest.raises(spec.SweepFileError) as error:
-    spec.select(plan, ["LEARNING_RATE=2.0"])
+    driver.run(good, str(tmp_path / "sweep"), only=["LEARNING_RATE=2.0"], out=io.StringIO())
   assert str(error.value) == (
     "--only='LEARNING_RATE=2.0': LEARNING_RATE has no value '2.0' (0.3, 1.0, -1.0)"
   )
+  assert not (tmp_path / "sweep").exists()
 
 
 def test_only_selects_points_by_axis_labels_keeping_names_and_indices(tmp_path):
