@@ -113,14 +113,19 @@ def _filter_logits(logits: Array, top_k: int, top_p: float) -> Array:
     kth = lax.top_k(logits, top_k)[0][:, -1:]
     logits = jnp.where(logits < kth, NEG_INF, logits)
   if top_p < 1.0:
-    ordered = jnp.sort(logits, axis=-1)[:, ::-1]
-    cumulative = jnp.cumsum(jax.nn.softmax(ordered, axis=-1), axis=-1)
-    # The smallest prefix whose mass reaches top_p: tokens before the crossing
-    # point and the one at it.
-    keep = (cumulative - jax.nn.softmax(ordered, axis=-1)) < top_p
-    cutoff = jnp.min(jnp.where(keep, ordered, jnp.inf), axis=-1, keepdims=True)
-    logits = jnp.where(logits < cutoff, NEG_INF, logits)
+    logits = _nucleus(logits, top_p)
   return logits
+
+
+def _nucleus(logits: Array, top_p: Union[float, Array]) -> Array:
+  """Keeps the smallest set of most likely tokens whose mass reaches `top_p` (`[n, 1]` by row)."""
+  ordered = jnp.sort(logits, axis=-1)[:, ::-1]
+  cumulative = jnp.cumsum(jax.nn.softmax(ordered, axis=-1), axis=-1)
+  # The smallest prefix whose mass reaches top_p: tokens before the crossing
+  # point and the one at it.
+  keep = (cumulative - jax.nn.softmax(ordered, axis=-1)) < top_p
+  cutoff = jnp.min(jnp.where(keep, ordered, jnp.inf), axis=-1, keepdims=True)
+  return jnp.where(logits < cutoff, NEG_INF, logits)
 
 
 class _Stepper:
@@ -289,6 +294,7 @@ def decode(
   max_length: int,
   method: Method = Greedy(),
   prompts: Optional[Array] = None,
+  prompt_mask: Optional[Array] = None,
   rng: Optional[Array] = None,
   eos_id: int = EOS_ID,
 ) -> DecodeOutput:
@@ -302,6 +308,8 @@ def decode(
     method: `Greedy()`, `Sampling(...)` or `BeamSearch(...)`.
     prompts: per-example prompts `[batch, P, E]` (or one `[P, E]`) replacing the
       model's prompt variable: ensembles and mixed-task batches.
+    prompt_mask: `[batch, P]` True at each row's real prompt vectors (prompts
+      of different lengths padded to one; see `t5.Encoder`).
     rng: a PRNG key for sampling.
     eos_id: the end-of-sequence id.
 
@@ -309,7 +317,9 @@ def decode(
     A `DecodeOutput`, best sequence first.
   """
   batch = encoder_input_tokens.shape[0]
-  encoded, mask = model.apply(variables, encoder_input_tokens, prompts=prompts, method=model.encode)
+  encoded, mask = model.apply(
+    variables, encoder_input_tokens, prompts=prompts, prompt_mask=prompt_mask, method=model.encode
+  )
   if isinstance(method, BeamSearch):
     repeat = lambda x: jnp.repeat(x, method.num_beams, axis=0)
     step = _Stepper(model, variables, repeat(encoded), repeat(mask), max_length)
@@ -318,6 +328,137 @@ def decode(
     raise ValueError("sampling needs an rng key")
   step = _Stepper(model, variables, encoded, mask, max_length)
   return _sample_loop(step, batch, max_length, method, rng, eos_id)
+
+
+class RowSettings(NamedTuple):
+  """How each row of a batch decodes: traced inputs of one compiled `decode_by_row`.
+
+  Attributes:
+    max_tokens: `[batch]` int32: the most tokens the row generates (EOS
+      included); 0 for a row that only fills the batch.
+    temperature: `[batch]` float32: 0 is greedy; above 0 samples from the
+      tempered distribution.
+    top_p: `[batch]` float32 in (0, 1]: nucleus sampling (1: the whole vocabulary).
+    seed: `[batch]` uint32: the row's own random stream, so a seeded row
+      samples the same tokens alone or beside any other rows.
+  """
+
+  max_tokens: Array
+  temperature: Array
+  top_p: Array
+  seed: Array
+
+
+class RowOutput(NamedTuple):
+  """`decode_by_row`'s result.
+
+  Attributes:
+    tokens: `[batch, max_length]` int32: EOS included, zeros after the row's end.
+    length: `[batch]` int32: tokens generated (EOS included).
+    token_logprobs: `[batch, max_length]` the model's log-probability of each
+      generated token (untempered; 0 after the end).
+    top_ids, top_logprobs: `[batch, max_length, k]` the k most likely tokens at
+      each step and their log-probabilities (zeros unless asked for).
+  """
+
+  tokens: Array
+  length: Array
+  token_logprobs: Array
+  top_ids: Array
+  top_logprobs: Array
+
+
+def _choose_by_row(logits: Array, settings: RowSettings, keys: Array, t: Array) -> Array:
+  """Each row's next token: greedy at temperature 0, else sampled with its own key."""
+  greedy = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  sampled_rows = settings.temperature > 0
+
+  def sample():
+    scaled = logits / jnp.where(sampled_rows, settings.temperature, 1.0)[:, None]
+    top_p = settings.top_p[:, None]
+    # A row at top_p = 1 keeps its whole distribution whatever its neighbours ask.
+    scaled = lax.cond(
+      jnp.any(settings.top_p < 1.0),
+      lambda x: jnp.where(top_p < 1.0, _nucleus(x, top_p), x),
+      lambda x: x,
+      scaled,
+    )
+    step_keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys)
+    return jax.vmap(jax.random.categorical)(step_keys, scaled).astype(jnp.int32)
+
+  sampled = lax.cond(jnp.any(sampled_rows), sample, lambda: greedy)
+  return jnp.where(sampled_rows, sampled, greedy)
+
+
+def decode_by_row(
+  model: t5.Transformer,
+  variables: dict[str, Any],
+  encoder_input_tokens: Array,
+  settings: RowSettings,
+  *,
+  max_length: int,
+  prompts: Optional[Array] = None,
+  prompt_mask: Optional[Array] = None,
+  eos_id: int = EOS_ID,
+  top_logprobs: int = 0,
+) -> RowOutput:
+  """Greedy and sampled rows in one batch, each with its own length, temperature, top_p and seed.
+
+  What a server compiles once per batch size: every setting is an input, so no
+  request changes what runs. A row's tokens depend on its own input, prompt,
+  settings and seed only.
+
+  Args:
+    model, variables, encoder_input_tokens, prompts, prompt_mask, eos_id: as in `decode`.
+    settings: the rows' `RowSettings`.
+    max_length: the most tokens any row generates (the compiled length).
+    top_logprobs: k: record the k most likely tokens at each step (0: none).
+
+  Returns:
+    A `RowOutput`.
+  """
+  batch = encoder_input_tokens.shape[0]
+  encoded, mask = model.apply(
+    variables, encoder_input_tokens, prompts=prompts, prompt_mask=prompt_mask, method=model.encode
+  )
+  step = _Stepper(model, variables, encoded, mask, max_length)
+  keys = jax.vmap(jax.random.key)(settings.seed)
+  logits, cache = step(jnp.zeros((batch,), jnp.int32), None)
+  k = max(int(top_logprobs), 1)
+
+  def cond(state):
+    t, _, _, _, done = state[:5]
+    return (t < max_length) & ~jnp.all(done)
+
+  def body(state):
+    t, logits, cache, out, done, length, token_logp, top_ids, top_logp = state
+    token = jnp.where(done, 0, _choose_by_row(logits, settings, keys, t))
+    logp = jax.nn.log_softmax(logits)
+    chosen = jnp.take_along_axis(logp, token[:, None], axis=-1)[:, 0]
+    token_logp = token_logp.at[:, t].set(jnp.where(done, 0.0, chosen))
+    if top_logprobs:
+      values, ids = lax.top_k(logp, k)
+      top_logp = top_logp.at[:, t].set(jnp.where(done[:, None], 0.0, values))
+      top_ids = top_ids.at[:, t].set(jnp.where(done[:, None], 0, ids.astype(jnp.int32)))
+    out = out.at[:, t].set(token)
+    length = length + (~done).astype(jnp.int32)
+    done = done | (token == eos_id) | (t + 1 >= settings.max_tokens)
+    logits, cache = step(token, cache)
+    return t + 1, logits, cache, out, done, length, token_logp, top_ids, top_logp
+
+  state = (
+    jnp.zeros((), jnp.int32),
+    logits,
+    cache,
+    jnp.zeros((batch, max_length), jnp.int32),
+    settings.max_tokens <= 0,
+    jnp.zeros((batch,), jnp.int32),
+    jnp.zeros((batch, max_length), jnp.float32),
+    jnp.zeros((batch, max_length, k), jnp.int32),
+    jnp.zeros((batch, max_length, k), jnp.float32),
+  )
+  _, _, _, out, _, length, token_logp, top_ids, top_logp = lax.while_loop(cond, body, state)
+  return RowOutput(out, length, token_logp, top_ids, top_logp)
 
 
 def sequence_log_likelihood(

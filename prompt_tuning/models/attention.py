@@ -83,12 +83,14 @@ class RelativePositionBiases(nn.Module):
     """Biases for every (query, key) pair.
 
     Args:
-      query_positions: int `[q]` absolute positions (may be traced).
-      key_positions: int `[k]` absolute positions.
+      query_positions: int `[q]` absolute positions (may be traced), or
+        `[batch, q]` for positions of each row's own.
+      key_positions: int `[k]` (or `[batch, k]`) absolute positions.
       bidirectional: encoder (True) or causal decoder (False) bucketing.
 
     Returns:
-      `[1, heads, q, k]` biases in `dtype`.
+      `[1, heads, q, k]` biases in `dtype` (`[batch, heads, q, k]` for
+      positions by row).
     """
     table = self.param(
       "rel_embedding",
@@ -96,10 +98,10 @@ class RelativePositionBiases(nn.Module):
       (self.num_heads, self.num_buckets),
       self.param_dtype,
     )
-    relative = key_positions[None, :] - query_positions[:, None]
+    relative = key_positions[..., None, :] - query_positions[..., :, None]
     buckets = relative_position_bucket(relative, bidirectional, self.num_buckets, self.max_distance)
-    bias = jnp.take(jnp.asarray(table, self.dtype), buckets, axis=1)  # [h, q, k]
-    return bias[None]
+    bias = jnp.take(jnp.asarray(table, self.dtype), buckets, axis=1)  # [h, (batch,) q, k]
+    return bias[None] if bias.ndim == 3 else jnp.transpose(bias, (1, 0, 2, 3))
 
 
 def mask_to_bias(mask: Array, dtype: DType = jnp.float32) -> Array:

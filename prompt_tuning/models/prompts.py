@@ -97,6 +97,37 @@ def suffix_prompt(embedded: Array, mask: Array, prompt: Array) -> tuple[Array, A
   return inputs, jnp.take_along_axis(pool_mask, source, axis=1)
 
 
+def positions_skipping_masked(
+  combine: Combiner, mask: Array, prompt_mask: Array
+) -> tuple[Array, Array]:
+  """Where a combiner puts padded prompt slots, and positions that skip them.
+
+  Prompts of different lengths share a batch padded to one length `P`; a
+  padded slot must neither be attended to nor move the positions of what
+  follows it, so that each row encodes as its own prompt would alone. The
+  combiner itself says where the slots go: it joins a one-wide channel (1 at
+  tokens and real prompt vectors, 0 at padded slots) as it joins the vectors.
+
+  Args:
+    combine: the combiner `(embedded, mask, prompt) -> (inputs, mask)`.
+    mask: `[batch, length]` the tokens' mask.
+    prompt_mask: `[batch, P]` True at each row's real prompt vectors.
+
+  Returns:
+    `positions: [batch, P + length]` int32 (a padded slot repeats the position
+    before it) and `real: [batch, P + length]` bool (False at padded slots).
+  """
+  if prompt_mask.ndim != 2 or prompt_mask.shape[0] != mask.shape[0]:
+    raise ValueError(
+      f"prompt_mask has shape {prompt_mask.shape}; expected [batch={mask.shape[0]}, P]"
+    )
+  tokens = jnp.ones(mask.shape + (1,), jnp.float32)
+  channel, _ = combine(tokens, mask, prompt_mask.astype(jnp.float32)[..., None])
+  real = channel[..., 0] > 0.5
+  positions = jnp.maximum(jnp.cumsum(real.astype(jnp.int32), axis=1) - 1, 0)
+  return positions, real
+
+
 COMBINERS = {
   "prefix": prefix_prompt,
   "prefix_after_first": prefix_prompt_after_first,

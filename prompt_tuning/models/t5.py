@@ -222,7 +222,12 @@ class Encoder(nn.Module):
 
   @nn.compact
   def __call__(
-    self, input_tokens: Array, *, enable_dropout: bool = False, prompts: Optional[Array] = None
+    self,
+    input_tokens: Array,
+    *,
+    enable_dropout: bool = False,
+    prompts: Optional[Array] = None,
+    prompt_mask: Optional[Array] = None,
   ) -> tuple[Array, Array]:
     """Encodes `input_tokens: [batch, length]` (0 is padding).
 
@@ -232,6 +237,11 @@ class Encoder(nn.Module):
       prompts: optional prompts to use instead of the `prompt` variable:
         `[P, E]`, or `[batch, P, E]` for a different prompt per example
         (ensembles, mixed-task batches).
+      prompt_mask: optional `[batch, P]` bool, True at the prompt vectors each
+        row really has: prompts of different lengths padded to one `P`. A
+        masked vector is never attended to and takes no position, so a row
+        encodes exactly as its unpadded prompt would alone (T5's relative
+        positions are then computed per row).
 
     Returns:
       `encoded: [batch, P + length, embed]` and `mask: [batch, P + length]`
@@ -243,12 +253,21 @@ class Encoder(nn.Module):
     mask = input_tokens > 0
     if prompts is None and self.prompt is not None:
       prompts = self.prompt()
+    positions = None
     if prompts is not None:
       combine = self.prompt.combiner() if self.prompt is not None else prompts_lib.prefix_prompt
-      x, mask = combine(x, mask, prompts_lib.broadcast_prompt(prompts, x.shape[0]))
+      prompts = prompts_lib.broadcast_prompt(prompts, x.shape[0])
+      if prompt_mask is not None:
+        positions, real = prompts_lib.positions_skipping_masked(combine, mask, prompt_mask)
+      x, mask = combine(x, mask, prompts)
+      if prompt_mask is not None:
+        mask = mask & real
+    elif prompt_mask is not None:
+      raise ValueError("prompt_mask without prompts: pass the prompts it masks")
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
     x = layers.constrain(x.astype(cfg.activation_dtype), ("batch", "length", "embed"))
-    positions = jnp.arange(x.shape[1])
+    if positions is None:
+      positions = jnp.arange(x.shape[1])
     bias = _relpos(cfg)(positions, positions, bidirectional=True) + attention.mask_to_bias(
       attention.key_padding_mask(mask), cfg.activation_dtype
     )
@@ -374,9 +393,15 @@ class Transformer(nn.Module):
     *,
     enable_dropout: bool = False,
     prompts: Optional[Array] = None,
+    prompt_mask: Optional[Array] = None,
   ) -> tuple[Array, Array]:
     """See `Encoder.__call__`."""
-    return self.encoder(encoder_input_tokens, enable_dropout=enable_dropout, prompts=prompts)
+    return self.encoder(
+      encoder_input_tokens,
+      enable_dropout=enable_dropout,
+      prompts=prompts,
+      prompt_mask=prompt_mask,
+    )
 
   def decode(
     self,
@@ -405,10 +430,14 @@ class Transformer(nn.Module):
     *,
     enable_dropout: bool = False,
     prompts: Optional[Array] = None,
+    prompt_mask: Optional[Array] = None,
   ) -> Array:
     """Teacher-forced logits `[batch, target_length, vocab]`."""
     encoded, mask = self.encode(
-      encoder_input_tokens, enable_dropout=enable_dropout, prompts=prompts
+      encoder_input_tokens,
+      enable_dropout=enable_dropout,
+      prompts=prompts,
+      prompt_mask=prompt_mask,
     )
     return self.decode(encoded, mask, decoder_input_tokens, enable_dropout=enable_dropout)
 

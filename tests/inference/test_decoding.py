@@ -209,3 +209,90 @@ def test_bad_settings_are_clear_errors():
   variables = model.init(jax.random.key(0), x, x)
   with pytest.raises(ValueError, match="rng"):
     decoding.decode(model, variables, x, max_length=2, method=decoding.Sampling())
+
+
+def _settings(max_tokens, temperature, top_p, seed):
+  return decoding.RowSettings(
+    np.asarray(max_tokens, np.int32),
+    np.asarray(temperature, np.float32),
+    np.asarray(top_p, np.float32),
+    np.asarray(seed, np.uint32),
+  )
+
+
+def test_decode_by_row_mixes_prompt_lengths_and_settings_each_row_as_if_alone():
+  # What the server compiles: rows of different prompt lengths, greedy and
+  # sampled, each with its own max_tokens and seed, in one batch.
+  cfg = hf_reference.TINY
+  hf = _hf_with_eos_bias(cfg, eos_boost=2.0)
+  params = hf_reference.params_of(hf, cfg)
+  model = t5.Transformer(cfg)
+  rng = np.random.default_rng(3)
+  inputs = hf_reference.random_tokens(rng, 5, 8, cfg.vocab_size)
+  lengths = np.asarray([2, 4, 4, 1, 3])
+  table = rng.normal(size=(5, 4, cfg.emb_dim)).astype(np.float32)
+  mask = np.arange(4)[None, :] < lengths[:, None]
+  table[~mask] = 7.0  # what a padded slot holds must not matter
+  max_length = 7
+  settings = _settings(
+    [7, 3, 7, 7, 0], [0.0, 0.0, 1.5, 0.8, 0.0], [1.0, 1.0, 0.9, 1.0, 1.0], [0, 0, 11, 12, 0]
+  )
+  run = jax.jit(
+    lambda p, x, s, q, m: decoding.decode_by_row(
+      model, {"params": p}, x, s, max_length=max_length, prompts=q, prompt_mask=m, top_logprobs=3
+    )
+  )
+  out = jax.device_get(run(params, inputs, settings, table, mask))
+  # Greedy rows: what `decode` gives for the unpadded prompt alone, cut at max_tokens.
+  for i in (0, 1):
+    alone = decoding.decode(
+      model,
+      {"params": params},
+      inputs[i : i + 1],
+      max_length=max_length,
+      prompts=table[i : i + 1, : lengths[i]],
+    )
+    want = np.asarray(alone.tokens[0, 0])[: settings.max_tokens[i]]
+    np.testing.assert_array_equal(out.tokens[i, : len(want)], want)
+    n = int(out.length[i])
+    assert n == min(settings.max_tokens[i], list(want).index(1) + 1 if 1 in want else len(want))
+    np.testing.assert_array_equal(out.tokens[i, n:], 0)
+    if n == max_length or 1 in want:  # the whole sequence: its log-likelihood is decode's
+      np.testing.assert_allclose(out.token_logprobs[i].sum(), alone.log_likelihood[0, 0], atol=1e-4)
+    np.testing.assert_array_equal(out.top_ids[i, :n, 0], out.tokens[i, :n])  # greedy: the top token
+  assert out.length[1] <= 3
+  assert out.length[4] == 0 and not out.tokens[4].any()  # a filler row generates nothing
+  # Every row alone (batch of one, its own settings) gives the same tokens.
+  for i in range(5):
+    one = jax.tree_util.tree_map(lambda a, i=i: a[i : i + 1], settings)
+    alone = jax.device_get(
+      run(
+        params,
+        inputs[i : i + 1],
+        one,
+        table[i : i + 1, : lengths[i]],
+        mask[i : i + 1, : lengths[i]],
+      )
+    )
+    np.testing.assert_array_equal(alone.tokens[0], out.tokens[i], err_msg=f"row {i}")
+    np.testing.assert_allclose(alone.token_logprobs[0], out.token_logprobs[i], atol=1e-5)
+  # The seed decides a sampled row: another seed, other tokens (over a few tries).
+  other = [
+    jax.device_get(run(params, inputs, settings._replace(seed=settings.seed + s), table, mask))
+    for s in (1, 2, 3)
+  ]
+  assert any((o.tokens[2] != out.tokens[2]).any() for o in other)
+  assert all((o.tokens[0] == out.tokens[0]).all() for o in other)  # greedy rows ignore seeds
+
+
+def test_decode_by_row_top_p_near_zero_is_greedy():
+  cfg = hf_reference.TINY
+  params = hf_reference.params_of(_hf_with_eos_bias(cfg, eos_boost=1.0), cfg)
+  model = t5.Transformer(cfg)
+  inputs = hf_reference.random_tokens(np.random.default_rng(4), 3, 6, cfg.vocab_size)
+  run = lambda s: decoding.decode_by_row(model, {"params": params}, inputs, s, max_length=6)
+  greedy = run(_settings([6] * 3, [0.0] * 3, [1.0] * 3, [0, 1, 2]))
+  nucleus = run(_settings([6] * 3, [2.0] * 3, [1e-6] * 3, [0, 1, 2]))
+  hot = run(_settings([6] * 3, [2.0] * 3, [1.0] * 3, [0, 1, 2]))
+  np.testing.assert_array_equal(nucleus.tokens, greedy.tokens)
+  assert (hot.tokens != greedy.tokens).any()  # the check can tell sampling from greedy

@@ -254,3 +254,29 @@ def test_dropout_is_active_only_when_enabled():
   b = model.apply(variables, inputs, dec, enable_dropout=True, rngs={"dropout": jax.random.key(1)})
   c = model.apply(variables, inputs, dec, enable_dropout=True, rngs={"dropout": jax.random.key(2)})
   assert not np.allclose(a, b) and not np.allclose(b, c)
+
+
+@pytest.mark.parametrize("combine", ["prefix", "prefix_after_first", "suffix"])
+def test_prompts_of_different_lengths_padded_and_masked_equal_each_alone(combine):
+  # What a server's prompt table does: prompts of lengths 1, 3 and 5 padded to
+  # 6 in one batch. Each row must give what its own prompt gives unpadded:
+  # the padded slots attended to by nothing, and taking no position.
+  model = t5.Transformer(CFG, prompts.Prompt(6, CFG.emb_dim, combine=combine))
+  inputs, dec = _tokens(batch=3, length=7), _decoder_inputs()
+  variables = _init(model, inputs, dec)
+  params = {"params": variables["params"]}
+  rng = np.random.default_rng(1)
+  lengths = [1, 3, 5]
+  table = rng.normal(size=(3, 6, CFG.emb_dim)).astype(np.float32)
+  mask = np.arange(6)[None, :] < np.asarray(lengths)[:, None]
+  table[~mask] = 1e3  # garbage in the padded slots: it must not leak
+  logits = model.apply(params, inputs, dec, prompts=table, prompt_mask=mask)
+  for i, n in enumerate(lengths):
+    alone = model.apply(params, inputs[i : i + 1], dec[i : i + 1], prompts=table[i : i + 1, :n])
+    np.testing.assert_allclose(logits[i], alone[0], rtol=0, atol=2e-5)
+  # Unmasked, the padding would change the rows (the test can tell).
+  unmasked = model.apply(params, inputs, dec, prompts=table)
+  assert not np.allclose(unmasked[0], logits[0], atol=1e-3)
+  # A full mask is the plain batched call.
+  full = model.apply(params, inputs, dec, prompts=table, prompt_mask=np.ones_like(mask))
+  np.testing.assert_allclose(full, unmasked, rtol=0, atol=2e-5)
