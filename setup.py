@@ -24,6 +24,10 @@ INSTALL_REQUIRES = [
     "tensorboard>=2.21,<2.22",  # clu's summary writer needs it; tensorflow no longer pulls it in
     "tensorstore>=0.1.70",
     "matplotlib>=3.11,<3.12",  # the sweeps' plots
+    # python -m prompt_tuning.serve: the HTTP server and its metrics.
+    "fastapi>=0.165,<0.166",
+    "uvicorn>=0.55,<0.56",
+    "prometheus-client>=0.26,<0.27",
     # t5 0.9.4's data and evaluation modules (its GLUE/SuperGLUE preprocessors,
     # postprocessors and metrics, span corruption) import these. t5 itself is
     # installed with --no-deps (see the Makefile): its declared dependencies
@@ -50,6 +54,8 @@ TEST_REQUIRES = [
     "gcp-storage-emulator==2026.7.19",  # a GCS server on localhost for the gs:// tests
     "torch==2.13.0",
     "transformers>=5.23,<5.24",
+    "openai>=3.63,<3.64",  # the official client, against the server
+    "httpx2>=2.17,<3",  # the openai client's HTTP library: plain requests in the server's tests
 ] + RAY_REQUIRES  # a local Ray instance runs the Ray executor's test
 
 setuptools.setup(

@@ -23,7 +23,22 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "prompt_tuning"
 # Top to bottom; units in one layer may not import each other (except the
 # entry points, which are one program).
 LAYERS = (
-  ("entry", ("train", "eval", "infer", "tasks", "cli", "gin_config", "host", "sweep", "scripts")),
+  (
+    "entry",
+    (
+      "train",
+      "eval",
+      "infer",
+      "serve",
+      "serving",
+      "tasks",
+      "cli",
+      "gin_config",
+      "host",
+      "sweep",
+      "scripts",
+    ),
+  ),
   ("libraries", ("training", "inference")),
   ("loading", ("checkpoints", "data", "configs")),  # configs: gin files; the size table's reader
   ("mesh", ("partitioning",)),

@@ -1,0 +1,132 @@
+r"""Serve one frozen T5 and a table of named prompts over OpenAI's completions API.
+
+    python -m prompt_tuning.serve \
+      --gin_file=configs/models/t5_1_1_base_prompt.gin \
+      --gin_file=configs/runs/prompt_serve.gin \
+      --gin.INITIAL_CHECKPOINT_PATH="'/ckpts/t5_1_1_base'" \
+      --gin.PROMPT_FILES="{'sst2': '/runs/sst2', 'rte': '/runs/rte/prompt.npy'}" \
+      --gin.TASK_FEATURE_LENGTHS="{'inputs': 128, 'targets': 8}" \
+      --port=8000
+
+Every prompt is a model of the API (`GET /v1/models`); requests for different
+prompts that arrive together are decoded in one batch. The model is read and
+every batch size compiled once, before the server reports ready (until then
+/health answers 503); no request and no change to the prompt table
+(`PUT`/`DELETE /v1/prompts/NAME`) compiles anything after that. docs/serving.md
+has the endpoints, curl and openai-client examples, and the load test.
+
+REQUIRED macros (configs/runs/prompt_serve.gin): INITIAL_CHECKPOINT_PATH,
+TASK_FEATURE_LENGTHS; the prompts from PROMPT_FILES (a dict) or, with
+configs/prompts/from_file.gin, PROMPT_FILE (served as 'default').
+"""
+
+import os
+import sys
+from typing import Sequence
+
+from prompt_tuning import host
+
+if __name__ == "__main__":
+  host.set_up_process()
+
+from absl import flags  # pylint: disable=g-import-not-at-top
+
+from prompt_tuning import cli  # pylint: disable=g-import-not-at-top
+from prompt_tuning import gin_config
+
+REQUIRED_MACROS = ("INITIAL_CHECKPOINT_PATH", "TASK_FEATURE_LENGTHS")
+API_KEY_VARIABLE = "PROMPT_TUNING_API_KEY"
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("host", "127.0.0.1", "The address to listen on (0.0.0.0: every interface).")
+flags.DEFINE_integer("port", 8000, "The port to listen on.")
+flags.DEFINE_integer("max_prompts", 64, "The prompt table's capacity (fixed at start).")
+flags.DEFINE_integer(
+  "max_prompt_length", 100, "The longest prompt the table holds (fixed at start)."
+)
+flags.DEFINE_list(
+  "batch_sizes", ["1", "8", "32"], "The batch sizes compiled; a batch pads to the next one."
+)
+flags.DEFINE_integer(
+  "max_queue", 256, "Rows that may wait for decoding; more get 429 with Retry-After."
+)
+flags.DEFINE_string(
+  "api_key",
+  None,
+  f"Require 'Authorization: Bearer KEY' on every endpoint (or set ${API_KEY_VARIABLE}).",
+)
+
+
+def _batch_sizes() -> list[int]:
+  try:
+    sizes = [int(s) for s in FLAGS.batch_sizes]
+  except ValueError:
+    sizes = []
+  if not sizes or min(sizes) < 1:
+    raise ValueError(
+      f"--batch_sizes={','.join(FLAGS.batch_sizes)}: give positive integers, e.g. 1,8,32"
+    )
+  return sizes
+
+
+def main(argv: Sequence[str]) -> None:
+  cli.parse_flags_and_gin(argv, REQUIRED_MACROS, read_directly=("SERVED",))
+  gin_config.check_prompt_sources()
+  config = gin_config.macro_value("SERVED", "include configs/runs/prompt_serve.gin")
+  batch_sizes = _batch_sizes()
+  from prompt_tuning.checkpoints import prompt_files  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.inference import predictor  # pylint: disable=g-import-not-at-top
+
+  for path in predictor.prompt_bank(config.prompt_files).values():  # before the model loads
+    if isinstance(path, str):
+      prompt_files.resolve_prompt_file(path)
+  # The HTTP layer is imported only to serve: --help and config errors stay fast.
+  import uvicorn  # pylint: disable=g-import-not-at-top
+
+  from prompt_tuning.inference import engine as engine_lib  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.serving import app as app_lib  # pylint: disable=g-import-not-at-top
+
+  state = app_lib.ServerState(
+    api_key=FLAGS.api_key or os.environ.get(API_KEY_VARIABLE), max_queue=FLAGS.max_queue
+  )
+  address = f"http://{FLAGS.host}:{FLAGS.port}"
+
+  def load() -> None:
+    try:
+      engine = engine_lib.build(
+        config,
+        max_prompts=FLAGS.max_prompts,
+        max_prompt_length=FLAGS.max_prompt_length,
+        batch_sizes=batch_sizes,
+      )
+      engine.compile()
+      state.serve(engine, config.vocabulary)
+    except Exception as e:  # pylint: disable=broad-except  (a bad file or macro: one line)
+      if os.environ.get("PROMPT_TUNING_TRACEBACKS"):
+        raise
+      # Nothing is in flight before ready: the process ends here, with the line
+      # every entry point prints for a user's error.
+      print(f"error: {cli.describe_failure(e)}", file=sys.stderr, flush=True)
+      os._exit(1)  # pylint: disable=protected-access
+    names = engine.prompt_names()
+    print(
+      f"serve: ready at {address} ({len(names)} prompts: {', '.join(names[:5])}"
+      f"{' ...' if len(names) > 5 else ''}; batch sizes {engine.batch_sizes})",
+      flush=True,
+    )
+
+  print(f"serve: loading the model; {address}/health answers 503 until ready", flush=True)
+  # On SIGTERM or Ctrl-C uvicorn stops listening, lets the requests in flight
+  # finish (the batcher decodes what is queued), then ends the process by the
+  # same signal.
+  uvicorn.run(
+    app_lib.create_app(state, on_startup=load),
+    host=FLAGS.host,
+    port=FLAGS.port,
+    log_level="warning",
+    timeout_graceful_shutdown=30,
+  )
+
+
+if __name__ == "__main__":
+  cli.run(main)

@@ -1,0 +1,466 @@
+"""The HTTP server: OpenAI's completions API over one frozen model and a table of prompts.
+
+Endpoints (every one requires `Authorization: Bearer <key>` when an API key is set):
+
+* `GET /v1/models`: the prompts, as OpenAI models; `GET /v1/models/{name}`: one.
+* `POST /v1/completions`: OpenAI's completions (`serving.api`), `stream` as
+  server-sent events.
+* `GET /v1/prompts`; `PUT /v1/prompts/{name}` (a JSON body `{"vectors": [[...]]}`,
+  `{"npy": <base64 .npy>}` or `{"peft_adapter": {"adapter_config.json": ...,
+  "adapter_model.safetensors": <base64>}}`, or a raw `.npy` body as
+  application/octet-stream); `DELETE /v1/prompts/{name}`: the table at run
+  time, never compiling.
+* `GET /health`, `GET /metrics` (Prometheus).
+
+Until the engine is built and compiled, `/health`, `/v1/models` and the
+completions answer 503. Every error is OpenAI's shape with its 4xx or 5xx.
+"""
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hmac
+import io
+import json
+import os
+import tempfile
+import threading
+import time
+from typing import Any, Callable, Optional
+
+import fastapi
+from fastapi import responses
+import numpy as np
+import prometheus_client
+from starlette import exceptions as starlette_exceptions
+
+from prompt_tuning.checkpoints import peft
+from prompt_tuning.inference import decoding
+from prompt_tuning.inference import engine as engine_lib
+from prompt_tuning.serving import api
+from prompt_tuning.serving import batcher as batcher_lib
+
+MAX_BODY_BYTES = 64 * 2**20
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class Metrics:
+  """The server's Prometheus metrics, in a registry of its own."""
+
+  def __init__(self, state: "ServerState"):
+    self.registry = prometheus_client.CollectorRegistry()
+    r = self.registry
+    self.requests = prometheus_client.Counter(
+      "prompt_server_requests", "HTTP requests", ["path", "status"], registry=r
+    )
+    self.latency = prometheus_client.Histogram(
+      "prompt_server_request_seconds",
+      "Request latency",
+      ["path"],
+      buckets=_LATENCY_BUCKETS,
+      registry=r,
+    )
+    self.batch_rows = prometheus_client.Histogram(
+      "prompt_server_batch_rows", "Rows decoded per batch", buckets=_BATCH_BUCKETS, registry=r
+    )
+    self.batch_seconds = prometheus_client.Histogram(
+      "prompt_server_batch_seconds",
+      "Seconds per decoded batch",
+      buckets=_LATENCY_BUCKETS,
+      registry=r,
+    )
+    self.generated = prometheus_client.Counter(
+      "prompt_server_generated_tokens", "Tokens generated", registry=r
+    )
+    prometheus_client.Gauge(
+      "prompt_server_queue_rows", "Rows waiting to be decoded", registry=r
+    ).set_function(lambda: state.batcher.depth() if state.batcher else 0)
+    prometheus_client.Gauge(
+      "prompt_server_compilations",
+      "XLA compilations in this process (constant once ready)",
+      registry=r,
+    ).set_function(engine_lib.compilations)
+    prometheus_client.Gauge(
+      "prompt_server_compilations_since_ready",
+      "XLA compilations since the server reported ready (0 unless something recompiled)",
+      registry=r,
+    ).set_function(
+      lambda: engine_lib.compilations() - state.compilations_at_ready if state.ready else 0
+    )
+    prometheus_client.Gauge(
+      "prompt_server_prompts", "Prompts in the table", registry=r
+    ).set_function(lambda: len(state.engine.prompt_names()) if state.engine else 0)
+    prometheus_client.Gauge("prompt_server_ready", "1 once ready", registry=r).set_function(
+      lambda: float(state.ready)
+    )
+
+  def on_batch(self, rows: int, seconds: float) -> None:
+    self.batch_rows.observe(rows)
+    self.batch_seconds.observe(seconds)
+
+
+class ServerState:
+  """What the app serves from, filled in by `ready` once the engine is compiled.
+
+  Attributes:
+    engine, vocabulary, batcher: set by `ready`.
+    api_key: required as `Authorization: Bearer` when set.
+    max_queue: the batcher's bound.
+    error: why the engine could not be built (the server then answers 503 with it).
+  """
+
+  def __init__(self, *, api_key: Optional[str] = None, max_queue: int = 256):
+    self.api_key, self.max_queue = api_key or None, max_queue
+    self.engine: Optional[engine_lib.Engine] = None
+    self.vocabulary: Any = None
+    self.batcher: Optional[batcher_lib.Batcher] = None
+    self.ready = False
+    self.error: Optional[str] = None
+    self.compilations_at_ready = 0
+    self.metrics = Metrics(self)
+
+  def serve(self, engine: engine_lib.Engine, vocabulary: Any) -> None:
+    """Starts serving a compiled engine."""
+    self.engine, self.vocabulary = engine, vocabulary
+    self.batcher = batcher_lib.Batcher(
+      engine, max_queue=self.max_queue, on_batch=self.metrics.on_batch
+    ).start()
+    self.compilations_at_ready = engine_lib.compilations()
+    self.ready = True
+
+  def close(self) -> None:
+    if self.batcher is not None:
+      self.batcher.close(timeout=30)
+
+
+def _error(e: api.ApiError) -> responses.JSONResponse:
+  return responses.JSONResponse(e.body(), status_code=e.status, headers=e.headers)
+
+
+def _not_ready(state: ServerState) -> api.ApiError:
+  why = f"the model could not be loaded: {state.error}" if state.error else "the model is loading"
+  return api.ApiError(
+    503, f"not ready: {why}", type_="server_error", code="not_ready", headers={"Retry-After": "5"}
+  )
+
+
+def create_app(
+  state: ServerState, *, on_startup: Optional[Callable[[], None]] = None
+) -> fastapi.FastAPI:
+  """The FastAPI app over `state`; `on_startup` runs in a thread (e.g. loads and compiles)."""
+
+  @contextlib.asynccontextmanager
+  async def lifespan(app):
+    del app
+    if on_startup is not None:
+      threading.Thread(target=on_startup, name="load", daemon=True).start()
+    yield
+    state.close()
+
+  app = fastapi.FastAPI(
+    title="prompt_tuning server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+  )
+
+  @app.middleware("http")
+  async def guard(request: fastapi.Request, call_next):
+    start = time.perf_counter()
+    path = request.url.path
+    known = path if path in _PATHS else _template(path)
+    if state.api_key is not None and not _authorized(request, state.api_key):
+      response = _error(
+        api.ApiError(
+          401,
+          "missing or wrong API key: send the header 'Authorization: Bearer <key>'",
+          type_="invalid_request_error",
+          code="invalid_api_key",
+        )
+      )
+    else:
+      length = request.headers.get("content-length")
+      if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        response = _error(
+          api.ApiError(
+            413, f"the request body is over {MAX_BODY_BYTES} bytes", code="body_too_large"
+          )
+        )
+      else:
+        response = await call_next(request)
+    state.metrics.requests.labels(known, str(response.status_code)).inc()
+    state.metrics.latency.labels(known).observe(time.perf_counter() - start)
+    return response
+
+  @app.exception_handler(api.ApiError)
+  async def api_error(request, e: api.ApiError):
+    del request
+    return _error(e)
+
+  @app.exception_handler(starlette_exceptions.HTTPException)
+  async def http_error(request, e):
+    if e.status_code == 404:
+      return _error(
+        api.ApiError(
+          404,
+          f"unknown path {request.method} {request.url.path}; this server has "
+          "/v1/completions, /v1/models, /v1/prompts, /health and /metrics",
+          code="unknown_url",
+        )
+      )
+    if e.status_code == 405:
+      return _error(
+        api.ApiError(
+          405, f"{request.method} is not allowed on {request.url.path}", code="method_not_allowed"
+        )
+      )
+    return _error(api.ApiError(e.status_code, str(e.detail)))
+
+  def engine() -> engine_lib.Engine:
+    if not state.ready:
+      raise _not_ready(state)
+    return state.engine
+
+  @app.get("/health")
+  async def health():
+    engine()
+    return {"status": "ok", "prompts": len(state.engine.prompt_names())}
+
+  @app.get("/metrics")
+  async def metrics():
+    return responses.Response(
+      prometheus_client.generate_latest(state.metrics.registry),
+      media_type=prometheus_client.CONTENT_TYPE_LATEST,
+    )
+
+  def model_card(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "prompt_tuning"}
+
+  @app.get("/v1/models")
+  async def models():
+    return {"object": "list", "data": [model_card(n) for n in engine().prompt_names()]}
+
+  @app.get("/v1/models/{name:path}")
+  async def model(name: str):
+    if name not in engine().prompt_names():
+      raise _unknown_prompt(name, state.engine)
+    return model_card(name)
+
+  @app.post("/v1/completions")
+  async def completions(request: fastapi.Request):
+    body = await _json_body(request)
+    eng = engine()
+    query = api.parse_completion(body, max_tokens_limit=eng.max_length)
+    if query.model not in eng.prompt_names():
+      raise _unknown_prompt(query.model, eng, param="model")
+    rows, prompt_tokens = [], 0
+    for i, text in enumerate(query.prompts):
+      tokens = _encode(state.vocabulary, text, eng.input_length, i, len(query.prompts))
+      prompt_tokens += len(tokens)
+      rows.append(
+        engine_lib.Row(
+          tokens,
+          query.model,
+          query.max_tokens,
+          query.temperature,
+          query.top_p,
+          api.row_seed(query.seed, i),
+          query.logprobs,
+        )
+      )
+    if len(rows) > state.batcher.max_queue:
+      raise api.bad_field(
+        "prompt",
+        f"{len(rows)} prompts in one request can never fit the queue of "
+        f"{state.batcher.max_queue} rows (--max_queue); send fewer at a time",
+      )
+    try:
+      futures = state.batcher.submit(rows)
+    except batcher_lib.Overloaded as e:
+      raise api.ApiError(
+        429,
+        str(e),
+        type_="rate_limit_error",
+        code="queue_full",
+        headers={"Retry-After": str(e.retry_after)},
+      ) from None
+    except batcher_lib.Closed as e:
+      raise api.ApiError(503, str(e), type_="server_error", code="shutting_down") from None
+    try:
+      generations = [await asyncio.wrap_future(f) for f in futures]
+    except KeyError as e:  # removed from the table while the request waited
+      raise _unknown_prompt(str(e.args[0]), eng, param="model") from None
+    vocabulary = state.vocabulary
+    choices = [
+      api.choice_of(g, vocabulary.decode, lambda t: _token_text(vocabulary, t), query.stop)
+      for g in generations
+    ]
+    state.metrics.generated.inc(sum(c.completion_tokens for c in choices))
+    id_ = api.new_id()
+    if query.stream:
+      return responses.StreamingResponse(
+        iter(api.stream_events(query, id_, choices, prompt_tokens)),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache"},
+      )
+    return api.completion_body(query, id_, choices, prompt_tokens)
+
+  @app.get("/v1/prompts")
+  async def prompts():
+    eng = engine()
+    return {
+      "object": "list",
+      "max_prompts": eng.table.capacity,
+      "max_prompt_length": eng.table.max_length,
+      "data": [{"id": n, "length": eng.table.length(n)} for n in eng.prompt_names()],
+    }
+
+  @app.put("/v1/prompts/{name:path}")
+  async def put_prompt(name: str, request: fastapi.Request):
+    eng = engine()
+    array = await _uploaded_prompt(request)
+    existed = name in eng.prompt_names()
+    try:
+      eng.set_prompt(name, array)
+    except ValueError as e:
+      raise api.ApiError(400, str(e), param="prompt", code="invalid_prompt") from None
+    return responses.JSONResponse(
+      {"id": name, "length": int(np.shape(array)[0]), "replaced": existed},
+      status_code=200 if existed else 201,
+    )
+
+  @app.delete("/v1/prompts/{name:path}")
+  async def delete_prompt(name: str):
+    eng = engine()
+    try:
+      eng.remove_prompt(name)
+    except KeyError:
+      raise _unknown_prompt(name, eng) from None
+    return {"id": name, "deleted": True}
+
+  return app
+
+
+_PATHS = {"/health", "/metrics", "/v1/models", "/v1/completions", "/v1/prompts"}
+
+
+def _template(path: str) -> str:
+  """A metrics label that does not grow with names: /v1/prompts/{name}, or 'other'."""
+  for prefix in ("/v1/prompts/", "/v1/models/"):
+    if path.startswith(prefix):
+      return prefix + "{name}"
+  return "other"
+
+
+def _authorized(request: fastapi.Request, key: str) -> bool:
+  header = request.headers.get("authorization", "")
+  scheme, _, token = header.partition(" ")
+  return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
+
+
+def _unknown_prompt(name: str, eng: engine_lib.Engine, param: Optional[str] = None) -> api.ApiError:
+  names = eng.prompt_names()
+  shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+  return api.ApiError(
+    404,
+    f"no prompt named {name!r}; this server has {shown or 'none'} (GET /v1/models)",
+    param=param,
+    code="model_not_found",
+  )
+
+
+async def _json_body(request: fastapi.Request) -> Any:
+  raw = await request.body()
+  try:
+    return json.loads(raw)
+  except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise api.ApiError(400, f"the request body is not JSON ({e})", code="invalid_json") from None
+
+
+def _encode(vocabulary: Any, text: str, length: int, index: int, count: int) -> list[int]:
+  ids = [int(i) for i in vocabulary.encode(text)] + [decoding.EOS_ID]
+  if len(ids) > length:
+    which = f"prompt[{index}]" if count > 1 else "the prompt"
+    raise api.bad_field(
+      "prompt",
+      f"{which} is {len(ids)} tokens (EOS included); this server takes at most {length} "
+      "(TASK_FEATURE_LENGTHS['inputs'])",
+      "context_length_exceeded",
+    )
+  return ids
+
+
+def _token_text(vocabulary: Any, token: int) -> str:
+  """One token's text with its leading space (SentencePiece's piece, '▁' read as a space)."""
+  tokenizer = getattr(vocabulary, "tokenizer", None)
+  if tokenizer is not None and hasattr(tokenizer, "id_to_piece"):
+    return tokenizer.id_to_piece(int(token)).replace("\u2581", " ")
+  return vocabulary.decode([int(token)])
+
+
+def _decode_base64(value: Any, field: str) -> bytes:
+  if not isinstance(value, str):
+    raise api.bad_field(field, f"{field} must be a base64 string", "invalid_type")
+  try:
+    return base64.b64decode(value, validate=True)
+  except (binascii.Error, ValueError):
+    raise api.bad_field(field, f"{field} is not valid base64") from None
+
+
+def _npy(data: bytes, field: str) -> np.ndarray:
+  try:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+  except (ValueError, OSError, EOFError) as e:
+    raise api.bad_field(field, f"{field} is not a .npy file ({e})", "invalid_prompt") from None
+
+
+async def _uploaded_prompt(request: fastapi.Request) -> Any:
+  """The prompt a PUT carries: vectors, a .npy file or a PEFT adapter's files."""
+  kind = request.headers.get("content-type", "").split(";")[0].strip()
+  if kind == "application/octet-stream":
+    return _npy(await request.body(), "body")
+  body = await _json_body(request)
+  given = sorted(set(body) & {"vectors", "npy", "peft_adapter"}) if isinstance(body, dict) else []
+  if len(given) != 1 or set(body) - set(given):
+    raise api.ApiError(
+      400,
+      "send one of {\"vectors\": [[...], ...]}, {\"npy\": <base64 .npy>} or {\"peft_adapter\": "
+      "{\"adapter_config.json\": ..., \"adapter_model.safetensors\": <base64>}} (or a .npy body "
+      "as application/octet-stream)",
+      code="invalid_prompt",
+    )
+  if given == ["vectors"]:
+    vectors = body["vectors"]
+    if not isinstance(vectors, list) or not all(isinstance(v, list) for v in vectors):
+      raise api.bad_field("vectors", "vectors must be a list of lists of numbers", "invalid_type")
+    try:
+      return np.asarray(vectors, np.float64)
+    except (TypeError, ValueError) as e:
+      raise api.bad_field("vectors", f"vectors must be a [P, E] list of numbers ({e})") from None
+  if given == ["npy"]:
+    return _npy(_decode_base64(body["npy"], "npy"), "npy")
+  files = body["peft_adapter"]
+  if not isinstance(files, dict) or set(files) != {peft.CONFIG_FILE, peft.WEIGHTS_FILE}:
+    raise api.bad_field(
+      "peft_adapter",
+      f"peft_adapter must hold exactly {peft.CONFIG_FILE!r} and {peft.WEIGHTS_FILE!r}",
+      "invalid_prompt",
+    )
+  config = files[peft.CONFIG_FILE]
+  if isinstance(config, str):
+    try:
+      config = json.loads(config)
+    except json.JSONDecodeError as e:
+      raise api.bad_field("peft_adapter", f"{peft.CONFIG_FILE} is not JSON ({e})") from None
+  weights = _decode_base64(files[peft.WEIGHTS_FILE], peft.WEIGHTS_FILE)
+  with tempfile.TemporaryDirectory() as directory:
+    with open(os.path.join(directory, peft.CONFIG_FILE), "w") as f:
+      json.dump(config, f)
+    with open(os.path.join(directory, peft.WEIGHTS_FILE), "wb") as f:
+      f.write(weights)
+    try:
+      return peft.read_prompt(directory)
+    except Exception as e:  # pylint: disable=broad-except  (safetensors raises its own errors)
+      message = str(e).replace(directory + os.sep, "").replace(directory, "the adapter")
+      raise api.bad_field(
+        "peft_adapter", f"not a usable PEFT adapter: {message}", "invalid_prompt"
+      ) from None
