@@ -24,6 +24,7 @@ import pytest
 
 from prompt_tuning.checkpoints import peft
 from tests import conftest
+from tests.helpers import doc_blocks
 
 pytestmark = pytest.mark.slow
 
@@ -158,6 +159,17 @@ def served(tmp_path_factory):
       if proc.poll() is None:
         proc.kill()
     log.close()
+
+
+def _json_values(text: str) -> list:
+  """The JSON values curl printed one after another (no newline between them)."""
+  values, decoder, i = [], json.JSONDecoder(), 0
+  while i < len(text.rstrip()):
+    value, i = decoder.raw_decode(text, i)
+    values.append(value)
+    while i < len(text) and text[i].isspace():
+      i += 1
+  return values
 
 
 def _tail(log) -> str:
@@ -462,3 +474,53 @@ def test_a_missing_prompt_file_stops_the_command_with_one_line(tmp_path):
   lines = result.stderr.strip().splitlines()
   assert lines[-1] == f"error: prompt file {tmp_path / 'missing.npy'} does not exist", result.stderr
   assert "Traceback" not in result.stderr
+
+
+def test_the_documented_commands_serve_and_answer(request, tmp_path):
+  start, curl, client, table = doc_blocks.run_by(request, "docs/serving.md")
+  # The prompt `make demo` trains, as a run's MODEL_DIR (its numpy checkpoint).
+  model_dir = tmp_path / "demo_prompt"
+  step = model_dir / "numpy_checkpoints" / "checkpoint_1500"
+  step.mkdir(parents=True)
+  np.save(step / "encoder.prompt.prompt.npy", _prompt(20, 3))
+  port = str(_free_port())
+  moved = {"build/demo/prompt": str(model_dir), "8000": port}
+  script = start
+  for old, new in moved.items():
+    script = script.replace(old, new)
+  log = open(tmp_path / "server.log", "w+")
+  env = dict(ENV, PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}")
+  server = subprocess.Popen(
+    ["sh", "-e", "-c", script],
+    cwd=conftest.REPO_ROOT,
+    env=env,
+    stdout=log,
+    stderr=subprocess.STDOUT,
+    start_new_session=True,
+  )
+  try:
+    deadline = time.time() + 180
+    while True:
+      assert server.poll() is None, _tail(log)
+      try:
+        if httpx.get(f"http://localhost:{port}/health", timeout=5).status_code == 200:
+          break
+      except httpx.TransportError:
+        pass
+      assert time.time() < deadline, _tail(log)
+      time.sleep(0.1)
+    out = doc_blocks.run_shell(curl, tmp_path, moved).stdout
+    models, completion = _json_values(out)
+    assert [m["id"] for m in models["data"]] == ["supersense"]
+    assert completion["choices"][0]["finish_reason"] in ("stop", "length")
+    printed = doc_blocks.run_python(client.replace("8000", port), tmp_path).stdout
+    assert "['supersense']" in printed and "prompt_tokens" in printed
+    out = doc_blocks.run_shell(table, tmp_path, moved).stdout
+    put, listed, deleted = _json_values(out)
+    assert put == {"id": "supersense_copy", "length": 20, "replaced": False}
+    assert [p["id"] for p in listed["data"]] == ["supersense", "supersense_copy"]
+    assert deleted == {"id": "supersense_copy", "deleted": True}
+  finally:
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=30)
+    log.close()
