@@ -47,6 +47,13 @@ flags.DEFINE_integer(
 flags.DEFINE_list(
   "batch_sizes", ["1", "8", "32"], "The batch sizes compiled; a batch pads to the next one."
 )
+flags.DEFINE_list(
+  "encoded_lengths",
+  [],
+  "Encoder lengths compiled: a batch encodes the shortest that holds its longest prompt "
+  "plus input (default: a quarter and half of max_prompt_length + TASK_FEATURE_LENGTHS"
+  "['inputs'], and all of it).",
+)
 flags.DEFINE_integer(
   "max_queue", 256, "Rows that may wait for decoding; more get 429 with Retry-After."
 )
@@ -57,23 +64,22 @@ flags.DEFINE_string(
 )
 
 
-def _batch_sizes() -> list[int]:
+def _positive_ints(name: str, values: list[str], example: str) -> list[int]:
   try:
-    sizes = [int(s) for s in FLAGS.batch_sizes]
+    numbers = [int(v) for v in values]
   except ValueError:
-    sizes = []
-  if not sizes or min(sizes) < 1:
-    raise ValueError(
-      f"--batch_sizes={','.join(FLAGS.batch_sizes)}: give positive integers, e.g. 1,8,32"
-    )
-  return sizes
+    numbers = [0]
+  if (name == "batch_sizes" and not numbers) or any(n < 1 for n in numbers):
+    raise ValueError(f"--{name}={','.join(values)}: give positive integers, e.g. {example}")
+  return numbers
 
 
 def main(argv: Sequence[str]) -> None:
   cli.parse_flags_and_gin(argv, REQUIRED_MACROS, read_directly=("SERVED",))
   gin_config.check_prompt_sources()
   config = gin_config.macro_value("SERVED", "include configs/runs/prompt_serve.gin")
-  batch_sizes = _batch_sizes()
+  batch_sizes = _positive_ints("batch_sizes", FLAGS.batch_sizes, "1,8,32")
+  encoded_lengths = _positive_ints("encoded_lengths", FLAGS.encoded_lengths, "32,64") or None
   from prompt_tuning.checkpoints import prompt_files  # pylint: disable=g-import-not-at-top
   from prompt_tuning.inference import predictor  # pylint: disable=g-import-not-at-top
 
@@ -98,6 +104,7 @@ def main(argv: Sequence[str]) -> None:
         max_prompts=FLAGS.max_prompts,
         max_prompt_length=FLAGS.max_prompt_length,
         batch_sizes=batch_sizes,
+        encoded_lengths=encoded_lengths,
       )
       engine.compile()
       state.serve(engine, config.vocabulary)
@@ -111,7 +118,8 @@ def main(argv: Sequence[str]) -> None:
     names = engine.prompt_names()
     print(
       f"serve: ready at {address} ({len(names)} prompts: {', '.join(names[:5])}"
-      f"{' ...' if len(names) > 5 else ''}; batch sizes {engine.batch_sizes})",
+      f"{' ...' if len(names) > 5 else ''}; batch sizes {engine.batch_sizes}, encoder "
+      f"lengths {engine.encoded_lengths})",
       flush=True,
     )
 

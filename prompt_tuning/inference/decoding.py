@@ -401,6 +401,7 @@ def decode_by_row(
   prompt_mask: Optional[Array] = None,
   eos_id: int = EOS_ID,
   top_logprobs: int = 0,
+  encoded_length: Optional[int] = None,
 ) -> RowOutput:
   """Greedy and sampled rows in one batch, each with its own length, temperature, top_p and seed.
 
@@ -413,13 +414,20 @@ def decode_by_row(
     settings: the rows' `RowSettings`.
     max_length: the most tokens any row generates (the compiled length).
     top_logprobs: k: record the k most likely tokens at each step (0: none).
+    encoded_length: encode only this many positions, the attended ones first
+      (`t5.Encoder`); at least every row's prompt and input length.
 
   Returns:
     A `RowOutput`.
   """
   batch = encoder_input_tokens.shape[0]
   encoded, mask = model.apply(
-    variables, encoder_input_tokens, prompts=prompts, prompt_mask=prompt_mask, method=model.encode
+    variables,
+    encoder_input_tokens,
+    prompts=prompts,
+    prompt_mask=prompt_mask,
+    encoded_length=encoded_length,
+    method=model.encode,
   )
   step = _Stepper(model, variables, encoded, mask, max_length)
   keys = jax.vmap(jax.random.key)(settings.seed)

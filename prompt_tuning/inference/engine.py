@@ -18,7 +18,10 @@ no request, and no change to the table, compiles anything after it:
     engine.generate([Row(tokens=[37, 1], prompt="sst2", max_tokens=8)])
 """
 
+import concurrent.futures
 import dataclasses
+import functools
+import os
 import threading
 from typing import Any, Mapping, Optional, Sequence
 
@@ -201,6 +204,9 @@ class Engine:
     max_length: the most tokens a row generates (TASK_FEATURE_LENGTHS['targets']).
     batch_sizes: the compiled batch sizes, ascending; a batch is padded to the
       smallest that holds it.
+    encoded_lengths: the compiled encoder lengths, ascending: a batch encodes
+      the smallest that holds its longest row (prompt and input), its padding
+      dropped (`t5.Encoder`'s `encoded_length`), so short rows cost less.
     table: the `PromptTable`.
   """
 
@@ -214,6 +220,7 @@ class Engine:
     prompts: Optional[Mapping[str, Any]] = None,
     table: tuple[int, int] = (16, 100),
     batch_sizes: Sequence[int] = (1, 8, 32),
+    encoded_lengths: Optional[Sequence[int]] = None,
     eos_id: int = decoding.EOS_ID,
   ):
     """Builds the engine (nothing compiles until `compile`).
@@ -225,6 +232,8 @@ class Engine:
       prompts: the table's first prompts, name -> `[P, E]`.
       table: `(max_prompts, max_prompt_length)`.
       batch_sizes: the batch sizes to compile.
+      encoded_lengths: the encoder lengths to compile (None: a quarter, half and
+        all of max_prompt_length + input_length); the largest is always all.
       eos_id: the end-of-sequence id.
     """
     if not batch_sizes or min(batch_sizes) < 1:
@@ -233,6 +242,12 @@ class Engine:
     self.input_length, self.max_length = int(input_length), int(max_length)
     self.batch_sizes = sorted({int(b) for b in batch_sizes})
     self.table = PromptTable(table[0], table[1], model.config.emb_dim)
+    full = self.table.max_length + self.input_length
+    if encoded_lengths is None:
+      encoded_lengths = (full // 4, full // 2)
+    if any(int(n) < 1 for n in encoded_lengths):
+      raise ValueError(f"encoded lengths must be positive, got {list(encoded_lengths)}")
+    self.encoded_lengths = sorted({min(int(n), full) for n in encoded_lengths} | {full})
     self._lock = threading.Lock()
     self._decode: dict[int, Any] = {}
     for name, prompt in (prompts or {}).items():
@@ -242,7 +257,7 @@ class Engine:
   def max_batch(self) -> int:
     return self.batch_sizes[-1]
 
-  def _rows(self, params, vectors, lengths, tokens, slots, settings):
+  def _rows(self, params, vectors, lengths, tokens, slots, settings, *, encoded_length):
     prompt_mask = jnp.arange(self.table.max_length)[None, :] < lengths[slots][:, None]
     return decoding.decode_by_row(
       self.model,
@@ -254,6 +269,7 @@ class Engine:
       prompt_mask=prompt_mask,
       eos_id=self._eos_id,
       top_logprobs=TOP_LOGPROBS,
+      encoded_length=encoded_length,
     )
 
   def _inputs(self, rows: Sequence[Row], batch: int):
@@ -274,18 +290,24 @@ class Engine:
     return tokens, slots, settings
 
   def compile(self) -> None:
-    """Compiles the table's update and the decode at every batch size."""
+    """Compiles the table's update and the decode at every batch size and encoder length."""
+
+    def compile_one(shape):
+      batch, length = shape
+      tokens, slots, settings = self._inputs([], batch)
+      run = functools.partial(self._rows, encoded_length=length)
+      args = (self._params, self.table.vectors, self.table.lengths, tokens, slots, settings)
+      return shape, jax.jit(run).lower(*args).compile()
+
     with self._lock:
       if self.table._write is None:
         self.table.compile()
-      for batch in self.batch_sizes:
-        if batch not in self._decode:
-          tokens, slots, settings = self._inputs([], batch)
-          self._decode[batch] = (
-            jax.jit(self._rows)
-            .lower(self._params, self.table.vectors, self.table.lengths, tokens, slots, settings)
-            .compile()
-          )
+      shapes = [
+        (b, n) for b in self.batch_sizes for n in self.encoded_lengths if (b, n) not in self._decode
+      ]
+      # XLA compiles outside the GIL: the shapes compile side by side.
+      with concurrent.futures.ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
+        self._decode.update(pool.map(compile_one, shapes))
 
   def check(self, row: Row) -> None:
     """A ValueError naming what is wrong with `row`, before it joins a batch."""
@@ -314,10 +336,12 @@ class Engine:
       self.check(row)
     batch = next(b for b in self.batch_sizes if b >= len(rows))
     with self._lock:
-      if batch not in self._decode:
+      need = max((len(r.tokens) + self.table.length(r.prompt) for r in rows), default=1)
+      length = next(n for n in self.encoded_lengths if n >= need)
+      if (batch, length) not in self._decode:
         raise RuntimeError("the engine is not compiled: call compile() first")
       tokens, slots, settings = self._inputs(rows, batch)
-      out = self._decode[batch](
+      out = self._decode[batch, length](
         self._params, self.table.vectors, self.table.lengths, tokens, slots, settings
       )
     out = jax.device_get(out)
@@ -363,6 +387,7 @@ def build(
   max_prompts: int,
   max_prompt_length: int,
   batch_sizes: Sequence[int] = (1, 8, 32),
+  encoded_lengths: Optional[Sequence[int]] = None,
 ) -> Engine:
   """An engine from a `predictor.PredictorConfig`: the frozen model and PROMPT_FILES read once.
 
@@ -405,4 +430,5 @@ def build(
     prompts=prompts,
     table=(max_prompts, max_prompt_length),
     batch_sizes=batch_sizes,
+    encoded_lengths=encoded_lengths,
   )

@@ -228,6 +228,7 @@ class Encoder(nn.Module):
     enable_dropout: bool = False,
     prompts: Optional[Array] = None,
     prompt_mask: Optional[Array] = None,
+    encoded_length: Optional[int] = None,
   ) -> tuple[Array, Array]:
     """Encodes `input_tokens: [batch, length]` (0 is padding).
 
@@ -242,10 +243,15 @@ class Encoder(nn.Module):
         masked vector is never attended to and takes no position, so a row
         encodes exactly as its unpadded prompt would alone (T5's relative
         positions are then computed per row).
+      encoded_length: optional static N: every attended position (real
+        tokens and prompt vectors) moves first, keeping its position, and only
+        the first N are encoded, so a batch of short rows costs what its
+        longest row needs. N must hold every row's attended positions.
 
     Returns:
       `encoded: [batch, P + length, embed]` and `mask: [batch, P + length]`
-      (True at real tokens and prompt positions).
+      (True at real tokens and prompt positions); `[batch, N, ...]` with
+      `encoded_length`.
     """
     cfg = self.config
     deterministic = not enable_dropout
@@ -264,6 +270,15 @@ class Encoder(nn.Module):
         mask = mask & real
     elif prompt_mask is not None:
       raise ValueError("prompt_mask without prompts: pass the prompts it masks")
+    if encoded_length is not None:
+      if positions is None:
+        positions = jnp.broadcast_to(jnp.arange(x.shape[1]), mask.shape)
+      # Attended positions first (in order), the rest after: attention sees only
+      # the mask and each position's own number, so dropping the tail changes nothing.
+      order = jnp.argsort(~mask, axis=1, stable=True)[:, :encoded_length]
+      x = jnp.take_along_axis(x, order[..., None], axis=1)
+      mask = jnp.take_along_axis(mask, order, axis=1)
+      positions = jnp.take_along_axis(positions, order, axis=1)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
     x = layers.constrain(x.astype(cfg.activation_dtype), ("batch", "length", "embed"))
     if positions is None:
@@ -394,6 +409,7 @@ class Transformer(nn.Module):
     enable_dropout: bool = False,
     prompts: Optional[Array] = None,
     prompt_mask: Optional[Array] = None,
+    encoded_length: Optional[int] = None,
   ) -> tuple[Array, Array]:
     """See `Encoder.__call__`."""
     return self.encoder(
@@ -401,6 +417,7 @@ class Transformer(nn.Module):
       enable_dropout=enable_dropout,
       prompts=prompts,
       prompt_mask=prompt_mask,
+      encoded_length=encoded_length,
     )
 
   def decode(

@@ -280,3 +280,30 @@ def test_prompts_of_different_lengths_padded_and_masked_equal_each_alone(combine
   # A full mask is the plain batched call.
   full = model.apply(params, inputs, dec, prompts=table, prompt_mask=np.ones_like(mask))
   np.testing.assert_allclose(full, unmasked, rtol=0, atol=2e-5)
+
+
+@pytest.mark.parametrize("combine", ["prefix", "suffix"])
+def test_encoding_only_the_attended_positions_changes_no_row(combine):
+  # A server's batch of short rows: padded prompts and padded inputs moved to the
+  # tail and dropped (encoded_length) give each row's logits unchanged.
+  model = t5.Transformer(CFG, prompts.Prompt(6, CFG.emb_dim, combine=combine))
+  inputs, dec = _tokens(batch=3, length=9), _decoder_inputs()
+  inputs[:, 5:] = 0  # every input at most 5 tokens
+  variables = _init(model, inputs, dec)
+  params = {"params": variables["params"]}
+  table = np.random.default_rng(2).normal(size=(3, 6, CFG.emb_dim)).astype(np.float32)
+  mask = np.arange(6)[None, :] < np.asarray([2, 6, 4])[:, None]
+  full = model.apply(params, inputs, dec, prompts=table, prompt_mask=mask)
+  needed = int((mask.sum(1) + (inputs > 0).sum(1)).max())
+  encoded, kept = model.apply(
+    params, inputs, prompts=table, prompt_mask=mask, encoded_length=needed, method="encode"
+  )
+  assert encoded.shape[1] == needed < 6 + 9
+  assert kept.sum() == mask.sum() + (inputs > 0).sum()
+  short = model.apply(params, encoded, kept, dec, method="decode")
+  np.testing.assert_allclose(short, full, rtol=0, atol=2e-5)
+  # Dropping an attended position would show (the test can tell).
+  encoded, kept = model.apply(
+    params, inputs, prompts=table, prompt_mask=mask, encoded_length=needed - 1, method="encode"
+  )
+  assert not np.allclose(model.apply(params, encoded, kept, dec, method="decode"), full, atol=1e-3)
