@@ -45,6 +45,9 @@ T5_PACKAGE = "t5==0.9.4"  # installed with --no-deps
 # The sweeps' `ray` executor (python -m prompt_tuning.sweep --executor=ray).
 RAY_REQUIRES = ["ray>=2.60,<2.61"]
 
+# scripts/load_test.py (the server's load test); make test does not install it.
+LOAD_REQUIRES = ["locust>=2.47,<2.48"]
+
 TEST_REQUIRES = [
     "peft>=0.21.2,<0.22",
     "pytest>=8",
@@ -73,5 +76,5 @@ setuptools.setup(
                                     "data/wordnet_family/*/*/*"]},
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": TEST_REQUIRES, "ray": RAY_REQUIRES},
+    extras_require={"test": TEST_REQUIRES, "ray": RAY_REQUIRES, "load": LOAD_REQUIRES},
 )
