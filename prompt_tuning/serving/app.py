@@ -163,33 +163,7 @@ def create_app(
     title="prompt_tuning server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
   )
 
-  @app.middleware("http")
-  async def guard(request: fastapi.Request, call_next):
-    start = time.perf_counter()
-    path = request.url.path
-    known = path if path in _PATHS else _template(path)
-    if state.api_key is not None and not _authorized(request, state.api_key):
-      response = _error(
-        api.ApiError(
-          401,
-          "missing or wrong API key: send the header 'Authorization: Bearer <key>'",
-          type_="invalid_request_error",
-          code="invalid_api_key",
-        )
-      )
-    else:
-      length = request.headers.get("content-length")
-      if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-        response = _error(
-          api.ApiError(
-            413, f"the request body is over {MAX_BODY_BYTES} bytes", code="body_too_large"
-          )
-        )
-      else:
-        response = await call_next(request)
-    state.metrics.requests.labels(known, str(response.status_code)).inc()
-    state.metrics.latency.labels(known).observe(time.perf_counter() - start)
-    return response
+  app.add_middleware(_Guard, state=state)
 
   @app.exception_handler(api.ApiError)
   async def api_error(request, e: api.ApiError):
@@ -302,7 +276,7 @@ def create_app(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache"},
       )
-    return api.completion_body(query, id_, choices, prompt_tokens)
+    return responses.JSONResponse(api.completion_body(query, id_, choices, prompt_tokens))
 
   @app.get("/v1/prompts")
   async def prompts():
@@ -340,6 +314,46 @@ def create_app(
   return app
 
 
+class _Guard:
+  """ASGI middleware: the API key and the body's size checked first, metrics for every answer."""
+
+  def __init__(self, app, state: ServerState):
+    self.app, self.state = app, state
+
+  async def __call__(self, scope, receive, send):
+    if scope["type"] != "http":
+      return await self.app(scope, receive, send)
+    start = time.perf_counter()
+    path = scope["path"]
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    status = [500]
+
+    async def sending(message):
+      if message["type"] == "http.response.start":
+        status[0] = message["status"]
+      await send(message)
+
+    key = self.state.api_key
+    length = headers.get("content-length", "")
+    if key is not None and not _authorized(headers.get("authorization", ""), key):
+      error = api.ApiError(
+        401,
+        "missing or wrong API key: send the header 'Authorization: Bearer <key>'",
+        code="invalid_api_key",
+      )
+      await _error(error)(scope, receive, sending)
+    elif length.isdigit() and int(length) > MAX_BODY_BYTES:
+      error = api.ApiError(
+        413, f"the request body is over {MAX_BODY_BYTES} bytes", code="body_too_large"
+      )
+      await _error(error)(scope, receive, sending)
+    else:
+      await self.app(scope, receive, sending)
+    known = path if path in _PATHS else _template(path)
+    self.state.metrics.requests.labels(known, str(status[0])).inc()
+    self.state.metrics.latency.labels(known).observe(time.perf_counter() - start)
+
+
 _PATHS = {"/health", "/metrics", "/v1/models", "/v1/completions", "/v1/prompts"}
 
 
@@ -351,8 +365,7 @@ def _template(path: str) -> str:
   return "other"
 
 
-def _authorized(request: fastapi.Request, key: str) -> bool:
-  header = request.headers.get("authorization", "")
+def _authorized(header: str, key: str) -> bool:
   scheme, _, token = header.partition(" ")
   return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
 
