@@ -13,7 +13,7 @@ prompts that arrive together are decoded in one batch. The model is read and
 every batch size compiled once, before the server reports ready (until then
 /health answers 503); no request and no change to the prompt table
 (`PUT`/`DELETE /v1/prompts/NAME`) compiles anything after that. docs/serving.md
-has the endpoints, curl and openai-client examples, and the load test.
+has the endpoints and curl and openai-client examples.
 
 REQUIRED macros (configs/runs/prompt_serve.gin): INITIAL_CHECKPOINT_PATH,
 TASK_FEATURE_LENGTHS; the prompts from PROMPT_FILES (a dict) or, with
