@@ -80,6 +80,9 @@ def main(argv: Sequence[str]) -> None:
   config = gin_config.macro_value("SERVED", "include configs/runs/prompt_serve.gin")
   batch_sizes = _positive_ints("batch_sizes", FLAGS.batch_sizes, "1,8,32")
   encoded_lengths = _positive_ints("encoded_lengths", FLAGS.encoded_lengths, "32,64") or None
+  for name in ("max_queue", "max_prompts", "max_prompt_length"):  # before the model loads
+    if getattr(FLAGS, name) < 1:
+      raise ValueError(f"--{name}={getattr(FLAGS, name)}: give a positive integer")
   from prompt_tuning.checkpoints import prompt_files  # pylint: disable=g-import-not-at-top
   from prompt_tuning.inference import predictor  # pylint: disable=g-import-not-at-top
 

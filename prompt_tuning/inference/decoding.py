@@ -36,6 +36,7 @@ Array = jax.Array
 EOS_ID = 1
 NEG_INF = -1e10  # finite, so that arithmetic on "impossible" scores stays well defined
 _VALID = NEG_INF / 2  # scores above this are real
+MIN_TEMPERATURE = 1e-6  # decode_by_row: a row below it decodes greedily
 
 
 @dataclasses.dataclass(frozen=True)
@@ -336,8 +337,8 @@ class RowSettings(NamedTuple):
   Attributes:
     max_tokens: `[batch]` int32: the most tokens the row generates (EOS
       included); 0 for a row that only fills the batch.
-    temperature: `[batch]` float32: 0 is greedy; above 0 samples from the
-      tempered distribution.
+    temperature: `[batch]` float32: 0 (or below MIN_TEMPERATURE) is greedy; above,
+      samples from the tempered distribution.
     top_p: `[batch]` float32 in (0, 1]: nucleus sampling (1: the whole vocabulary).
     seed: `[batch]` uint32: the row's own random stream, so a seeded row
       samples the same tokens alone or beside any other rows.
@@ -371,7 +372,9 @@ class RowOutput(NamedTuple):
 def _choose_by_row(logits: Array, settings: RowSettings, keys: Array, t: Array) -> Array:
   """Each row's next token: greedy at temperature 0, else sampled with its own key."""
   greedy = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-  sampled_rows = settings.temperature > 0
+  # Below MIN_TEMPERATURE the tempered distribution is the argmax (and dividing by a
+  # denormal would overflow the logits): greedy.
+  sampled_rows = settings.temperature >= MIN_TEMPERATURE
 
   def sample():
     scaled = logits / jnp.where(sampled_rows, settings.temperature, 1.0)[:, None]

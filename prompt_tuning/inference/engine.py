@@ -23,7 +23,7 @@ import dataclasses
 import functools
 import os
 import threading
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -244,7 +244,7 @@ class Engine:
     self.table = PromptTable(table[0], table[1], model.config.emb_dim)
     full = self.table.max_length + self.input_length
     if encoded_lengths is None:
-      encoded_lengths = (full // 4, full // 2)
+      encoded_lengths = [n for n in (full // 4, full // 2) if n >= 1]
     if any(int(n) < 1 for n in encoded_lengths):
       raise ValueError(f"encoded lengths must be positive, got {list(encoded_lengths)}")
     self.encoded_lengths = sorted({min(int(n), full) for n in encoded_lengths} | {full})
@@ -329,44 +329,70 @@ class Engine:
       raise ValueError(f"logprobs is {row.logprobs}; it must be 0 to {TOP_LOGPROBS}")
 
   def generate(self, rows: Sequence[Row]) -> list[Generation]:
-    """Decodes up to `max_batch` rows together (each checked first); thread-safe."""
-    if len(rows) > self.max_batch:
-      raise ValueError(f"{len(rows)} rows; a batch holds at most {self.max_batch}")
+    """Decodes up to `max_batch` rows together (each checked first); thread-safe.
+
+    Raises:
+      KeyError: a row names a prompt the table does not hold.
+      ValueError: a row's input or settings are out of range.
+    """
     for row in rows:
       self.check(row)
-    batch = next(b for b in self.batch_sizes if b >= len(rows))
-    with self._lock:
-      need = max((len(r.tokens) + self.table.length(r.prompt) for r in rows), default=1)
+    results = self.generate_each(rows)
+    for result in results:
+      if isinstance(result, Exception):
+        raise result
+    return results
+
+  def generate_each(self, rows: Sequence[Row]) -> list[Union[Generation, Exception]]:
+    """`generate`, with each row's own result: its `Generation`, or the error that stopped it.
+
+    A row whose prompt left the table while it waited (a concurrent `remove_prompt`)
+    gets a KeyError; the other rows decode as if it had not been there.
+    """
+    if len(rows) > self.max_batch:
+      raise ValueError(f"{len(rows)} rows; a batch holds at most {self.max_batch}")
+    results: list[Union[Generation, Exception, None]] = [None] * len(rows)
+    for i, row in enumerate(rows):
+      try:
+        self.check(row)
+      except (KeyError, ValueError) as e:
+        results[i] = e
+    with self._lock:  # the table cannot change between this check and the decode
+      for i, row in enumerate(rows):
+        if results[i] is None and row.prompt not in self.table:
+          results[i] = KeyError(row.prompt)
+      live = [i for i in range(len(rows)) if results[i] is None]
+      if not live:
+        return results
+      batch = next(b for b in self.batch_sizes if b >= len(live))
+      need = max(len(rows[i].tokens) + self.table.length(rows[i].prompt) for i in live)
       length = next(n for n in self.encoded_lengths if n >= need)
       if (batch, length) not in self._decode:
         raise RuntimeError("the engine is not compiled: call compile() first")
-      tokens, slots, settings = self._inputs(rows, batch)
+      tokens, slots, settings = self._inputs([rows[i] for i in live], batch)
       out = self._decode[batch, length](
         self._params, self.table.vectors, self.table.lengths, tokens, slots, settings
       )
     out = jax.device_get(out)
-    results = []
-    for i, row in enumerate(rows):
-      n = int(out.length[i])
-      ids = [int(t) for t in out.tokens[i, :n]]
-      ended = bool(ids) and ids[-1] == self._eos_id
-      kept = n - 1 if ended else n
-      top = [
-        [
-          (int(t), float(v))
-          for t, v in zip(out.top_ids[i, j, : row.logprobs], out.top_logprobs[i, j, : row.logprobs])
-        ]
-        for j in range(kept)
-      ]
-      results.append(
-        Generation(
-          ids[:kept],
-          ended,
-          [float(v) for v in out.token_logprobs[i, :kept]],
-          top if row.logprobs else [],
-        )
-      )
+    for k, i in enumerate(live):
+      results[i] = self._generation(out, k, rows[i].logprobs)
     return results
+
+  def _generation(self, out: decoding.RowOutput, k: int, logprobs: int) -> Generation:
+    n = int(out.length[k])
+    ids = [int(t) for t in out.tokens[k, :n]]
+    ended = bool(ids) and ids[-1] == self._eos_id
+    kept = n - 1 if ended else n
+    top = [
+      [
+        (int(t), float(v))
+        for t, v in zip(out.top_ids[k, j, :logprobs], out.top_logprobs[k, j, :logprobs])
+      ]
+      for j in range(kept)
+    ]
+    return Generation(
+      ids[:kept], ended, [float(v) for v in out.token_logprobs[k, :kept]], top if logprobs else []
+    )
 
   def set_prompt(self, name: str, prompt: Any) -> None:
     with self._lock:

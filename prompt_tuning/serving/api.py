@@ -91,7 +91,8 @@ class Completion:
   Attributes:
     model: the prompt's name.
     prompts: the input texts (one choice each).
-    max_tokens, temperature, top_p, seed, logprobs: as OpenAI defines them.
+    max_tokens, temperature, top_p, seed: as OpenAI defines them.
+    logprobs: None (no log-probabilities) or 0 to 5 alternatives per token.
     stop: stop sequences (the text ends before the first one).
     stream: answer as server-sent events.
     include_usage: with `stream`, a last chunk carries `usage`.
@@ -103,7 +104,7 @@ class Completion:
   temperature: float
   top_p: float
   seed: Optional[int]
-  logprobs: int
+  logprobs: Optional[int]
   stop: tuple[str, ...]
   stream: bool
   include_usage: bool
@@ -120,7 +121,11 @@ def _number(body, name, default, low, high, *, integer=False, low_open=False):
     or (integer and not isinstance(value, int))
   ):
     raise bad_field(name, f"{name} must be {kind}, got {json.dumps(value)}", "invalid_type")
-  if not math.isfinite(value) or value < low or value > high or (low_open and value == low):
+  try:
+    finite = math.isfinite(value)
+  except OverflowError:  # an integer beyond float's range
+    finite = False
+  if not finite or value < low or value > high or (low_open and value == low):
     lower = f"above {low}" if low_open else f"at least {low}"
     raise bad_field(name, f"{name} is {value}; it must be {lower} and at most {high}")
   return value
@@ -135,8 +140,10 @@ def parse_completion(body: Any, *, max_tokens_limit: int) -> Completion:
     raise bad_field(unknown[0], f"unrecognized request argument: {unknown[0]}", "unknown_parameter")
   for name, (allowed, why) in _REFUSED.items():
     value = body.get(name)
-    if value is not None and value != allowed and not (name == "logit_bias" and value == {}):
-      raise bad_field(name, f"{name}={json.dumps(value)}: {why}", "unsupported_parameter")
+    same_kind = isinstance(value, bool) == isinstance(allowed, bool)  # True is not n=1
+    if value is not None and (value != allowed or not same_kind):
+      if not (name == "logit_bias" and value == {}):
+        raise bad_field(name, f"{name}={json.dumps(value)}: {why}", "unsupported_parameter")
   model = body.get("model")
   if not isinstance(model, str) or not model:
     raise bad_field(
@@ -163,7 +170,7 @@ def parse_completion(body: Any, *, max_tokens_limit: int) -> Completion:
   seed = body.get("seed")
   if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
     raise bad_field("seed", f"seed must be an integer, got {json.dumps(seed)}", "invalid_type")
-  logprobs = int(_number(body, "logprobs", 0, 0, engine_lib.TOP_LOGPROBS, integer=True))
+  logprobs = _number(body, "logprobs", None, 0, engine_lib.TOP_LOGPROBS, integer=True)
   stop = body.get("stop")
   if stop is None:
     stops = ()
@@ -187,7 +194,11 @@ def parse_completion(body: Any, *, max_tokens_limit: int) -> Completion:
     raise bad_field("stream_options", "stream_options may only hold include_usage", "invalid_type")
   if options is not None and not stream:
     raise bad_field("stream_options", "stream_options is only allowed with stream=true")
-  include_usage = bool((options or {}).get("include_usage", False))
+  include_usage = (options or {}).get("include_usage", False)
+  if not isinstance(include_usage, bool):
+    raise bad_field(
+      "stream_options", "stream_options.include_usage must be true or false", "invalid_type"
+    )
   return Completion(
     model,
     prompts,
@@ -224,6 +235,7 @@ class Choice:
       token a stop sequence cut).
     token_logprobs, top_logprobs: per kept token.
     completion_tokens: tokens generated up to the cut.
+    text_offset: where the completion starts in prompt + completion (the prompt's length).
   """
 
   text: str
@@ -232,10 +244,11 @@ class Choice:
   token_logprobs: list[float]
   top_logprobs: list[dict[str, float]]
   completion_tokens: int
+  text_offset: int = 0
 
 
 def choice_of(
-  generation: engine_lib.Generation, decode, token_text, stops: Sequence[str]
+  generation: engine_lib.Generation, decode, token_text, stops: Sequence[str], prompt: str = ""
 ) -> Choice:
   """A `Choice` from a generation, stop sequences applied.
 
@@ -245,6 +258,8 @@ def choice_of(
     token_text: `id -> text` of one token as it reads inside a text (the
       alternatives of `top_logprobs`).
     stops: the stop sequences.
+    prompt: the input text (the log-probabilities' text offsets count from its start,
+      as OpenAI's do).
   """
   ids = generation.tokens
   texts = [decode(ids[: k + 1]) for k in range(len(ids))]
@@ -264,15 +279,21 @@ def choice_of(
         break
       offset += len(piece)
       kept += 1
-  top = [
-    {token_text(token): value for token, value in alternatives}
-    for alternatives in generation.top_logprobs[:kept]
-  ]
-  return Choice(full, finish, pieces[:kept], generation.token_logprobs[:kept], top, kept)
+  top = []
+  for k, alternatives in enumerate(generation.top_logprobs[:kept]):
+    # The chosen token under the name `tokens` gives it; ids that read the same keep the
+    # likelier value (the alternatives come best first).
+    names: dict[str, float] = {}
+    for token, value in alternatives:
+      names.setdefault(pieces[k] if token == ids[k] else token_text(token), value)
+    top.append(names)
+  return Choice(
+    full, finish, pieces[:kept], generation.token_logprobs[:kept], top, kept, len(prompt)
+  )
 
 
-def logprobs_body(choice: Choice, start: int = 0) -> dict[str, Any]:
-  offsets, offset = [], start
+def logprobs_body(choice: Choice) -> dict[str, Any]:
+  offsets, offset = [], choice.text_offset
   for piece in choice.pieces:
     offsets.append(offset)
     offset += len(piece)
@@ -297,7 +318,7 @@ def completion_body(
       {
         "text": c.text,
         "index": i,
-        "logprobs": logprobs_body(c) if request.logprobs else None,
+        "logprobs": logprobs_body(c) if request.logprobs is not None else None,
         "finish_reason": c.finish_reason,
       }
       for i, c in enumerate(choices)
@@ -335,12 +356,12 @@ def stream_events(
     for k, piece in enumerate(c.pieces):
       text = c.text[offset : offset + len(piece)] if offset < len(c.text) else ""
       logprobs = None
-      if request.logprobs:
+      if request.logprobs is not None:
         logprobs = {
           "tokens": [piece],
           "token_logprobs": [c.token_logprobs[k]],
           "top_logprobs": [c.top_logprobs[k]],
-          "text_offset": [offset],
+          "text_offset": [c.text_offset + offset],
         }
       events.append(chunk(index, text, logprobs, None))
       offset += len(piece)

@@ -170,6 +170,18 @@ def create_app(
     del request
     return _error(e)
 
+  @app.exception_handler(Exception)
+  async def server_error(request, e: Exception):
+    del request
+    return _error(
+      api.ApiError(
+        500,
+        f"the server failed on this request ({type(e).__name__}); it goes on serving",
+        type_="server_error",
+        code="internal_error",
+      )
+    )
+
   @app.exception_handler(starlette_exceptions.HTTPException)
   async def http_error(request, e):
     if e.status_code == 404:
@@ -226,6 +238,12 @@ def create_app(
     query = api.parse_completion(body, max_tokens_limit=eng.max_length)
     if query.model not in eng.prompt_names():
       raise _unknown_prompt(query.model, eng, param="model")
+    if len(query.prompts) > state.batcher.max_queue:
+      raise api.bad_field(
+        "prompt",
+        f"{len(query.prompts)} prompts in one request can never fit the queue of "
+        f"{state.batcher.max_queue} rows (--max_queue); send fewer at a time",
+      )
     rows, prompt_tokens = [], 0
     for i, text in enumerate(query.prompts):
       tokens = _encode(state.vocabulary, text, eng.input_length, i, len(query.prompts))
@@ -238,14 +256,8 @@ def create_app(
           query.temperature,
           query.top_p,
           api.row_seed(query.seed, i),
-          query.logprobs,
+          query.logprobs or 0,
         )
-      )
-    if len(rows) > state.batcher.max_queue:
-      raise api.bad_field(
-        "prompt",
-        f"{len(rows)} prompts in one request can never fit the queue of "
-        f"{state.batcher.max_queue} rows (--max_queue); send fewer at a time",
       )
     try:
       futures = state.batcher.submit(rows)
@@ -265,8 +277,8 @@ def create_app(
       raise _unknown_prompt(str(e.args[0]), eng, param="model") from None
     vocabulary = state.vocabulary
     choices = [
-      api.choice_of(g, vocabulary.decode, lambda t: _token_text(vocabulary, t), query.stop)
-      for g in generations
+      api.choice_of(g, vocabulary.decode, lambda t: _token_text(vocabulary, t), query.stop, text)
+      for g, text in zip(generations, query.prompts)
     ]
     state.metrics.generated.inc(sum(c.completion_tokens for c in choices))
     id_ = api.new_id()
@@ -291,7 +303,9 @@ def create_app(
   @app.put("/v1/prompts/{name:path}")
   async def put_prompt(name: str, request: fastapi.Request):
     eng = engine()
-    array = await _uploaded_prompt(request)
+    kind = request.headers.get("content-type", "").split(";")[0].strip()
+    raw = await request.body()
+    array = await asyncio.to_thread(_uploaded_prompt, kind, raw)
     existed = name in eng.prompt_names()
     try:
       eng.set_prompt(name, array)
@@ -333,25 +347,40 @@ class _Guard:
         status[0] = message["status"]
       await send(message)
 
+    received = [0]
+
+    async def receiving():  # a body without Content-Length (chunked) is counted as it comes
+      message = await receive()
+      if message["type"] == "http.request":
+        received[0] += len(message.get("body", b""))
+        if received[0] > MAX_BODY_BYTES:
+          raise _body_too_large()
+      return message
+
     key = self.state.api_key
     length = headers.get("content-length", "")
-    if key is not None and not _authorized(headers.get("authorization", ""), key):
-      error = api.ApiError(
-        401,
-        "missing or wrong API key: send the header 'Authorization: Bearer <key>'",
-        code="invalid_api_key",
-      )
-      await _error(error)(scope, receive, sending)
-    elif length.isdigit() and int(length) > MAX_BODY_BYTES:
-      error = api.ApiError(
-        413, f"the request body is over {MAX_BODY_BYTES} bytes", code="body_too_large"
-      )
-      await _error(error)(scope, receive, sending)
-    else:
-      await self.app(scope, receive, sending)
-    known = path if path in _PATHS else _template(path)
-    self.state.metrics.requests.labels(known, str(status[0])).inc()
-    self.state.metrics.latency.labels(known).observe(time.perf_counter() - start)
+    try:
+      if key is not None and not _authorized(headers.get("authorization", ""), key):
+        error = api.ApiError(
+          401,
+          "missing or wrong API key: send the header 'Authorization: Bearer <key>'",
+          code="invalid_api_key",
+        )
+        await _error(error)(scope, receive, sending)
+      elif length.isdigit() and int(length) > MAX_BODY_BYTES:
+        await _error(_body_too_large())(scope, receive, sending)
+      else:
+        await self.app(scope, receiving, sending)
+    finally:
+      known = path if path in _PATHS else _template(path)
+      self.state.metrics.requests.labels(known, str(status[0])).inc()
+      self.state.metrics.latency.labels(known).observe(time.perf_counter() - start)
+
+
+def _body_too_large() -> api.ApiError:
+  return api.ApiError(
+    413, f"the request body is over {MAX_BODY_BYTES} bytes", code="body_too_large"
+  )
 
 
 _PATHS = {"/health", "/metrics", "/v1/models", "/v1/completions", "/v1/prompts"}
@@ -373,9 +402,10 @@ def _authorized(header: str, key: str) -> bool:
 def _unknown_prompt(name: str, eng: engine_lib.Engine, param: Optional[str] = None) -> api.ApiError:
   names = eng.prompt_names()
   shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+  shown_name = name if len(name) <= 100 else name[:100] + "..."
   return api.ApiError(
     404,
-    f"no prompt named {name!r}; this server has {shown or 'none'} (GET /v1/models)",
+    f"no prompt named {shown_name!r}; this server has {shown or 'none'} (GET /v1/models)",
     param=param,
     code="model_not_found",
   )
@@ -383,10 +413,16 @@ def _unknown_prompt(name: str, eng: engine_lib.Engine, param: Optional[str] = No
 
 async def _json_body(request: fastapi.Request) -> Any:
   raw = await request.body()
+  return _parse_json(raw)
+
+
+def _parse_json(raw: bytes) -> Any:
   try:
     return json.loads(raw)
-  except (UnicodeDecodeError, json.JSONDecodeError) as e:
-    raise api.ApiError(400, f"the request body is not JSON ({e})", code="invalid_json") from None
+  except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError included
+    raise api.ApiError(
+      400, f"the request body is not usable JSON ({str(e)[:200]})", code="invalid_json"
+    ) from None
 
 
 def _encode(vocabulary: Any, text: str, length: int, index: int, count: int) -> list[int]:
@@ -421,17 +457,28 @@ def _decode_base64(value: Any, field: str) -> bytes:
 
 def _npy(data: bytes, field: str) -> np.ndarray:
   try:
-    return np.load(io.BytesIO(data), allow_pickle=False)
-  except (ValueError, OSError, EOFError) as e:
-    raise api.bad_field(field, f"{field} is not a .npy file ({e})", "invalid_prompt") from None
+    array = np.load(io.BytesIO(data), allow_pickle=False)
+  except (ValueError, OSError, EOFError, MemoryError) as e:
+    raise api.bad_field(
+      field, f"{field} is not a usable .npy file ({e})", "invalid_prompt"
+    ) from None
+  if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
+    raise api.bad_field(
+      field,
+      f"{field} must hold real numbers, not {getattr(array, 'dtype', type(array))}",
+      "invalid_prompt",
+    )
+  return array
 
 
-async def _uploaded_prompt(request: fastapi.Request) -> Any:
-  """The prompt a PUT carries: vectors, a .npy file or a PEFT adapter's files."""
-  kind = request.headers.get("content-type", "").split(";")[0].strip()
+def _uploaded_prompt(kind: str, raw: bytes) -> Any:
+  """The prompt a PUT carries (its content type and body): vectors, a .npy or a PEFT adapter.
+
+  Runs in a worker thread: parsing megabytes must not hold up the event loop.
+  """
   if kind == "application/octet-stream":
-    return _npy(await request.body(), "body")
-  body = await _json_body(request)
+    return _npy(raw, "body")
+  body = _parse_json(raw)
   given = sorted(set(body) & {"vectors", "npy", "peft_adapter"}) if isinstance(body, dict) else []
   if len(given) != 1 or set(body) - set(given):
     raise api.ApiError(
@@ -443,11 +490,18 @@ async def _uploaded_prompt(request: fastapi.Request) -> Any:
     )
   if given == ["vectors"]:
     vectors = body["vectors"]
-    if not isinstance(vectors, list) or not all(isinstance(v, list) for v in vectors):
-      raise api.bad_field("vectors", "vectors must be a list of lists of numbers", "invalid_type")
+    numbers = isinstance(vectors, list) and all(
+      isinstance(v, list)
+      and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+      for v in vectors
+    )
+    if not numbers:
+      raise api.bad_field(
+        "vectors", "vectors must be a [P, E] list of lists of numbers", "invalid_type"
+      )
     try:
       return np.asarray(vectors, np.float64)
-    except (TypeError, ValueError) as e:
+    except (ValueError, OverflowError) as e:  # ragged rows; an integer beyond float64
       raise api.bad_field("vectors", f"vectors must be a [P, E] list of numbers ({e})") from None
   if given == ["npy"]:
     return _npy(_decode_base64(body["npy"], "npy"), "npy")
@@ -462,7 +516,7 @@ async def _uploaded_prompt(request: fastapi.Request) -> Any:
   if isinstance(config, str):
     try:
       config = json.loads(config)
-    except json.JSONDecodeError as e:
+    except (ValueError, RecursionError) as e:
       raise api.bad_field("peft_adapter", f"{peft.CONFIG_FILE} is not JSON ({e})") from None
   weights = _decode_base64(files[peft.WEIGHTS_FILE], peft.WEIGHTS_FILE)
   with tempfile.TemporaryDirectory() as directory:

@@ -103,30 +103,26 @@ class Batcher:
       taken = self._take()
       if not taken:
         return  # closed, and nothing left
-      ready = []
-      for row, future in taken:
-        if not future.set_running_or_notify_cancel():
-          continue
-        try:
-          self._engine.check(row)  # e.g. its prompt was removed while it waited
-        except (KeyError, ValueError) as e:
-          future.set_exception(e)
-        else:
-          ready.append((row, future))
+      ready = [(row, f) for row, f in taken if f.set_running_or_notify_cancel()]
       if ready:
         self._run(ready)
 
   def _run(self, ready) -> None:
     start = time.perf_counter()
     try:
-      results = self._engine.generate([row for row, _ in ready])
-    except Exception as e:  # pylint: disable=broad-except
+      # Each row's own result: a row whose prompt was removed while it waited fails
+      # alone (KeyError), the others decode.
+      results = self._engine.generate_each([row for row, _ in ready])
+    except Exception as e:  # pylint: disable=broad-except  (the engine failed: every row hears)
       for _, future in ready:
         future.set_exception(e)
       return
     seconds = time.perf_counter() - start
     self._seconds_per_batch = 0.8 * self._seconds_per_batch + 0.2 * seconds
     for (_, future), result in zip(ready, results):
-      future.set_result(result)
+      if isinstance(result, Exception):
+        future.set_exception(result)
+      else:
+        future.set_result(result)
     if self._on_batch is not None:
-      self._on_batch(len(ready), seconds)
+      self._on_batch(sum(not isinstance(r, Exception) for r in results), seconds)

@@ -172,6 +172,18 @@ def _json_values(text: str) -> list:
   return values
 
 
+def _batch_rows(s) -> tuple[float, float]:
+  """(rows decoded, batches) so far, from /metrics."""
+  text = s.http.get("/metrics").text
+  value = lambda name: float(next(l for l in text.splitlines() if l.startswith(name)).split()[-1])
+  return value("prompt_server_batch_rows_sum"), value("prompt_server_batch_rows_count")
+
+
+def _metric(s, name: str) -> float:
+  line = next(l for l in s.http.get("/metrics").text.splitlines() if l.startswith(name + " "))
+  return float(line.split()[-1])
+
+
 def _tail(log) -> str:
   log.flush()
   log.seek(0)
@@ -181,6 +193,9 @@ def _tail(log) -> str:
 def test_ready_only_after_loading_and_answers_like_infer_for_every_prompt_with_72_in_flight(served):
   s, expected, _ = served
   assert s.saw_503, "/health never answered 503 while the model loaded"
+  # The compilation counter counts (else "nothing compiled after ready" says nothing): the
+  # 3 batch sizes x 3 encoder lengths and the table's update, at least, before ready.
+  assert _metric(s, "prompt_server_compilations") >= 10
   names = [m.id for m in s.client.models.list().data]
   assert sorted(names) == sorted(PROMPTS)
   # The predictions differ between prompts (else "each prompt's answer" says nothing).
@@ -222,8 +237,10 @@ def test_a_list_of_prompts_streaming_logprobs_stop_and_usage(served):
     lp = c.logprobs
     assert "".join(lp.tokens) == c.text
     assert len(lp.token_logprobs) == len(lp.tokens) == len(lp.top_logprobs) == len(lp.text_offset)
-    for chosen, top in zip(lp.token_logprobs, lp.top_logprobs):
-      assert len(top) <= 3 and max(top.values()) == pytest.approx(chosen, abs=1e-5)  # greedy
+    for token, chosen, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
+      assert len(top) <= 3 and top[token] == pytest.approx(chosen, abs=1e-6)  # found by name
+      assert max(top.values()) == pytest.approx(chosen, abs=1e-5)  # greedy: the likeliest
+    assert lp.text_offset[0] == len(TEXTS[c.index])  # OpenAI's: from the prompt's start
   assert r.usage.completion_tokens == sum(len(c.logprobs.tokens) for c in r.choices)
   assert (
     r.usage.prompt_tokens > 3
@@ -233,17 +250,24 @@ def test_a_list_of_prompts_streaming_logprobs_stop_and_usage(served):
   chunks = list(stream)
   assert "".join(c.choices[0].text for c in chunks) == expected["long"][1]
   assert chunks[-1].choices[0].finish_reason in ("stop", "length")
-  # A stop sequence ends the text before it.
+  # A stop sequence ends the text before it (the answer's last two characters, found first
+  # at some index: the text is everything before it).
   full = expected["short"][2]
-  cut = full[len(full) // 2 :].strip()[:3] if len(full) > 4 else None
-  if cut:
-    r = s.client.completions.create(model="short", prompt=TEXTS[2], temperature=0, stop=[cut])
-    assert r.choices[0].text == full[: full.find(cut)] and r.choices[0].finish_reason == "stop"
-  # max_tokens cuts a completion, with finish_reason "length".
-  r = s.client.completions.create(model="long", prompt=TEXTS[0], temperature=0, max_tokens=1)
-  assert r.usage.completion_tokens <= 1
-  if r.choices[0].finish_reason == "length":
-    assert expected["long"][0].startswith(r.choices[0].text)
+  assert len(full) >= 2, full
+  cut = full[-2:]
+  r = s.client.completions.create(model="short", prompt=TEXTS[2], temperature=0, stop=[cut])
+  assert r.choices[0].text == full[: full.find(cut)] and r.choices[0].finish_reason == "stop"
+  # max_tokens cuts a completion of several tokens, with finish_reason "length".
+  many = next(
+    (name, i)
+    for name in PROMPTS
+    for i in range(len(TEXTS))
+    if s.complete(model=name, prompt=TEXTS[i], temperature=0).json()["usage"]["completion_tokens"]
+    > 1
+  )
+  r = s.client.completions.create(model=many[0], prompt=TEXTS[many[1]], temperature=0, max_tokens=1)
+  assert r.usage.completion_tokens == 1 and r.choices[0].finish_reason == "length"
+  assert expected[many[0]][many[1]].startswith(r.choices[0].text) and r.choices[0].text
 
 
 def test_a_seeded_sample_is_the_same_alone_and_in_a_full_batch(served):
@@ -252,6 +276,7 @@ def test_a_seeded_sample_is_the_same_alone_and_in_a_full_batch(served):
     model="mid", prompt=TEXTS[4], temperature=1.5, top_p=0.95, seed=seed
   ).json()
   alone = ask(7)["choices"][0]["text"]
+  before = _batch_rows(s)
   with concurrent.futures.ThreadPoolExecutor(40) as pool:
     noise = [
       pool.submit(s.complete, model=n, prompt=TEXTS[i % 6], temperature=0.7)
@@ -260,6 +285,8 @@ def test_a_seeded_sample_is_the_same_alone_and_in_a_full_batch(served):
     crowded = [pool.submit(ask, 7) for _ in range(3)]
     assert all(f.result().status_code == 200 for f in noise)
     assert [f.result()["choices"][0]["text"] for f in crowded] == [alone] * 3
+  (rows, batches), (rows0, batches0) = _batch_rows(s), before
+  assert (rows - rows0) / (batches - batches0) > 2, "the crowd was not decoded in shared batches"
   others = {ask(seed)["choices"][0]["text"] for seed in range(8, 14)}
   assert others - {alone}, "six other seeds all sampled the same text: the seed does nothing"
 
@@ -283,11 +310,21 @@ def test_a_seeded_sample_is_the_same_alone_and_in_a_full_batch(served):
     ({"model": "short", "prompt": "x", "logprobs": 6}, 400, "logprobs"),
     ({"model": "short", "prompt": "x", "frobnicate": 1}, 400, "frobnicate"),
     ({"model": "short", "prompt": "word " * 60}, 400, "prompt"),
+    ({"model": "short", "prompt": "x", "max_tokens": True}, 400, "max_tokens"),
+    ({"model": "short", "prompt": "x", "max_tokens": 10**400}, 400, "max_tokens"),
+    ({"model": "short", "prompt": "x", "temperature": float("nan")}, 400, "temperature"),
+    ({"model": "short", "prompt": "x", "n": True}, 400, "n"),
+    (
+      {"model": "short", "prompt": "x", "stream": True, "stream_options": {"include_usage": "no"}},
+      400,
+      "stream_options",
+    ),
   ],
 )
 def test_bad_requests_get_openai_shaped_errors_and_change_nothing(served, body, status, param):
   s, expected, _ = served
-  r = s.complete(**body)
+  content = json.dumps(body).encode()  # NaN and huge integers as a careless client sends them
+  r = s.http.post("/v1/completions", content=content, headers={"content-type": "application/json"})
   assert r.status_code == status, r.text
   error = r.json()["error"]
   assert error["param"] == param and error["message"] and error["type"] == "invalid_request_error"
@@ -299,10 +336,19 @@ def test_bad_requests_get_openai_shaped_errors_and_change_nothing(served, body, 
 
 def test_bodies_paths_and_keys(served):
   s, expected, _ = served
-  not_json = s.http.post(
-    "/v1/completions", content=b"{not json", headers={"content-type": "application/json"}
-  )
-  assert not_json.status_code == 400 and not_json.json()["error"]["code"] == "invalid_json"
+  for raw in (b"{not json", b"[" * 100_000, b"\xff\xfe", b"1" * 5000):
+    not_json = s.http.post(
+      "/v1/completions", content=raw, headers={"content-type": "application/json"}
+    )
+    assert not_json.status_code == 400 and not_json.json()["error"]["code"] == "invalid_json", raw[
+      :10
+    ]
+  # A body over the limit, with its length declared or sent in chunks without one.
+  big = b" " * (64 * 2**20 + 1)
+  assert s.http.post("/v1/completions", content=big).status_code == 413
+  chunks = (big[i : i + 2**20] for i in range(0, len(big), 2**20))
+  r = s.http.post("/v1/completions", content=chunks, headers={"content-type": "application/json"})
+  assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
   for method, path in [
     ("POST", "/v1/chat/completions"),
     ("GET", "/v2/anything"),
@@ -312,8 +358,11 @@ def test_bodies_paths_and_keys(served):
     assert r.status_code == 404 and "unknown path" in r.json()["error"]["message"]
   assert s.http.get("/v1/completions").status_code == 405
   # Without the key (or with another), every endpoint answers 401.
-  for path in ("/health", "/v1/models", "/metrics"):
+  for path in ("/health", "/v1/models", "/metrics", "/v1/prompts"):
     assert httpx.get(s.url + path).status_code == 401
+  assert httpx.put(s.url + "/v1/prompts/x", json={"vectors": [[0.0] * EMBED]}).status_code == 401
+  assert httpx.delete(s.url + "/v1/prompts/short").status_code == 401
+  assert "short" in [m.id for m in s.client.models.list().data]
   r = httpx.post(
     s.url + "/v1/completions",
     json={"model": "short", "prompt": "x"},
@@ -399,6 +448,21 @@ def test_the_prompt_table_changes_at_run_time_without_compiling(served):
   assert s.http.delete("/v1/prompts/mid_copy").status_code == 404
   assert "mid_copy" not in [m.id for m in s.client.models.list().data]
   assert s.complete(model="mid_copy", prompt="x").status_code == 404
+  # A prompt removed while its rows wait: they fail alone (404), and the rows of other
+  # prompts in the same batches are answered.
+  assert (
+    s.http.put("/v1/prompts/doomed", json={"vectors": _prompt(5, 9).tolist()}).status_code == 201
+  )
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    doomed = pool.submit(s.complete, model="doomed", prompt=[TEXTS[0]] * 60, temperature=0)
+    others = pool.submit(s.complete, model="short", prompt=TEXTS * 3, temperature=0)
+    while _metric(s, "prompt_server_queue_rows") == 0 and not doomed.done():
+      pass
+    assert s.http.delete("/v1/prompts/doomed").status_code == 200
+    r = others.result()
+    assert r.status_code == 200, r.text
+    assert [c["text"] for c in r.json()["choices"]] == expected["short"] * 3
+    assert doomed.result().status_code in (200, 404)
   assert s.compilations_since_ready() == 0
 
 
@@ -434,21 +498,22 @@ def test_a_burst_over_the_queue_gets_429_with_retry_after_and_the_rest_are_answe
 
 def test_sigterm_finishes_what_is_in_flight_and_exits(served):
   s, expected, _ = served  # the last test of the module: it stops the server
-  with concurrent.futures.ThreadPoolExecutor(24) as pool:
-    futures = [
-      pool.submit(s.complete, model="long", prompt=TEXTS[i % 6], temperature=0) for i in range(24)
-    ]
-    time.sleep(0.05)
+  # One request of 80 prompts (three batches): SIGTERM arrives once its rows are queued,
+  # so it is in flight for certain, and must still be answered whole.
+  texts = [TEXTS[i % len(TEXTS)] for i in range(80)]
+  with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    future = pool.submit(s.complete, model="long", prompt=texts, temperature=0)
+    deadline = time.time() + 60
+    while _metric(s, "prompt_server_queue_rows") == 0:
+      assert not future.done() and time.time() < deadline, "the request was never queued"
     s.process.send_signal(signal.SIGTERM)
     stopped = time.time()
-    done = [f.result() for f in futures]
-  answered = [(i, r) for i, r in enumerate(done) if r.status_code == 200]
-  assert len(answered) > len(done) // 2, [r.status_code for r in done]
-  for i, r in answered:
-    assert r.json()["choices"][0]["text"] == expected["long"][i % 6]
-  for r in done:
-    assert r.status_code == 200 or r.json()["error"]["code"] == "shutting_down"
-  # uvicorn ends the process by the signal it stopped for, once the requests are done.
+    r = future.result()
+  assert r.status_code == 200, r.text
+  assert [c["text"] for c in r.json()["choices"]] == [
+    expected["long"][i % len(TEXTS)] for i in range(80)
+  ]
+  # uvicorn ends the process by the signal it stopped for, once the request is done.
   assert s.process.wait(timeout=20) in (0, -signal.SIGTERM), _tail(s.log)
   assert time.time() - stopped < 20
 
