@@ -74,6 +74,20 @@ def _positive_ints(name: str, values: list[str], example: str) -> list[int]:
   return numbers
 
 
+def _check_port(host: str, port: int) -> None:
+  """A port in use stops the command on one line, before anything loads."""
+  import socket  # pylint: disable=g-import-not-at-top
+
+  with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+      s.bind((host, port))
+    except OSError as e:
+      raise OSError(
+        f"cannot listen on {host}:{port} ({e.strerror}); stop what uses it or pass another --port"
+      ) from None
+
+
 def main(argv: Sequence[str]) -> None:
   cli.parse_flags_and_gin(argv, REQUIRED_MACROS, read_directly=("SERVED",))
   gin_config.check_prompt_sources()
@@ -120,16 +134,18 @@ def main(argv: Sequence[str]) -> None:
       os._exit(1)  # pylint: disable=protected-access
     names = engine.prompt_names()
     print(
-      f"serve: ready at {address} ({len(names)} prompts: {', '.join(names[:5])}"
+      f"serve: ready at {address} ({len(names)} prompt{'s' * (len(names) != 1)}: "
+      f"{', '.join(names[:5])}"
       f"{' ...' if len(names) > 5 else ''}; batch sizes {engine.batch_sizes}, encoder "
       f"lengths {engine.encoded_lengths})",
       flush=True,
     )
 
+  _check_port(FLAGS.host, FLAGS.port)
   print(f"serve: loading the model; {address}/health answers 503 until ready", flush=True)
-  # On SIGTERM or Ctrl-C uvicorn stops listening, lets the requests in flight
-  # finish (the batcher decodes what is queued), then ends the process by the
-  # same signal.
+  # On SIGTERM or Ctrl-C uvicorn stops listening, lets the requests it has received
+  # finish (the batcher decodes what is queued), then exits (after SIGTERM by that
+  # signal, status 143).
   uvicorn.run(
     app_lib.create_app(state, on_startup=load),
     host=FLAGS.host,

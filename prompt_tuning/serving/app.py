@@ -158,6 +158,7 @@ def create_app(
       threading.Thread(target=on_startup, name="load", daemon=True).start()
     yield
     state.close()
+    print("serve: stopped; every request it had received was answered", flush=True)
 
   app = fastapi.FastAPI(
     title="prompt_tuning server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
@@ -456,6 +457,8 @@ def _decode_base64(value: Any, field: str) -> bytes:
 
 
 def _npy(data: bytes, field: str) -> np.ndarray:
+  if not data.startswith(b"\x93NUMPY"):
+    raise api.bad_field(field, f"{field} is not a .npy file (no .npy header)", "invalid_prompt")
   try:
     array = np.load(io.BytesIO(data), allow_pickle=False)
   except (ValueError, OSError, EOFError, MemoryError) as e:
@@ -501,8 +504,10 @@ def _uploaded_prompt(kind: str, raw: bytes) -> Any:
       )
     try:
       return np.asarray(vectors, np.float64)
-    except (ValueError, OverflowError) as e:  # ragged rows; an integer beyond float64
-      raise api.bad_field("vectors", f"vectors must be a [P, E] list of numbers ({e})") from None
+    except (ValueError, OverflowError):  # ragged rows; an integer beyond float64
+      raise api.bad_field(
+        "vectors", "vectors must be a [P, E] list of numbers, every row as long as the others"
+      ) from None
   if given == ["npy"]:
     return _npy(_decode_base64(body["npy"], "npy"), "npy")
   files = body["peft_adapter"]

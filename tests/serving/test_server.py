@@ -589,3 +589,30 @@ def test_the_documented_commands_serve_and_answer(request, tmp_path):
     os.killpg(server.pid, signal.SIGTERM)
     server.wait(timeout=30)
     log.close()
+
+
+def test_a_port_in_use_stops_the_command_with_one_line():
+  with socket.socket() as taken:
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    result = subprocess.run(
+      [
+        sys.executable,
+        "-m",
+        "prompt_tuning.serve",
+        *MODEL_FLAGS,
+        "--gin_file=configs/runs/prompt_serve.gin",
+        "--gin.PROMPT_FILES={}",
+        f"--port={port}",
+      ],
+      cwd=conftest.REPO_ROOT,
+      env=ENV,
+      capture_output=True,
+      text=True,
+      timeout=120,
+    )
+  assert result.returncode == 1, result.stderr
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith(f"error: cannot listen on 127.0.0.1:{port} (") and "--port" in last
+  assert "Traceback" not in result.stderr and "Fatal" not in result.stderr
