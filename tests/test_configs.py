@@ -218,6 +218,7 @@ def test_every_config_is_tested():
   named |= set(PROMPT_FILES)
   named |= {RUN_FILE}  # run end to end in tests/test_train.py
   named |= set(INFERENCE_RUN_FILES)  # run end to end in tests/test_infer.py, tests/test_eval.py
+  named |= {SERVE_RUN_FILE}  # run end to end in tests/serving/test_server.py; read below
   named |= set(DECODING_FILES)
   named |= set(WORDNET_FILES)
   named |= {TASK_CLASS_LABELS}
@@ -469,6 +470,26 @@ def test_every_macro_of_the_shipped_configs_is_read(run_file, prompt_file):
 def test_the_demo_run_file_sets_only_read_macros():
   gin_config.parse_gin(["configs/runs/wordnet_demo.gin"])
   gin_config.check_every_macro_is_read(RUN_FILES["configs/runs/prompt_finetune.gin"])
+
+
+SERVE_RUN_FILE = "configs/runs/prompt_serve.gin"
+
+
+def test_the_serve_run_file_lists_its_required_macros_and_sets_only_read_ones():
+  from prompt_tuning import serve  # pylint: disable=g-import-not-at-top
+
+  header = (
+    open(gin_config.config_search_paths()[0] + "/" + SERVE_RUN_FILE).read().split("from __gin__")[0]
+  )
+  for name in serve.REQUIRED_MACROS:
+    assert f"#   {name}:" in header
+  gin_config.parse_gin(
+    [TINY, SERVE_RUN_FILE],
+    ["INITIAL_CHECKPOINT_PATH = None", "TASK_FEATURE_LENGTHS = {'inputs': 8, 'targets': 2}"],
+  )
+  gin_config.check_every_macro_is_read(("SERVED",))
+  config = gin_config.macro_value("SERVED", "")
+  assert config.task_feature_lengths == {"inputs": 8, "targets": 2}
 
 
 def test_a_misspelled_macro_is_an_error_naming_the_close_one():
