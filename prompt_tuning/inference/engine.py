@@ -335,9 +335,7 @@ class Engine:
       KeyError: a row names a prompt the table does not hold.
       ValueError: a row's input or settings are out of range.
     """
-    for row in rows:
-      self.check(row)
-    results = self.generate_each(rows)
+    results = self.generate_each(rows)  # checks every row
     for result in results:
       if isinstance(result, Exception):
         raise result
@@ -405,6 +403,10 @@ class Engine:
   def prompt_names(self) -> list[str]:
     with self._lock:
       return self.table.names
+
+  def has_prompt(self, name: str) -> bool:
+    with self._lock:
+      return name in self.table
 
 
 def build(

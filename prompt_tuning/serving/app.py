@@ -102,13 +102,12 @@ class Metrics:
 
 
 class ServerState:
-  """What the app serves from, filled in by `ready` once the engine is compiled.
+  """What the app serves from, filled in by `serve` once the engine is compiled.
 
   Attributes:
-    engine, vocabulary, batcher: set by `ready`.
+    engine, vocabulary, batcher: set by `serve`.
     api_key: required as `Authorization: Bearer` when set.
     max_queue: the batcher's bound.
-    error: why the engine could not be built (the server then answers 503 with it).
   """
 
   def __init__(self, *, api_key: Optional[str] = None, max_queue: int = 256):
@@ -117,7 +116,6 @@ class ServerState:
     self.vocabulary: Any = None
     self.batcher: Optional[batcher_lib.Batcher] = None
     self.ready = False
-    self.error: Optional[str] = None
     self.compilations_at_ready = 0
     self.metrics = Metrics(self)
 
@@ -139,10 +137,13 @@ def _error(e: api.ApiError) -> responses.JSONResponse:
   return responses.JSONResponse(e.body(), status_code=e.status, headers=e.headers)
 
 
-def _not_ready(state: ServerState) -> api.ApiError:
-  why = f"the model could not be loaded: {state.error}" if state.error else "the model is loading"
+def _not_ready() -> api.ApiError:
   return api.ApiError(
-    503, f"not ready: {why}", type_="server_error", code="not_ready", headers={"Retry-After": "5"}
+    503,
+    "not ready: the model is loading",
+    type_="server_error",
+    code="not_ready",
+    headers={"Retry-After": "5"},
   )
 
 
@@ -204,7 +205,7 @@ def create_app(
 
   def engine() -> engine_lib.Engine:
     if not state.ready:
-      raise _not_ready(state)
+      raise _not_ready()
     return state.engine
 
   @app.get("/health")
@@ -228,7 +229,7 @@ def create_app(
 
   @app.get("/v1/models/{name:path}")
   async def model(name: str):
-    if name not in engine().prompt_names():
+    if not engine().has_prompt(name):
       raise _unknown_prompt(name, state.engine)
     return model_card(name)
 
@@ -237,7 +238,7 @@ def create_app(
     body = await _json_body(request)
     eng = engine()
     query = api.parse_completion(body, max_tokens_limit=eng.max_length)
-    if query.model not in eng.prompt_names():
+    if not eng.has_prompt(query.model):
       raise _unknown_prompt(query.model, eng, param="model")
     if len(query.prompts) > state.batcher.max_queue:
       raise api.bad_field(
@@ -307,7 +308,7 @@ def create_app(
     kind = request.headers.get("content-type", "").split(";")[0].strip()
     raw = await request.body()
     array = await asyncio.to_thread(_uploaded_prompt, kind, raw)
-    existed = name in eng.prompt_names()
+    existed = eng.has_prompt(name)
     try:
       eng.set_prompt(name, array)
     except ValueError as e:

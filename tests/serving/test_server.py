@@ -184,6 +184,25 @@ def _metric(s, name: str) -> float:
   return float(line.split()[-1])
 
 
+def _serve_fails(*flags) -> subprocess.CompletedProcess:
+  """`python -m prompt_tuning.serve` on the tiny model with `flags`, run to its end."""
+  return subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "prompt_tuning.serve",
+      *MODEL_FLAGS,
+      "--gin_file=configs/runs/prompt_serve.gin",
+      *flags,
+    ],
+    cwd=conftest.REPO_ROOT,
+    env=ENV,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+
+
 def _tail(log) -> str:
   log.flush()
   log.seek(0)
@@ -519,21 +538,8 @@ def test_sigterm_finishes_what_is_in_flight_and_exits(served):
 
 
 def test_a_missing_prompt_file_stops_the_command_with_one_line(tmp_path):
-  result = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "prompt_tuning.serve",
-      *MODEL_FLAGS,
-      "--gin_file=configs/runs/prompt_serve.gin",
-      f"--gin.PROMPT_FILES={{'a': '{tmp_path / 'missing.npy'}'}}",
-      f"--port={_free_port()}",
-    ],
-    cwd=conftest.REPO_ROOT,
-    env=ENV,
-    capture_output=True,
-    text=True,
-    timeout=120,
+  result = _serve_fails(
+    f"--gin.PROMPT_FILES={{'a': '{tmp_path / 'missing.npy'}'}}", f"--port={_free_port()}"
   )
   assert result.returncode == 1
   lines = result.stderr.strip().splitlines()
@@ -596,22 +602,7 @@ def test_a_port_in_use_stops_the_command_with_one_line():
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     port = taken.getsockname()[1]
-    result = subprocess.run(
-      [
-        sys.executable,
-        "-m",
-        "prompt_tuning.serve",
-        *MODEL_FLAGS,
-        "--gin_file=configs/runs/prompt_serve.gin",
-        "--gin.PROMPT_FILES={}",
-        f"--port={port}",
-      ],
-      cwd=conftest.REPO_ROOT,
-      env=ENV,
-      capture_output=True,
-      text=True,
-      timeout=120,
-    )
+    result = _serve_fails("--gin.PROMPT_FILES={}", f"--port={port}")
   assert result.returncode == 1, result.stderr
   last = result.stderr.strip().splitlines()[-1]
   assert last.startswith(f"error: cannot listen on 127.0.0.1:{port} (") and "--port" in last
