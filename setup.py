@@ -44,6 +44,8 @@ INSTALL_REQUIRES = [
 T5_PACKAGE = "t5==0.9.4"  # installed with --no-deps
 # The sweeps' `ray` executor (python -m prompt_tuning.sweep --executor=ray).
 RAY_REQUIRES = ["ray>=2.60,<2.61"]
+# The server on Ray Serve replicas (python -m prompt_tuning.serve --ray_replicas=N).
+SERVE_REQUIRES = ["ray[serve]>=2.60,<2.61"]
 
 # scripts/load_test.py (the server's load test); make test does not install it.
 LOAD_REQUIRES = ["locust>=2.47,<2.48"]
@@ -59,7 +61,7 @@ TEST_REQUIRES = [
     "transformers>=5.23,<5.24",
     "openai>=3.63,<3.64",  # the official client, against the server
     "httpx2>=2.17,<3",  # the openai client's HTTP library: plain requests in the server's tests
-] + RAY_REQUIRES  # a local Ray instance runs the Ray executor's test
+] + SERVE_REQUIRES  # a local Ray instance runs the Ray executor's and Ray Serve's tests
 
 setuptools.setup(
     name="prompt_tuning",
@@ -76,5 +78,10 @@ setuptools.setup(
                                     "data/wordnet_family/*/*/*"]},
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": TEST_REQUIRES, "ray": RAY_REQUIRES, "load": LOAD_REQUIRES},
+    extras_require={
+        "test": TEST_REQUIRES,
+        "ray": RAY_REQUIRES,
+        "serve": SERVE_REQUIRES,
+        "load": LOAD_REQUIRES,
+    },
 )

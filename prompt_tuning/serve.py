@@ -12,8 +12,10 @@ Every prompt is a model of the API (`GET /v1/models`); requests for different
 prompts that arrive together are decoded in one batch. The model is read and
 every batch size compiled once, before the server reports ready (until then
 /health answers 503); no request and no change to the prompt table
-(`PUT`/`DELETE /v1/prompts/NAME`) compiles anything after that. docs/serving.md
-has the endpoints and curl and openai-client examples.
+(`PUT`/`DELETE /v1/prompts/NAME`) compiles anything after that. With
+`--ray_replicas=N`, N Ray Serve replicas serve the same app and share one prompt
+table (`serving.ray_serve`). docs/serving.md has the endpoints and curl and
+openai-client examples.
 
 REQUIRED macros (configs/runs/prompt_serve.gin): INITIAL_CHECKPOINT_PATH,
 TASK_FEATURE_LENGTHS; the prompts from PROMPT_FILES (a dict) or, with
@@ -22,7 +24,7 @@ configs/prompts/from_file.gin, PROMPT_FILE (served as 'default').
 
 import os
 import sys
-from typing import Sequence
+from typing import Optional, Sequence
 
 from prompt_tuning import host
 
@@ -57,6 +59,19 @@ flags.DEFINE_list(
 flags.DEFINE_integer(
   "max_queue", 256, "Rows that may wait for decoding; more get 429 with Retry-After."
 )
+flags.DEFINE_integer(
+  "ray_replicas",
+  0,
+  "Serve from this many Ray Serve replicas sharing one prompt table (0: this process serves).",
+)
+flags.DEFINE_string(
+  "ray_address",
+  None,
+  "With --ray_replicas: the Ray cluster to join ('auto', or host:port); default: start a "
+  "local Ray instance.",
+)
+flags.DEFINE_float("ray_cpus_per_replica", 1.0, "With --ray_replicas: CPUs each replica holds.")
+flags.DEFINE_float("ray_gpus_per_replica", 0.0, "With --ray_replicas: GPUs each replica holds.")
 flags.DEFINE_string(
   "api_key",
   None,
@@ -88,6 +103,43 @@ def _check_port(host: str, port: int) -> None:
       ) from None
 
 
+def _serve_on_ray(
+  batch_sizes: list[int], encoded_lengths: Optional[list[int]], api_key: Optional[str]
+) -> None:
+  try:
+    from prompt_tuning.serving import ray_serve  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError(f"--ray_replicas needs Ray Serve ({e}); pip install -e '.[serve]'") from None
+  _check_port(FLAGS.host, FLAGS.port)
+  print(
+    f"serve: starting {FLAGS.ray_replicas} Ray Serve replica"
+    f"{'s' * (FLAGS.ray_replicas != 1)}; each loads the model and compiles before "
+    f"http://{FLAGS.host}:{FLAGS.port} answers",
+    flush=True,
+  )
+  ray_serve.run(
+    ray_serve.Setup(
+      cwd=os.getcwd(),
+      gin_files=list(FLAGS.gin_file or ()),
+      gin_bindings=list(FLAGS.gin_bindings or ()),
+      gin_search_paths=cli.search_paths(FLAGS.gin_search_paths),
+      tfds_data_dir=FLAGS.tfds_data_dir,
+      max_prompts=FLAGS.max_prompts,
+      max_prompt_length=FLAGS.max_prompt_length,
+      batch_sizes=batch_sizes,
+      encoded_lengths=encoded_lengths,
+      max_queue=FLAGS.max_queue,
+      api_key=api_key,
+    ),
+    replicas=FLAGS.ray_replicas,
+    address=FLAGS.ray_address,
+    cpus_per_replica=FLAGS.ray_cpus_per_replica,
+    gpus_per_replica=FLAGS.ray_gpus_per_replica,
+    host=FLAGS.host,
+    port=FLAGS.port,
+  )
+
+
 def main(argv: Sequence[str]) -> None:
   cli.parse_flags_and_gin(argv, REQUIRED_MACROS, read_directly=("SERVED",))
   gin_config.check_prompt_sources()
@@ -97,21 +149,25 @@ def main(argv: Sequence[str]) -> None:
   for name in ("max_queue", "max_prompts", "max_prompt_length"):  # before the model loads
     if getattr(FLAGS, name) < 1:
       raise ValueError(f"--{name}={getattr(FLAGS, name)}: give a positive integer")
+  if FLAGS.ray_replicas < 0:
+    raise ValueError(f"--ray_replicas={FLAGS.ray_replicas}: give 0 (no Ray) or more")
   from prompt_tuning.checkpoints import prompt_files  # pylint: disable=g-import-not-at-top
   from prompt_tuning.inference import predictor  # pylint: disable=g-import-not-at-top
 
   for path in predictor.prompt_bank(config.prompt_files).values():  # before the model loads
     if isinstance(path, str):
       prompt_files.resolve_prompt_file(path)
+  api_key = FLAGS.api_key or os.environ.get(API_KEY_VARIABLE)
+  if FLAGS.ray_replicas:
+    _serve_on_ray(batch_sizes, encoded_lengths, api_key)
+    return
   # The HTTP layer is imported only to serve: --help and config errors stay fast.
   import uvicorn  # pylint: disable=g-import-not-at-top
 
   from prompt_tuning.inference import engine as engine_lib  # pylint: disable=g-import-not-at-top
   from prompt_tuning.serving import app as app_lib  # pylint: disable=g-import-not-at-top
 
-  state = app_lib.ServerState(
-    api_key=FLAGS.api_key or os.environ.get(API_KEY_VARIABLE), max_queue=FLAGS.max_queue
-  )
+  state = app_lib.ServerState(api_key=api_key, max_queue=FLAGS.max_queue)
   address = f"http://{FLAGS.host}:{FLAGS.port}"
 
   def load() -> None:

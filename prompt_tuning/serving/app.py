@@ -101,27 +101,60 @@ class Metrics:
     self.batch_seconds.observe(seconds)
 
 
+class LocalTable:
+  """The prompt table of one process: the engine's own.
+
+  The app changes and reads the table through this interface; a server of
+  several replicas gives each one that keeps its engine in step with the
+  others (`serving.ray_serve.SharedTable`).
+  """
+
+  def __init__(self, engine: engine_lib.Engine):
+    self.engine = engine
+
+  async def sync(self) -> None:
+    """Brings the engine's table up to date (here it always is)."""
+
+  async def put(self, name: str, prompt: np.ndarray) -> bool:
+    """Adds or replaces `name` (a ValueError, and nothing changed, when it is unusable);
+    True when it replaced one."""
+    existed = self.engine.has_prompt(name)
+    self.engine.set_prompt(name, prompt)
+    return existed
+
+  async def remove(self, name: str) -> None:
+    """Removes `name` (KeyError when there is none)."""
+    self.engine.remove_prompt(name)
+
+
 class ServerState:
   """What the app serves from, filled in by `serve` once the engine is compiled.
 
   Attributes:
-    engine, vocabulary, batcher: set by `serve`.
+    engine, vocabulary, batcher, table: set by `serve`.
     api_key: required as `Authorization: Bearer` when set.
     max_queue: the batcher's bound.
+    replica: this process's name among several replicas (sent as the X-Replica
+      header), or None.
   """
 
-  def __init__(self, *, api_key: Optional[str] = None, max_queue: int = 256):
-    self.api_key, self.max_queue = api_key or None, max_queue
+  def __init__(
+    self, *, api_key: Optional[str] = None, max_queue: int = 256, replica: Optional[str] = None
+  ):
+    self.api_key, self.max_queue, self.replica = api_key or None, max_queue, replica
     self.engine: Optional[engine_lib.Engine] = None
     self.vocabulary: Any = None
     self.batcher: Optional[batcher_lib.Batcher] = None
+    self.table: Any = None
     self.ready = False
     self.compilations_at_ready = 0
     self.metrics = Metrics(self)
 
-  def serve(self, engine: engine_lib.Engine, vocabulary: Any) -> None:
-    """Starts serving a compiled engine."""
+  def serve(self, engine: engine_lib.Engine, vocabulary: Any, table: Any = None) -> None:
+    """Starts serving a compiled engine (`table`: how its prompts change; LocalTable's
+    interface, by default a LocalTable)."""
     self.engine, self.vocabulary = engine, vocabulary
+    self.table = table if table is not None else LocalTable(engine)
     self.batcher = batcher_lib.Batcher(
       engine, max_queue=self.max_queue, on_batch=self.metrics.on_batch
     ).start()
@@ -203,15 +236,17 @@ def create_app(
       )
     return _error(api.ApiError(e.status_code, str(e.detail)))
 
-  def engine() -> engine_lib.Engine:
+  async def engine() -> engine_lib.Engine:
+    """The engine, its prompt table up to date; a 503 until ready."""
     if not state.ready:
       raise _not_ready()
+    await state.table.sync()
     return state.engine
 
   @app.get("/health")
   async def health():
-    engine()
-    return {"status": "ok", "prompts": len(state.engine.prompt_names())}
+    eng = await engine()
+    return {"status": "ok", "prompts": len(eng.prompt_names())}
 
   @app.get("/metrics")
   async def metrics():
@@ -225,18 +260,19 @@ def create_app(
 
   @app.get("/v1/models")
   async def models():
-    return {"object": "list", "data": [model_card(n) for n in engine().prompt_names()]}
+    return {"object": "list", "data": [model_card(n) for n in (await engine()).prompt_names()]}
 
   @app.get("/v1/models/{name:path}")
   async def model(name: str):
-    if not engine().has_prompt(name):
-      raise _unknown_prompt(name, state.engine)
+    eng = await engine()
+    if not eng.has_prompt(name):
+      raise _unknown_prompt(name, eng)
     return model_card(name)
 
   @app.post("/v1/completions")
   async def completions(request: fastapi.Request):
     body = await _json_body(request)
-    eng = engine()
+    eng = await engine()
     query = api.parse_completion(body, max_tokens_limit=eng.max_length)
     if not eng.has_prompt(query.model):
       raise _unknown_prompt(query.model, eng, param="model")
@@ -294,7 +330,7 @@ def create_app(
 
   @app.get("/v1/prompts")
   async def prompts():
-    eng = engine()
+    eng = await engine()
     return {
       "object": "list",
       "max_prompts": eng.table.capacity,
@@ -304,13 +340,12 @@ def create_app(
 
   @app.put("/v1/prompts/{name:path}")
   async def put_prompt(name: str, request: fastapi.Request):
-    eng = engine()
+    await engine()
     kind = request.headers.get("content-type", "").split(";")[0].strip()
     raw = await request.body()
     array = await asyncio.to_thread(_uploaded_prompt, kind, raw)
-    existed = eng.has_prompt(name)
     try:
-      eng.set_prompt(name, array)
+      existed = await state.table.put(name, array)
     except ValueError as e:
       raise api.ApiError(400, str(e), param="prompt", code="invalid_prompt") from None
     return responses.JSONResponse(
@@ -320,9 +355,9 @@ def create_app(
 
   @app.delete("/v1/prompts/{name:path}")
   async def delete_prompt(name: str):
-    eng = engine()
+    eng = await engine()
     try:
-      eng.remove_prompt(name)
+      await state.table.remove(name)
     except KeyError:
       raise _unknown_prompt(name, eng) from None
     return {"id": name, "deleted": True}
@@ -344,9 +379,13 @@ class _Guard:
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     status = [500]
 
+    replica = self.state.replica
+
     async def sending(message):
       if message["type"] == "http.response.start":
         status[0] = message["status"]
+        if replica is not None:  # which of several replicas answered
+          message = dict(message, headers=[*message.get("headers", ()), _replica_header(replica)])
       await send(message)
 
     received = [0]
@@ -377,6 +416,10 @@ class _Guard:
       known = path if path in _PATHS else _template(path)
       self.state.metrics.requests.labels(known, str(status[0])).inc()
       self.state.metrics.latency.labels(known).observe(time.perf_counter() - start)
+
+
+def _replica_header(replica: str) -> tuple[bytes, bytes]:
+  return (b"x-replica", replica.encode("latin-1", "replace"))
 
 
 def _body_too_large() -> api.ApiError:
