@@ -56,9 +56,12 @@ def batches(
     num_epochs=1 if one_pass else None,
     shard_info=shard,
     seed=seed,
-    batch_size=batch_size // num_shards,
+    # seqio batches with drop_remainder: an evaluation's last partial batch would be lost.
+    batch_size=None if one_pass else batch_size // num_shards,
     verbose=False,
   )
+  if one_pass:
+    ds = ds.batch(batch_size // num_shards, drop_remainder=False)
   if start:
     ds = ds.skip(start)
   # Without tf.data's autotuning: its optimization thread can hold up the
