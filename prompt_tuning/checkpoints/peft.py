@@ -114,3 +114,29 @@ def write_adapter(
     os.path.join(output_dir, CONFIG_FILE), json.dumps(config, indent=2, sort_keys=True)
   )
   return config
+
+
+def prefix_from_peft(prompt_embeddings: np.ndarray, num_layers: int, num_heads: int) -> np.ndarray:
+  """A PEFT prefix-tuning tensor `[P, 2 * num_layers * width]` as the decoder's prefix,
+  `[num_layers, 2, P, heads, width // heads]` (keys, then values).
+
+  PEFT (0.21) views the tensor as `[P, 2L, heads, head_dim]`, repeats those 2L
+  rows for T5's two submodules and splits the 4L rows into chunks of four per
+  decoder layer: (self-attention key, value, cross-attention key, value). It
+  then empties the cross-attention cache, so decoder layer i reads its key from
+  row 4i mod 2L and its value from row 4i + 1 mod 2L, and the other rows are
+  never read. The encoder gets no prefix.
+  """
+  prompt_embeddings = np.asarray(prompt_embeddings, np.float32)
+  length, flat = prompt_embeddings.shape
+  if flat % (2 * num_layers * num_heads):
+    raise ValueError(
+      f"a prefix-tuning tensor of width {flat} does not split into 2 x {num_layers} layers x "
+      f"{num_heads} heads"
+    )
+  rows = prompt_embeddings.reshape(length, 2 * num_layers, num_heads, -1)
+  layers = [
+    np.stack([rows[:, (4 * i) % (2 * num_layers)], rows[:, (4 * i + 1) % (2 * num_layers)]])
+    for i in range(num_layers)
+  ]
+  return np.stack(layers)

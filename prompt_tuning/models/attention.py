@@ -170,6 +170,7 @@ class MultiHeadAttention(nn.Module):
     decode_index: Optional[Array] = None,
     max_decode_length: Optional[int] = None,
     cross_cache: bool = False,
+    prefix: Optional[tuple[Array, Array]] = None,
   ) -> Array:
     """Attends from `inputs_q: [batch, q, embed]` to `inputs_kv: [batch, k, embed]`.
 
@@ -184,6 +185,9 @@ class MultiHeadAttention(nn.Module):
       decode_index: position of the first query in decode mode (self-attention).
       max_decode_length: cache length, needed when the cache is created.
       cross_cache: this is cross-attention; cache the projected encoder output.
+      prefix: optional keys and values `[batch or 1, P, heads, head_dim]` put
+        before the projected ones as they are (prefix tuning): `bias` then
+        covers `P + k` keys, the prefix's first.
 
     Returns:
       `[batch, q, embed]`.
@@ -218,6 +222,13 @@ class MultiHeadAttention(nn.Module):
         value = lax.dynamic_update_slice(cached_value.value, value.astype(self.dtype), start)
         cached_key.value, cached_value.value = key, value
 
+    if prefix is not None:
+      batch = (key.shape[0],)
+      prefix_key, prefix_value = (
+        jnp.broadcast_to(p.astype(key.dtype), batch + p.shape[1:]) for p in prefix
+      )
+      key = jnp.concatenate([prefix_key, key], axis=1)
+      value = jnp.concatenate([prefix_value, value], axis=1)
     logits = jnp.einsum("bqhd,bkhd->bhqk", query, key).astype(jnp.float32)
     if bias is not None:
       logits = logits + bias.astype(jnp.float32)

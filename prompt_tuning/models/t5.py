@@ -159,7 +159,10 @@ class DecoderLayer(nn.Module):
     self_bias: Array,
     cross_bias: Array,
     decode_index: Optional[Array] = None,
+    prefix: Optional[Array] = None,
   ):
+    """`prefix`: this layer's `[2, batch or 1, P, heads, head_dim]` keys and values,
+    put before the self-attention's own (prefix tuning), or None."""
     cfg = self.config
     dropout = lambda y: nn.Dropout(cfg.dropout_rate)(y, deterministic=self.deterministic)
     h = _norm(cfg, "pre_self_attention_layer_norm")(x)
@@ -170,6 +173,7 @@ class DecoderLayer(nn.Module):
       decode=self.decode,
       decode_index=decode_index,
       max_decode_length=self.max_decode_length,
+      prefix=None if prefix is None else (prefix[0], prefix[1]),
     )
     x = x + dropout(h)
     h = _norm(cfg, "pre_cross_attention_layer_norm")(x)
@@ -191,25 +195,41 @@ class DecoderLayer(nn.Module):
 
 
 def _run_layers(
-  cfg: T5Config, layer_cls: type[nn.Module], num_layers: int, x: Array, *args, **attrs
+  cfg: T5Config,
+  layer_cls: type[nn.Module],
+  num_layers: int,
+  x: Array,
+  *args,
+  per_layer: Optional[Array] = None,
+  **attrs,
 ) -> Array:
-  """Applies `num_layers` layers, as `layers_{i}` or as one scanned `layers`."""
+  """Applies `num_layers` layers, as `layers_{i}` or as one scanned `layers`.
+
+  Every layer gets `args`; with `per_layer` (leading axis `num_layers`), layer i
+  also gets `per_layer[i]`, after them.
+  """
   policy = REMAT_POLICIES[cfg.remat_policy]
   if cfg.remat_policy != "none":
     layer_cls = nn.remat(layer_cls, policy=policy, prevent_cse=not cfg.scan_layers)
+  if per_layer is not None and per_layer.shape[0] != num_layers:
+    raise ValueError(
+      f"{per_layer.shape[0]} layers' worth of prefix for a stack of {num_layers} layers"
+    )
   if not cfg.scan_layers:
     for i in range(num_layers):
-      x = layer_cls(cfg, name=f"layers_{i}", **attrs)(x, *args)
+      own = () if per_layer is None else (per_layer[i],)
+      x = layer_cls(cfg, name=f"layers_{i}", **attrs)(x, *args, *own)
     return x
+  own = () if per_layer is None else (per_layer,)
   scanned = nn.scan(
     layer_cls,
     variable_axes={"params": 0, "cache": 0},
     split_rngs={"params": True, "dropout": True},
-    in_axes=(nn.broadcast,) * len(args),
+    in_axes=(nn.broadcast,) * len(args) + (0,) * len(own),
     length=num_layers,
     metadata_params={nn.PARTITION_NAME: "layers"},
   )
-  x, _ = scanned(cfg, scanned=True, name="layers", **attrs)(x, *args)
+  x, _ = scanned(cfg, scanned=True, name="layers", **attrs)(x, *args, *own)
   return x
 
 
@@ -308,6 +328,7 @@ class Decoder(nn.Module):
     enable_dropout: bool = False,
     decode: bool = False,
     max_decode_length: Optional[int] = None,
+    prefix: Optional[Array] = None,
   ) -> Array:
     """Logits for `decoder_input_tokens: [batch, length]`.
 
@@ -320,6 +341,12 @@ class Decoder(nn.Module):
         (usually 1) after those already in the `cache` collection, which the
         first call creates for `max_decode_length` positions.
       max_decode_length: cache size in decode mode.
+      prefix: optional keys and values put before each layer's self-attention
+        keys and values (prefix tuning as PEFT applies it to T5):
+        `[layers, 2, P, heads, head_dim]`, or `[layers, 2, batch, P, heads,
+        head_dim]` for a prefix per row. Every position sees all P of them;
+        they take positions 0 to P-1 and the tokens follow from P, so the
+        tokens' biases among themselves are unchanged.
 
     Returns:
       float32 logits `[batch, length, vocab]`.
@@ -341,11 +368,31 @@ class Decoder(nn.Module):
       key_positions = jnp.arange(max_decode_length)
     else:
       query_positions = key_positions = jnp.arange(length)
+    causal = attention.causal_mask(query_positions, key_positions)
+    if prefix is not None:
+      if prefix.ndim == 5:  # one prefix for every row
+        prefix = prefix[:, :, None]
+      if (
+        prefix.ndim != 6
+        or prefix.shape[1] != 2
+        or prefix.shape[-2:]
+        != (
+          cfg.num_heads,
+          cfg.head_dim,
+        )
+      ):
+        raise ValueError(
+          f"prefix has shape {prefix.shape}; expected [layers, 2, (batch,) P, "
+          f"{cfg.num_heads}, {cfg.head_dim}]"
+        )
+      length_p = prefix.shape[3]
+      query_positions = query_positions + length_p
+      key_positions = jnp.concatenate([jnp.arange(length_p), key_positions + length_p])
+      seen = jnp.ones(causal.shape[:3] + (length_p,), bool)  # every query sees the prefix
+      causal = jnp.concatenate([seen, causal], axis=-1)
     self_bias = _relpos(cfg)(
       query_positions, key_positions, bidirectional=False
-    ) + attention.mask_to_bias(
-      attention.causal_mask(query_positions, key_positions), cfg.activation_dtype
-    )
+    ) + attention.mask_to_bias(causal, cfg.activation_dtype)
     cross_bias = attention.mask_to_bias(
       attention.key_padding_mask(encoder_mask), cfg.activation_dtype
     )
@@ -358,6 +405,7 @@ class Decoder(nn.Module):
       self_bias,
       cross_bias,
       decode_index,
+      per_layer=prefix,
       deterministic=deterministic,
       decode=decode,
       max_decode_length=max_decode_length,
@@ -429,6 +477,7 @@ class Transformer(nn.Module):
     enable_dropout: bool = False,
     decode: bool = False,
     max_decode_length: Optional[int] = None,
+    prefix: Optional[Array] = None,
   ) -> Array:
     """See `Decoder.__call__`."""
     return self.decoder(
@@ -438,6 +487,7 @@ class Transformer(nn.Module):
       enable_dropout=enable_dropout,
       decode=decode,
       max_decode_length=max_decode_length,
+      prefix=prefix,
     )
 
   def __call__(
