@@ -193,3 +193,80 @@ def broadcast_prompt(prompt: Array, batch_size: int) -> Array:
   raise ValueError(
     f"prompts must be [P, E] or [batch={batch_size}, P, E], got shape {prompt.shape}"
   )
+
+
+PREFIX_MLP = ("embedding", "hidden_kernel", "hidden_bias", "out_kernel", "out_bias")
+
+
+class Prefix(nn.Module):
+  """Prefix tuning (Li & Liang, 2021): learned keys and values put before each decoder
+  layer's self-attention keys and values, as PEFT applies a prefix to T5.
+
+  Its variables are in the `prompt` collection, so they train as a prompt does
+  and the model stays frozen. With `hidden_dim` 0 the variable is the prefix
+  itself, `prefix: [layers, 2, length, heads, head_dim]` (keys, then values).
+  With `hidden_dim` > 0 it is reparameterized as Li & Liang train it: an
+  `embedding: [length, embed_dim]` through a two-layer MLP (tanh), whose output
+  is the prefix; `fold_prefix` replaces the MLP by its output for inference.
+
+  Attributes:
+    length: P, the prefix's positions.
+    num_layers, num_heads, head_dim: the decoder's.
+    embed_dim: the MLP's input width (the model's embedding width).
+    hidden_dim: the MLP's hidden width; 0: no MLP.
+    prefix_init: `(rng, shape) -> array` for the prefix or the MLP's embedding.
+  """
+
+  length: int
+  num_layers: int
+  num_heads: int
+  head_dim: int
+  embed_dim: int = 0
+  hidden_dim: int = 0
+  prefix_init: initializers.Initializer = nn.initializers.normal(1.0)
+  param_dtype: layers.DType = jnp.float32
+
+  @property
+  def shape(self) -> tuple[int, ...]:
+    return (self.num_layers, 2, self.length, self.num_heads, self.head_dim)
+
+  def _variable(self, name: str, init, shape, axes):
+    def make():
+      value = init(self.make_rng("params"), shape)
+      return nn.LogicallyPartitioned(jnp.asarray(value, self.param_dtype), names=axes)
+
+    return self.variable(PROMPT_COLLECTION, name, make).value
+
+  @nn.compact
+  def __call__(self) -> Array:
+    """The prefix, `[layers, 2, length, heads, head_dim]`."""
+    if isinstance(self.length, bool) or not isinstance(self.length, (int, np.integer)):
+      raise ValueError(f"prefix length is {self.length!r}; it must be an integer >= 1")
+    if self.length < 1:
+      raise ValueError(f"prefix length is {self.length}; it must be >= 1")
+    if not self.hidden_dim:
+      return self._variable(
+        "prefix", self.prefix_init, self.shape, (None, None, "prompt", "heads", "kv")
+      )
+    if self.embed_dim < 1:
+      raise ValueError("a prefix with an MLP (hidden_dim > 0) needs embed_dim, its input width")
+    width = int(np.prod(self.shape)) // self.length
+    zeros = nn.initializers.zeros
+    lecun = nn.initializers.lecun_normal()
+    embedding = self._variable(
+      "embedding", self.prefix_init, (self.length, self.embed_dim), ("prompt", "prompt_embed")
+    )
+    w1 = self._variable("hidden_kernel", lecun, (self.embed_dim, self.hidden_dim), (None, None))
+    b1 = self._variable("hidden_bias", zeros, (self.hidden_dim,), (None,))
+    w2 = self._variable("out_kernel", lecun, (self.hidden_dim, width), (None, None))
+    b2 = self._variable("out_bias", zeros, (width,), (None,))
+    flat = jnp.tanh(embedding @ w1 + b1) @ w2 + b2  # [P, layers * 2 * heads * head_dim]
+    prefix = flat.reshape(self.length, self.num_layers, 2, self.num_heads, self.head_dim)
+    return jnp.transpose(prefix, (1, 2, 0, 3, 4))
+
+
+def fold_prefix(module: Prefix, variables: dict) -> dict:
+  """A reparameterized prefix's variables (`embedding` and the MLP) replaced by the
+  prefix they give, for a `Prefix` with `hidden_dim=0`."""
+  value = module.apply({PROMPT_COLLECTION: variables})
+  return {"prefix": value}

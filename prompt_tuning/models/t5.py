@@ -313,10 +313,12 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-  """Causal decoder with cross-attention and an untied logits layer."""
+  """Causal decoder with cross-attention and an untied logits layer, optionally with a
+  learned prefix (prefix tuning)."""
 
   config: T5Config
   shared_embedding: nn.Module
+  prefix: Optional[prompts_lib.Prefix] = None
 
   @nn.compact
   def __call__(
@@ -328,7 +330,7 @@ class Decoder(nn.Module):
     enable_dropout: bool = False,
     decode: bool = False,
     max_decode_length: Optional[int] = None,
-    prefix: Optional[Array] = None,
+    prefixes: Optional[Array] = None,
   ) -> Array:
     """Logits for `decoder_input_tokens: [batch, length]`.
 
@@ -341,8 +343,9 @@ class Decoder(nn.Module):
         (usually 1) after those already in the `cache` collection, which the
         first call creates for `max_decode_length` positions.
       max_decode_length: cache size in decode mode.
-      prefix: optional keys and values put before each layer's self-attention
-        keys and values (prefix tuning as PEFT applies it to T5):
+      prefixes: optional keys and values to use instead of the `prefix`
+        variable, put before each layer's self-attention keys and values
+        (prefix tuning as PEFT applies it to T5):
         `[layers, 2, P, heads, head_dim]`, or `[layers, 2, batch, P, heads,
         head_dim]` for a prefix per row. Every position sees all P of them;
         they take positions 0 to P-1 and the tokens follow from P, so the
@@ -369,6 +372,9 @@ class Decoder(nn.Module):
     else:
       query_positions = key_positions = jnp.arange(length)
     causal = attention.causal_mask(query_positions, key_positions)
+    prefix = prefixes
+    if prefix is None and self.prefix is not None:
+      prefix = self.prefix()
     if prefix is not None:
       if prefix.ndim == 5:  # one prefix for every row
         prefix = prefix[:, :, None]
@@ -429,13 +435,23 @@ class Transformer(nn.Module):
     config: the architecture.
     prompt: the soft prompt joined to the embedded encoder inputs; None (or
       length 0) gives the plain model.
+    prefix: learned keys and values before each decoder layer's
+      self-attention (prefix tuning), or None.
   """
 
   config: T5Config
   prompt: Optional[prompts_lib.Prompt] = None
+  prefix: Optional[prompts_lib.Prefix] = None
 
   def setup(self):
     cfg = self.config
+    if self.prefix is not None:
+      shape = (cfg.num_decoder_layers, 2, self.prefix.length, cfg.num_heads, cfg.head_dim)
+      if self.prefix.shape != shape:
+        raise ValueError(
+          f"the prefix's shape {self.prefix.shape} does not fit this decoder: "
+          f"[layers, 2, P, heads, head_dim] = {shape}"
+        )
     if self.prompt is not None and self.prompt.embed_dim != cfg.emb_dim:
       raise ValueError(
         f"prompt embed_dim={self.prompt.embed_dim} differs from the model's "
@@ -448,7 +464,8 @@ class Transformer(nn.Module):
     # path is `encoder/prompt/prompt` in the `prompt` collection.
     prompt = self.prompt.clone(parent=None) if self.prompt is not None else None
     self.encoder = Encoder(cfg, self.token_embedder, prompt)
-    self.decoder = Decoder(cfg, self.token_embedder)
+    prefix = self.prefix.clone(parent=None) if self.prefix is not None else None
+    self.decoder = Decoder(cfg, self.token_embedder, prefix)  # `decoder/prefix/...`
 
   def encode(
     self,
@@ -477,7 +494,7 @@ class Transformer(nn.Module):
     enable_dropout: bool = False,
     decode: bool = False,
     max_decode_length: Optional[int] = None,
-    prefix: Optional[Array] = None,
+    prefixes: Optional[Array] = None,
   ) -> Array:
     """See `Decoder.__call__`."""
     return self.decoder(
@@ -487,7 +504,7 @@ class Transformer(nn.Module):
       enable_dropout=enable_dropout,
       decode=decode,
       max_decode_length=max_decode_length,
-      prefix=prefix,
+      prefixes=prefixes,
     )
 
   def __call__(

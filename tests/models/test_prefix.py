@@ -5,6 +5,7 @@ matters): teacher-forced logits, and greedy decoding through the decode cache.""
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import peft as peft_lib
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from prompt_tuning.checkpoints import peft
+from prompt_tuning.models import prompts
 from prompt_tuning.models import t5
 from tests.helpers import hf_reference
 
@@ -52,7 +54,7 @@ def _logits(params, tokens, targets, prefix, cfg=CFG):
       encoded,
       mask,
       jnp.asarray(shifted),
-      prefix=jnp.asarray(prefix),
+      prefixes=jnp.asarray(prefix),
       method=model.decode,
     )
   )
@@ -113,7 +115,7 @@ def test_greedy_decoding_through_the_cache_equals_peft_generate(reference):
       token,
       decode=True,
       max_decode_length=steps,
-      prefix=prefix,
+      prefixes=prefix,
       method=t5_model.decode,
       mutable=["cache"],
     )
@@ -123,3 +125,70 @@ def test_greedy_decoding_through_the_cache_equals_peft_generate(reference):
   got = np.stack(got, axis=1)
   np.testing.assert_array_equal(got, want)
   assert len({tuple(r) for r in got}) > 1  # the rows differ: the inputs matter
+
+
+def _apply(model, variables, tokens, shifted):
+  encoded, mask = model.apply(variables, jnp.asarray(tokens), method=model.encode)
+  return np.asarray(
+    model.apply(variables, encoded, mask, jnp.asarray(shifted), method=model.decode)
+  )
+
+
+def _prefix(hidden_dim: int = 0) -> prompts.Prefix:
+  return prompts.Prefix(
+    length=PREFIX,
+    num_layers=CFG.num_decoder_layers,
+    num_heads=CFG.num_heads,
+    head_dim=CFG.head_dim,
+    embed_dim=CFG.emb_dim,
+    hidden_dim=hidden_dim,
+  )
+
+
+def test_the_prefix_variable_in_the_prompt_collection_is_what_the_decoder_uses(reference):
+  model, params, tensor = reference
+  rng = np.random.default_rng(2)
+  tokens = hf_reference.random_tokens(rng, 3, 9, CFG.vocab_size)
+  targets = rng.integers(2, CFG.vocab_size, size=(3, 5)).astype(np.int32)
+  shifted = np.concatenate([np.zeros_like(targets[:, :1]), targets[:, :-1]], axis=1)
+  prefix = peft.prefix_from_peft(tensor, CFG.num_decoder_layers, CFG.num_heads)
+  t5_model = t5.Transformer(CFG, prefix=_prefix())
+  variables = {"params": params, "prompt": {"decoder": {"prefix": {"prefix": prefix}}}}
+  np.testing.assert_array_equal(
+    _apply(t5_model, variables, tokens, shifted), _logits(params, tokens, targets, prefix)
+  )
+  # A prefix of another shape than the decoder's is refused.
+  wrong = t5.Transformer(CFG, prefix=dataclasses.replace(_prefix(), num_layers=2))
+  with pytest.raises(ValueError, match="does not fit this decoder"):
+    _apply(wrong, variables, tokens, shifted)
+
+
+def test_a_reparameterized_prefix_folds_into_the_prefix_it_gives():
+  params = hf_reference.params_of(hf_reference.random_hf_model(CFG, seed=4), CFG)
+  rng = np.random.default_rng(3)
+  tokens = hf_reference.random_tokens(rng, 3, 9, CFG.vocab_size)
+  shifted = np.concatenate(
+    [np.zeros((3, 1), np.int32), rng.integers(2, CFG.vocab_size, size=(3, 4)).astype(np.int32)],
+    axis=1,
+  )
+  mlp = _prefix(hidden_dim=16)
+  with_mlp = t5.Transformer(CFG, prefix=mlp)
+  variables = with_mlp.init(jax.random.PRNGKey(0), jnp.asarray(tokens), jnp.asarray(shifted))
+  trained = variables["prompt"]["decoder"]["prefix"]
+  assert sorted(trained) == sorted(prompts.PREFIX_MLP)
+  folded = prompts.fold_prefix(mlp, trained)
+  assert folded["prefix"].shape == mlp.shape
+  plain = t5.Transformer(CFG, prefix=_prefix())
+  want = _apply(with_mlp, {"params": params, "prompt": variables["prompt"]}, tokens, shifted)
+  got = _apply(
+    plain, {"params": params, "prompt": {"decoder": {"prefix": folded}}}, tokens, shifted
+  )
+  np.testing.assert_array_equal(got, want)  # bit for bit
+  # The check can tell: an unfolded (freshly drawn) prefix gives other logits.
+  other = plain.init(jax.random.PRNGKey(1), jnp.asarray(tokens), jnp.asarray(shifted))
+  assert (
+    np.abs(
+      _apply(plain, {"params": params, "prompt": other["prompt"]}, tokens, shifted) - want
+    ).max()
+    > 0.1
+  )
