@@ -130,3 +130,51 @@ def test_a_prompt_exported_for_a_model_of_another_width_is_refused(tmp_path, cap
   )
   assert not (tmp_path / "adapter").exists()
   assert export_peft.main(argv + ["--base_model_name_or_path=my-org/my-t5"]) == 0  # unknown
+
+
+PREFIX_TEXTS = infer_run.TEXTS + [
+  "frozen models serve many tasks",
+  "b",
+  "the cat sat on the mat",
+  "prefix tuning puts keys and values first",
+  "zebra",
+  "one frozen T5, many prompts",
+  "what is the capital of France?",
+  "ok",
+]
+
+
+@pytest.mark.integration
+def test_a_peft_prefix_tuning_adapter_decodes_here_as_peft_generate(
+  tmp_path,
+  hf_checkpoint,  # pylint: disable=redefined-outer-name
+  t5_vocabulary,
+):
+  import transformers  # pylint: disable=g-import-not-at-top
+
+  _, hf_dir = hf_checkpoint
+  torch.manual_seed(7)
+  base = transformers.T5ForConditionalGeneration.from_pretrained(hf_dir)
+  config = peft_lib.PrefixTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=6)
+  peft_lib.get_peft_model(base, config).save_pretrained(tmp_path / "adapter")
+  served = peft_lib.PeftModel.from_pretrained(
+    transformers.T5ForConditionalGeneration.from_pretrained(hf_dir), str(tmp_path / "adapter")
+  ).eval()
+  theirs = [_peft_greedy(served, t5_vocabulary, text) for text in PREFIX_TEXTS]
+
+  input_file = tmp_path / "in.jsonl"
+  input_file.write_text("".join(json.dumps({"inputs": t}) + "\n" for t in PREFIX_TEXTS))
+  output_file = tmp_path / "out.jsonl"
+  infer_run.run_infer(
+    tmp_path,
+    hf_dir,
+    input_file,
+    output_file,
+    "--gin_file=configs/prompts/prefix_from_file.gin",
+    f"--gin.PROMPT_FILE='{tmp_path / 'adapter'}'",
+  )
+  ours = [json.loads(line)["prediction"] for line in output_file.read_text().splitlines()]
+  assert ours == theirs
+  # The prefix matters (else equal answers say nothing): the model alone answers otherwise.
+  plain = [_peft_greedy(served.get_base_model(), t5_vocabulary, text) for text in PREFIX_TEXTS]
+  assert plain != theirs and len(set(theirs)) > 1

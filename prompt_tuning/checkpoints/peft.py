@@ -140,3 +140,33 @@ def prefix_from_peft(prompt_embeddings: np.ndarray, num_layers: int, num_heads: 
     for i in range(num_layers)
   ]
   return np.stack(layers)
+
+
+def read_prefix(path: str, num_layers: int, num_heads: int) -> np.ndarray:
+  """The decoder prefix `[num_layers, 2, P, heads, head_dim]` of a PEFT prefix-tuning
+  adapter directory (see `prefix_from_peft`).
+
+  Raises:
+    ValueError: not a prefix-tuning adapter, or made for another number of layers.
+    FileNotFoundError: no `adapter_model.safetensors`.
+  """
+  with open(os.path.join(path, CONFIG_FILE)) as f:
+    config = json.load(f)
+  if config.get("peft_type") != "PREFIX_TUNING":
+    raise ValueError(
+      f"{path} is a PEFT {config.get('peft_type')} adapter, not PREFIX_TUNING; "
+      "configs/prompts/prefix_from_file.gin reads prefix-tuning adapters"
+    )
+  if config.get("num_layers") not in (None, num_layers):
+    raise ValueError(
+      f"{path} is a prefix for {config['num_layers']} layers; this model's decoder has {num_layers}"
+    )
+  weights = os.path.join(path, WEIGHTS_FILE)
+  if not os.path.exists(weights):
+    raise FileNotFoundError(
+      f"{path} has no {WEIGHTS_FILE}; save the adapter with safe_serialization=True"
+    )
+  tensors = safetensors_numpy.load_file(weights)
+  if PROMPT_KEY not in tensors:
+    raise ValueError(f"{weights} holds {sorted(tensors)}, not {PROMPT_KEY!r}")
+  return prefix_from_peft(tensors[PROMPT_KEY], num_layers, num_heads)

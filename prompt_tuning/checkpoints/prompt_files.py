@@ -92,3 +92,34 @@ def npy_file(path: str) -> Callable[[], np.ndarray]:
 
   read.source = f"file {path}"
   return read
+
+
+def load_prefix_file(path: str, num_layers: int, num_heads: int) -> np.ndarray:
+  """A decoder prefix `[layers, 2, P, heads, head_dim]` (prefix tuning) from a PEFT
+  prefix-tuning adapter directory, a `.npy` file, a numpy checkpoint directory or a
+  run's MODEL_DIR (its latest `decoder.prefix.prefix.npy`)."""
+  path = os.fspath(path)
+  if peft.is_adapter(path):
+    return peft.read_prefix(path, num_layers, num_heads)
+  prefix = np.asarray(np.load(resolve_prompt_file(path)), np.float32)
+  if prefix.ndim != 5 or prefix.shape[:2] != (num_layers, 2) or prefix.shape[3] != num_heads:
+    raise ValueError(
+      f"prefix file {path} holds shape {list(prefix.shape)}; a prefix for this model is "
+      f"[{num_layers}, 2, P, {num_heads}, head_dim]"
+    )
+  return prefix
+
+
+def prefix_file(path: str, num_layers: int, num_heads: int) -> Callable[[], np.ndarray]:
+  """A zero-argument callable reading a prefix (for `prompt_init.from_array`)."""
+
+  def read() -> np.ndarray:
+    return load_prefix_file(path, num_layers, num_heads)
+
+  read.source = f"prefix file {path}"
+  return read
+
+
+def prefix_length(path: str, num_layers: int, num_heads: int) -> int:
+  """The length P of the prefix at `path` (configs/prompts/prefix_from_file.gin)."""
+  return int(load_prefix_file(path, num_layers, num_heads).shape[2])

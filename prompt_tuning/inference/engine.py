@@ -433,6 +433,11 @@ def build(
   variables, _ = variables_lib.init_variables(
     config.model, part, config.initial_checkpoint_path, config.seed
   )
+  if predictor.own_prefix(variables) is not None:
+    raise ValueError(
+      "this model has a decoder prefix (prefix tuning); the server serves encoder prompts "
+      "only: serve it with python -m prompt_tuning.infer, or drop prefix_from_file.gin"
+    )
   bank = predictor.prompt_bank(config.prompt_files) or predictor.own_prompt(variables)
   if not bank:
     raise ValueError(

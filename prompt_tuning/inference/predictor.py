@@ -114,6 +114,7 @@ class Predictor:
     seed: int = 0,
     partitioner: Any = None,
     eos_id: int = decoding.EOS_ID,
+    prefix: Optional[Any] = None,
   ):
     """Builds the predictor.
 
@@ -130,11 +131,14 @@ class Predictor:
       partitioner: places each batch along its data axis (optional).
       eos_id: the id that ends a decoded sequence (benchmarks pass one that
         never occurs, to decode a fixed number of tokens).
+      prefix: the decoder's prefix variables (`own_prefix`) when the model
+        has a prefix (prefix tuning).
     """
     self.model, self.vocabulary = model, vocabulary
     self.task_feature_lengths = dict(task_feature_lengths)
     self.batch_size, self.method = int(batch_size), method
     self._params, self._part, self._eos_id = params, partitioner, eos_id
+    self._prefix = prefix
     self._rng = jax.random.key(seed)
     self._calls = 0
     self.set_prompts(prompts or {})
@@ -167,6 +171,15 @@ class Predictor:
   def set_params(self, params: Any) -> None:
     """Replaces the frozen model's parameters (same shapes: nothing recompiles)."""
     self._params = params
+
+  def set_prefix(self, prefix: Optional[Any]) -> None:
+    """Replaces the decoder's prefix variables (same shapes: nothing recompiles)."""
+    self._prefix = prefix
+
+  def _variables(self, params, prefix) -> dict[str, Any]:
+    if prefix is None:
+      return {"params": params}
+    return {"params": params, layout.PROMPT_COLLECTION: {"decoder": prefix}}
 
   def prompt_index(self, tasks: Optional[Sequence[Optional[str]]], n: int) -> np.ndarray:
     """Bank rows of the prompts that `tasks` names (None: the bank's only prompt)."""
@@ -205,10 +218,10 @@ class Predictor:
       return jnp.zeros((index.shape[0], 0, self.model.config.emb_dim), jnp.float32)
     return None
 
-  def _decode_rows(self, params, bank, tokens, index, rng):
+  def _decode_rows(self, params, prefix, bank, tokens, index, rng):
     return decoding.decode(
       self.model,
-      {"params": params},
+      self._variables(params, prefix),
       tokens,
       max_length=self.task_feature_lengths["targets"],
       method=self.method,
@@ -217,9 +230,13 @@ class Predictor:
       eos_id=self._eos_id,
     )
 
-  def _score_rows(self, params, bank, tokens, targets, index):
+  def _score_rows(self, params, prefix, bank, tokens, targets, index):
     return decoding.sequence_log_likelihood(
-      self.model, {"params": params}, tokens, targets, prompts=self._prompts_for(bank, index)
+      self.model,
+      self._variables(params, prefix),
+      tokens,
+      targets,
+      prompts=self._prompts_for(bank, index),
     )
 
   def _batches(self, *arrays: np.ndarray):
@@ -274,7 +291,7 @@ class Predictor:
     def call(x, idx):
       self._calls += 1
       rng = jax.random.fold_in(self._rng, self._calls)
-      return self._decode(self._params, self._bank, x, idx, rng)
+      return self._decode(self._params, self._prefix, self._bank, x, idx, rng)
 
     outputs = self._over_batches(call, tokens, self._rows_index(prompt_index, len(tokens)))
     if not outputs:
@@ -289,7 +306,7 @@ class Predictor:
   ) -> np.ndarray:
     """`[n]` log-likelihoods of right-padded target ids (EOS included) given input ids."""
     tokens, targets = np.asarray(tokens, np.int32), np.asarray(targets, np.int32)
-    call = lambda x, y, idx: self._score(self._params, self._bank, x, y, idx)
+    call = lambda x, y, idx: self._score(self._params, self._prefix, self._bank, x, y, idx)
     scores = self._over_batches(call, tokens, targets, self._rows_index(prompt_index, len(tokens)))
     return np.concatenate(scores) if scores else np.zeros((0,), np.float32)
 
@@ -435,9 +452,16 @@ class Predictor:
 
 
 def own_prompt(variables: Mapping[str, Any]) -> dict[str, Any]:
-  """The model's own prompt variable as a one-prompt bank (empty for no prompt or P = 0)."""
-  leaves = jax.tree_util.tree_leaves(variables.get(layout.PROMPT_COLLECTION, {}))
+  """The model's own (encoder) prompt variable as a one-prompt bank (empty for no prompt
+  or P = 0)."""
+  collection = variables.get(layout.PROMPT_COLLECTION, {})
+  leaves = jax.tree_util.tree_leaves(collection.get("encoder", {}))
   return {DEFAULT_PROMPT: leaves[0]} if leaves and leaves[0].shape[0] else {}
+
+
+def own_prefix(variables: Mapping[str, Any]) -> Optional[Any]:
+  """The model's decoder prefix variables (prefix tuning), or None."""
+  return variables.get(layout.PROMPT_COLLECTION, {}).get("decoder") or None
 
 
 def prompt_bank(prompt_files: Any) -> dict[str, Any]:
@@ -499,4 +523,5 @@ def build(config: PredictorConfig) -> Predictor:
     method=config.method,
     seed=config.seed,
     partitioner=part,
+    prefix=own_prefix(variables),
   )

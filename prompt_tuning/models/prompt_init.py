@@ -186,3 +186,21 @@ def from_array(value: Any) -> Initializer:
     return jnp.asarray(prompt)
 
   return init
+
+
+def prefix_from_array(value: Any) -> Initializer:
+  """A fixed prefix `[layers, 2, P, heads, head_dim]`: an array, or a zero-argument
+  callable returning one (configs/prompts/prefix_from_file.gin)."""
+
+  def init(rng: Array, shape: Sequence[int]) -> Array:
+    del rng
+    prefix = _load_array(value, "prefix")
+    if tuple(prefix.shape) != tuple(shape):
+      source = getattr(value, "source", "prefix array")
+      raise ValueError(
+        f"{source} has shape {list(prefix.shape)}; this model's prefix is {list(shape)} "
+        "[layers, 2, P, heads, head_dim]"
+      )
+    return jnp.asarray(prefix)
+
+  return init
