@@ -34,10 +34,25 @@ def _batches(n, batch=8, seed=0):
   return out
 
 
-def _run(num_partitions, what="prompt", steps=3, devices=None):
+def _model(method: str) -> t5.Transformer:
+  """The tiny model with the prompt method `method` trains."""
+  if method == "prompt":
+    return t5.Transformer(CFG, prompts.Prompt(4, CFG.emb_dim))
+  prefix = prompts.Prefix(
+    length=3,
+    num_layers=CFG.num_decoder_layers,
+    num_heads=CFG.num_heads,
+    head_dim=CFG.head_dim,
+    embed_dim=CFG.emb_dim,
+    hidden_dim={"prefix": 0, "prefix_mlp": 8}[method],
+  )
+  return t5.Transformer(CFG, prefix=prefix)
+
+
+def _run(num_partitions, what="prompt", steps=3, devices=None, method="prompt"):
   """Trains a few steps on a (devices / num_partitions, num_partitions) mesh."""
   part = partitioning.Partitioner(num_partitions, devices=devices)
-  model = t5.Transformer(CFG, prompts.Prompt(4, CFG.emb_dim))
+  model = _model(method)
   init = lambda key: model.init(key, jnp.ones((1, 1), jnp.int32), jnp.ones((1, 1), jnp.int32))
   variables, shardings = part.sharded_init(init, jax.random.key(0))
   # Host copies, taken before any step (the step donates its state).
@@ -119,3 +134,22 @@ def test_model_tuning_shards_optimizer_state_like_the_weights():
   assert stats and all(leaf.sharding.spec == by_model for leaf in stats)
   assert all(len(leaf.sharding.device_set) == 8 for leaf in stats)
   assert np.isfinite(metrics[0]["loss"])
+
+
+@pytest.mark.parametrize("method", ["prefix", "prefix_mlp"])
+def test_every_prompt_method_trains_its_own_variables_and_keeps_the_model_bitwise(method):
+  state, frozen, before, metrics = _run(1, method=method)
+  trained = sorted(state.trainable)
+  want = [
+    "prompt/decoder/prefix/" + n
+    for n in (["prefix"] if method == "prefix" else sorted(prompts.PREFIX_MLP))
+  ]
+  assert trained == want
+  after = trainable.flatten(trainable.merge(state.trainable, frozen))
+  assert set(after) == set(before)
+  for path, value in before.items():
+    if path in trained:
+      assert not np.array_equal(np.asarray(after[path]), value), f"{path} did not train"
+    else:
+      np.testing.assert_array_equal(np.asarray(after[path]), value, err_msg=path)
+  assert all(np.isfinite(m["loss"]) for m in metrics)
