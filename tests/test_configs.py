@@ -54,6 +54,8 @@ PROMPT_FILES = {
   "configs/prompts/no_prompt.gin": [],
 }
 TINY_EMBED, TINY_PROMPT_LENGTH = 16, 4
+# Prefix tuning: keys and values before tiny.gin's 2 decoder layers (2 heads of 8).
+PREFIX_FILES = ("configs/prompts/prefix.gin", "configs/prompts/prefix_from_file.gin")
 
 
 @pytest.fixture(autouse=True)
@@ -215,7 +217,7 @@ def test_every_config_is_tested():
   named = {_model_file(f, s) for f in VOCAB_SIZES for s in SIZES}
   named |= {f"configs/models/sizes/{s}.gin" for s in SIZES}
   named |= {"configs/models/t5_1_1_prompt.gin", "configs/models/mt5_prompt.gin", TINY}
-  named |= set(PROMPT_FILES)
+  named |= set(PROMPT_FILES) | set(PREFIX_FILES)
   named |= {RUN_FILE}  # run end to end in tests/test_train.py
   named |= set(INFERENCE_RUN_FILES)  # run end to end in tests/test_infer.py, tests/test_eval.py
   named |= {SERVE_RUN_FILE}  # run end to end in tests/serving/test_server.py; read below
@@ -341,6 +343,23 @@ def test_prompt_config_initializes(path, tmp_path, t5_vocab_path, t5_vocabulary)
     np.testing.assert_array_equal(prompt[:n], table[ids[:n]])
   elif path.endswith("from_file.gin"):
     np.testing.assert_array_equal(prompt, fixed_prompt)
+
+
+@pytest.mark.parametrize("path", PREFIX_FILES)
+def test_prefix_config_initializes(path, tmp_path):
+  """The prefix replaces the encoder prompt; from a file, it is the file's array."""
+  fixed = np.random.RandomState(2).randn(2, 2, 6, 2, 8).astype(np.float32)
+  np.save(tmp_path / "prefix.npy", fixed)
+  bindings = {"PROMPT_FILE": repr(str(tmp_path / "prefix.npy"))}
+  gin_config.parse_gin([TINY, path], gin_config.bindings_from_flags(bindings))
+  model = gin_config.build_model()
+  variables = _init(model)
+  assert model.prompt is None and list(variables["prompt"]) == ["decoder"]
+  prefix = np.asarray(variables["prompt"]["decoder"]["prefix"]["prefix"].unbox())
+  if path.endswith("prefix_from_file.gin"):
+    np.testing.assert_array_equal(prefix, fixed)
+  else:
+    assert prefix.shape == (2, 2, 10, 2, 8)
 
 
 TASK_CLASS_LABELS = "configs/prompts/from_task_class_labels.gin"
