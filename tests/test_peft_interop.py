@@ -98,7 +98,7 @@ def test_adapters_this_project_cannot_use_are_clear_errors(tmp_path):
     prompt_files.load_prompt_file(str(tmp_path / "both"))
   config.update(peft_type="LORA")
   config_path.write_text(json.dumps(config))
-  with pytest.raises(ValueError, match="PEFT LORA adapter, not PROMPT_TUNING"):
+  with pytest.raises(ValueError, match="PEFT LORA adapter, not PROMPT_TUNING or P_TUNING"):
     prompt_files.load_prompt_file(str(tmp_path / "both"))
 
 
@@ -178,3 +178,39 @@ def test_a_peft_prefix_tuning_adapter_decodes_here_as_peft_generate(
   # The prefix matters (else equal answers say nothing): the model alone answers otherwise.
   plain = [_peft_greedy(served.get_base_model(), t5_vocabulary, text) for text in PREFIX_TEXTS]
   assert plain != theirs and len(set(theirs)) > 1
+
+
+@pytest.mark.integration
+def test_a_peft_p_tuning_adapter_is_a_prompt_file(
+  tmp_path,
+  hf_checkpoint,  # pylint: disable=redefined-outer-name
+  t5_vocabulary,
+):
+  """P-tuning saves its prompt encoder's output; on T5 that output is a soft prompt."""
+  import transformers  # pylint: disable=g-import-not-at-top
+
+  _, hf_dir = hf_checkpoint
+  torch.manual_seed(8)
+  base = transformers.T5ForConditionalGeneration.from_pretrained(hf_dir)
+  config = peft_lib.PromptEncoderConfig(
+    task_type="SEQ_2_SEQ_LM", num_virtual_tokens=5, encoder_hidden_size=32
+  )
+  peft_lib.get_peft_model(base, config).save_pretrained(tmp_path / "adapter")
+  served = peft_lib.PeftModel.from_pretrained(
+    transformers.T5ForConditionalGeneration.from_pretrained(hf_dir), str(tmp_path / "adapter")
+  ).eval()
+  theirs = [_peft_greedy(served, t5_vocabulary, text) for text in infer_run.TEXTS]
+  assert prompt_files.load_prompt_file(str(tmp_path / "adapter")).shape == (5, 16)
+  input_file = tmp_path / "in.jsonl"
+  input_file.write_text("".join(json.dumps({"inputs": t}) + "\n" for t in infer_run.TEXTS))
+  output_file = tmp_path / "out.jsonl"
+  infer_run.run_infer(
+    tmp_path,
+    hf_dir,
+    input_file,
+    output_file,
+    "--gin_file=configs/prompts/from_file.gin",
+    f"--gin.PROMPT_FILE='{tmp_path / 'adapter'}'",
+  )
+  ours = [json.loads(line)["prediction"] for line in output_file.read_text().splitlines()]
+  assert ours == theirs and len(set(theirs)) > 1

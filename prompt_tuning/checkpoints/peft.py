@@ -35,10 +35,13 @@ def read_prompt(path: str) -> np.ndarray:
   """
   with open(os.path.join(path, CONFIG_FILE)) as f:
     config = json.load(f)
+  if config.get("peft_type") == "P_TUNING":
+    return _p_tuning_prompt(path, config)
   if config.get("peft_type") != "PROMPT_TUNING":
     raise ValueError(
-      f"{path} is a PEFT {config.get('peft_type')} adapter, not PROMPT_TUNING; "
-      "only prompt-tuning adapters hold a soft prompt"
+      f"{path} is a PEFT {config.get('peft_type')} adapter, not PROMPT_TUNING or P_TUNING; "
+      "only those hold a soft prompt (prefix-tuning adapters: "
+      "configs/prompts/prefix_from_file.gin)"
     )
   submodules = int(config.get("num_transformer_submodules") or 1)
   if submodules != 1:
@@ -170,3 +173,24 @@ def read_prefix(path: str, num_layers: int, num_heads: int) -> np.ndarray:
   if PROMPT_KEY not in tensors:
     raise ValueError(f"{weights} holds {sorted(tensors)}, not {PROMPT_KEY!r}")
   return prefix_from_peft(tensors[PROMPT_KEY], num_layers, num_heads)
+
+
+def _p_tuning_prompt(path: str, config: dict) -> np.ndarray:
+  """A PEFT P-tuning adapter's prompt: it saves its prompt encoder's output,
+  `[num_transformer_submodules * P, E]`, and on T5 prepends only the first P rows to
+  the encoder's inputs, which is a soft prompt."""
+  weights = os.path.join(path, WEIGHTS_FILE)
+  if not os.path.exists(weights):
+    raise FileNotFoundError(
+      f"{path} has no {WEIGHTS_FILE}; save the adapter with safe_serialization=True"
+    )
+  tensors = safetensors_numpy.load_file(weights)
+  if PROMPT_KEY not in tensors:
+    raise ValueError(f"{weights} holds {sorted(tensors)}, not {PROMPT_KEY!r}")
+  length = int(config.get("num_virtual_tokens") or 0)
+  prompt = tensors[PROMPT_KEY]
+  if length < 1 or prompt.shape[0] < length:
+    raise ValueError(
+      f"{weights}: prompt_embeddings has {prompt.shape[0]} rows for num_virtual_tokens={length}"
+    )
+  return np.asarray(prompt[:length], np.float32)
