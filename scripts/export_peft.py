@@ -1,4 +1,5 @@
-r"""Writes a prompt trained here as a Hugging Face PEFT prompt-tuning adapter.
+r"""Writes a prompt trained here as a Hugging Face PEFT prompt-tuning adapter (a prefix as
+a prefix-tuning adapter).
 
     python scripts/export_peft.py --prompt_file=/runs/sst2/numpy_checkpoints/checkpoint_30000 \
       --output_dir=/tmp/sst2_adapter --base_model_name_or_path=google/t5-base-lm-adapt
@@ -22,6 +23,8 @@ import os
 import re
 import sys
 from typing import Optional
+
+import numpy as np
 
 from prompt_tuning.checkpoints import prompt_files
 from prompt_tuning.checkpoints import peft
@@ -49,6 +52,39 @@ def hub_model_width(name: str) -> Optional[int]:
     return int(re.search(r"^EMBED_DIM = (\d+)", f.read(), flags=re.M)[1])
 
 
+def _holds_a_prefix(path: str) -> bool:
+  """Whether PROMPT_FILE `path` (not a PEFT adapter) holds a decoder prefix, 5-D."""
+  if peft.is_adapter(path):
+    return False
+  return np.load(prompt_files.resolve_prompt_file(path), mmap_mode="r").ndim in (4, 5)
+
+
+def _export_prefix(args) -> int:
+  """A prefix (prefix tuning) as a PEFT prefix-tuning adapter."""
+  prefix = np.load(prompt_files.resolve_prompt_file(args.prompt_file))
+  if prefix.ndim == 4:  # PREFIX_LAYOUT='peft': [P, 2L, heads, head_dim], PEFT's rows
+    prefix = peft.prefix_from_peft(
+      prefix.reshape(prefix.shape[0], -1), prefix.shape[1] // 2, prefix.shape[2]
+    )
+  config_path = os.path.join(args.base_model_name_or_path, "config.json")
+  if os.path.exists(config_path):
+    with open(config_path) as f:
+      base = json.load(f)
+    layers, _, _, heads, head_dim = prefix.shape
+    want = (base.get("num_decoder_layers") or base.get("num_layers"), base.get("num_heads"))
+    if want != (layers, heads) or base.get("d_kv") not in (None, head_dim):
+      print(
+        f"export_peft: the prefix is for {layers} decoder layers of {heads} heads of "
+        f"{head_dim}, but {config_path} has {want[0]} layers of {want[1]} heads of "
+        f"{base.get('d_kv')}; export it for the model it was trained with",
+        file=sys.stderr,
+      )
+      return 2
+  peft.write_prefix_adapter(prefix, args.output_dir, args.base_model_name_or_path)
+  print(f"export_peft: wrote a {prefix.shape[2]}-position prefix to {args.output_dir}")
+  return 0
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(
     description=__doc__.split("\n")[0],
@@ -64,6 +100,8 @@ def main(argv=None) -> int:
   )
   args = parser.parse_args(argv)
   try:
+    if _holds_a_prefix(args.prompt_file):
+      return _export_prefix(args)
     prompt = prompt_files.load_prompt_file(args.prompt_file)
   except (OSError, ValueError) as e:
     print(f"export_peft: {e}", file=sys.stderr)

@@ -21,3 +21,9 @@ def test_the_documented_prefix_commands(request, tmp_path):
   assert prefix.shape == (3, 2, 10, 4, 32)
   (line,) = (tmp_path / "out.jsonl").read_text().splitlines()
   assert json.loads(line)["prediction"]
+  config = json.loads((tmp_path / "prefix_adapter" / "adapter_config.json").read_text())
+  assert (config["peft_type"], config["num_layers"], config["num_virtual_tokens"]) == (
+    "PREFIX_TUNING",
+    3,
+    10,
+  )

@@ -11,6 +11,7 @@ from prompt_tuning.checkpoints import prompt_files
 from prompt_tuning.checkpoints import peft
 from prompt_tuning.inference import decoding
 from scripts import export_peft
+from tests import conftest
 from tests.helpers import infer_run
 
 
@@ -132,6 +133,14 @@ def test_a_prompt_exported_for_a_model_of_another_width_is_refused(tmp_path, cap
   assert export_peft.main(argv + ["--base_model_name_or_path=my-org/my-t5"]) == 0  # unknown
 
 
+def _infer_vocabulary():
+  """The vocabulary infer decodes with (configs/models/t5_1_1_prompt.gin: 100 sentinels),
+  so that a sentinel decodes alike on both sides."""
+  import seqio  # pylint: disable=g-import-not-at-top
+
+  return seqio.SentencePieceVocabulary(str(conftest.VOCAB_PATH), extra_ids=100)
+
+
 PREFIX_TEXTS = infer_run.TEXTS + [
   "frozen models serve many tasks",
   "b",
@@ -148,7 +157,6 @@ PREFIX_TEXTS = infer_run.TEXTS + [
 def test_a_peft_prefix_tuning_adapter_decodes_here_as_peft_generate(
   tmp_path,
   hf_checkpoint,  # pylint: disable=redefined-outer-name
-  t5_vocabulary,
 ):
   import transformers  # pylint: disable=g-import-not-at-top
 
@@ -160,7 +168,7 @@ def test_a_peft_prefix_tuning_adapter_decodes_here_as_peft_generate(
   served = peft_lib.PeftModel.from_pretrained(
     transformers.T5ForConditionalGeneration.from_pretrained(hf_dir), str(tmp_path / "adapter")
   ).eval()
-  theirs = [_peft_greedy(served, t5_vocabulary, text) for text in PREFIX_TEXTS]
+  theirs = [_peft_greedy(served, _infer_vocabulary(), text) for text in PREFIX_TEXTS]
 
   input_file = tmp_path / "in.jsonl"
   input_file.write_text("".join(json.dumps({"inputs": t}) + "\n" for t in PREFIX_TEXTS))
@@ -176,7 +184,9 @@ def test_a_peft_prefix_tuning_adapter_decodes_here_as_peft_generate(
   ours = [json.loads(line)["prediction"] for line in output_file.read_text().splitlines()]
   assert ours == theirs
   # The prefix matters (else equal answers say nothing): the model alone answers otherwise.
-  plain = [_peft_greedy(served.get_base_model(), t5_vocabulary, text) for text in PREFIX_TEXTS]
+  plain = [
+    _peft_greedy(served.get_base_model(), _infer_vocabulary(), text) for text in PREFIX_TEXTS
+  ]
   assert plain != theirs and len(set(theirs)) > 1
 
 
@@ -199,7 +209,7 @@ def test_a_peft_p_tuning_adapter_is_a_prompt_file(
   served = peft_lib.PeftModel.from_pretrained(
     transformers.T5ForConditionalGeneration.from_pretrained(hf_dir), str(tmp_path / "adapter")
   ).eval()
-  theirs = [_peft_greedy(served, t5_vocabulary, text) for text in infer_run.TEXTS]
+  theirs = [_peft_greedy(served, _infer_vocabulary(), text) for text in infer_run.TEXTS]
   assert prompt_files.load_prompt_file(str(tmp_path / "adapter")).shape == (5, 16)
   input_file = tmp_path / "in.jsonl"
   input_file.write_text("".join(json.dumps({"inputs": t}) + "\n" for t in infer_run.TEXTS))
@@ -214,3 +224,47 @@ def test_a_peft_p_tuning_adapter_is_a_prompt_file(
   )
   ours = [json.loads(line)["prediction"] for line in output_file.read_text().splitlines()]
   assert ours == theirs and len(set(theirs)) > 1
+
+
+@pytest.mark.integration
+def test_a_prefix_trained_here_exports_to_a_peft_adapter_that_decodes_the_same(
+  tmp_path,
+  hf_checkpoint,  # pylint: disable=redefined-outer-name
+  capsys,
+):
+  """tiny.gin's 2 decoder layers: PEFT gives both the same rows, as PREFIX_LAYOUT='peft'
+  trains them; a prefix with two different layers is refused in one line."""
+  import transformers  # pylint: disable=g-import-not-at-top
+
+  _, hf_dir = hf_checkpoint
+  rng = np.random.default_rng(9)
+  np.save(tmp_path / "rows.npy", rng.normal(size=(6, 4, 2, 8)).astype(np.float32))
+  argv = [f"--output_dir={tmp_path / 'adapter'}", f"--base_model_name_or_path={hf_dir}"]
+  assert export_peft.main([f"--prompt_file={tmp_path / 'rows.npy'}", *argv]) == 0
+  input_file = tmp_path / "in.jsonl"
+  input_file.write_text("".join(json.dumps({"inputs": t}) + "\n" for t in PREFIX_TEXTS))
+  output_file = tmp_path / "out.jsonl"
+  infer_run.run_infer(
+    tmp_path,
+    hf_dir,
+    input_file,
+    output_file,
+    "--gin_file=configs/prompts/prefix_from_file.gin",
+    f"--gin.PROMPT_FILE='{tmp_path / 'rows.npy'}'",
+  )
+  ours = [json.loads(line)["prediction"] for line in output_file.read_text().splitlines()]
+  served = peft_lib.PeftModel.from_pretrained(
+    transformers.T5ForConditionalGeneration.from_pretrained(hf_dir), str(tmp_path / "adapter")
+  ).eval()
+  assert ours == [_peft_greedy(served, _infer_vocabulary(), text) for text in PREFIX_TEXTS]
+  assert len(set(ours)) > 1
+
+  np.save(tmp_path / "layers.npy", rng.normal(size=(2, 2, 6, 2, 8)).astype(np.float32))
+  capsys.readouterr()
+  argv[0] = f"--output_dir={tmp_path / 'refused'}"
+  assert export_peft.main([f"--prompt_file={tmp_path / 'layers.npy'}", *argv]) == 2
+  assert capsys.readouterr().err.strip() == (
+    "export_peft: PEFT gives decoder layers 0 and 1 the same prefix rows, but this prefix's "
+    "differ; train it with PREFIX_LAYOUT='peft' to export it"
+  )
+  assert not (tmp_path / "refused").exists()

@@ -138,11 +138,7 @@ def prefix_from_peft(prompt_embeddings: np.ndarray, num_layers: int, num_heads: 
       f"{num_heads} heads"
     )
   rows = prompt_embeddings.reshape(length, 2 * num_layers, num_heads, -1)
-  layers = [
-    np.stack([rows[:, (4 * i) % (2 * num_layers)], rows[:, (4 * i + 1) % (2 * num_layers)]])
-    for i in range(num_layers)
-  ]
-  return np.stack(layers)
+  return np.stack([np.stack([rows[:, k], rows[:, v]]) for k, v in peft_rows(num_layers)])
 
 
 def read_prefix(path: str, num_layers: int, num_heads: int) -> np.ndarray:
@@ -194,3 +190,66 @@ def _p_tuning_prompt(path: str, config: dict) -> np.ndarray:
       f"{weights}: prompt_embeddings has {prompt.shape[0]} rows for num_virtual_tokens={length}"
     )
   return np.asarray(prompt[:length], np.float32)
+
+
+def peft_rows(num_layers: int) -> list[tuple[int, int]]:
+  """(key row, value row) of each decoder layer in PEFT's `[P, 2L, heads, head_dim]` view."""
+  return [((4 * i) % (2 * num_layers), (4 * i + 1) % (2 * num_layers)) for i in range(num_layers)]
+
+
+def prefix_to_peft(prefix: np.ndarray) -> np.ndarray:
+  """The decoder's prefix `[layers, 2, P, heads, head_dim]` as PEFT's tensor
+  `[P, 2 * layers * heads * head_dim]`, which `prefix_from_peft` reads back.
+
+  With an even number of layers PEFT gives layers i and i + L/2 the same rows, so such a
+  prefix is exportable only when those layers' keys and values are equal (a prefix trained
+  with configs/prompts/prefix.gin's PREFIX_LAYOUT='peft' is); rows PEFT never reads are 0.
+
+  Raises:
+    ValueError: two layers that PEFT ties hold different keys or values.
+  """
+  prefix = np.asarray(prefix, np.float32)
+  if prefix.ndim != 5 or prefix.shape[1] != 2:
+    raise ValueError(f"a prefix is [layers, 2, P, heads, head_dim], got {list(prefix.shape)}")
+  layers, _, length, heads, head_dim = prefix.shape
+  rows = np.zeros((length, 2 * layers, heads, head_dim), np.float32)
+  written: dict[int, int] = {}
+  for i, pair in enumerate(peft_rows(layers)):
+    for kv, row in enumerate(pair):
+      if row in written and not np.array_equal(rows[:, row], prefix[i, kv]):
+        raise ValueError(
+          f"PEFT gives decoder layers {written[row]} and {i} the same prefix rows, but this "
+          f"prefix's differ; train it with PREFIX_LAYOUT='peft' to export it"
+        )
+      rows[:, row], written[row] = prefix[i, kv], i
+  return rows.reshape(length, -1)
+
+
+def write_prefix_adapter(
+  prefix: np.ndarray, output_dir: str, base_model_name_or_path: Optional[str]
+) -> dict[str, Any]:
+  """Writes a PEFT prefix-tuning adapter (seq2seq, T5) holding `prefix`, the decoder's
+  `[layers, 2, P, heads, head_dim]`, that `PeftModel.from_pretrained` loads."""
+  table = np.ascontiguousarray(prefix_to_peft(prefix))
+  layers, _, length, heads, head_dim = np.shape(prefix)
+  os.makedirs(output_dir, exist_ok=True)
+  config = {
+    "base_model_name_or_path": base_model_name_or_path,
+    "encoder_hidden_size": heads * head_dim,
+    "inference_mode": True,
+    "num_attention_heads": heads,
+    "num_layers": layers,
+    "num_transformer_submodules": 2,
+    "num_virtual_tokens": length,
+    "peft_type": "PREFIX_TUNING",
+    "prefix_projection": False,
+    "revision": None,
+    "task_type": "SEQ_2_SEQ_LM",
+    "token_dim": heads * head_dim,
+  }
+  with storage.replaced_atomically(os.path.join(output_dir, WEIGHTS_FILE)) as weights:
+    safetensors_numpy.save_file({PROMPT_KEY: table}, weights)
+  storage.write_file(
+    os.path.join(output_dir, CONFIG_FILE), json.dumps(config, indent=2, sort_keys=True)
+  )
+  return config

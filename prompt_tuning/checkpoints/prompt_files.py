@@ -97,11 +97,15 @@ def npy_file(path: str) -> Callable[[], np.ndarray]:
 def load_prefix_file(path: str, num_layers: int, num_heads: int) -> np.ndarray:
   """A decoder prefix `[layers, 2, P, heads, head_dim]` (prefix tuning) from a PEFT
   prefix-tuning adapter directory, a `.npy` file, a numpy checkpoint directory or a
-  run's MODEL_DIR (its latest `decoder.prefix.prefix.npy`)."""
+  run's MODEL_DIR (its latest `decoder.prefix.prefix.npy`; `[P, 2L, heads, head_dim]`
+  in PEFT's row order from a run with PREFIX_LAYOUT='peft')."""
   path = os.fspath(path)
   if peft.is_adapter(path):
     return peft.read_prefix(path, num_layers, num_heads)
   prefix = np.asarray(np.load(resolve_prompt_file(path)), np.float32)
+  if prefix.ndim == 4 and prefix.shape[1:3] == (2 * num_layers, num_heads):
+    # PREFIX_LAYOUT='peft': PEFT's table of 2L rows, [P, 2L, heads, head_dim].
+    return peft.prefix_from_peft(prefix.reshape(prefix.shape[0], -1), num_layers, num_heads)
   if prefix.ndim != 5 or prefix.shape[:2] != (num_layers, 2) or prefix.shape[3] != num_heads:
     raise ValueError(
       f"prefix file {path} holds shape {list(prefix.shape)}; a prefix for this model is "

@@ -215,6 +215,11 @@ class Prefix(nn.Module):
     embed_dim: the MLP's input width (the model's embedding width).
     hidden_dim: the MLP's hidden width; 0: no MLP.
     prefix_init: `(rng, shape) -> array` for the prefix or the MLP's embedding.
+    layout: 'layers': each layer's keys and values are its own. 'peft': PEFT's
+      (0.21) table of 2L rows, `[length, 2L, heads, head_dim]`, decoder layer i
+      reading rows 4i mod 2L and 4i+1 mod 2L, so that with an even number of
+      layers, layers i and i + L/2 share theirs and the prefix exports to a
+      PEFT adapter exactly (`checkpoints.peft.prefix_to_peft`).
   """
 
   length: int
@@ -224,6 +229,7 @@ class Prefix(nn.Module):
   embed_dim: int = 0
   hidden_dim: int = 0
   prefix_init: initializers.Initializer = nn.initializers.normal(1.0)
+  layout: str = "layers"
   param_dtype: layers.DType = jnp.float32
 
   @property
@@ -244,10 +250,20 @@ class Prefix(nn.Module):
       raise ValueError(f"prefix length is {self.length!r}; it must be an integer >= 1")
     if self.length < 1:
       raise ValueError(f"prefix length is {self.length}; it must be >= 1")
+    if self.layout not in ("layers", "peft"):
+      raise ValueError(f"prefix layout {self.layout!r}: choose 'layers' or 'peft'")
     if not self.hidden_dim:
-      return self._variable(
-        "prefix", self.prefix_init, self.shape, (None, None, "prompt", "heads", "kv")
+      if self.layout == "layers":
+        return self._variable(
+          "prefix", self.prefix_init, self.shape, (None, None, "prompt", "heads", "kv")
+        )
+      rows = self._variable(
+        "prefix",
+        self.prefix_init,
+        (self.length, 2 * self.num_layers, self.num_heads, self.head_dim),
+        ("prompt", None, "heads", "kv"),
       )
+      return self._from_peft_rows(rows)
     if self.embed_dim < 1:
       raise ValueError("a prefix with an MLP (hidden_dim > 0) needs embed_dim, its input width")
     width = int(np.prod(self.shape)) // self.length
@@ -261,12 +277,29 @@ class Prefix(nn.Module):
     w2 = self._variable("out_kernel", lecun, (self.hidden_dim, width), (None, None))
     b2 = self._variable("out_bias", zeros, (width,), (None,))
     flat = jnp.tanh(embedding @ w1 + b1) @ w2 + b2  # [P, layers * 2 * heads * head_dim]
+    if self.layout == "peft":
+      return self._from_peft_rows(
+        flat.reshape(self.length, 2 * self.num_layers, self.num_heads, self.head_dim)
+      )
     prefix = flat.reshape(self.length, self.num_layers, 2, self.num_heads, self.head_dim)
     return jnp.transpose(prefix, (1, 2, 0, 3, 4))
+
+  def _from_peft_rows(self, rows: Array) -> Array:
+    """`[P, 2L, heads, head_dim]` in PEFT's order -> `[L, 2, P, heads, head_dim]`."""
+    n = 2 * self.num_layers
+    keys = np.asarray([(4 * i) % n for i in range(self.num_layers)])
+    per_layer = jnp.stack([rows[:, keys], rows[:, keys + 1]])  # [2, P, L, heads, head_dim]
+    return jnp.transpose(per_layer, (2, 0, 1, 3, 4))
 
 
 def fold_prefix(module: Prefix, variables: dict) -> dict:
   """A reparameterized prefix's variables (`embedding` and the MLP) replaced by the
   prefix they give, for a `Prefix` with `hidden_dim=0`."""
   value = module.apply({PROMPT_COLLECTION: variables})
+  if module.layout == "peft":  # back to the table, each tied row once
+    n = 2 * module.num_layers
+    rows = jnp.zeros((module.length, n, module.num_heads, module.head_dim), value.dtype)
+    for i in range(module.num_layers):
+      rows = rows.at[:, (4 * i) % n].set(value[i, 0]).at[:, (4 * i + 1) % n].set(value[i, 1])
+    return {"prefix": rows}
   return {"prefix": value}

@@ -192,3 +192,29 @@ def test_a_reparameterized_prefix_folds_into_the_prefix_it_gives():
     ).max()
     > 0.1
   )
+
+
+def test_the_peft_layout_reads_peft_s_table_as_it_is(reference):
+  """PREFIX_LAYOUT='peft': the variable is PEFT's [P, 2L, heads, head_dim] table itself."""
+  _, params, tensor = reference
+  rng = np.random.default_rng(4)
+  tokens = hf_reference.random_tokens(rng, 3, 9, CFG.vocab_size)
+  targets = rng.integers(2, CFG.vocab_size, size=(3, 5)).astype(np.int32)
+  shifted = np.concatenate([np.zeros_like(targets[:, :1]), targets[:, :-1]], axis=1)
+  rows = tensor.reshape(PREFIX, 2 * CFG.num_decoder_layers, CFG.num_heads, CFG.head_dim)
+  model = t5.Transformer(CFG, prefix=dataclasses.replace(_prefix(), layout="peft"))
+  variables = {"params": params, "prompt": {"decoder": {"prefix": {"prefix": rows}}}}
+  want = _logits(
+    params, tokens, targets, peft.prefix_from_peft(tensor, CFG.num_decoder_layers, CFG.num_heads)
+  )
+  np.testing.assert_array_equal(_apply(model, variables, tokens, shifted), want)
+  # Its MLP form folds back into such a table, which decodes bit for bit the same.
+  mlp = dataclasses.replace(_prefix(hidden_dim=8), layout="peft")
+  with_mlp = t5.Transformer(CFG, prefix=mlp)
+  init = with_mlp.init(jax.random.PRNGKey(2), jnp.asarray(tokens), jnp.asarray(shifted))
+  folded = prompts.fold_prefix(mlp, init["prompt"]["decoder"]["prefix"])
+  assert folded["prefix"].shape == rows.shape
+  np.testing.assert_array_equal(
+    _apply(model, {"params": params, "prompt": {"decoder": {"prefix": folded}}}, tokens, shifted),
+    _apply(with_mlp, {"params": params, "prompt": init["prompt"]}, tokens, shifted),
+  )
