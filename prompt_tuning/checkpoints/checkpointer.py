@@ -44,7 +44,9 @@ class Checkpointer:
 
   def __init__(self, model_dir: str, keep: Optional[int] = None):
     """Args: model_dir: the run's directory; keep: checkpoints kept (None: all)."""
-    self.model_dir = os.fspath(model_dir)
+    # Absolute: orbax refuses relative paths, and a run's command may name one
+    # relative to where it runs (the archives' rerun commands do).
+    self.model_dir = os.path.abspath(os.fspath(model_dir))
     try:
       os.makedirs(self.model_dir, exist_ok=True)
       probe = tempfile.NamedTemporaryFile(dir=self.model_dir, prefix=".write_test_")

@@ -93,3 +93,16 @@ def test_unwritable_model_dir_is_a_clear_error(tmp_path):
   blocker.write_text("")  # a file where MODEL_DIR's parent should be: fails even for root
   with pytest.raises(PermissionError, match="MODEL_DIR .*a_file/run is not writable"):
     checkpointer.Checkpointer(str(blocker / "run"))
+
+
+def test_a_relative_model_dir_saves_and_restores(tmp_path, monkeypatch):
+  """The archives' rerun commands name MODEL_DIR relative to the repository (orbax wants
+  absolute paths: the save failed at its first checkpoint)."""
+  state, _ = _state(hf_reference.TINY, 4)
+  monkeypatch.chdir(tmp_path)
+  ckpt = checkpointer.Checkpointer(os.path.join("build", "rerun"))
+  assert ckpt.save(state, {"data_position": 5}) == int(state.step)
+  assert ckpt.model_dir == str(tmp_path / "build" / "rerun")
+  restored, record = ckpt.restore(int(state.step), jax.eval_shape(lambda: state))
+  assert record == {"data_position": 5}
+  np.testing.assert_array_equal(restored.trainable[PATH], state.trainable[PATH])
