@@ -531,8 +531,9 @@ def test_a_macro_only_a_file_the_run_lacks_reads_names_that_file():
   with pytest.raises(ValueError) as error:
     gin_config.check_every_macro_is_read(RUN_FILES["configs/runs/prompt_infer.gin"])
   assert (
-    "sets PROMPT_FILE (did you mean PROMPT_FILES?; configs/prompts/from_file.gin reads it: "
-    "add --gin_file=configs/prompts/from_file.gin), which nothing in this run reads"
+    "sets PROMPT_FILE (did you mean PROMPT_FILES?; configs/prompts/from_file.gin or "
+    "configs/prompts/prefix_from_file.gin reads it: add --gin_file=configs/prompts/from_file.gin"
+    "), which nothing in this run reads"
   ) in str(error.value)
 
 

@@ -481,12 +481,11 @@ class DecodedEvaluation:
         batch_size=self._batch_size,
         method=self._method,
         partitioner=self._part,
-        prefix=predictor_lib.own_prefix(variables),
       )
     else:
       self._predictor.set_params(variables["params"])
       self._predictor.set_prompts(prompts)
-      self._predictor.set_prefix(predictor_lib.own_prefix(variables))
+    self._predictor.set_prefix(predictor_lib.own_prefix(variables))
     metrics = {}
     for prefix, evaluator in self._evaluators:
       for name, value in evaluator.evaluate(self._predictor, None, step=step)["."].items():

@@ -114,7 +114,6 @@ class Predictor:
     seed: int = 0,
     partitioner: Any = None,
     eos_id: int = decoding.EOS_ID,
-    prefix: Optional[Any] = None,
   ):
     """Builds the predictor.
 
@@ -131,14 +130,15 @@ class Predictor:
       partitioner: places each batch along its data axis (optional).
       eos_id: the id that ends a decoded sequence (benchmarks pass one that
         never occurs, to decode a fixed number of tokens).
-      prefix: the decoder's prefix variables (`own_prefix`) when the model
-        has a prefix (prefix tuning).
+
+    A model with a decoder prefix (prefix tuning) gets its variables from
+    `set_prefix` (`build` does it).
     """
     self.model, self.vocabulary = model, vocabulary
     self.task_feature_lengths = dict(task_feature_lengths)
     self.batch_size, self.method = int(batch_size), method
     self._params, self._part, self._eos_id = params, partitioner, eos_id
-    self._prefix = prefix
+    self._prefix = None
     self._rng = jax.random.key(seed)
     self._calls = 0
     self.set_prompts(prompts or {})
@@ -513,7 +513,7 @@ def build(config: PredictorConfig) -> Predictor:
     config.model, part, config.initial_checkpoint_path, config.seed
   )
   prompts = prompt_bank(config.prompt_files) or own_prompt(variables)
-  return Predictor(
+  predictor = Predictor(
     config.model,
     variables["params"],
     config.vocabulary,
@@ -523,5 +523,6 @@ def build(config: PredictorConfig) -> Predictor:
     method=config.method,
     seed=config.seed,
     partitioner=part,
-    prefix=own_prefix(variables),
   )
+  predictor.set_prefix(own_prefix(variables))
+  return predictor
