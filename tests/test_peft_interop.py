@@ -15,6 +15,14 @@ from tests import conftest
 from tests.helpers import infer_run
 
 
+def _infer(tmp_path, hf_dir, texts, *flags) -> list[str]:
+  """`python -m prompt_tuning.infer`'s predictions for `texts` on the model in `hf_dir`."""
+  input_file, output_file = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+  input_file.write_text("".join(json.dumps({"inputs": t}) + "\n" for t in texts))
+  infer_run.run_infer(tmp_path, hf_dir, input_file, output_file, *flags)
+  return [json.loads(line)["prediction"] for line in output_file.read_text().splitlines()]
+
+
 @pytest.fixture(scope="module")
 def hf_checkpoint(tmp_path_factory):
   return infer_run.save_hf_checkpoint(tmp_path_factory.mktemp("hf"))
@@ -68,19 +76,14 @@ def test_exported_adapter_serves_with_peft_like_infer_and_imports_back(
 
   # Imported back: the identical array, and usable as PROMPT_FILE.
   np.testing.assert_array_equal(prompt_files.load_prompt_file(str(adapter)), prompt)
-  input_file = tmp_path / "in.jsonl"
-  input_file.write_text("".join(json.dumps({"inputs": t}) + "\n" for t in infer_run.TEXTS))
-  output_file = tmp_path / "out.jsonl"
-  infer_run.run_infer(
+  ours = _infer(
     tmp_path,
     hf_dir,
-    input_file,
-    output_file,
+    infer_run.TEXTS,
     "--gin_file=configs/prompts/from_file.gin",
     "--gin.PROMPT_LENGTH=5",
     f"--gin.PROMPT_FILE='{adapter}'",
   )
-  ours = [json.loads(line)["prediction"] for line in output_file.read_text().splitlines()]
 
   served = peft_lib.PeftModel.from_pretrained(model, str(adapter)).eval()
   theirs = [_peft_greedy(served, t5_vocabulary, text) for text in infer_run.TEXTS]
@@ -170,18 +173,13 @@ def test_a_peft_prefix_tuning_adapter_decodes_here_as_peft_generate(
   ).eval()
   theirs = [_peft_greedy(served, _infer_vocabulary(), text) for text in PREFIX_TEXTS]
 
-  input_file = tmp_path / "in.jsonl"
-  input_file.write_text("".join(json.dumps({"inputs": t}) + "\n" for t in PREFIX_TEXTS))
-  output_file = tmp_path / "out.jsonl"
-  infer_run.run_infer(
+  ours = _infer(
     tmp_path,
     hf_dir,
-    input_file,
-    output_file,
+    PREFIX_TEXTS,
     "--gin_file=configs/prompts/prefix_from_file.gin",
     f"--gin.PROMPT_FILE='{tmp_path / 'adapter'}'",
   )
-  ours = [json.loads(line)["prediction"] for line in output_file.read_text().splitlines()]
   assert ours == theirs
   # The prefix matters (else equal answers say nothing): the model alone answers otherwise.
   plain = [
@@ -211,18 +209,13 @@ def test_a_peft_p_tuning_adapter_is_a_prompt_file(
   ).eval()
   theirs = [_peft_greedy(served, _infer_vocabulary(), text) for text in infer_run.TEXTS]
   assert prompt_files.load_prompt_file(str(tmp_path / "adapter")).shape == (5, 16)
-  input_file = tmp_path / "in.jsonl"
-  input_file.write_text("".join(json.dumps({"inputs": t}) + "\n" for t in infer_run.TEXTS))
-  output_file = tmp_path / "out.jsonl"
-  infer_run.run_infer(
+  ours = _infer(
     tmp_path,
     hf_dir,
-    input_file,
-    output_file,
+    infer_run.TEXTS,
     "--gin_file=configs/prompts/from_file.gin",
     f"--gin.PROMPT_FILE='{tmp_path / 'adapter'}'",
   )
-  ours = [json.loads(line)["prediction"] for line in output_file.read_text().splitlines()]
   assert ours == theirs and len(set(theirs)) > 1
 
 
@@ -241,18 +234,13 @@ def test_a_prefix_trained_here_exports_to_a_peft_adapter_that_decodes_the_same(
   np.save(tmp_path / "rows.npy", rng.normal(size=(6, 4, 2, 8)).astype(np.float32))
   argv = [f"--output_dir={tmp_path / 'adapter'}", f"--base_model_name_or_path={hf_dir}"]
   assert export_peft.main([f"--prompt_file={tmp_path / 'rows.npy'}", *argv]) == 0
-  input_file = tmp_path / "in.jsonl"
-  input_file.write_text("".join(json.dumps({"inputs": t}) + "\n" for t in PREFIX_TEXTS))
-  output_file = tmp_path / "out.jsonl"
-  infer_run.run_infer(
+  ours = _infer(
     tmp_path,
     hf_dir,
-    input_file,
-    output_file,
+    PREFIX_TEXTS,
     "--gin_file=configs/prompts/prefix_from_file.gin",
     f"--gin.PROMPT_FILE='{tmp_path / 'rows.npy'}'",
   )
-  ours = [json.loads(line)["prediction"] for line in output_file.read_text().splitlines()]
   served = peft_lib.PeftModel.from_pretrained(
     transformers.T5ForConditionalGeneration.from_pretrained(hf_dir), str(tmp_path / "adapter")
   ).eval()

@@ -16,6 +16,7 @@ import numpy as np
 from safetensors import numpy as safetensors_numpy
 
 from prompt_tuning.checkpoints import storage
+from prompt_tuning.models import prompts
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -24,6 +25,21 @@ PROMPT_KEY = "prompt_embeddings"
 
 def is_adapter(path: str) -> bool:
   return os.path.isdir(path) and os.path.exists(os.path.join(path, CONFIG_FILE))
+
+
+def _prompt_embeddings(path: str) -> tuple[str, np.ndarray]:
+  """The weights file of adapter directory `path` and the `prompt_embeddings` it holds
+  (every PEFT prompt method saves its table under that key)."""
+  weights = os.path.join(path, WEIGHTS_FILE)
+  if not os.path.exists(weights):
+    raise FileNotFoundError(
+      f"{path} has no {WEIGHTS_FILE}; save the adapter with "
+      "safe_serialization=True (PEFT's default)"
+    )
+  tensors = safetensors_numpy.load_file(weights)
+  if PROMPT_KEY not in tensors:
+    raise ValueError(f"{weights} holds {sorted(tensors)}, not {PROMPT_KEY!r}")
+  return weights, tensors[PROMPT_KEY]
 
 
 def read_prompt(path: str) -> np.ndarray:
@@ -50,16 +66,7 @@ def read_prompt(path: str) -> np.ndarray:
       f"{submodules}); this project prompts the encoder only: retrain the adapter with "
       "num_transformer_submodules=1"
     )
-  weights = os.path.join(path, WEIGHTS_FILE)
-  if not os.path.exists(weights):
-    raise FileNotFoundError(
-      f"{path} has no {WEIGHTS_FILE}; save the adapter with "
-      "safe_serialization=True (PEFT's default)"
-    )
-  tensors = safetensors_numpy.load_file(weights)
-  if PROMPT_KEY not in tensors:
-    raise ValueError(f"{weights} holds {sorted(tensors)}, not {PROMPT_KEY!r}")
-  prompt = tensors[PROMPT_KEY]
+  weights, prompt = _prompt_embeddings(path)
   length = config.get("num_virtual_tokens")
   if length is not None and prompt.shape[0] != length:
     raise ValueError(
@@ -160,31 +167,16 @@ def read_prefix(path: str, num_layers: int, num_heads: int) -> np.ndarray:
     raise ValueError(
       f"{path} is a prefix for {config['num_layers']} layers; this model's decoder has {num_layers}"
     )
-  weights = os.path.join(path, WEIGHTS_FILE)
-  if not os.path.exists(weights):
-    raise FileNotFoundError(
-      f"{path} has no {WEIGHTS_FILE}; save the adapter with safe_serialization=True"
-    )
-  tensors = safetensors_numpy.load_file(weights)
-  if PROMPT_KEY not in tensors:
-    raise ValueError(f"{weights} holds {sorted(tensors)}, not {PROMPT_KEY!r}")
-  return prefix_from_peft(tensors[PROMPT_KEY], num_layers, num_heads)
+  _, table = _prompt_embeddings(path)
+  return prefix_from_peft(table, num_layers, num_heads)
 
 
 def _p_tuning_prompt(path: str, config: dict) -> np.ndarray:
   """A PEFT P-tuning adapter's prompt: it saves its prompt encoder's output,
   `[num_transformer_submodules * P, E]`, and on T5 prepends only the first P rows to
   the encoder's inputs, which is a soft prompt."""
-  weights = os.path.join(path, WEIGHTS_FILE)
-  if not os.path.exists(weights):
-    raise FileNotFoundError(
-      f"{path} has no {WEIGHTS_FILE}; save the adapter with safe_serialization=True"
-    )
-  tensors = safetensors_numpy.load_file(weights)
-  if PROMPT_KEY not in tensors:
-    raise ValueError(f"{weights} holds {sorted(tensors)}, not {PROMPT_KEY!r}")
+  weights, prompt = _prompt_embeddings(path)
   length = int(config.get("num_virtual_tokens") or 0)
-  prompt = tensors[PROMPT_KEY]
   if length < 1 or prompt.shape[0] < length:
     raise ValueError(
       f"{weights}: prompt_embeddings has {prompt.shape[0]} rows for num_virtual_tokens={length}"
@@ -194,7 +186,7 @@ def _p_tuning_prompt(path: str, config: dict) -> np.ndarray:
 
 def peft_rows(num_layers: int) -> list[tuple[int, int]]:
   """(key row, value row) of each decoder layer in PEFT's `[P, 2L, heads, head_dim]` view."""
-  return [((4 * i) % (2 * num_layers), (4 * i + 1) % (2 * num_layers)) for i in range(num_layers)]
+  return [(k, k + 1) for k in prompts.peft_key_rows(num_layers)]
 
 
 def prefix_to_peft(prefix: np.ndarray) -> np.ndarray:

@@ -198,6 +198,12 @@ def broadcast_prompt(prompt: Array, batch_size: int) -> Array:
 PREFIX_MLP = ("embedding", "hidden_kernel", "hidden_bias", "out_kernel", "out_bias")
 
 
+def peft_key_rows(num_layers: int) -> list[int]:
+  """The row of PEFT's (0.21) `[P, 2L, heads, head_dim]` prefix table that T5's decoder layer
+  i reads its keys from, 4i mod 2L; its values are the next row."""
+  return [(4 * i) % (2 * num_layers) for i in range(num_layers)]
+
+
 class Prefix(nn.Module):
   """Prefix tuning (Li & Liang, 2021): learned keys and values put before each decoder
   layer's self-attention keys and values, as PEFT applies a prefix to T5.
@@ -286,8 +292,7 @@ class Prefix(nn.Module):
 
   def _from_peft_rows(self, rows: Array) -> Array:
     """`[P, 2L, heads, head_dim]` in PEFT's order -> `[L, 2, P, heads, head_dim]`."""
-    n = 2 * self.num_layers
-    keys = np.asarray([(4 * i) % n for i in range(self.num_layers)])
+    keys = np.asarray(peft_key_rows(self.num_layers))
     per_layer = jnp.stack([rows[:, keys], rows[:, keys + 1]])  # [2, P, L, heads, head_dim]
     return jnp.transpose(per_layer, (2, 0, 1, 3, 4))
 
@@ -297,9 +302,9 @@ def fold_prefix(module: Prefix, variables: dict) -> dict:
   prefix they give, for a `Prefix` with `hidden_dim=0`."""
   value = module.apply({PROMPT_COLLECTION: variables})
   if module.layout == "peft":  # back to the table, each tied row once
-    n = 2 * module.num_layers
-    rows = jnp.zeros((module.length, n, module.num_heads, module.head_dim), value.dtype)
-    for i in range(module.num_layers):
-      rows = rows.at[:, (4 * i) % n].set(value[i, 0]).at[:, (4 * i + 1) % n].set(value[i, 1])
+    shape = (module.length, 2 * module.num_layers, module.num_heads, module.head_dim)
+    rows = jnp.zeros(shape, value.dtype)
+    for i, k in enumerate(peft_key_rows(module.num_layers)):
+      rows = rows.at[:, k].set(value[i, 0]).at[:, k + 1].set(value[i, 1])
     return {"prefix": rows}
   return {"prefix": value}

@@ -36,6 +36,18 @@ def reference():
   return model, params, tensor
 
 
+def _batch(seed: int, rows: int, target_length: int):
+  """Random inputs, targets and the targets shifted right (the decoder's inputs)."""
+  rng = np.random.default_rng(seed)
+  tokens = hf_reference.random_tokens(rng, rows, 9, CFG.vocab_size)
+  targets = rng.integers(2, CFG.vocab_size, size=(rows, target_length)).astype(np.int32)
+  return tokens, targets, _shift(targets)
+
+
+def _shift(targets: np.ndarray) -> np.ndarray:
+  return np.concatenate([np.zeros_like(targets[:, :1]), targets[:, :-1]], axis=1)
+
+
 def _naive(tensor: np.ndarray) -> np.ndarray:
   """Layer i from rows 2i and 2i + 1: the reading PEFT does not do."""
   rows = tensor.reshape(PREFIX, 2 * CFG.num_decoder_layers, CFG.num_heads, -1)
@@ -47,7 +59,7 @@ def _naive(tensor: np.ndarray) -> np.ndarray:
 def _logits(params, tokens, targets, prefix, cfg=CFG):
   model = t5.Transformer(cfg)
   encoded, mask = model.apply({"params": params}, jnp.asarray(tokens), method=model.encode)
-  shifted = np.concatenate([np.zeros_like(targets[:, :1]), targets[:, :-1]], axis=1)
+  shifted = _shift(targets)
   return np.asarray(
     model.apply(
       {"params": params},
@@ -62,10 +74,7 @@ def _logits(params, tokens, targets, prefix, cfg=CFG):
 
 def test_teacher_forced_logits_equal_peft_and_the_rows_order_matters(reference):
   model, params, tensor = reference
-  rng = np.random.default_rng(0)
-  tokens = hf_reference.random_tokens(rng, 4, 9, CFG.vocab_size)
-  targets = rng.integers(2, CFG.vocab_size, size=(4, 6)).astype(np.int32)
-  shifted = np.concatenate([np.zeros_like(targets[:, :1]), targets[:, :-1]], axis=1)
+  tokens, targets, shifted = _batch(0, 4, 6)
   with torch.no_grad():
     want = model(
       input_ids=torch.from_numpy(tokens.astype(np.int64)),
@@ -147,10 +156,7 @@ def _prefix(hidden_dim: int = 0) -> prompts.Prefix:
 
 def test_the_prefix_variable_in_the_prompt_collection_is_what_the_decoder_uses(reference):
   model, params, tensor = reference
-  rng = np.random.default_rng(2)
-  tokens = hf_reference.random_tokens(rng, 3, 9, CFG.vocab_size)
-  targets = rng.integers(2, CFG.vocab_size, size=(3, 5)).astype(np.int32)
-  shifted = np.concatenate([np.zeros_like(targets[:, :1]), targets[:, :-1]], axis=1)
+  tokens, targets, shifted = _batch(2, 3, 5)
   prefix = peft.prefix_from_peft(tensor, CFG.num_decoder_layers, CFG.num_heads)
   t5_model = t5.Transformer(CFG, prefix=_prefix())
   variables = {"params": params, "prompt": {"decoder": {"prefix": {"prefix": prefix}}}}
@@ -197,10 +203,7 @@ def test_a_reparameterized_prefix_folds_into_the_prefix_it_gives():
 def test_the_peft_layout_reads_peft_s_table_as_it_is(reference):
   """PREFIX_LAYOUT='peft': the variable is PEFT's [P, 2L, heads, head_dim] table itself."""
   _, params, tensor = reference
-  rng = np.random.default_rng(4)
-  tokens = hf_reference.random_tokens(rng, 3, 9, CFG.vocab_size)
-  targets = rng.integers(2, CFG.vocab_size, size=(3, 5)).astype(np.int32)
-  shifted = np.concatenate([np.zeros_like(targets[:, :1]), targets[:, :-1]], axis=1)
+  tokens, targets, shifted = _batch(4, 3, 5)
   rows = tensor.reshape(PREFIX, 2 * CFG.num_decoder_layers, CFG.num_heads, CFG.head_dim)
   model = t5.Transformer(CFG, prefix=dataclasses.replace(_prefix(), layout="peft"))
   variables = {"params": params, "prompt": {"decoder": {"prefix": {"prefix": rows}}}}
