@@ -406,7 +406,7 @@ def check_every_macro_is_read(read_directly: Sequence[str], where: str = _RUN_MA
   )
 
 
-def _shipped_configs_reading(macro: str, most: int = 2) -> list[str]:
+def _shipped_configs_reading(macro: str, most: int = 3) -> list[str]:
   """The shipped gin files (`configs/...`) that read a macro (bind something to `%MACRO`),
   when only a few do: the file a run that sets the macro probably lacks."""
   root = pathlib.Path(__file__).parent / "configs"

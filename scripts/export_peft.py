@@ -59,6 +59,20 @@ def _holds_a_prefix(path: str) -> bool:
   return np.load(prompt_files.resolve_prompt_file(path), mmap_mode="r").ndim in (4, 5)
 
 
+def _refuse_what_peft_lacks(path: str) -> None:
+  """Per-layer prompts and P-tuning v2's encoder prefix have no PEFT adapter form."""
+  if peft.is_adapter(path):
+    return
+  resolved = prompt_files.resolve_prompt_file(path)
+  if os.path.basename(resolved).startswith("encoder.prefix."):
+    raise ValueError(
+      f"{resolved} is an encoder prefix (P-tuning v2); PEFT puts a T5 prefix in the "
+      "decoder only, so it has no PEFT adapter form"
+    )
+  if np.load(resolved, mmap_mode="r").ndim == 3:
+    raise ValueError(f"{resolved} is a per-layer prompt, which PEFT has no adapter for")
+
+
 def _export_prefix(args) -> int:
   """A prefix (prefix tuning) as a PEFT prefix-tuning adapter."""
   prefix = np.load(prompt_files.resolve_prompt_file(args.prompt_file))
@@ -100,6 +114,7 @@ def main(argv=None) -> int:
   )
   args = parser.parse_args(argv)
   try:
+    _refuse_what_peft_lacks(args.prompt_file)
     if _holds_a_prefix(args.prompt_file):
       return _export_prefix(args)
     prompt = prompt_files.load_prompt_file(args.prompt_file)

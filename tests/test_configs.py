@@ -56,6 +56,13 @@ PROMPT_FILES = {
 TINY_EMBED, TINY_PROMPT_LENGTH = 16, 4
 # Prefix tuning: keys and values before tiny.gin's 2 decoder layers (2 heads of 8).
 PREFIX_FILES = ("configs/prompts/prefix.gin", "configs/prompts/prefix_from_file.gin")
+# P-tuning v2: the same before tiny.gin's 2 encoder layers; per-layer prompts: [2, P, 16].
+ENCODER_FILES = (
+  "configs/prompts/p_tuning_v2.gin",
+  "configs/prompts/p_tuning_v2_from_file.gin",
+  "configs/prompts/per_layer.gin",
+  "configs/prompts/per_layer_from_file.gin",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -217,13 +224,13 @@ def test_every_config_is_tested():
   named = {_model_file(f, s) for f in VOCAB_SIZES for s in SIZES}
   named |= {f"configs/models/sizes/{s}.gin" for s in SIZES}
   named |= {"configs/models/t5_1_1_prompt.gin", "configs/models/mt5_prompt.gin", TINY}
-  named |= set(PROMPT_FILES) | set(PREFIX_FILES)
+  named |= set(PROMPT_FILES) | set(PREFIX_FILES) | set(ENCODER_FILES)
   named |= {RUN_FILE}  # run end to end in tests/test_train.py
   named |= set(INFERENCE_RUN_FILES)  # run end to end in tests/test_infer.py, tests/test_eval.py
   named |= {SERVE_RUN_FILE}  # run end to end in tests/serving/test_server.py; read below
   named |= set(DECODING_FILES)
   named |= set(WORDNET_FILES)
-  named |= {TASK_CLASS_LABELS}
+  named |= {TASK_CLASS_LABELS, WAYWARD}
   named |= set(FAMILY_FILES.values())
   # Every point of every sweep is checked as a training config in tests/sweep/test_sweep_files.py.
   named |= {f for f in CONFIG_FILES if f.startswith("configs/sweeps/")}
@@ -360,6 +367,54 @@ def test_prefix_config_initializes(path, tmp_path):
     np.testing.assert_array_equal(prefix, fixed)
   else:
     assert prefix.shape == (2, 2, 10, 2, 8)
+
+
+@pytest.mark.parametrize("path", ENCODER_FILES)
+def test_encoder_method_configs_initialize(path, tmp_path):
+  """P-tuning v2's prefix and per-layer prompts reach every encoder layer; from a file, the
+  variable is the file's array."""
+  per_layer = "per_layer" in path
+  shape = (2, 6, TINY_EMBED) if per_layer else (2, 2, 6, 2, 8)
+  fixed = np.random.RandomState(3).randn(*shape).astype(np.float32)
+  np.save(tmp_path / "values.npy", fixed)
+  bindings = {"PROMPT_FILE": repr(str(tmp_path / "values.npy")), "PER_LAYER_MODE": "'add'"}
+  gin_config.parse_gin([TINY, path], gin_config.bindings_from_flags(bindings))
+  model = gin_config.build_model()
+  variables = _init(model)
+  assert list(variables["prompt"]) == ["encoder"]
+  if per_layer:
+    assert model.prefix is None and model.prompt.mode == "add"
+    value = variables["prompt"]["encoder"]["prompt"]["prompt"]
+  else:
+    assert model.prompt is None and model.prefix.placement == "encoder"
+    value = variables["prompt"]["encoder"]["prefix"]["prefix"]
+  value = np.asarray(value.unbox())
+  if path.endswith("_from_file.gin"):
+    np.testing.assert_array_equal(value, fixed)
+  else:
+    assert value.shape == ((2, TINY_PROMPT_LENGTH, TINY_EMBED) if per_layer else (2, 2, 10, 2, 8))
+
+
+WAYWARD = "configs/prompts/wayward.gin"
+
+
+def test_wayward_config_pulls_toward_its_discrete_prompt():
+  """PROMPT_LENGTH is the discrete prompt's token count; the regularizer holds its
+  embeddings from the bundled model's table."""
+  from prompt_tuning.data import wordnet  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.training import wayward  # pylint: disable=g-import-not-at-top
+
+  bindings = {"WAYWARD_PROMPT": "'a kind of bird'", "WAYWARD_GAMMA": "0.5"}
+  bindings["INITIAL_CHECKPOINT_PATH"] = repr(wordnet.CHECKPOINT_DIR)
+  gin_config.parse_gin(
+    ["configs/models/wordnet_tiny_prompt.gin", WAYWARD, RUN_FILE],
+    gin_config.bindings_from_flags({**bindings, "MODEL_DIR": "'/unused'"}),
+  )
+  ids = list(wordnet.VOCABULARY.encode("a kind of bird"))
+  assert gin_config.build_model().prompt.length == len(ids)
+  regularizer = gin_config.macro_value("REGULARIZER", "")
+  assert isinstance(regularizer, wayward.Wayward) and regularizer.ids == tuple(ids)
+  assert regularizer.target.shape == (len(ids), 128) and regularizer.gamma == 0.5
 
 
 TASK_CLASS_LABELS = "configs/prompts/from_task_class_labels.gin"
@@ -532,7 +587,8 @@ def test_a_macro_only_a_file_the_run_lacks_reads_names_that_file():
     gin_config.check_every_macro_is_read(RUN_FILES["configs/runs/prompt_infer.gin"])
   assert (
     "sets PROMPT_FILE (did you mean PROMPT_FILES?; configs/prompts/from_file.gin or "
-    "configs/prompts/prefix_from_file.gin reads it: add --gin_file=configs/prompts/from_file.gin"
+    "configs/prompts/per_layer_from_file.gin or configs/prompts/prefix_from_file.gin reads it: "
+    "add --gin_file=configs/prompts/from_file.gin"
     "), which nothing in this run reads"
   ) in str(error.value)
 

@@ -2,7 +2,8 @@
 
 Top to bottom (a module may import its own package and anything below it):
 
-    entry points   train, eval, infer, cli, gin_config, host (and sweeps)
+    entry points   train, eval, infer, serve, tasks, transfer, cli, gin_config, host (and
+                   sweeps)
     training | inference          never each other
     checkpoints | data            the loading layer; seqio tasks
     partitioning                  the (data, model) mesh
@@ -32,6 +33,7 @@ LAYERS = (
       "serve",
       "serving",
       "tasks",
+      "transfer",
       "cli",
       "gin_config",
       "host",

@@ -27,3 +27,30 @@ def test_the_documented_prefix_commands(request, tmp_path):
     3,
     10,
   )
+
+
+def test_the_documented_deep_prompt_commands(request, tmp_path):
+  (block,) = doc_blocks.run_by(request, "docs/methods.md")
+  result = doc_blocks.run_shell(block, tmp_path)
+  assert "train: step=40 " in result.stdout
+  # 3 encoder layers: a per-layer prompt of 10 positions, an encoder prefix of 10 (4 heads of 32).
+  for run, name, shape in (
+    ("per_layer", "encoder.prompt.prompt.npy", (3, 10, 128)),
+    ("p_tuning_v2", "encoder.prefix.prefix.npy", (3, 2, 10, 4, 32)),
+  ):
+    value = np.load(tmp_path / run / "numpy_checkpoints" / "checkpoint_40" / name)
+    assert value.shape == shape
+  rows = [json.loads(r) for r in (tmp_path / "out.jsonl").read_text().splitlines()]
+  assert [r["task"] for r in rows] == ["step20", "step40"] and all(r["prediction"] for r in rows)
+
+
+def test_the_documented_wayward_command(request, tmp_path):
+  (block,) = doc_blocks.run_by(request, "docs/methods.md")
+  result = doc_blocks.run_shell(block, tmp_path)
+  assert "nearest tokens at step 40: " in result.stderr
+  metrics = [
+    json.loads(r) for r in (tmp_path / "wayward" / "metrics.jsonl").read_text().splitlines()
+  ]
+  assert any("train/wayward_distance" in r for r in metrics)
+  (last,) = [r for r in metrics if "eval/wayward/nearest_match" in r]
+  assert 0.0 <= last["eval/wayward/nearest_match"] <= 1.0

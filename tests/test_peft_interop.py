@@ -136,6 +136,25 @@ def test_a_prompt_exported_for_a_model_of_another_width_is_refused(tmp_path, cap
   assert export_peft.main(argv + ["--base_model_name_or_path=my-org/my-t5"]) == 0  # unknown
 
 
+@pytest.mark.parametrize(
+  "name,shape,says",
+  [
+    ("encoder.prefix.prefix.npy", (2, 2, 4, 2, 8), "is an encoder prefix (P-tuning v2)"),
+    ("encoder.prompt.prompt.npy", (2, 4, 16), "is a per-layer prompt"),
+  ],
+)
+def test_what_peft_has_no_adapter_for_is_refused(tmp_path, capsys, name, shape, says):
+  """P-tuning v2's encoder prefix would otherwise be written as a decoder prefix."""
+  step = tmp_path / "run" / "numpy_checkpoints" / "checkpoint_5"
+  step.mkdir(parents=True)
+  np.save(step / name, np.ones(shape, np.float32))
+  argv = [f"--prompt_file={tmp_path / 'run'}", f"--output_dir={tmp_path / 'adapter'}"]
+  assert export_peft.main(argv + ["--base_model_name_or_path=my-org/my-t5"]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("export_peft: ") and says in err and err.count("\n") == 1
+  assert not (tmp_path / "adapter").exists()
+
+
 def _infer_vocabulary():
   """The vocabulary infer decodes with (configs/models/t5_1_1_prompt.gin: 100 sentinels),
   so that a sentinel decodes alike on both sides."""

@@ -55,31 +55,43 @@ def step_of(path: str) -> Optional[int]:
   return layout.numpy_step(os.path.basename(os.path.dirname(resolve_prompt_file(path))))
 
 
-def load_prompt_file(path: str) -> np.ndarray:
-  """A `[length, embed]` float32 prompt from any form the module docstring lists."""
+def load_prompt_file(path: str, num_layers: int = 0) -> np.ndarray:
+  """A `[length, embed]` float32 prompt from any form the module docstring lists; with
+  `num_layers`, a per-layer prompt `[num_layers, length, embed]` (not from PEFT)."""
   path = os.fspath(path)
   if peft.is_adapter(path):
+    if num_layers:
+      raise ValueError(f"{path} is a PEFT adapter; PEFT has no per-layer prompts")
     return peft.read_prompt(path)
   prompt = np.asarray(np.load(resolve_prompt_file(path)), np.float32)
-  if prompt.ndim != 2:
-    raise ValueError(f"prompt file {path} holds shape {prompt.shape}; a prompt is [length, embed]")
+  if num_layers and (prompt.ndim != 3 or prompt.shape[0] != num_layers):
+    raise ValueError(
+      f"prompt file {path} holds shape {list(prompt.shape)}; a per-layer prompt for this "
+      f"model is [{num_layers}, length, embed]"
+    )
+  if not num_layers and prompt.ndim != 2:
+    raise ValueError(
+      f"prompt file {path} holds shape {list(prompt.shape)}; a prompt is [length, embed]"
+    )
   return prompt
 
 
-def prompt_file(path: str) -> Callable[[], np.ndarray]:
-  """A zero-argument callable reading PROMPT_FILE `path` (for `prompt_init.from_array`)."""
+def prompt_file(path: str, num_layers: int = 0) -> Callable[[], np.ndarray]:
+  """A zero-argument callable reading PROMPT_FILE `path` (for `prompt_init.from_array`);
+  `num_layers` as in `load_prompt_file`."""
 
   def read() -> np.ndarray:
-    return load_prompt_file(path)
+    return load_prompt_file(path, num_layers)
 
   read.source = f"prompt file {path}"
   return read
 
 
-def prompt_length(path: str) -> int:
-  """The length P of the `[P, E]` prompt at PROMPT_FILE `path` (configs/prompts/from_file.gin
-  takes PROMPT_LENGTH from here, so eval and infer need not repeat it)."""
-  return int(load_prompt_file(path).shape[0])
+def prompt_length(path: str, num_layers: int = 0) -> int:
+  """The length P of the prompt at PROMPT_FILE `path` (configs/prompts/from_file.gin takes
+  PROMPT_LENGTH from here, so eval and infer need not repeat it); `num_layers` as in
+  `load_prompt_file`."""
+  return int(load_prompt_file(path, num_layers).shape[-2])
 
 
 def npy_file(path: str) -> Callable[[], np.ndarray]:
@@ -94,13 +106,21 @@ def npy_file(path: str) -> Callable[[], np.ndarray]:
   return read
 
 
-def load_prefix_file(path: str, num_layers: int, num_heads: int) -> np.ndarray:
-  """A decoder prefix `[layers, 2, P, heads, head_dim]` (prefix tuning) from a PEFT
-  prefix-tuning adapter directory, a `.npy` file, a numpy checkpoint directory or a
-  run's MODEL_DIR (its latest `decoder.prefix.prefix.npy`; `[P, 2L, heads, head_dim]`
-  in PEFT's row order from a run with PREFIX_LAYOUT='peft')."""
+def load_prefix_file(
+  path: str, num_layers: int, num_heads: int, placement: str = "decoder"
+) -> np.ndarray:
+  """A prefix `[layers, 2, P, heads, head_dim]` (prefix tuning, P-tuning v2) from a `.npy`
+  file, a numpy checkpoint directory, a run's MODEL_DIR (its latest
+  `<stack>.prefix.prefix.npy`; `[P, 2L, heads, head_dim]` in PEFT's row order from a
+  run with PREFIX_LAYOUT='peft') or, for a decoder prefix, a PEFT prefix-tuning adapter
+  directory."""
   path = os.fspath(path)
   if peft.is_adapter(path):
+    if placement != "decoder":
+      raise ValueError(
+        f"{path} is a PEFT adapter, whose prefix is a decoder's; read it with "
+        "configs/prompts/prefix_from_file.gin"
+      )
     return peft.read_prefix(path, num_layers, num_heads)
   prefix = np.asarray(np.load(resolve_prompt_file(path)), np.float32)
   if prefix.ndim == 4 and prefix.shape[1:3] == (2 * num_layers, num_heads):
@@ -114,16 +134,18 @@ def load_prefix_file(path: str, num_layers: int, num_heads: int) -> np.ndarray:
   return prefix
 
 
-def prefix_file(path: str, num_layers: int, num_heads: int) -> Callable[[], np.ndarray]:
-  """A zero-argument callable reading a prefix (for `prompt_init.from_array`)."""
+def prefix_file(
+  path: str, num_layers: int, num_heads: int, placement: str = "decoder"
+) -> Callable[[], np.ndarray]:
+  """A zero-argument callable reading a prefix (for `prompt_init.fixed_array`)."""
 
   def read() -> np.ndarray:
-    return load_prefix_file(path, num_layers, num_heads)
+    return load_prefix_file(path, num_layers, num_heads, placement)
 
   read.source = f"prefix file {path}"
   return read
 
 
-def prefix_length(path: str, num_layers: int, num_heads: int) -> int:
+def prefix_length(path: str, num_layers: int, num_heads: int, placement: str = "decoder") -> int:
   """The length P of the prefix at `path` (configs/prompts/prefix_from_file.gin)."""
-  return int(load_prefix_file(path, num_layers, num_heads).shape[2])
+  return int(load_prefix_file(path, num_layers, num_heads, placement).shape[2])

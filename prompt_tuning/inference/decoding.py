@@ -30,6 +30,7 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
+from prompt_tuning.models import prompts as prompts_lib
 from prompt_tuning.models import t5
 
 Array = jax.Array
@@ -139,10 +140,11 @@ class _Stepper:
     encoded: Array,
     mask: Array,
     max_length: int,
+    prompts: Optional[Array] = None,
   ):
     self._model, self._max_length = model, max_length
     self._variables = {k: v for k, v in variables.items() if k != "cache"}
-    self._encoded, self._mask = encoded, mask
+    self._encoded, self._mask, self._prompts = encoded, mask, prompts
 
   def __call__(self, tokens: Array, cache: Optional[Any]) -> tuple[Array, Any]:
     variables = dict(self._variables)
@@ -155,6 +157,7 @@ class _Stepper:
       tokens[:, None],
       decode=True,
       max_decode_length=self._max_length,
+      prompts=self._prompts,
       method=self._model.decode,
       mutable=["cache"],
     )
@@ -287,6 +290,16 @@ def _beam_loop(
   return DecodeOutput(tokens, scores, log_likelihood)
 
 
+def _prompts_by_row(model: t5.Transformer, prompts: Array) -> bool:
+  """Whether `prompts` (the model's method's values, see `t5.Transformer.encode`) have a
+  leading batch axis."""
+  if model.prefix is not None:
+    return prompts.ndim == 6
+  if isinstance(model.prompt, prompts_lib.PerLayerPrompt):
+    return prompts.ndim == 4
+  return prompts.ndim == 3
+
+
 def decode(
   model: t5.Transformer,
   variables: dict[str, Any],
@@ -323,11 +336,19 @@ def decode(
   )
   if isinstance(method, BeamSearch):
     repeat = lambda x: jnp.repeat(x, method.num_beams, axis=0)
-    step = _Stepper(model, variables, repeat(encoded), repeat(mask), max_length)
+    by_row = prompts is not None and _prompts_by_row(model, prompts)
+    step = _Stepper(
+      model,
+      variables,
+      repeat(encoded),
+      repeat(mask),
+      max_length,
+      repeat(prompts) if by_row else prompts,
+    )
     return _beam_loop(step, batch, max_length, method, eos_id)
   if isinstance(method, Sampling) and method.temperature > 0 and rng is None:
     raise ValueError("sampling needs an rng key")
-  step = _Stepper(model, variables, encoded, mask, max_length)
+  step = _Stepper(model, variables, encoded, mask, max_length, prompts)
   return _sample_loop(step, batch, max_length, method, rng, eos_id)
 
 
@@ -432,7 +453,7 @@ def decode_by_row(
     encoded_length=encoded_length,
     method=model.encode,
   )
-  step = _Stepper(model, variables, encoded, mask, max_length)
+  step = _Stepper(model, variables, encoded, mask, max_length, prompts)
   keys = jax.vmap(jax.random.key)(settings.seed)
   logits, cache = step(jnp.zeros((batch,), jnp.int32), None)
   k = max(int(top_logprobs), 1)

@@ -433,12 +433,13 @@ def build(
   variables, _ = variables_lib.init_variables(
     config.model, part, config.initial_checkpoint_path, config.seed
   )
-  if predictor.own_prefix(variables) is not None:
+  method = t5.method_shape(config.model)[0]
+  if method != "prompt":
     raise ValueError(
-      "this model has a decoder prefix (prefix tuning); the server serves encoder prompts "
-      "only: serve it with python -m prompt_tuning.infer, or drop prefix_from_file.gin"
+      f"this model's method is a {method}; the server serves prompts before the encoder "
+      "input only: use python -m prompt_tuning.infer, or a configs/prompts/from_file.gin model"
     )
-  bank = predictor.prompt_bank(config.prompt_files) or predictor.own_prompt(variables)
+  bank = predictor.prompt_bank(config.prompt_files) or predictor.own_prompt(config.model, variables)
   if not bank:
     raise ValueError(
       "nothing to serve: set PROMPT_FILES (a dict of name: prompt file) or the model's own "

@@ -470,7 +470,7 @@ class DecodedEvaluation:
     return bool(self._evaluators)
 
   def __call__(self, step: int, variables: Mapping[str, Any]) -> dict[str, float]:
-    prompts = predictor_lib.own_prompt(variables)
+    prompts = predictor_lib.own_prompt(self._model, variables)
     if self._predictor is None:
       self._predictor = predictor_lib.Predictor(
         self._model,
@@ -485,7 +485,6 @@ class DecodedEvaluation:
     else:
       self._predictor.set_params(variables["params"])
       self._predictor.set_prompts(prompts)
-    self._predictor.set_prefix(predictor_lib.own_prefix(variables))
     metrics = {}
     for prefix, evaluator in self._evaluators:
       for name, value in evaluator.evaluate(self._predictor, None, step=step)["."].items():

@@ -34,6 +34,7 @@ from prompt_tuning.checkpoints import layout
 from prompt_tuning.checkpoints import prompt_files
 from prompt_tuning.checkpoints import variables as variables_lib
 from prompt_tuning.inference import decoding
+from prompt_tuning.models import prompts as prompts_lib
 from prompt_tuning.models import t5
 
 DEFAULT_PROMPT = "default"
@@ -122,23 +123,21 @@ class Predictor:
       params: its frozen `params` collection (unboxed, on the devices).
       vocabulary: the seqio vocabulary.
       task_feature_lengths: inputs and targets lengths.
-      prompts: name -> `[P, E]` prompt (array or PROMPT_FILE path); all of one
-        length. None or empty: the plain model (no prompt).
+      prompts: name -> the model's method's values (array or PROMPT_FILE path):
+        `[P, E]` prompts, `[layers, P, E]` per-layer prompts or `[layers, 2, P,
+        heads, head_dim]` prefixes (`t5.method_shape`), all of one shape. None or
+        empty: the plain model (no prompt).
       batch_size: rows per call.
       method: decoding method.
       seed: seeds sampling.
       partitioner: places each batch along its data axis (optional).
       eos_id: the id that ends a decoded sequence (benchmarks pass one that
         never occurs, to decode a fixed number of tokens).
-
-    A model with a decoder prefix (prefix tuning) gets its variables from
-    `set_prefix` (`build` does it).
     """
     self.model, self.vocabulary = model, vocabulary
     self.task_feature_lengths = dict(task_feature_lengths)
     self.batch_size, self.method = int(batch_size), method
     self._params, self._part, self._eos_id = params, partitioner, eos_id
-    self._prefix = None
     self._rng = jax.random.key(seed)
     self._calls = 0
     self.set_prompts(prompts or {})
@@ -148,38 +147,35 @@ class Predictor:
   # The prompt bank.
 
   def set_prompts(self, prompts: Mapping[str, Any]) -> None:
-    """Replaces the bank: name -> `[P, E]` array or PROMPT_FILE path."""
+    """Replaces the bank: name -> array or PROMPT_FILE path, of the model's method."""
+    method, want = t5.method_shape(self.model)
     arrays = {
-      name: prompt_files.load_prompt_file(p)
+      name: _load_values(self.model, p)
       if isinstance(p, str)
       else np.asarray(jax.device_get(p), np.float32)
       for name, p in prompts.items()
     }
     shapes = {name: a.shape for name, a in arrays.items()}
-    width = self.model.config.emb_dim
+    expected = "[" + ", ".join("P" if n is None else str(n) for n in want) + "]"
+    for name, shape in shapes.items():
+      if len(shape) != len(want):
+        raise ValueError(
+          f"prompt {name!r} is {_method_of(shape)}, {list(shape)}; this model's method is a "
+          f"{method}, {expected}, and one bank holds one method"
+        )
+      if any(n is not None and n != m for n, m in zip(want, shape)):
+        raise ValueError(f"prompt {name!r} has shape {list(shape)}; this model needs {expected}")
     if len(set(shapes.values())) > 1:
       raise ValueError(
         f"the prompts in one bank must share one shape, got {shapes}; pad or "
-        "retrain them to one PROMPT_LENGTH"
+        "retrain them to one length"
       )
-    for name, shape in shapes.items():
-      if len(shape) != 2 or shape[1] != width:
-        raise ValueError(f"prompt {name!r} has shape {shape}; this model needs [P, {width}]")
     self.prompt_names = list(arrays)
     self._bank = jnp.asarray(np.stack([arrays[n] for n in self.prompt_names])) if arrays else None
 
   def set_params(self, params: Any) -> None:
     """Replaces the frozen model's parameters (same shapes: nothing recompiles)."""
     self._params = params
-
-  def set_prefix(self, prefix: Optional[Any]) -> None:
-    """Replaces the decoder's prefix variables (same shapes: nothing recompiles)."""
-    self._prefix = prefix
-
-  def _variables(self, params, prefix) -> dict[str, Any]:
-    if prefix is None:
-      return {"params": params}
-    return {"params": params, layout.PROMPT_COLLECTION: {"decoder": prefix}}
 
   def prompt_index(self, tasks: Optional[Sequence[Optional[str]]], n: int) -> np.ndarray:
     """Bank rows of the prompts that `tasks` names (None: the bank's only prompt)."""
@@ -218,10 +214,10 @@ class Predictor:
       return jnp.zeros((index.shape[0], 0, self.model.config.emb_dim), jnp.float32)
     return None
 
-  def _decode_rows(self, params, prefix, bank, tokens, index, rng):
+  def _decode_rows(self, params, bank, tokens, index, rng):
     return decoding.decode(
       self.model,
-      self._variables(params, prefix),
+      {"params": params},
       tokens,
       max_length=self.task_feature_lengths["targets"],
       method=self.method,
@@ -230,10 +226,10 @@ class Predictor:
       eos_id=self._eos_id,
     )
 
-  def _score_rows(self, params, prefix, bank, tokens, targets, index):
+  def _score_rows(self, params, bank, tokens, targets, index):
     return decoding.sequence_log_likelihood(
       self.model,
-      self._variables(params, prefix),
+      {"params": params},
       tokens,
       targets,
       prompts=self._prompts_for(bank, index),
@@ -291,7 +287,7 @@ class Predictor:
     def call(x, idx):
       self._calls += 1
       rng = jax.random.fold_in(self._rng, self._calls)
-      return self._decode(self._params, self._prefix, self._bank, x, idx, rng)
+      return self._decode(self._params, self._bank, x, idx, rng)
 
     outputs = self._over_batches(call, tokens, self._rows_index(prompt_index, len(tokens)))
     if not outputs:
@@ -306,7 +302,7 @@ class Predictor:
   ) -> np.ndarray:
     """`[n]` log-likelihoods of right-padded target ids (EOS included) given input ids."""
     tokens, targets = np.asarray(tokens, np.int32), np.asarray(targets, np.int32)
-    call = lambda x, y, idx: self._score(self._params, self._prefix, self._bank, x, y, idx)
+    call = lambda x, y, idx: self._score(self._params, self._bank, x, y, idx)
     scores = self._over_batches(call, tokens, targets, self._rows_index(prompt_index, len(tokens)))
     return np.concatenate(scores) if scores else np.zeros((0,), np.float32)
 
@@ -451,17 +447,35 @@ class Predictor:
     return self.score_tokens(rows_x, rows_y, rows_i).reshape(n, k)
 
 
-def own_prompt(variables: Mapping[str, Any]) -> dict[str, Any]:
-  """The model's own (encoder) prompt variable as a one-prompt bank (empty for no prompt
-  or P = 0)."""
-  collection = variables.get(layout.PROMPT_COLLECTION, {})
-  leaves = jax.tree_util.tree_leaves(collection.get("encoder", {}))
-  return {DEFAULT_PROMPT: leaves[0]} if leaves and leaves[0].shape[0] else {}
+def own_prompt(model: t5.Transformer, variables: Mapping[str, Any]) -> dict[str, Any]:
+  """The model's own method values (its prompt, per-layer prompt or prefix, a prefix's MLP
+  applied) as a one-prompt bank; empty for the plain model or a prompt of length 0."""
+  if not variables.get(layout.PROMPT_COLLECTION):
+    return {}
+  values = model.apply(
+    {layout.PROMPT_COLLECTION: variables[layout.PROMPT_COLLECTION]},
+    method=t5.Transformer.method_values,
+  )
+  if values is None or 0 in values.shape:
+    return {}
+  return {DEFAULT_PROMPT: values}
 
 
-def own_prefix(variables: Mapping[str, Any]) -> Optional[Any]:
-  """The model's decoder prefix variables (prefix tuning), or None."""
-  return variables.get(layout.PROMPT_COLLECTION, {}).get("decoder") or None
+def _method_of(shape: Sequence[int]) -> str:
+  """What an array of `shape` holds, by its rank."""
+  names = {2: "a prompt", 3: "a per-layer prompt", 4: "PEFT's prefix table", 5: "a prefix"}
+  return names.get(len(shape), "no method's values")
+
+
+def _load_values(model: t5.Transformer, path: str) -> np.ndarray:
+  """The method values at PROMPT_FILE `path`, read as the model's method reads them."""
+  cfg = model.config
+  if model.prefix is not None:
+    encoder_side = model.prefix.placement == "encoder"
+    depth = cfg.num_encoder_layers if encoder_side else cfg.num_decoder_layers
+    return prompt_files.load_prefix_file(path, depth, cfg.num_heads, model.prefix.placement)
+  per_layer = isinstance(model.prompt, prompts_lib.PerLayerPrompt)
+  return prompt_files.load_prompt_file(path, num_layers=cfg.num_encoder_layers if per_layer else 0)
 
 
 def prompt_bank(prompt_files: Any) -> dict[str, Any]:
@@ -512,7 +526,7 @@ def build(config: PredictorConfig) -> Predictor:
   variables, _ = variables_lib.init_variables(
     config.model, part, config.initial_checkpoint_path, config.seed
   )
-  prompts = prompt_bank(config.prompt_files) or own_prompt(variables)
+  prompts = prompt_bank(config.prompt_files) or own_prompt(config.model, variables)
   predictor = Predictor(
     config.model,
     variables["params"],
@@ -524,5 +538,4 @@ def build(config: PredictorConfig) -> Predictor:
     seed=config.seed,
     partitioner=part,
   )
-  predictor.set_prefix(own_prefix(variables))
   return predictor

@@ -188,19 +188,17 @@ def from_array(value: Any) -> Initializer:
   return init
 
 
-def prefix_from_array(value: Any) -> Initializer:
-  """A fixed prefix `[layers, 2, P, heads, head_dim]`: an array, or a zero-argument
-  callable returning one (configs/prompts/prefix_from_file.gin)."""
+def fixed_array(value: Any) -> Initializer:
+  """A fixed value of the variable's whole shape (a prefix `[layers, 2, P, heads,
+  head_dim]`, a per-layer prompt `[layers, P, E]`): an array, or a zero-argument callable
+  returning one (configs/prompts/*_from_file.gin)."""
 
   def init(rng: Array, shape: Sequence[int]) -> Array:
     del rng
-    prefix = _load_array(value, "prefix")
-    if tuple(prefix.shape) != tuple(shape):
-      source = getattr(value, "source", "prefix array")
-      raise ValueError(
-        f"{source} has shape {list(prefix.shape)}; this model's prefix is {list(shape)} "
-        "[layers, 2, P, heads, head_dim]"
-      )
-    return jnp.asarray(prefix)
+    array = _load_array(value, "array")
+    if tuple(array.shape) != tuple(shape):
+      source = getattr(value, "source", "the array")
+      raise ValueError(f"{source} has shape {list(array.shape)}; this model's is {list(shape)}")
+    return jnp.asarray(array)
 
   return init

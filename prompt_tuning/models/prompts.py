@@ -184,6 +184,74 @@ class Prompt(nn.Module):
     return self.variable(PROMPT_COLLECTION, "prompt", init).value
 
 
+PER_LAYER_MODES = ("replace", "add")
+
+
+class PerLayerPrompt(Prompt):
+  """A prompt at the input of every encoder layer (the original codebase's per-layer
+  prompts): `[layers, length, embed]` in the `prompt` collection.
+
+  Layer 0's prompt joins the embedded inputs in front, as a `Prompt` does; the
+  input of each later layer i is the previous layer's output with its first
+  `length` positions (the prompt's) replaced by layer i's prompt ('replace') or
+  with layer i's prompt added to them ('add'). With one layer it is a `Prompt`.
+
+  Attributes (besides `Prompt`'s; `combine` must be 'prefix'):
+    num_layers: the encoder's layers.
+    mode: 'replace' or 'add'.
+    prompt_init: initializes layer 0's `[length, embed]`.
+    layer_init: initializes each later layer's `[length, embed]`; None: `prompt_init`
+      for 'replace' and zeros for 'add' (so that training starts from a prompt).
+    init: initializes the whole `[layers, length, embed]` instead (a file's).
+  """
+
+  num_layers: int = 1
+  mode: str = "replace"
+  layer_init: initializers.Initializer | None = None
+  init: initializers.Initializer | None = None
+
+  @nn.compact
+  def __call__(self) -> Array:
+    """Returns the prompts, `[layers, length, embed]`."""
+    if self.mode not in PER_LAYER_MODES:
+      raise ValueError(f"per-layer prompt mode {self.mode!r}: choose one of {PER_LAYER_MODES}")
+    if isinstance(self.length, bool) or not isinstance(self.length, (int, np.integer)):
+      raise ValueError(f"prompt length (PROMPT_LENGTH) is {self.length!r}; it must be >= 1")
+    if self.length < 1:
+      raise ValueError(f"a per-layer prompt's length (PROMPT_LENGTH) is {self.length}; use >= 1")
+    shape = (self.num_layers, self.length, self.embed_dim)
+
+    def make():
+      rng = self.make_rng("params")
+      if self.init is not None:
+        value = jnp.asarray(self.init(rng, shape), jnp.float32)
+      else:
+        later = self.layer_init
+        if later is None:
+          later = self.prompt_init if self.mode == "replace" else nn.initializers.zeros
+        keys = jax.random.split(rng, self.num_layers)
+        value = jnp.stack(
+          [jnp.asarray(self.prompt_init(keys[0], shape[1:]), jnp.float32)]
+          + [jnp.asarray(later(k, shape[1:]), jnp.float32) for k in keys[1:]]
+        )
+      return nn.LogicallyPartitioned(
+        jnp.asarray(value, self.param_dtype), names=(None, "prompt", "prompt_embed")
+      )
+
+    return self.variable(PROMPT_COLLECTION, "prompt", make).value
+
+  def per_row(self, prompts: Array, batch_size: int) -> Array:
+    """`[layers, P, E]` or `[batch, layers, P, E]` -> `[layers, batch, P, E]`."""
+    if prompts.ndim == 3:
+      prompts = jnp.broadcast_to(prompts[None], (batch_size,) + prompts.shape)
+    if prompts.ndim != 4 or prompts.shape[0] != batch_size or prompts.shape[1] != self.num_layers:
+      raise ValueError(
+        f"per-layer prompts must be [{self.num_layers}, P, E] or [batch={batch_size}, "
+        f"{self.num_layers}, P, E], got shape {prompts.shape}"
+      )
+    return jnp.swapaxes(prompts, 0, 1)
+
+
 def broadcast_prompt(prompt: Array, batch_size: int) -> Array:
   """`[P, E]` (one prompt) or `[batch, P, E]` (one per example) -> `[batch, P, E]`."""
   if prompt.ndim == 2:
@@ -204,9 +272,13 @@ def peft_key_rows(num_layers: int) -> list[int]:
   return [(4 * i) % (2 * num_layers) for i in range(num_layers)]
 
 
+PREFIX_PLACEMENTS = ("decoder", "encoder")
+
+
 class Prefix(nn.Module):
-  """Prefix tuning (Li & Liang, 2021): learned keys and values put before each decoder
-  layer's self-attention keys and values, as PEFT applies a prefix to T5.
+  """Prefix tuning (Li & Liang, 2021): learned keys and values put before each layer's
+  self-attention keys and values, in the decoder (`placement='decoder'`, where PEFT
+  applies a prefix to T5) or in the encoder (`'encoder'`, P-tuning v2's deep prompts).
 
   Its variables are in the `prompt` collection, so they train as a prompt does
   and the model stays frozen. With `hidden_dim` 0 the variable is the prefix
@@ -217,7 +289,7 @@ class Prefix(nn.Module):
 
   Attributes:
     length: P, the prefix's positions.
-    num_layers, num_heads, head_dim: the decoder's.
+    num_layers, num_heads, head_dim: the stack's.
     embed_dim: the MLP's input width (the model's embedding width).
     hidden_dim: the MLP's hidden width; 0: no MLP.
     prefix_init: `(rng, shape) -> array` for the prefix or the MLP's embedding.
@@ -225,7 +297,8 @@ class Prefix(nn.Module):
       (0.21) table of 2L rows, `[length, 2L, heads, head_dim]`, decoder layer i
       reading rows 4i mod 2L and 4i+1 mod 2L, so that with an even number of
       layers, layers i and i + L/2 share theirs and the prefix exports to a
-      PEFT adapter exactly (`checkpoints.peft.prefix_to_peft`).
+      PEFT adapter exactly (`checkpoints.peft.prefix_to_peft`); decoder only.
+    placement: 'decoder' (PEFT's) or 'encoder' (P-tuning v2).
   """
 
   length: int
@@ -236,6 +309,7 @@ class Prefix(nn.Module):
   hidden_dim: int = 0
   prefix_init: initializers.Initializer = nn.initializers.normal(1.0)
   layout: str = "layers"
+  placement: str = "decoder"
   param_dtype: layers.DType = jnp.float32
 
   @property
@@ -258,6 +332,10 @@ class Prefix(nn.Module):
       raise ValueError(f"prefix length is {self.length}; it must be >= 1")
     if self.layout not in ("layers", "peft"):
       raise ValueError(f"prefix layout {self.layout!r}: choose 'layers' or 'peft'")
+    if self.placement not in PREFIX_PLACEMENTS:
+      raise ValueError(f"prefix placement {self.placement!r}: choose one of {PREFIX_PLACEMENTS}")
+    if self.layout == "peft" and self.placement != "decoder":
+      raise ValueError("PEFT's layout (layout='peft') is a decoder prefix's (placement='decoder')")
     if not self.hidden_dim:
       if self.layout == "layers":
         return self._variable(

@@ -115,20 +115,48 @@ def _relpos(cfg: T5Config) -> attention.RelativePositionBiases:
   )
 
 
+def _join_layer_prompt(x: Array, prompt: Array, active: Array, mode: str) -> Array:
+  """Layer input `x` with its first P positions (the prompt's) replaced by, or plus,
+  this layer's `prompt: [batch, P, embed]` where `active` (a traced bool) holds."""
+  length = prompt.shape[1]
+  head = x[:, :length]
+  new = prompt.astype(x.dtype) if mode == "replace" else head + prompt.astype(x.dtype)
+  return jnp.concatenate([jnp.where(active, new, head), x[:, length:]], axis=1)
+
+
 class EncoderLayer(nn.Module):
-  """Pre-norm self-attention and MLP blocks, each with dropout and a residual."""
+  """Pre-norm self-attention and MLP blocks, each with dropout and a residual.
+
+  Attributes:
+    prompt_mode: how a per-layer prompt joins this layer's input ('replace' or
+      'add'; see `prompts.PerLayerPrompt`).
+  """
 
   config: T5Config
   deterministic: bool = True
   scanned: bool = False
+  prompt_mode: str = "replace"
 
   @nn.compact
-  def __call__(self, x: Array, bias: Array):
-    """`x: [batch, length, embed]`, `bias: [batch, heads, length, length]`-broadcastable."""
+  def __call__(self, x: Array, bias: Array, own: Optional[dict[str, Array]] = None):
+    """`x: [batch, length, embed]`, `bias: [batch, heads, length, length]`-broadcastable.
+
+    `own` holds this layer's own inputs, if any: `prompt` `[batch, P, embed]` and
+    `active` (a bool scalar) for a per-layer prompt; `prefix` `[2, batch or 1, P,
+    heads, head_dim]`, keys and values before the self-attention's own (P-tuning v2),
+    for which `bias` covers `P + length` keys.
+    """
     cfg = self.config
+    own = own or {}
+    if "prompt" in own:
+      x = _join_layer_prompt(x, own["prompt"], own["active"], self.prompt_mode)
+    prefix = own.get("prefix")
     dropout = lambda y: nn.Dropout(cfg.dropout_rate)(y, deterministic=self.deterministic)
     h = _norm(cfg, "pre_attention_layer_norm")(x)
-    x = x + dropout(_attention(cfg, self.deterministic, "attention")(h, h, bias))
+    h = _attention(cfg, self.deterministic, "attention")(
+      h, h, bias, prefix=None if prefix is None else (prefix[0], prefix[1])
+    )
+    x = x + dropout(h)
     h = _norm(cfg, "pre_mlp_layer_norm")(x)
     h = layers.MlpBlock(
       cfg.mlp_dim,
@@ -159,11 +187,12 @@ class DecoderLayer(nn.Module):
     self_bias: Array,
     cross_bias: Array,
     decode_index: Optional[Array] = None,
-    prefix: Optional[Array] = None,
+    own: Optional[dict[str, Array]] = None,
   ):
-    """`prefix`: this layer's `[2, batch or 1, P, heads, head_dim]` keys and values,
-    put before the self-attention's own (prefix tuning), or None."""
+    """`own`: this layer's own inputs, if any: `prefix`, its `[2, batch or 1, P, heads,
+    head_dim]` keys and values put before the self-attention's own (prefix tuning)."""
     cfg = self.config
+    prefix = (own or {}).get("prefix")
     dropout = lambda y: nn.Dropout(cfg.dropout_rate)(y, deterministic=self.deterministic)
     h = _norm(cfg, "pre_self_attention_layer_norm")(x)
     h = _attention(cfg, self.deterministic, "self_attention")(
@@ -200,24 +229,26 @@ def _run_layers(
   num_layers: int,
   x: Array,
   *args,
-  per_layer: Optional[Array] = None,
+  per_layer: Optional[dict[str, Array]] = None,
   **attrs,
 ) -> Array:
   """Applies `num_layers` layers, as `layers_{i}` or as one scanned `layers`.
 
-  Every layer gets `args`; with `per_layer` (leading axis `num_layers`), layer i
-  also gets `per_layer[i]`, after them.
+  Every layer gets `args`; with `per_layer` (a dict of arrays with leading axis
+  `num_layers`), layer i also gets the dict of their `[i]`, after them.
   """
   policy = REMAT_POLICIES[cfg.remat_policy]
   if cfg.remat_policy != "none":
     layer_cls = nn.remat(layer_cls, policy=policy, prevent_cse=not cfg.scan_layers)
-  if per_layer is not None and per_layer.shape[0] != num_layers:
-    raise ValueError(
-      f"{per_layer.shape[0]} layers' worth of prefix for a stack of {num_layers} layers"
-    )
+  per_layer = per_layer or None
+  for name, value in (per_layer or {}).items():
+    if value.shape[0] != num_layers:
+      raise ValueError(
+        f"{value.shape[0]} layers' worth of {name} for a stack of {num_layers} layers"
+      )
   if not cfg.scan_layers:
     for i in range(num_layers):
-      own = () if per_layer is None else (per_layer[i],)
+      own = () if per_layer is None else ({k: v[i] for k, v in per_layer.items()},)
       x = layer_cls(cfg, name=f"layers_{i}", **attrs)(x, *args, *own)
     return x
   own = () if per_layer is None else (per_layer,)
@@ -233,12 +264,34 @@ def _run_layers(
   return x
 
 
+def _layer_first_prefix(cfg: T5Config, prefix: Array) -> tuple[Array, int]:
+  """A prefix `[layers, 2, P, heads, head_dim]` (one for every row) or `[layers, 2,
+  batch, P, ...]` as the latter (batch 1 for the former), and its P."""
+  if prefix.ndim == 5:  # one prefix for every row
+    prefix = prefix[:, :, None]
+  if prefix.ndim != 6 or prefix.shape[1] != 2 or prefix.shape[-2:] != (cfg.num_heads, cfg.head_dim):
+    raise ValueError(
+      f"prefix has shape {prefix.shape}; expected [layers, 2, (batch,) P, "
+      f"{cfg.num_heads}, {cfg.head_dim}]"
+    )
+  return prefix, prefix.shape[3]
+
+
 class Encoder(nn.Module):
-  """Embeds the inputs, joins the prompt, and runs the bidirectional stack."""
+  """Embeds the inputs, joins the prompt, and runs the bidirectional stack.
+
+  Attributes:
+    config: the architecture.
+    shared_embedding: the token embedding.
+    prompt: a `prompts.Prompt` joined to the embedded inputs, or a
+      `prompts.PerLayerPrompt`, which also joins the input of every later layer.
+    prefix: keys and values before every layer's self-attention (P-tuning v2), or None.
+  """
 
   config: T5Config
   shared_embedding: nn.Module
   prompt: Optional[prompts_lib.Prompt] = None
+  prefix: Optional[prompts_lib.Prefix] = None
 
   @nn.compact
   def __call__(
@@ -249,6 +302,7 @@ class Encoder(nn.Module):
     prompts: Optional[Array] = None,
     prompt_mask: Optional[Array] = None,
     encoded_length: Optional[int] = None,
+    prefixes: Optional[Array] = None,
   ) -> tuple[Array, Array]:
     """Encodes `input_tokens: [batch, length]` (0 is padding).
 
@@ -257,7 +311,8 @@ class Encoder(nn.Module):
       enable_dropout: training mode.
       prompts: optional prompts to use instead of the `prompt` variable:
         `[P, E]`, or `[batch, P, E]` for a different prompt per example
-        (ensembles, mixed-task batches).
+        (ensembles, mixed-task batches); `[layers, P, E]` or `[batch, layers, P,
+        E]` for a per-layer prompt.
       prompt_mask: optional `[batch, P]` bool, True at the prompt vectors each
         row really has: prompts of different lengths padded to one `P`. A
         masked vector is never attended to and takes no position, so a row
@@ -267,6 +322,10 @@ class Encoder(nn.Module):
         tokens and prompt vectors) moves first, keeping its position, and only
         the first N are encoded, so a batch of short rows costs what its
         longest row needs. N must hold every row's attended positions.
+      prefixes: optional keys and values to use instead of the `prefix`
+        variable, `[layers, 2, (batch,) P, heads, head_dim]`, before every
+        layer's self-attention keys and values (P-tuning v2). They take positions
+        0 to P-1 and everything else follows from P, as a prompt's vectors do.
 
     Returns:
       `encoded: [batch, P + length, embed]` and `mask: [batch, P + length]`
@@ -279,6 +338,17 @@ class Encoder(nn.Module):
     mask = input_tokens > 0
     if prompts is None and self.prompt is not None:
       prompts = self.prompt()
+    per_layer = {}
+    if prompts is not None and isinstance(self.prompt, prompts_lib.PerLayerPrompt):
+      if self.prompt.combiner() is not prompts_lib.prefix_prompt or prompt_mask is not None:
+        raise ValueError(
+          "a per-layer prompt sits in front of the inputs (combine='prefix'), "
+          "unpadded (no prompt_mask)"
+        )
+      layer_prompts = self.prompt.per_row(prompts, x.shape[0])  # [layers, batch, P, E]
+      prompts = layer_prompts[0]  # the first layer's joins the embedded inputs
+      per_layer["prompt"] = layer_prompts
+      per_layer["active"] = jnp.arange(layer_prompts.shape[0]) > 0
     positions = None
     if prompts is not None:
       combine = self.prompt.combiner() if self.prompt is not None else prompts_lib.prefix_prompt
@@ -303,10 +373,28 @@ class Encoder(nn.Module):
     x = layers.constrain(x.astype(cfg.activation_dtype), ("batch", "length", "embed"))
     if positions is None:
       positions = jnp.arange(x.shape[1])
-    bias = _relpos(cfg)(positions, positions, bidirectional=True) + attention.mask_to_bias(
-      attention.key_padding_mask(mask), cfg.activation_dtype
+    key_positions, key_mask = positions, mask
+    if prefixes is None and self.prefix is not None:
+      prefixes = self.prefix()
+    if prefixes is not None:
+      per_layer["prefix"], length_p = _layer_first_prefix(cfg, prefixes)
+      positions = positions + length_p
+      first = jnp.broadcast_to(jnp.arange(length_p), positions.shape[:-1] + (length_p,))
+      key_positions = jnp.concatenate([first, positions], axis=-1)
+      key_mask = jnp.concatenate([jnp.ones(mask.shape[:1] + (length_p,), bool), mask], axis=1)
+    bias = _relpos(cfg)(positions, key_positions, bidirectional=True) + attention.mask_to_bias(
+      attention.key_padding_mask(key_mask), cfg.activation_dtype
     )
-    x = _run_layers(cfg, EncoderLayer, cfg.num_encoder_layers, x, bias, deterministic=deterministic)
+    x = _run_layers(
+      cfg,
+      EncoderLayer,
+      cfg.num_encoder_layers,
+      x,
+      bias,
+      per_layer=per_layer,
+      deterministic=deterministic,
+      **({"prompt_mode": self.prompt.mode} if "prompt" in per_layer else {}),
+    )
     x = _norm(cfg, "encoder_norm")(x)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
     return x, mask
@@ -376,22 +464,7 @@ class Decoder(nn.Module):
     if prefix is None and self.prefix is not None:
       prefix = self.prefix()
     if prefix is not None:
-      if prefix.ndim == 5:  # one prefix for every row
-        prefix = prefix[:, :, None]
-      if (
-        prefix.ndim != 6
-        or prefix.shape[1] != 2
-        or prefix.shape[-2:]
-        != (
-          cfg.num_heads,
-          cfg.head_dim,
-        )
-      ):
-        raise ValueError(
-          f"prefix has shape {prefix.shape}; expected [layers, 2, (batch,) P, "
-          f"{cfg.num_heads}, {cfg.head_dim}]"
-        )
-      length_p = prefix.shape[3]
+      prefix, length_p = _layer_first_prefix(cfg, prefix)
       query_positions = query_positions + length_p
       key_positions = jnp.concatenate([jnp.arange(length_p), key_positions + length_p])
       seen = jnp.ones(causal.shape[:3] + (length_p,), bool)  # every query sees the prefix
@@ -411,7 +484,7 @@ class Decoder(nn.Module):
       self_bias,
       cross_bias,
       decode_index,
-      per_layer=prefix,
+      per_layer=None if prefix is None else {"prefix": prefix},
       deterministic=deterministic,
       decode=decode,
       max_decode_length=max_decode_length,
@@ -433,10 +506,11 @@ class Transformer(nn.Module):
 
   Attributes:
     config: the architecture.
-    prompt: the soft prompt joined to the embedded encoder inputs; None (or
-      length 0) gives the plain model.
-    prefix: learned keys and values before each decoder layer's
-      self-attention (prefix tuning), or None.
+    prompt: the soft prompt joined to the embedded encoder inputs (a
+      `prompts.Prompt`), or to every encoder layer's input (a
+      `prompts.PerLayerPrompt`); None (or length 0) gives the plain model.
+    prefix: learned keys and values before each self-attention of the stack
+      its `placement` names (prefix tuning, P-tuning v2), or None.
   """
 
   config: T5Config
@@ -446,26 +520,60 @@ class Transformer(nn.Module):
   def setup(self):
     cfg = self.config
     if self.prefix is not None:
-      shape = (cfg.num_decoder_layers, 2, self.prefix.length, cfg.num_heads, cfg.head_dim)
+      if self.prompt is not None:
+        raise ValueError("a model trains one method: a prompt or a prefix, not both")
+      encoder_side = self.prefix.placement == "encoder"
+      depth = cfg.num_encoder_layers if encoder_side else cfg.num_decoder_layers
+      shape = (depth, 2, self.prefix.length, cfg.num_heads, cfg.head_dim)
       if self.prefix.shape != shape:
         raise ValueError(
-          f"the prefix's shape {self.prefix.shape} does not fit this decoder: "
-          f"[layers, 2, P, heads, head_dim] = {shape}"
+          f"the prefix's shape {self.prefix.shape} does not fit this model's "
+          f"{self.prefix.placement}: [layers, 2, P, heads, head_dim] = {shape}"
         )
     if self.prompt is not None and self.prompt.embed_dim != cfg.emb_dim:
       raise ValueError(
         f"prompt embed_dim={self.prompt.embed_dim} differs from the model's "
         f"emb_dim={cfg.emb_dim}; set both from EMBED_DIM"
       )
+    if isinstance(self.prompt, prompts_lib.PerLayerPrompt) and (
+      self.prompt.num_layers != cfg.num_encoder_layers
+    ):
+      raise ValueError(
+        f"a per-layer prompt for {self.prompt.num_layers} layers; this encoder has "
+        f"{cfg.num_encoder_layers} (set num_layers from NUM_ENCODER_LAYERS)"
+      )
     self.token_embedder = layers.Embed(
       cfg.vocab_size, cfg.emb_dim, cfg.activation_dtype, cfg.parameter_dtype
     )
-    # A fresh copy, so the encoder (not this module) owns it: the variable's
-    # path is `encoder/prompt/prompt` in the `prompt` collection.
+    # Fresh copies, so the stacks (not this module) own them: the variables' paths
+    # are `encoder/prompt/prompt` and `{encoder,decoder}/prefix/...` in the `prompt`
+    # collection.
     prompt = self.prompt.clone(parent=None) if self.prompt is not None else None
-    self.encoder = Encoder(cfg, self.token_embedder, prompt)
     prefix = self.prefix.clone(parent=None) if self.prefix is not None else None
-    self.decoder = Decoder(cfg, self.token_embedder, prefix)  # `decoder/prefix/...`
+    on_encoder = prefix is not None and prefix.placement == "encoder"
+    self.encoder = Encoder(cfg, self.token_embedder, prompt, prefix if on_encoder else None)
+    self.decoder = Decoder(cfg, self.token_embedder, None if on_encoder else prefix)
+
+  def _prefix_rows(self, prompts: Optional[Array], placement: str) -> Optional[Array]:
+    """`prompts` (the method's values by row, see `encode`) as the stack's prefixes, when
+    the model's prefix sits in `placement`; else None."""
+    if prompts is None or self.prefix is None or self.prefix.placement != placement:
+      return None
+    if prompts.ndim == 6:  # [batch, layers, 2, P, heads, head_dim] -> layers first
+      return jnp.transpose(prompts, (1, 2, 0, 3, 4, 5))
+    return prompts
+
+  def _encoder_prompts(self, prompts: Optional[Array]) -> Optional[Array]:
+    return None if self.prefix is not None else prompts
+
+  def method_values(self) -> Optional[Array]:
+    """What the model's method puts in, from its variables (a prefix's MLP applied), in
+    the form `encode`'s `prompts` takes: one row's worth, or None for the plain model."""
+    if self.prefix is not None:
+      return (self.encoder if self.prefix.placement == "encoder" else self.decoder).prefix()
+    if self.prompt is not None:
+      return self.encoder.prompt()
+    return None
 
   def encode(
     self,
@@ -476,13 +584,19 @@ class Transformer(nn.Module):
     prompt_mask: Optional[Array] = None,
     encoded_length: Optional[int] = None,
   ) -> tuple[Array, Array]:
-    """See `Encoder.__call__`."""
+    """See `Encoder.__call__`.
+
+    `prompts` are the model's method's values, to use instead of its variables: for
+    a prompt `[(batch,) P, E]`, a per-layer prompt `[(batch,) layers, P, E]`, a prefix
+    `[(batch,) layers, 2, P, heads, head_dim]` (a decoder prefix's go to `decode`).
+    """
     return self.encoder(
       encoder_input_tokens,
       enable_dropout=enable_dropout,
-      prompts=prompts,
+      prompts=self._encoder_prompts(prompts),
       prompt_mask=prompt_mask,
       encoded_length=encoded_length,
+      prefixes=self._prefix_rows(prompts, "encoder"),
     )
 
   def decode(
@@ -495,8 +609,11 @@ class Transformer(nn.Module):
     decode: bool = False,
     max_decode_length: Optional[int] = None,
     prefixes: Optional[Array] = None,
+    prompts: Optional[Array] = None,
   ) -> Array:
-    """See `Decoder.__call__`."""
+    """See `Decoder.__call__`; `prompts` as in `encode` (only a decoder prefix's are read)."""
+    if prefixes is None:
+      prefixes = self._prefix_rows(prompts, "decoder")
     return self.decoder(
       encoded,
       encoder_mask,
@@ -523,7 +640,9 @@ class Transformer(nn.Module):
       prompts=prompts,
       prompt_mask=prompt_mask,
     )
-    return self.decode(encoded, mask, decoder_input_tokens, enable_dropout=enable_dropout)
+    return self.decode(
+      encoded, mask, decoder_input_tokens, enable_dropout=enable_dropout, prompts=prompts
+    )
 
 
 def init_shapes(model: Transformer) -> dict[str, Any]:
@@ -572,3 +691,19 @@ def unstack_layers(params: dict[str, Any]) -> dict[str, Any]:
       tree[f"layers_{i}"] = jax.tree_util.tree_map(lambda x, i=i: x[i], stacked)
     out[stack] = tree
   return out
+
+
+def method_shape(model: Transformer) -> tuple[str, tuple[Optional[int], ...]]:
+  """The model's method by name, and the shape of its values for one row (`encode`'s
+  `prompts`), None where the length P goes: ('prompt', (None, E)), ('per-layer prompt',
+  (L, None, E)) or ('encoder prefix' or 'decoder prefix', (L, 2, None, heads,
+  head_dim))."""
+  cfg = model.config
+  if model.prefix is not None:
+    encoder_side = model.prefix.placement == "encoder"
+    depth = cfg.num_encoder_layers if encoder_side else cfg.num_decoder_layers
+    shape = (depth, 2, None, cfg.num_heads, cfg.head_dim)
+    return f"{model.prefix.placement} prefix", shape
+  if isinstance(model.prompt, prompts_lib.PerLayerPrompt):
+    return "per-layer prompt", (cfg.num_encoder_layers, None, cfg.emb_dim)
+  return "prompt", (None, cfg.emb_dim)  # also what a plain model takes

@@ -99,6 +99,9 @@ class OptimizationSettings:
       `train/learning_rate` summary.
     what_trains: WHAT_TRAINS: 'prompt', 'all', or regexes over variable paths.
     z_loss, label_smoothing, loss_normalizing_factor: the loss (see `losses`).
+    regularizer: None, or a term added to the loss, `(trainable) -> (term, metrics)`,
+      which may also `report(variables) -> (metrics, text)` at each evaluation
+      (`wayward.Wayward`, configs/prompts/wayward.gin).
   """
 
   optimizer: Optional[optax.GradientTransformation] = None
@@ -107,6 +110,7 @@ class OptimizationSettings:
   z_loss: float = 1e-4
   label_smoothing: float = 0.0
   loss_normalizing_factor: Any = "NUM_REAL_TARGET_TOKENS"
+  regularizer: Optional[Callable[[dict[str, Any]], tuple[Any, dict[str, Any]]]] = None
 
   def __post_init__(self):
     rate = self.learning_rate
@@ -128,6 +132,7 @@ class OptimizationSettings:
       "z_loss": self.z_loss,
       "label_smoothing": self.label_smoothing,
       "loss_normalizing_factor": self.loss_normalizing_factor,
+      "regularizer": self.regularizer,
     }
 
 

@@ -10,7 +10,7 @@ state, frozen variables and the jitted step: what the trainer and the
 benchmark both run.
 """
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import flax
 import jax
@@ -95,6 +95,7 @@ def make_train_step(
   z_loss: float = 1e-4,
   label_smoothing: float = 0.0,
   loss_normalizing_factor: losses.NormalizingFactor = "NUM_REAL_TARGET_TOKENS",
+  regularizer: Optional[Callable[[dict[str, Array]], tuple[Array, dict]]] = None,
 ) -> Callable[[TrainState, dict[str, Array], Batch], tuple[TrainState, dict]]:
   """`train_step(state, frozen, batch) -> (state, metrics)`, pure, to be jitted.
 
@@ -104,6 +105,8 @@ def make_train_step(
     z_loss: z-loss coefficient.
     label_smoothing: label smoothing.
     loss_normalizing_factor: see `losses`.
+    regularizer: `(trainable) -> (term, metrics)`: the term is added to the loss (which
+      the `loss` metric includes), its metrics join the step's (e.g. `wayward.Wayward`).
 
   Returns:
     The step. `batch` has seqio's encoder-decoder features (`BATCH_FEATURES`);
@@ -133,7 +136,12 @@ def make_train_step(
       accuracy = losses.token_accuracy(
         logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"]
       )
-      return loss, {"z_loss": z, "accuracy": accuracy, "target_tokens": weight_sum}
+      aux = {"z_loss": z, "accuracy": accuracy, "target_tokens": weight_sum}
+      if regularizer is not None:
+        term, more = regularizer(train)
+        loss = loss + term
+        aux.update(more)
+      return loss, aux
 
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.trainable)
     updates, opt_state = tx.update(grads, state.opt_state, state.trainable)

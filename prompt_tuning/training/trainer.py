@@ -467,6 +467,10 @@ def train(
       eval_metrics = evaluate(state.trainable)
       if infer_eval_fn is not None:
         eval_metrics.update(infer_eval_fn(step, trainable.merge(state.trainable, frozen)))
+      if hasattr(optimization.regularizer, "report"):  # e.g. a wayward prompt's nearest tokens
+        reported, text = optimization.regularizer.report({**frozen, **state.trainable})
+        eval_metrics.update(reported)
+        logging.info("nearest tokens at step %d: %s", step, text)
       logging.info(
         "eval at step %d: %s",
         step,

@@ -150,7 +150,7 @@ def test_plain_model_and_clear_errors(setup):
     pred.predict(TEXTS[:1], ["mnli"])
   with pytest.raises(ValueError, match="share one shape"):
     _predictor(setup, {"a": bank["sst2"], "b": bank["rte"][:2]})
-  with pytest.raises(ValueError, match=r"needs \[P, 16\]"):
+  with pytest.raises(ValueError, match=r"this model needs \[P, 16\]"):
     _predictor(setup, {"a": np.zeros((4, 8), np.float32)})
 
 

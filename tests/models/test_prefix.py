@@ -165,7 +165,7 @@ def test_the_prefix_variable_in_the_prompt_collection_is_what_the_decoder_uses(r
   )
   # A prefix of another shape than the decoder's is refused.
   wrong = t5.Transformer(CFG, prefix=dataclasses.replace(_prefix(), num_layers=2))
-  with pytest.raises(ValueError, match="does not fit this decoder"):
+  with pytest.raises(ValueError, match="does not fit this model's decoder"):
     _apply(wrong, variables, tokens, shifted)
 
 

@@ -9,6 +9,7 @@ import gin
 import pytest
 
 from prompt_tuning import gin_config
+from prompt_tuning.models import prompts
 from prompt_tuning.sweep import driver
 from prompt_tuning.sweep import points as points_lib
 from prompt_tuning.sweep import spec
@@ -280,7 +281,11 @@ def test_where_binds_by_several_axes_and_files_after_axes_come_last(tmp_path):
     )
 
 
-INCLUDES = ("paper_superglue.gin", "wordnet_scaling.gin")  # shared settings, not sweeps
+INCLUDES = (
+  "paper_superglue.gin",
+  "wordnet_scaling.gin",
+  "wordnet_recipe.gin",
+)  # shared settings, not sweeps
 
 
 SHIPPED = sorted(
@@ -324,9 +329,15 @@ def test_shipped_sweep_files_parse_into_valid_runs(name, tmp_path):
     if "configs/runs/model_finetune.gin" in plan.gin_files_of(point):
       assert model.prompt is None, point.name
       assert gin.query_parameter("%WHAT_TRAINS") == "all"
+    elif "method=p_tuning_v2" in point.name:  # a prefix before every encoder layer
+      assert model.prompt is None and model.prefix.placement == "encoder", point.name
+      assert model.prefix.length == gin.query_parameter("%PREFIX_LENGTH") == 20
+      assert gin.query_parameter("%WHAT_TRAINS") == "prompt"
     else:
       assert model.prompt.length == gin.query_parameter("%PROMPT_LENGTH"), point.name
       assert gin.query_parameter("%WHAT_TRAINS") == "prompt"
+      per_layer = "method=per_layer" in point.name
+      assert isinstance(model.prompt, prompts.PerLayerPrompt) == per_layer, point.name
     if name.startswith("wordnet_scaling_"):  # the family was pretrained without dropout:
       # a frozen model gets none, model tuning T5's 0.1 (wordnet_scaling.gin)
       assert model.config.dropout_rate == (0.1 if model.prompt is None else 0.0), point.name
@@ -337,6 +348,8 @@ def test_shipped_sweep_files_parse_into_valid_runs(name, tmp_path):
     "wordnet_scaling_figure3b.gin": ("init", ["random_uniform", "sampled_vocab", "class_labels"]),
     "wordnet_scaling_figure3c.gin": ("PRETRAINING", ["span_corruption", "lm_adapted"]),
     "wordnet_scaling_table3.gin": ("RANDOM_SEED", ["0", "1", "2", "3", "4"]),
+    "wordnet_methods_lr.gin": ("method", ["per_layer", "p_tuning_v2"]),
+    "wordnet_scaling_spot.gin": ("method", ["prompt_tuning", "spot"]),
   }
   if name in swept:
     assert _labels(plan, swept[name][0]) == swept[name][1]
@@ -355,3 +368,29 @@ def test_table3s_seeds_0_to_2_are_figure1s_prompt_tuning_points():
   assert shared == figure1 and len(figure1) == 4 * 2 * 3  # Figure 1 keeps its 3 seeds
   new = set(table3.values()) - set(shared.values())
   assert len(new) == 4 * 2 * 2 and not new & set(figure1.values())
+
+
+def test_spots_sources_are_figure1s_other_task_and_its_own_init_is_figure1s():
+  """Each SPoT point starts from Figure 1's archived best prompt of the other task at the
+  same size and seed; the class-label points are Figure 1's (--reuse_from copies them)."""
+  plan = driver.load(os.path.join(REPO, "configs", "sweeps", "wordnet_scaling_spot.gin"))
+  texts = driver.check_points(plan)
+  figure1 = spec.select(
+    driver.load(os.path.join(REPO, "configs", "sweeps", "wordnet_scaling_figure1.gin")),
+    ["method=prompt_tuning", "RANDOM_SEED=0,1"],
+  )
+  want = {p: driver.config_digest(t) for p, t in driver.check_points(figure1).items()}
+  own = {p: driver.config_digest(t) for p, t in texts.items() if "method=prompt_tuning" in p}
+  assert own == want and len(own) == 4 * 2 * 2
+  spot = [p for p in plan.points if "method=spot" in p.name]
+  assert len(spot) == 16
+  for point in spot:
+    bindings = dict(plan.bindings_of(point))
+    labels = {c.axis: c.label for c in point.choices}
+    other = {"hypernym": "supersense", "supersense": "hypernym"}[labels["task"]]
+    source = (
+      f"results/figure1/size={labels['size']},method=prompt_tuning,task={other},"
+      f"RANDOM_SEED={labels['RANDOM_SEED']}/best"
+    )
+    assert bindings["PROMPT_FILE"] == repr(source), point.name
+    assert os.path.isdir(os.path.join(REPO, source)), source

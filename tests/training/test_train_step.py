@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from prompt_tuning.checkpoints import checkpointer
 from prompt_tuning.models import prompts
 from prompt_tuning.models import t5
 from prompt_tuning.training import optimizers
@@ -34,23 +35,41 @@ def _batches(n, batch=8, seed=0):
   return out
 
 
+METHODS = {  # method -> what trains
+  "prompt": ["prompt/encoder/prompt/prompt"],
+  "per_layer": ["prompt/encoder/prompt/prompt"],
+  "prefix": ["prompt/decoder/prefix/prefix"],
+  "prefix_mlp": ["prompt/decoder/prefix/" + n for n in sorted(prompts.PREFIX_MLP)],
+  "p_tuning_v2": ["prompt/encoder/prefix/prefix"],
+}
+
+
 def _model(method: str) -> t5.Transformer:
   """The tiny model with the prompt method `method` trains."""
   if method == "prompt":
     return t5.Transformer(CFG, prompts.Prompt(4, CFG.emb_dim))
+  if method == "per_layer":
+    prompt = prompts.PerLayerPrompt(4, CFG.emb_dim, num_layers=CFG.num_encoder_layers, mode="add")
+    return t5.Transformer(CFG, prompt)
+  encoder = method == "p_tuning_v2"
   prefix = prompts.Prefix(
     length=3,
-    num_layers=CFG.num_decoder_layers,
+    num_layers=CFG.num_encoder_layers if encoder else CFG.num_decoder_layers,
     num_heads=CFG.num_heads,
     head_dim=CFG.head_dim,
     embed_dim=CFG.emb_dim,
-    hidden_dim={"prefix": 0, "prefix_mlp": 8}[method],
+    hidden_dim=8 if method == "prefix_mlp" else 0,
+    placement="encoder" if encoder else "decoder",
   )
   return t5.Transformer(CFG, prefix=prefix)
 
 
-def _run(num_partitions, what="prompt", steps=3, devices=None, method="prompt"):
-  """Trains a few steps on a (devices / num_partitions, num_partitions) mesh."""
+def _run(num_partitions, what="prompt", steps=3, devices=None, method="prompt", model_dir=None):
+  """Trains a few steps on a (devices / num_partitions, num_partitions) mesh.
+
+  With `model_dir`, the state after the first step is also saved there, restored once the
+  run ends, and trained on through the remaining steps (a resumed run): returned last.
+  """
   part = partitioning.Partitioner(num_partitions, devices=devices)
   model = _model(method)
   init = lambda key: model.init(key, jnp.ones((1, 1), jnp.int32), jnp.ones((1, 1), jnp.int32))
@@ -64,6 +83,7 @@ def _run(num_partitions, what="prompt", steps=3, devices=None, method="prompt"):
   state = jax.jit(lambda t: train_state.create(t, tx, seed=1))(train)
   state_shardings = train_state.state_shardings(state, flat_shardings, part)
   state = jax.device_put(state, state_shardings)
+  abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
   jitted = train_state.jit_train_step(
     train_state.make_train_step(model, tx), part, state_shardings, frozen_shardings
   )
@@ -71,10 +91,18 @@ def _run(num_partitions, what="prompt", steps=3, devices=None, method="prompt"):
   step, memory = train_state.compile_train_step(jitted, part, state, frozen, batches[0])
   assert "temp=" in memory
   metrics = []
-  for batch in batches:
+  saver = None if model_dir is None else checkpointer.Checkpointer(str(model_dir))
+  for i, batch in enumerate(batches):
     state, m = step(state, frozen, batch)
     metrics.append(jax.device_get(m))
-  return state, frozen, before, metrics
+    if saver is not None and i == 0:
+      saver.save(state, {})
+  if saver is None:
+    return state, frozen, before, metrics
+  resumed, _ = saver.restore(1, abstract, state_shardings)
+  for batch in batches[1:]:
+    resumed, _ = step(resumed, frozen, batch)
+  return state, frozen, before, metrics, resumed
 
 
 @pytest.fixture(scope="module")
@@ -136,15 +164,13 @@ def test_model_tuning_shards_optimizer_state_like_the_weights():
   assert np.isfinite(metrics[0]["loss"])
 
 
-@pytest.mark.parametrize("method", ["prefix", "prefix_mlp"])
-def test_every_prompt_method_trains_its_own_variables_and_keeps_the_model_bitwise(method):
-  state, frozen, before, metrics = _run(1, method=method)
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_prompt_method_trains_its_own_variables_keeps_the_model_bitwise_and_resumes(
+  method, tmp_path
+):
+  state, frozen, before, metrics, resumed = _run(1, method=method, model_dir=tmp_path)
   trained = sorted(state.trainable)
-  want = [
-    "prompt/decoder/prefix/" + n
-    for n in (["prefix"] if method == "prefix" else sorted(prompts.PREFIX_MLP))
-  ]
-  assert trained == want
+  assert trained == METHODS[method]
   after = trainable.flatten(trainable.merge(state.trainable, frozen))
   assert set(after) == set(before)
   for path, value in before.items():
@@ -153,3 +179,9 @@ def test_every_prompt_method_trains_its_own_variables_and_keeps_the_model_bitwis
     else:
       np.testing.assert_array_equal(np.asarray(after[path]), value, err_msg=path)
   assert all(np.isfinite(m["loss"]) for m in metrics)
+  # Stopped after the first step and resumed from its checkpoint: the same variables.
+  assert int(resumed.step) == int(state.step) == 3
+  for path in trained:
+    np.testing.assert_array_equal(
+      np.asarray(resumed.trainable[path]), np.asarray(state.trainable[path]), err_msg=path
+    )

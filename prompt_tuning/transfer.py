@@ -1,0 +1,166 @@
+"""Ranks source prompts for a target task by the similarity of their trained prompts (SPoT).
+
+Vu et al. (2022), "SPoT: Better Frozen Model Adaptation through Soft Prompt Transfer",
+use a task's trained prompt as its task embedding and measure two similarities between a
+target's prompt and each source's:
+
+* average-token cosine: the cosine of the two prompts' mean vectors;
+* per-token cosine: the mean of the cosines of every (target vector, source vector) pair.
+
+    python -m prompt_tuning.transfer --target=TARGET --sources=SOURCE [--sources=...]
+
+TARGET is a prompt (any PROMPT_FILE: a `.npy`, a numpy checkpoint, a PEFT prompt-tuning
+adapter) or a run's MODEL_DIR. Each SOURCE is the same, or a directory of runs (a sweep
+directory, a `results/` archive): each run in it whose prompt has the target's width is a
+candidate. A run's prompt is its best evaluation's (`MODEL_DIR/best`) when it kept one,
+else its latest. The sources are printed best first, by `--measure`, with both measures
+(`--output_json` writes them too).
+
+SPoT's transfer itself is an initialization: train the target with
+`configs/prompts/from_file.gin` and `PROMPT_FILE` set to the chosen source's prompt
+(docs/methods.md).
+"""
+
+import argparse
+import json
+import os
+import sys
+from typing import Optional, Sequence
+
+import numpy as np
+
+from prompt_tuning.checkpoints import layout
+from prompt_tuning.checkpoints import peft
+from prompt_tuning.checkpoints import prompt_files
+
+MEASURES = ("average_token", "per_token")
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+  norm = np.linalg.norm(x, axis=-1, keepdims=True)
+  return x / np.maximum(norm, np.finfo(np.float64).tiny)
+
+
+def average_token_cosine(a: np.ndarray, b: np.ndarray) -> float:
+  """Cosine of the mean vectors of prompts `a: [P, E]` and `b: [Q, E]`."""
+  return float(np.dot(_unit(np.mean(a, 0, np.float64)), _unit(np.mean(b, 0, np.float64))))
+
+
+def per_token_cosine(a: np.ndarray, b: np.ndarray) -> float:
+  """Mean cosine over every pair of a vector of `a: [P, E]` and one of `b: [Q, E]`."""
+  return float(np.mean(_unit(np.asarray(a, np.float64)) @ _unit(np.asarray(b, np.float64)).T))
+
+
+def similarities(target: np.ndarray, source: np.ndarray) -> dict[str, float]:
+  return {
+    "average_token": average_token_cosine(target, source),
+    "per_token": per_token_cosine(target, source),
+  }
+
+
+def run_prompt(path: str) -> str:
+  """The prompt a run directory stands for: its best (`best/`) if it kept one, else what
+  PROMPT_FILE reads from it (its latest); any other path as it is."""
+  best = os.path.join(path, "best")
+  if os.path.isdir(best) and layout.PROMPT_FILE_NAME in os.listdir(best):
+    return best
+  return path
+
+
+def _is_prompt(path: str) -> bool:
+  if peft.is_adapter(path) or os.path.isfile(path):
+    return True
+  try:
+    prompt_files.resolve_prompt_file(run_prompt(path))
+  except FileNotFoundError:
+    return False
+  return True
+
+
+def find_sources(path: str) -> dict[str, str]:
+  """Name -> prompt path: `path` itself when it is a prompt or a run, else each run (or
+  prompt) directly inside it."""
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} does not exist")
+  if _is_prompt(path):
+    return {os.path.basename(os.path.normpath(path)): run_prompt(path)}
+  found = {}
+  for name in sorted(os.listdir(path)):
+    inside = os.path.join(path, name)
+    if os.path.isdir(inside) and _is_prompt(inside):
+      found[name] = run_prompt(inside)
+  if not found:
+    raise FileNotFoundError(f"no prompt or run with a prompt in {path}")
+  return found
+
+
+def rank(
+  target: np.ndarray, sources: dict[str, np.ndarray], measure: str = "average_token"
+) -> list[dict]:
+  """Each source's similarities to the target, best first by `measure` (then by name)."""
+  if measure not in MEASURES:
+    raise ValueError(f"unknown measure {measure!r}; choose one of {MEASURES}")
+  rows = [{"source": name, **similarities(target, p)} for name, p in sources.items()]
+  return sorted(rows, key=lambda r: (-r[measure], r["source"]))
+
+
+def _load(path: str) -> np.ndarray:
+  return prompt_files.load_prompt_file(run_prompt(path))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  parser = argparse.ArgumentParser(
+    prog="python -m prompt_tuning.transfer",
+    description=__doc__.split("\n")[0],
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+    epilog=__doc__.split("\n", 2)[2],
+  )
+  parser.add_argument("--target", required=True, help="the target's prompt or run")
+  parser.add_argument(
+    "--sources",
+    action="append",
+    required=True,
+    help="a source prompt or run, or a directory of runs (repeated)",
+  )
+  parser.add_argument("--measure", choices=MEASURES, default="average_token")
+  parser.add_argument("--output_json", help="also write the ranking here")
+  args = parser.parse_args(argv)
+  try:
+    target = _load(args.target)
+    paths = {}
+    for path in args.sources:
+      paths.update(find_sources(path))
+    target_path = os.path.realpath(run_prompt(args.target))
+    sources, other_width = {}, []
+    for name, path in paths.items():
+      if os.path.realpath(path) == target_path:
+        continue  # the target itself
+      prompt = _load(path)
+      if prompt.shape[1] == target.shape[1]:
+        sources[name] = prompt
+      else:
+        other_width.append(name)
+    if not sources:
+      raise ValueError(f"no source prompt of the target's width ({target.shape[1]})")
+    ranking = rank(target, sources, args.measure)
+  except (OSError, ValueError) as e:
+    print(f"transfer: {e}", file=sys.stderr)
+    return 2
+  if other_width:
+    print(
+      f"transfer: left out {len(other_width)} prompts of another width than the target's "
+      f"{target.shape[1]} (another model's)",
+      file=sys.stderr,
+    )
+  width = max(len(r["source"]) for r in ranking)
+  print(f"{'source':<{width}}  average_token  per_token")
+  for r in ranking:
+    print(f"{r['source']:<{width}}  {r['average_token']:13.4f}  {r['per_token']:9.4f}")
+  if args.output_json:
+    with open(args.output_json, "w") as f:
+      json.dump({"target": args.target, "measure": args.measure, "ranking": ranking}, f, indent=1)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
