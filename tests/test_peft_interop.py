@@ -15,10 +15,12 @@ from tests import conftest
 from tests.helpers import infer_run
 
 
-def _infer(tmp_path, hf_dir, texts, *flags) -> list[str]:
-  """`python -m prompt_tuning.infer`'s predictions for `texts` on the model in `hf_dir`."""
+def _infer(tmp_path, hf_dir, texts, *flags, tasks=None) -> list[str]:
+  """`python -m prompt_tuning.infer`'s predictions for `texts` (each naming its task from
+  `tasks`, if given) on the model in `hf_dir`."""
   input_file, output_file = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-  input_file.write_text("".join(json.dumps({"inputs": t}) + "\n" for t in texts))
+  lines = [{"inputs": t, **({"task": tasks[i]} if tasks else {})} for i, t in enumerate(texts)]
+  input_file.write_text("".join(json.dumps(line) + "\n" for line in lines))
   infer_run.run_infer(tmp_path, hf_dir, input_file, output_file, *flags)
   return [json.loads(line)["prediction"] for line in output_file.read_text().splitlines()]
 
@@ -28,10 +30,11 @@ def hf_checkpoint(tmp_path_factory):
   return infer_run.save_hf_checkpoint(tmp_path_factory.mktemp("hf"))
 
 
-def _peft_greedy(peft_model, vocabulary, text):
+def _peft_greedy(peft_model, vocabulary, text, **extra):
   ids = list(vocabulary.encode(text))[: infer_run.LENGTHS["inputs"] - 1] + [decoding.EOS_ID]
   with torch.no_grad():
     out = peft_model.generate(
+      **extra,
       input_ids=torch.tensor([ids]),
       attention_mask=torch.ones(1, len(ids)),
       max_new_tokens=infer_run.LENGTHS["targets"],
@@ -236,6 +239,48 @@ def test_a_peft_p_tuning_adapter_is_a_prompt_file(
     f"--gin.PROMPT_FILE='{tmp_path / 'adapter'}'",
   )
   assert ours == theirs and len(set(theirs)) > 1
+
+
+@pytest.mark.integration
+def test_a_peft_multitask_adapter_is_a_bank_of_its_tasks_prompts(
+  tmp_path,
+  hf_checkpoint,  # pylint: disable=redefined-outer-name
+  t5_vocabulary,
+):
+  """MPT's task t prompt is the shared prompt times a low-rank task matrix; PROMPT_FILES
+  naming the adapter decodes one batch of mixed tasks as PeftModel.generate with task_ids."""
+  import transformers  # pylint: disable=g-import-not-at-top
+
+  _, hf_dir = hf_checkpoint
+  torch.manual_seed(11)
+  base = transformers.T5ForConditionalGeneration.from_pretrained(hf_dir)
+  config = peft_lib.MultitaskPromptTuningConfig(
+    task_type="SEQ_2_SEQ_LM", num_virtual_tokens=5, num_tasks=3, num_ranks=2
+  )
+  model = peft_lib.get_peft_model(base, config)
+  encoder = model.prompt_encoder["default"]
+  with torch.no_grad():  # far from PEFT's near-zero init, so that the tasks differ
+    for weights in (encoder.embedding.weight, encoder.prefix_task_cols, encoder.prefix_task_rows):
+      weights.copy_(torch.randn_like(weights))
+  model.save_pretrained(tmp_path / "adapter")
+  served = peft_lib.PeftModel.from_pretrained(
+    transformers.T5ForConditionalGeneration.from_pretrained(hf_dir), str(tmp_path / "adapter")
+  ).eval()
+  texts = (infer_run.TEXTS * 3)[:16]
+  tasks = [i % 3 for i in range(len(texts))]
+  theirs = [
+    _peft_greedy(served, _infer_vocabulary(), text, task_ids=torch.tensor([t]))
+    for text, t in zip(texts, tasks)
+  ]
+  ours = _infer(
+    tmp_path,
+    hf_dir,
+    texts,
+    f"--gin.PROMPT_FILES='{tmp_path / 'adapter'}'",
+    tasks=[str(t) for t in tasks],
+  )
+  assert ours == theirs
+  assert len({theirs[i] for i in range(3)}) > 1 or len(set(theirs)) > 3  # the tasks differ
 
 
 @pytest.mark.integration

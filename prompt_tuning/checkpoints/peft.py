@@ -53,6 +53,11 @@ def read_prompt(path: str) -> np.ndarray:
     config = json.load(f)
   if config.get("peft_type") == "P_TUNING":
     return _p_tuning_prompt(path, config)
+  if config.get("peft_type") == "MULTITASK_PROMPT_TUNING":
+    raise ValueError(
+      f"{path} is a PEFT multitask prompt tuning (MPT) adapter, one prompt per task: give it "
+      "as PROMPT_FILES (a string), whose prompts are named by task id ('0', '1', ...)"
+    )
   if config.get("peft_type") != "PROMPT_TUNING":
     raise ValueError(
       f"{path} is a PEFT {config.get('peft_type')} adapter, not PROMPT_TUNING or P_TUNING; "
@@ -182,6 +187,37 @@ def _p_tuning_prompt(path: str, config: dict) -> np.ndarray:
       f"{weights}: prompt_embeddings has {prompt.shape[0]} rows for num_virtual_tokens={length}"
     )
   return np.asarray(prompt[:length], np.float32)
+
+
+def is_multitask_adapter(path: str) -> bool:
+  """Whether `path` is a PEFT multitask prompt tuning (MPT) adapter directory."""
+  if not is_adapter(path):
+    return False
+  with open(os.path.join(path, CONFIG_FILE)) as f:
+    return json.load(f).get("peft_type") == "MULTITASK_PROMPT_TUNING"
+
+
+def read_multitask_prompts(path: str) -> np.ndarray:
+  """Each task's prompt `[tasks, P, E]` of a PEFT MPT adapter: task t's is the shared
+  prompt times (elementwise) the low-rank `prefix_task_cols[t] @ prefix_task_rows[t]`, of
+  which T5 reads the first P rows (PEFT 0.21's MultitaskPromptEmbedding), so every task's
+  prompt is an ordinary soft prompt."""
+  with open(os.path.join(path, CONFIG_FILE)) as f:
+    config = json.load(f)
+  weights, shared = _prompt_embeddings(path)
+  tensors = safetensors_numpy.load_file(weights)
+  cols, rows = tensors.get("prefix_task_cols"), tensors.get("prefix_task_rows")
+  if cols is None or rows is None:
+    raise ValueError(f"{weights} lacks prefix_task_cols or prefix_task_rows: not an MPT adapter")
+  length = int(config.get("num_virtual_tokens") or 0)
+  if length < 1 or shared.shape[0] < length or cols.shape[1] != shared.shape[0]:
+    raise ValueError(
+      f"{weights}: prompt_embeddings {list(shared.shape)} and prefix_task_cols "
+      f"{list(cols.shape)} do not fit num_virtual_tokens={length}"
+    )
+  shared, cols, rows = (np.asarray(a, np.float64) for a in (shared, cols, rows))
+  prompts = shared[None] * np.einsum("tpr,tre->tpe", cols, rows)
+  return np.asarray(prompts[:, :length], np.float32)
 
 
 def peft_rows(num_layers: int) -> list[tuple[int, int]]:

@@ -23,6 +23,7 @@ from absl import logging
 import numpy as np
 import seqio
 
+from prompt_tuning.checkpoints import peft
 from prompt_tuning.checkpoints import storage
 from prompt_tuning.data import registry
 from prompt_tuning.inference import decoding
@@ -31,6 +32,9 @@ from prompt_tuning.models import t5
 
 
 def bank_kind(prompt_files: Any) -> str:
+  """'single', 'tasks' (a dict, or a PEFT MPT adapter: one prompt per task) or 'ensemble'."""
+  if isinstance(prompt_files, str) and peft.is_multitask_adapter(prompt_files):
+    return "tasks"
   if prompt_files is None or isinstance(prompt_files, str):
     return "single"
   if isinstance(prompt_files, Mapping):

@@ -31,6 +31,7 @@ import numpy as np
 
 from prompt_tuning import partitioning
 from prompt_tuning.checkpoints import layout
+from prompt_tuning.checkpoints import peft
 from prompt_tuning.checkpoints import prompt_files
 from prompt_tuning.checkpoints import variables as variables_lib
 from prompt_tuning.inference import decoding
@@ -479,9 +480,12 @@ def _load_values(model: t5.Transformer, path: str) -> np.ndarray:
 
 
 def prompt_bank(prompt_files: Any) -> dict[str, Any]:
-  """PROMPT_FILES as a bank: a dict stays; a list is named by position ('0', '1', ...)."""
+  """PROMPT_FILES as a bank: a dict stays; a list is named by position ('0', '1', ...); a
+  PEFT multitask prompt tuning (MPT) adapter gives each task's prompt, named by task id."""
   if prompt_files is None:
     return {}
+  if isinstance(prompt_files, str) and peft.is_multitask_adapter(prompt_files):
+    return {str(t): p for t, p in enumerate(peft.read_multitask_prompts(prompt_files))}
   if isinstance(prompt_files, str):
     return {DEFAULT_PROMPT: prompt_files}
   if isinstance(prompt_files, Mapping):
