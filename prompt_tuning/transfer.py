@@ -22,6 +22,7 @@ SPoT's transfer itself is an initialization: train the target with
 """
 
 import argparse
+import collections
 import json
 import os
 import sys
@@ -108,6 +109,12 @@ def _load(path: str) -> np.ndarray:
   return prompt_files.load_prompt_file(run_prompt(path))
 
 
+def _file_of(path: str) -> str:
+  """The file a prompt or run stands for, to tell the target among the sources."""
+  path = run_prompt(path)
+  return path if peft.is_adapter(path) else os.path.realpath(prompt_files.resolve_prompt_file(path))
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = argparse.ArgumentParser(
     prog="python -m prompt_tuning.transfer",
@@ -128,30 +135,33 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   try:
     target = _load(args.target)
     paths = {}
-    for path in args.sources:
-      paths.update(find_sources(path))
-    target_path = os.path.realpath(run_prompt(args.target))
-    sources, other_width = {}, []
+    for root in args.sources:
+      for name, path in find_sources(root).items():
+        if name in paths and paths[name] != path:  # the same run name in two directories
+          name = os.path.join(os.path.basename(os.path.normpath(root)), name)
+        paths[name] = path
+    target_file = _file_of(args.target)
+    sources, left_out = {}, collections.Counter()
     for name, path in paths.items():
-      if os.path.realpath(path) == target_path:
+      if _file_of(path) == target_file:
         continue  # the target itself
-      prompt = _load(path)
+      try:
+        prompt = _load(path)
+      except ValueError:  # a per-layer prompt or a prefix: another method's
+        left_out["of another method (not a prompt [P, E])"] += 1
+        continue
       if prompt.shape[1] == target.shape[1]:
         sources[name] = prompt
       else:
-        other_width.append(name)
+        left_out[f"of another width than the target's {target.shape[1]} (another model's)"] += 1
     if not sources:
       raise ValueError(f"no source prompt of the target's width ({target.shape[1]})")
     ranking = rank(target, sources, args.measure)
   except (OSError, ValueError) as e:
     print(f"transfer: {e}", file=sys.stderr)
     return 2
-  if other_width:
-    print(
-      f"transfer: left out {len(other_width)} prompts of another width than the target's "
-      f"{target.shape[1]} (another model's)",
-      file=sys.stderr,
-    )
+  for why, count in sorted(left_out.items()):
+    print(f"transfer: left out {count} prompts {why}", file=sys.stderr)
   width = max(len(r["source"]) for r in ranking)
   print(f"{'source':<{width}}  average_token  per_token")
   for r in ranking:

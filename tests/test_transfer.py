@@ -51,6 +51,9 @@ def test_sources_are_ranked_by_similarity_from_runs_and_archives(tmp_path, capsy
   _run(runs, "far", rng.normal(size=(20, 16)) - 0.5)
   _run(runs, "wide", rng.normal(size=(20, 32)))  # another model's width: not a candidate
   _run(runs, "target", target)  # the target itself, inside the archive: left out
+  deep = runs / "deep" / layout.NUMPY_DIR / "checkpoint_10"  # a per-layer prompt: another method
+  deep.mkdir(parents=True)
+  np.save(deep / layout.PROMPT_FILE_NAME, np.ones((2, 20, 16), np.float32))
   out = tmp_path / "ranking.json"
   for measure in transfer.MEASURES:
     code = transfer.main(
@@ -64,8 +67,10 @@ def test_sources_are_ranked_by_similarity_from_runs_and_archives(tmp_path, capsy
     assert code == 0
     ranking = json.loads(out.read_text())["ranking"]
     assert [r["source"] for r in ranking] == ["near", "mid", "far"], measure
-    printed = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in printed[1:]] == ["near", "mid", "far"]
+    captured = capsys.readouterr()
+    assert [line.split()[0] for line in captured.out.splitlines()[1:]] == ["near", "mid", "far"]
+    assert "left out 1 prompts of another method" in captured.err
+    assert "left out 1 prompts of another width" in captured.err
   # A single run as a source, and the scores are the library's.
   assert transfer.main([f"--target={runs / 'target'}", f"--sources={runs / 'mid'}"]) == 0
   line = capsys.readouterr().out.splitlines()[1].split()
@@ -101,3 +106,18 @@ def test_the_documented_ranking_of_figure1s_prompts(request, tmp_path):
   for measure in transfer.MEASURES:
     order = [r["source"] for r in sorted(ranking, key=lambda r: -r[measure])]
     assert all("task=hypernym" in n for n in order[:2]), (measure, order)
+
+
+def test_the_target_given_as_its_file_is_still_left_out_and_names_stay_apart(tmp_path, capsys):
+  rng = np.random.default_rng(3)
+  for root in ("a", "b"):  # two sweep directories with the same run name
+    _run(tmp_path / root, "same", rng.normal(size=(4, 8)))
+  _run(tmp_path / "a", "target", rng.normal(size=(4, 8)))
+  target_file = (
+    tmp_path / "a" / "target" / layout.NUMPY_DIR / "checkpoint_10" / layout.PROMPT_FILE_NAME
+  )
+  out = tmp_path / "ranking.json"
+  argv = [f"--target={target_file}", f"--sources={tmp_path / 'a'}", f"--sources={tmp_path / 'b'}"]
+  assert transfer.main(argv + [f"--output_json={out}"]) == 0
+  names = sorted(r["source"] for r in json.loads(out.read_text())["ranking"])
+  assert names == ["b/same", "same"]

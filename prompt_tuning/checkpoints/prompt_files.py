@@ -10,21 +10,21 @@ and `npy_file` are the callables the gin files hand them, so a file is read
 only when the prompt is initialized.
 """
 
+import ast
 import os
-from typing import Callable, Optional
+import re
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 from prompt_tuning.checkpoints import layout
 from prompt_tuning.checkpoints import peft
+from prompt_tuning.models import prompts
 
 
-def resolve_prompt_file(path: str) -> str:
-  """The `.npy` file a PROMPT_FILE names (see the module docstring).
-
-  Raises:
-    FileNotFoundError: nothing at `path`, or no prompt in the directory.
-  """
+def _numpy_source(path: str) -> str:
+  """The `.npy` file a PROMPT_FILE names, or the numpy checkpoint directory it stands for
+  (a run's MODEL_DIR: its latest)."""
   path = os.fspath(path)
   if not os.path.exists(path):
     raise FileNotFoundError(f"prompt file {path} does not exist")
@@ -35,6 +35,35 @@ def resolve_prompt_file(path: str) -> str:
   steps = [(layout.numpy_step(n), n) for n in os.listdir(path) if layout.numpy_step(n) is not None]
   if steps:
     path = os.path.join(path, max(steps)[1])
+  return path
+
+
+def recorded_macro(path: str, name: str, default: Any = None) -> Any:
+  """The value the run that wrote PROMPT_FILE `path` gave macro `name` (its MODEL_DIR's
+  operative `config.gin`, next to `numpy_checkpoints/` and `best/`), or `default` when
+  `path` is from no run or the run did not set it."""
+  if peft.is_adapter(os.fspath(path)):
+    return default
+  where = os.path.abspath(_numpy_source(path))
+  for _ in range(4):
+    where = os.path.dirname(where)
+    config = os.path.join(where, "config.gin")
+    if os.path.isfile(config):
+      with open(config) as f:
+        found = re.search(rf"^{re.escape(name)} = (.+)$", f.read(), flags=re.M)
+      return ast.literal_eval(found[1]) if found else default
+  return default
+
+
+def resolve_prompt_file(path: str) -> str:
+  """The `.npy` file a PROMPT_FILE names (see the module docstring).
+
+  Raises:
+    FileNotFoundError: nothing at `path`, or no prompt in the directory.
+  """
+  path = _numpy_source(path)
+  if not os.path.isdir(path):
+    return path
   candidates = sorted(n for n in os.listdir(path) if n.endswith(".npy"))
   if layout.PROMPT_FILE_NAME in candidates:
     return os.path.join(path, layout.PROMPT_FILE_NAME)
@@ -55,14 +84,21 @@ def step_of(path: str) -> Optional[int]:
   return layout.numpy_step(os.path.basename(os.path.dirname(resolve_prompt_file(path))))
 
 
-def load_prompt_file(path: str, num_layers: int = 0) -> np.ndarray:
+def load_prompt_file(path: str, num_layers: int = 0, mode: Optional[str] = None) -> np.ndarray:
   """A `[length, embed]` float32 prompt from any form the module docstring lists; with
-  `num_layers`, a per-layer prompt `[num_layers, length, embed]` (not from PEFT)."""
+  `num_layers`, a per-layer prompt `[num_layers, length, embed]` (not from PEFT), which,
+  with `mode`, must have been trained in that PER_LAYER_MODE when its run says."""
   path = os.fspath(path)
   if peft.is_adapter(path):
     if num_layers:
       raise ValueError(f"{path} is a PEFT adapter; PEFT has no per-layer prompts")
     return peft.read_prompt(path)
+  trained = recorded_macro(path, "PER_LAYER_MODE") if num_layers and mode else None
+  if trained is not None and trained != mode:
+    raise ValueError(
+      f"{path} is a per-layer prompt trained with PER_LAYER_MODE={trained!r}; this model "
+      f"joins it with {mode!r}: set --gin.PER_LAYER_MODE={trained!r}"
+    )
   prompt = np.asarray(np.load(resolve_prompt_file(path)), np.float32)
   if num_layers and (prompt.ndim != 3 or prompt.shape[0] != num_layers):
     raise ValueError(
@@ -76,15 +112,23 @@ def load_prompt_file(path: str, num_layers: int = 0) -> np.ndarray:
   return prompt
 
 
-def prompt_file(path: str, num_layers: int = 0) -> Callable[[], np.ndarray]:
+def prompt_file(
+  path: str, num_layers: int = 0, mode: Optional[str] = None
+) -> Callable[[], np.ndarray]:
   """A zero-argument callable reading PROMPT_FILE `path` (for `prompt_init.from_array`);
-  `num_layers` as in `load_prompt_file`."""
+  `num_layers` and `mode` as in `load_prompt_file`."""
 
   def read() -> np.ndarray:
-    return load_prompt_file(path, num_layers)
+    return load_prompt_file(path, num_layers, mode)
 
   read.source = f"prompt file {path}"
   return read
+
+
+def per_layer_mode(path: str) -> str:
+  """The PER_LAYER_MODE the run that trained the per-layer prompt at `path` used
+  ('replace' when it does not say: a bare `.npy`); per_layer_from_file.gin's default."""
+  return recorded_macro(path, "PER_LAYER_MODE", "replace")
 
 
 def prompt_length(path: str, num_layers: int = 0) -> int:
@@ -122,7 +166,12 @@ def load_prefix_file(
         "configs/prompts/prefix_from_file.gin"
       )
     return peft.read_prefix(path, num_layers, num_heads)
-  prefix = np.asarray(np.load(resolve_prompt_file(path)), np.float32)
+  prefix = _read_prefix(path, num_layers, num_heads, placement)
+  if prefix.ndim == 4 and placement != "decoder":
+    raise ValueError(
+      f"prefix file {path} holds PEFT's table of a decoder prefix, {list(prefix.shape)}; "
+      "this model's prefix is an encoder's"
+    )
   if prefix.ndim == 4 and prefix.shape[1:3] == (2 * num_layers, num_heads):
     # PREFIX_LAYOUT='peft': PEFT's table of 2L rows, [P, 2L, heads, head_dim].
     return peft.prefix_from_peft(prefix.reshape(prefix.shape[0], -1), num_layers, num_heads)
@@ -132,6 +181,45 @@ def load_prefix_file(
       f"[{num_layers}, 2, P, {num_heads}, head_dim]"
     )
   return prefix
+
+
+def _read_prefix(path: str, num_layers: int, num_heads: int, placement: str) -> np.ndarray:
+  """The prefix array at `path` as saved: a run's `<placement>.prefix.prefix.npy`, or the
+  prefix its reparameterization (`embedding` through the MLP) gives; refuses the other
+  stack's prefix."""
+  source = _numpy_source(path)
+  names = sorted(os.listdir(source)) if os.path.isdir(source) else [os.path.basename(source)]
+  other = "encoder" if placement == "decoder" else "decoder"
+  own = [n for n in names if n.startswith(f"{placement}.prefix.")]
+  if not own and any(n.startswith(f"{other}.prefix.") for n in names):
+    config = "prefix_from_file.gin" if other == "decoder" else "p_tuning_v2_from_file.gin"
+    article = {"encoder": "an", "decoder": "a"}
+    raise ValueError(
+      f"{path} holds {article[other]} {other} prefix; this model's is {article[placement]} "
+      f"{placement}'s: read it with configs/prompts/{config}"
+    )
+  if not os.path.isdir(source):
+    return np.asarray(np.load(source), np.float32)
+  if f"{placement}.prefix.prefix.npy" in names:
+    return np.asarray(np.load(os.path.join(source, f"{placement}.prefix.prefix.npy")), np.float32)
+  if f"{placement}.prefix.embedding.npy" not in names:
+    return np.asarray(np.load(resolve_prompt_file(path)), np.float32)
+  mlp = {
+    n: np.load(os.path.join(source, f"{placement}.prefix.{n}.npy")) for n in prompts.PREFIX_MLP
+  }
+  length, embed_dim = mlp["embedding"].shape
+  hidden_dim, width = mlp["out_kernel"].shape
+  module = prompts.Prefix(
+    length,
+    num_layers,
+    num_heads,
+    width // (2 * num_layers * num_heads),
+    embed_dim=embed_dim,
+    hidden_dim=hidden_dim,
+    layout=recorded_macro(path, "PREFIX_LAYOUT", "layers"),
+    placement=placement,
+  )
+  return np.asarray(prompts.fold_prefix(module, mlp)["prefix"], np.float32)
 
 
 def prefix_file(

@@ -321,7 +321,9 @@ def decode(
     max_length: the most tokens generated (the targets feature length).
     method: `Greedy()`, `Sampling(...)` or `BeamSearch(...)`.
     prompts: per-example prompts `[batch, P, E]` (or one `[P, E]`) replacing the
-      model's prompt variable: ensembles and mixed-task batches.
+      model's prompt variable: ensembles and mixed-task batches; for a per-layer prompt
+      or a prefix, its values by row (`t5.Transformer.encode`), which every decode step
+      gets too.
     prompt_mask: `[batch, P]` True at each row's real prompt vectors (prompts
       of different lengths padded to one; see `t5.Encoder`).
     rng: a PRNG key for sampling.

@@ -171,6 +171,11 @@ class Predictor:
         f"the prompts in one bank must share one shape, got {shapes}; pad or "
         "retrain them to one length"
       )
+    if not arrays and method != "prompt":
+      raise ValueError(
+        f"this model's method is a {method}: give its values (own_prompt(model, variables) "
+        "gives the model's own)"
+      )
     self.prompt_names = list(arrays)
     self._bank = jnp.asarray(np.stack([arrays[n] for n in self.prompt_names])) if arrays else None
 
@@ -475,8 +480,9 @@ def _load_values(model: t5.Transformer, path: str) -> np.ndarray:
     encoder_side = model.prefix.placement == "encoder"
     depth = cfg.num_encoder_layers if encoder_side else cfg.num_decoder_layers
     return prompt_files.load_prefix_file(path, depth, cfg.num_heads, model.prefix.placement)
-  per_layer = isinstance(model.prompt, prompts_lib.PerLayerPrompt)
-  return prompt_files.load_prompt_file(path, num_layers=cfg.num_encoder_layers if per_layer else 0)
+  if isinstance(model.prompt, prompts_lib.PerLayerPrompt):
+    return prompt_files.load_prompt_file(path, cfg.num_encoder_layers, model.prompt.mode)
+  return prompt_files.load_prompt_file(path)
 
 
 def prompt_bank(prompt_files: Any) -> dict[str, Any]:

@@ -202,13 +202,13 @@ class PerLayerPrompt(Prompt):
     prompt_init: initializes layer 0's `[length, embed]`.
     layer_init: initializes each later layer's `[length, embed]`; None: `prompt_init`
       for 'replace' and zeros for 'add' (so that training starts from a prompt).
-    init: initializes the whole `[layers, length, embed]` instead (a file's).
+    value_init: initializes the whole `[layers, length, embed]` instead (a file's).
   """
 
   num_layers: int = 1
   mode: str = "replace"
   layer_init: initializers.Initializer | None = None
-  init: initializers.Initializer | None = None
+  value_init: initializers.Initializer | None = None
 
   @nn.compact
   def __call__(self) -> Array:
@@ -223,8 +223,8 @@ class PerLayerPrompt(Prompt):
 
     def make():
       rng = self.make_rng("params")
-      if self.init is not None:
-        value = jnp.asarray(self.init(rng, shape), jnp.float32)
+      if self.value_init is not None:
+        value = jnp.asarray(self.value_init(rng, shape), jnp.float32)
       else:
         later = self.layer_init
         if later is None:

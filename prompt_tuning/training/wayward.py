@@ -58,6 +58,11 @@ class Wayward:
 
   def distance(self, prompt: Array) -> Array:
     """`(1/P) sum_i ||p_i - d_i||^2` for a `[P, E]` prompt."""
+    if prompt.ndim != 2:
+      raise ValueError(
+        f"wayward prompts pull a prompt [P, E] toward a discrete prompt; this prompt is "
+        f"{list(prompt.shape)} (a per-layer prompt?): use a plain prompt"
+      )
     if prompt.shape != self.target.shape:
       raise ValueError(
         f"the prompt is {list(prompt.shape)} and the discrete prompt {list(self.target.shape)}; "
@@ -74,9 +79,12 @@ class Wayward:
     return self.gamma * distance, {"wayward_distance": distance}
 
   def nearest(self, prompt: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
-    """Each prompt vector's nearest token id (Euclidean)."""
-    prompt, table = np.asarray(prompt, np.float64), np.asarray(embeddings, np.float64)
-    squared = np.sum(prompt**2, 1)[:, None] - 2 * prompt @ table.T + np.sum(table**2, 1)[None, :]
+    """Each prompt vector's nearest token id (Euclidean), among the vocabulary's tokens
+    (the table's rows beyond them are padding)."""
+    size = getattr(self.vocabulary, "vocab_size", None) or len(embeddings)
+    prompt = np.asarray(prompt, np.float32)
+    table = np.asarray(embeddings[: min(size, len(embeddings))], np.float32)
+    squared = np.sum(table**2, 1)[None, :] - 2 * prompt @ table.T  # + |p|^2, the same per row
     return np.argmin(squared, axis=1)
 
   def report(self, variables: dict[str, Any]) -> tuple[dict[str, float], str]:

@@ -177,7 +177,7 @@ def _bank_model(method: str) -> t5.Transformer:
 def test_a_bank_of_one_method_decodes_each_row_as_its_prompt_alone(method):
   model = _bank_model(method)
   variables = _init(model)
-  _, shape = t5.method_shape(model)
+  method_name, shape = t5.method_shape(model)
   shape = tuple(P if n is None else n for n in shape)
   bank = {
     name: np.asarray(jax.random.normal(jax.random.key(10 + i), shape))
@@ -207,6 +207,8 @@ def test_a_bank_of_one_method_decodes_each_row_as_its_prompt_alone(method):
     mixed.set_prompts({"a": bank["a"], "shallow": np.zeros((P, CFG.emb_dim), np.float32)})
   assert "\n" not in str(error.value) and "is a prompt, [4, 32]" in str(error.value)
   assert mixed.prompt_names == list("abc")  # and the bank is as it was
+  with pytest.raises(ValueError, match=f"this model's method is a {method_name}: give its values"):
+    mixed.set_prompts({})
 
 
 def test_per_layer_prompt_refusals():

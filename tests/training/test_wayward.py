@@ -43,6 +43,8 @@ def test_distance_and_nearest_tokens_equal_plain_computations():
   assert text.split()[1] == str(IDS[1])
   with pytest.raises(ValueError, match="PROMPT_LENGTH"):
     w.distance(jnp.zeros((4, 8)))
+  with pytest.raises(ValueError, match="a per-layer prompt"):
+    w.distance(jnp.zeros((3, 5, 8)))
   with pytest.raises(ValueError, match="WAYWARD_GAMMA"):
     _wayward(table, -1.0)
 
