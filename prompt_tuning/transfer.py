@@ -129,8 +129,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     required=True,
     help="a source prompt or run, or a directory of runs (repeated)",
   )
-  parser.add_argument("--measure", choices=MEASURES, default="average_token")
-  parser.add_argument("--output_json", help="also write the ranking here")
+  parser.add_argument(
+    "--measure",
+    choices=MEASURES,
+    default="average_token",
+    help="the order: average_token (default: cosine of the mean vectors) or per_token (mean "
+    "cosine over every pair of vectors)",
+  )
+  parser.add_argument(
+    "--output_json", help="also write the ranking here, each source with its prompt's path"
+  )
   args = parser.parse_args(argv)
   try:
     target = _load(args.target)
@@ -155,8 +163,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       else:
         left_out[f"of another width than the target's {target.shape[1]} (another model's)"] += 1
     if not sources:
-      raise ValueError(f"no source prompt of the target's width ({target.shape[1]})")
+      why = "; ".join(f"left out {n} {w}" for w, n in sorted(left_out.items()))
+      raise ValueError(f"no source prompt to rank{': ' + why if why else ''}")
     ranking = rank(target, sources, args.measure)
+    for row in ranking:
+      row["path"] = paths[row["source"]]
   except (OSError, ValueError) as e:
     print(f"transfer: {e}", file=sys.stderr)
     return 2

@@ -1,5 +1,5 @@
-r"""Writes a prompt trained here as a Hugging Face PEFT prompt-tuning adapter (a prefix as
-a prefix-tuning adapter).
+r"""Writes a prompt trained here as a Hugging Face PEFT adapter: a prompt-tuning adapter, or a
+prefix-tuning adapter for a decoder prefix.
 
     python scripts/export_peft.py --prompt_file=/runs/sst2/numpy_checkpoints/checkpoint_30000 \
       --output_dir=/tmp/sst2_adapter --base_model_name_or_path=google/t5-base-lm-adapt
@@ -11,10 +11,12 @@ Then, with transformers and peft:
     model.generate(input_ids=..., attention_mask=...)
 
 --prompt_file takes what PROMPT_FILE does (a .npy file, a numpy checkpoint
-directory, a training run's MODEL_DIR, or another PEFT adapter). The adapter
+directory, a training run's MODEL_DIR, or another PEFT adapter). A prompt's adapter
 prompts the encoder only (num_transformer_submodules=1), as the paper and this
-project do. The reverse needs no script: a PEFT prompt-tuning adapter directory
-is accepted wherever a PROMPT_FILE is.
+project do; a prefix's is PEFT's seq2seq prefix adapter (PEFT's own two submodules).
+Per-layer prompts and P-tuning v2's encoder prefix have no PEFT form and are refused.
+The reverse needs no script: a PEFT adapter directory is accepted wherever a
+PROMPT_FILE is (docs/methods.md).
 """
 
 import argparse

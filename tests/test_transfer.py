@@ -87,6 +87,11 @@ def test_bad_paths_are_one_line_errors(tmp_path, capsys):
   err = capsys.readouterr().err
   assert err.startswith("transfer: ") and err.count("\n") == 1 and "missing" in err
   _run(tmp_path, "t", np.ones((3, 4)))
+  deep = tmp_path / "deep" / layout.NUMPY_DIR / "checkpoint_1"
+  deep.mkdir(parents=True)
+  np.save(deep / layout.PROMPT_FILE_NAME, np.ones((2, 3, 4), np.float32))
+  assert transfer.main([f"--target={tmp_path / 't'}", f"--sources={tmp_path / 'deep'}"]) == 2
+  assert "no source prompt to rank: left out 1 of another method" in capsys.readouterr().err
   (tmp_path / "empty").mkdir()
   assert transfer.main([f"--target={tmp_path / 't'}", f"--sources={tmp_path / 'empty'}"]) == 2
   assert "no prompt or run with a prompt in" in capsys.readouterr().err

@@ -97,7 +97,8 @@ def load_prompt_file(path: str, num_layers: int = 0, mode: Optional[str] = None)
   if trained is not None and trained != mode:
     raise ValueError(
       f"{path} is a per-layer prompt trained with PER_LAYER_MODE={trained!r}; this model "
-      f"joins it with {mode!r}: set --gin.PER_LAYER_MODE={trained!r}"
+      f"joins it with {mode!r}: set --gin.PER_LAYER_MODE=\"{trained!r}\" (per_layer_from_file.gin "
+      "reads it from the run when not overridden)"
     )
   prompt = np.asarray(np.load(resolve_prompt_file(path)), np.float32)
   if num_layers and (prompt.ndim != 3 or prompt.shape[0] != num_layers):
@@ -123,6 +124,18 @@ def prompt_file(
 
   read.source = f"prompt file {path}"
   return read
+
+
+def stored_rank(path: str) -> Optional[int]:
+  """The rank of the array a PROMPT_FILE holds, without reading it (2: a prompt, 3: a
+  per-layer prompt, 4 or 5: a prefix); None for an adapter or a directory holding no single
+  array (a prefix's MLP)."""
+  if peft.is_adapter(os.fspath(path)):
+    return None
+  try:
+    return np.load(resolve_prompt_file(path), mmap_mode="r").ndim
+  except (OSError, ValueError):
+    return None
 
 
 def per_layer_mode(path: str) -> str:

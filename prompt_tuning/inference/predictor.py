@@ -473,8 +473,26 @@ def _method_of(shape: Sequence[int]) -> str:
   return names.get(len(shape), "no method's values")
 
 
+_METHOD_CONFIGS = {
+  "prompt": "configs/prompts/from_file.gin",
+  "per-layer prompt": "configs/prompts/per_layer.gin",
+  "decoder prefix": "configs/prompts/prefix.gin",
+  "encoder prefix": "configs/prompts/p_tuning_v2.gin",
+}
+
+
 def _load_values(model: t5.Transformer, path: str) -> np.ndarray:
-  """The method values at PROMPT_FILE `path`, read as the model's method reads them."""
+  """The method values at PROMPT_FILE `path`, read as the model's method reads them; a file
+  of another method is refused by name."""
+  method, want = t5.method_shape(model)
+  rank = prompt_files.stored_rank(path)
+  ranks = {2: "prompt", 3: "per-layer prompt", 4: "prefix", 5: "prefix"}
+  is_prefix, wants_prefix = rank in (4, 5), len(want) == 5
+  if rank is not None and (is_prefix != wants_prefix or (not is_prefix and rank != len(want))):
+    raise ValueError(
+      f"{path} holds a {ranks.get(rank, 'no method')}'s values; this model's method is a "
+      f"{method} ({_METHOD_CONFIGS[method]}), and one bank holds one method"
+    )
   cfg = model.config
   if model.prefix is not None:
     encoder_side = model.prefix.placement == "encoder"

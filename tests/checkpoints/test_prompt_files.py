@@ -108,9 +108,8 @@ def test_a_per_layer_prompt_is_read_in_its_runs_mode_only(tmp_path):
   run = _run(tmp_path, {"encoder.prompt.prompt.npy": value}, "PER_LAYER_MODE = 'add'\n")
   assert prompt_files.per_layer_mode(run) == "add"
   assert prompt_files.load_prompt_file(run, 2, "add").shape == (2, 3, E)
-  with pytest.raises(
-    ValueError, match=r"trained with PER_LAYER_MODE='add'.*--gin.PER_LAYER_MODE='add'"
-  ):
+  want = "trained with PER_LAYER_MODE='add'.*--gin.PER_LAYER_MODE=\"'add'\""
+  with pytest.raises(ValueError, match=want):
     prompt_files.load_prompt_file(run, 2, "replace")
   np.save(tmp_path / "bare.npy", value)  # from no run: nothing to check, 'replace' by default
   assert prompt_files.per_layer_mode(str(tmp_path / "bare.npy")) == "replace"

@@ -211,6 +211,25 @@ def test_a_bank_of_one_method_decodes_each_row_as_its_prompt_alone(method):
     mixed.set_prompts({})
 
 
+def test_a_file_of_another_method_in_a_bank_is_refused_by_name(tmp_path):
+  """Files are checked by what they hold before they are read as the model's method."""
+  np.save(tmp_path / "prefix.npy", np.zeros((3, 2, P, CFG.num_heads, CFG.head_dim), np.float32))
+  model = _per_layer("add")
+  predictor = predictor_lib.Predictor(
+    model,
+    _init(model)["params"],
+    None,
+    task_feature_lengths={"inputs": 7, "targets": 2},
+    prompts={"a": np.zeros((3, P, CFG.emb_dim), np.float32)},
+  )
+  with pytest.raises(ValueError) as error:
+    predictor.set_prompts({"b": str(tmp_path / "prefix.npy")})
+  assert str(error.value).endswith(
+    "holds a prefix's values; this model's method is a per-layer prompt "
+    "(configs/prompts/per_layer.gin), and one bank holds one method"
+  )
+
+
 def test_per_layer_prompt_refusals():
   tokens = jnp.asarray(_tokens(4))
   suffix = prompts.PerLayerPrompt(P, CFG.emb_dim, num_layers=3, combine="suffix")
