@@ -30,7 +30,6 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
-from prompt_tuning.models import prompts as prompts_lib
 from prompt_tuning.models import t5
 
 Array = jax.Array
@@ -292,12 +291,8 @@ def _beam_loop(
 
 def _prompts_by_row(model: t5.Transformer, prompts: Array) -> bool:
   """Whether `prompts` (the model's method's values, see `t5.Transformer.encode`) have a
-  leading batch axis."""
-  if model.prefix is not None:
-    return prompts.ndim == 6
-  if isinstance(model.prompt, prompts_lib.PerLayerPrompt):
-    return prompts.ndim == 4
-  return prompts.ndim == 3
+  leading batch axis: one more than one row's values (`t5.method_shape`)."""
+  return prompts.ndim == len(t5.method_shape(model)[1]) + 1
 
 
 def decode(

@@ -161,7 +161,8 @@ class Predictor:
     for name, shape in shapes.items():
       if len(shape) != len(want):
         raise ValueError(
-          f"prompt {name!r} is {_method_of(shape)}, {list(shape)}; this model's method is a "
+          f"prompt {name!r} is a {_METHODS_BY_RANK.get(len(shape), 'no method')}, "
+          f"{list(shape)}; this model's method is a "
           f"{method}, {expected}, and one bank holds one method"
         )
       if any(n is not None and n != m for n, m in zip(want, shape)):
@@ -467,10 +468,8 @@ def own_prompt(model: t5.Transformer, variables: Mapping[str, Any]) -> dict[str,
   return {DEFAULT_PROMPT: values}
 
 
-def _method_of(shape: Sequence[int]) -> str:
-  """What an array of `shape` holds, by its rank."""
-  names = {2: "a prompt", 3: "a per-layer prompt", 4: "PEFT's prefix table", 5: "a prefix"}
-  return names.get(len(shape), "no method's values")
+# What an array of each rank holds (4: a decoder prefix in PEFT's table).
+_METHODS_BY_RANK = {2: "prompt", 3: "per-layer prompt", 4: "prefix", 5: "prefix"}
 
 
 _METHOD_CONFIGS = {
@@ -486,20 +485,16 @@ def _load_values(model: t5.Transformer, path: str) -> np.ndarray:
   of another method is refused by name."""
   method, want = t5.method_shape(model)
   rank = prompt_files.stored_rank(path)
-  ranks = {2: "prompt", 3: "per-layer prompt", 4: "prefix", 5: "prefix"}
   is_prefix, wants_prefix = rank in (4, 5), len(want) == 5
   if rank is not None and (is_prefix != wants_prefix or (not is_prefix and rank != len(want))):
     raise ValueError(
-      f"{path} holds a {ranks.get(rank, 'no method')}'s values; this model's method is a "
+      f"{path} holds a {_METHODS_BY_RANK.get(rank, 'no method')}'s values; this model's method is a "
       f"{method} ({_METHOD_CONFIGS[method]}), and one bank holds one method"
     )
-  cfg = model.config
-  if model.prefix is not None:
-    encoder_side = model.prefix.placement == "encoder"
-    depth = cfg.num_encoder_layers if encoder_side else cfg.num_decoder_layers
-    return prompt_files.load_prefix_file(path, depth, cfg.num_heads, model.prefix.placement)
-  if isinstance(model.prompt, prompts_lib.PerLayerPrompt):
-    return prompt_files.load_prompt_file(path, cfg.num_encoder_layers, model.prompt.mode)
+  if model.prefix is not None:  # want: [layers, 2, P, heads, head_dim]
+    return prompt_files.load_prefix_file(path, want[0], want[3], model.prefix.placement)
+  if isinstance(model.prompt, prompts_lib.PerLayerPrompt):  # want: [layers, P, E]
+    return prompt_files.load_prompt_file(path, want[0], model.prompt.mode)
   return prompt_files.load_prompt_file(path)
 
 

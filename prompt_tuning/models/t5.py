@@ -522,9 +522,7 @@ class Transformer(nn.Module):
     if self.prefix is not None:
       if self.prompt is not None:
         raise ValueError("a model trains one method: a prompt or a prefix, not both")
-      encoder_side = self.prefix.placement == "encoder"
-      depth = cfg.num_encoder_layers if encoder_side else cfg.num_decoder_layers
-      shape = (depth, 2, self.prefix.length, cfg.num_heads, cfg.head_dim)
+      shape = tuple(self.prefix.length if n is None else n for n in method_shape(self)[1])
       if self.prefix.shape != shape:
         raise ValueError(
           f"the prefix's shape {self.prefix.shape} does not fit this model's "
