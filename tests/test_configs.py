@@ -230,7 +230,7 @@ def test_every_config_is_tested():
   named |= {SERVE_RUN_FILE}  # run end to end in tests/serving/test_server.py; read below
   named |= set(DECODING_FILES)
   named |= set(WORDNET_FILES)
-  named |= {TASK_CLASS_LABELS, WAYWARD}
+  named |= {TASK_CLASS_LABELS, WAYWARD, MULTITASK}
   named |= set(FAMILY_FILES.values())
   # Every point of every sweep is checked as a training config in tests/sweep/test_sweep_files.py.
   named |= {f for f in CONFIG_FILES if f.startswith("configs/sweeps/")}
@@ -415,6 +415,36 @@ def test_wayward_config_pulls_toward_its_discrete_prompt():
   regularizer = gin_config.macro_value("REGULARIZER", "")
   assert isinstance(regularizer, wayward.Wayward) and regularizer.ids == tuple(ids)
   assert regularizer.target.shape == (len(ids), 128) and regularizer.gamma == 0.5
+
+
+MULTITASK = "configs/prompts/multitask.gin"
+
+
+@pytest.mark.parametrize(
+  "combine, names",
+  [("add", ["shared", "tasks"]), ("project", ["bias", "kernel", "shared"])],
+)
+def test_multitask_config_reads_its_tasks_and_sentinels_from_the_mixture(combine, names):
+  """The tasks are the mixture's, in task-id order, and task 0's sentinel is the
+  vocabulary's <extra_id_0>."""
+  from prompt_tuning.data import wordnet  # pylint: disable=g-import-not-at-top
+
+  bindings = {
+    "MIXTURE_OR_TASK_NAME": "'wordnet_multitask'",
+    "MIXTURE_OR_TASK_MODULE": "'prompt_tuning.data.tasks'",
+    "MULTITASK_COMBINE": repr(combine),
+    "MODEL_DIR": "'/unused'",
+  }
+  gin_config.parse_gin(
+    ["configs/models/wordnet_tiny_prompt.gin", MULTITASK, RUN_FILE],
+    gin_config.bindings_from_flags(bindings),
+  )
+  prompt = gin_config.build_model().prompt
+  assert prompt.tasks == ("wordnet_supersense", "wordnet_hypernym")
+  assert prompt.first_sentinel == wordnet.VOCABULARY.encode("<extra_id_0>")[0]
+  assert prompt.combine_tasks == combine
+  variables = _init(gin_config.build_model())["prompt"]["encoder"]["prompt"]
+  assert sorted(variables) == names
 
 
 TASK_CLASS_LABELS = "configs/prompts/from_task_class_labels.gin"

@@ -54,3 +54,16 @@ def test_the_documented_wayward_command(request, tmp_path):
   assert any("train/wayward_distance" in r for r in metrics)
   (last,) = [r for r in metrics if "eval/wayward/nearest_match" in r]
   assert 0.0 <= last["eval/wayward/nearest_match"] <= 1.0
+
+
+def test_the_documented_multitask_commands(request, tmp_path):
+  (block,) = doc_blocks.run_by(request, "docs/methods.md")
+  result = doc_blocks.run_shell(block, tmp_path)
+  assert "train: step=20 " in result.stdout
+  # 'concat': a shared prompt of PROMPT_LENGTH and each of the 2 tasks' 5 vectors.
+  step = tmp_path / "multitask" / "numpy_checkpoints" / "checkpoint_20"
+  shared = np.load(step / "encoder.prompt.shared.npy")
+  assert np.load(step / "encoder.prompt.tasks.npy").shape == (2, 5, shared.shape[1])
+  rows = [json.loads(r) for r in (tmp_path / "mixed_out.jsonl").read_text().splitlines()]
+  assert [r["task"] for r in rows] == ["wordnet_supersense", "wordnet_hypernym"]
+  assert all(r["prediction"] for r in rows)

@@ -201,7 +201,8 @@ def read_multitask_prompts(path: str) -> np.ndarray:
   """Each task's prompt `[tasks, P, E]` of a PEFT MPT adapter: task t's is the shared
   prompt times (elementwise) the low-rank `prefix_task_cols[t] @ prefix_task_rows[t]`, of
   which T5 reads the first P rows (PEFT 0.21's MultitaskPromptEmbedding), so every task's
-  prompt is an ordinary soft prompt."""
+  prompt is an ordinary soft prompt: a multi-task prompt's 'mpt' combination
+  (`prompts.multitask_prompts`), here from PEFT's variables."""
   with open(os.path.join(path, CONFIG_FILE)) as f:
     config = json.load(f)
   weights, shared = _prompt_embeddings(path)
@@ -215,9 +216,11 @@ def read_multitask_prompts(path: str) -> np.ndarray:
       f"{weights}: prompt_embeddings {list(shared.shape)} and prefix_task_cols "
       f"{list(cols.shape)} do not fit num_virtual_tokens={length}"
     )
-  shared, cols, rows = (np.asarray(a, np.float64) for a in (shared, cols, rows))
-  prompts = shared[None] * np.einsum("tpr,tre->tpe", cols, rows)
-  return np.asarray(prompts[:, :length], np.float32)
+  variables = {"shared": shared, "cols": cols, "rows": rows}
+  every = prompts.multitask_prompts(
+    "mpt", {k: np.asarray(v, np.float32) for k, v in variables.items()}
+  )
+  return np.asarray(every[:, :length], np.float32)
 
 
 def peft_rows(num_layers: int) -> list[tuple[int, int]]:

@@ -3,7 +3,8 @@
 * a `.npy` file holding `[P, E]`;
 * a numpy checkpoint directory (`MODEL_DIR/numpy_checkpoints/checkpoint_<step>`),
   `numpy_checkpoints` itself or a training run's MODEL_DIR (its latest step);
-* a Hugging Face PEFT prompt-tuning adapter directory (`adapter_config.json`).
+* a Hugging Face PEFT prompt-tuning adapter directory (`adapter_config.json`);
+* as PROMPT_FILES, a multi-task prompt's run: a bank of its tasks' prompts.
 
 The model's initializers take arrays or zero-argument callables; `prompt_file`
 and `npy_file` are the callables the gin files hand them, so a file is read
@@ -136,6 +137,39 @@ def stored_rank(path: str) -> Optional[int]:
     return np.load(resolve_prompt_file(path), mmap_mode="r").ndim
   except (OSError, ValueError):
     return None
+
+
+def _multitask_source(path: str) -> Optional[str]:
+  """The numpy checkpoint directory of a multi-task prompt's run at `path`, or None."""
+  if peft.is_adapter(os.fspath(path)) or not os.path.exists(path):
+    return None
+  source = _numpy_source(path)
+  shared = os.path.join(source, "encoder.prompt.shared.npy")
+  return source if os.path.isdir(source) and os.path.isfile(shared) else None
+
+
+def is_multitask(path: Any) -> bool:
+  """Whether PROMPT_FILES `path` is a multi-task prompt's run (configs/prompts/multitask.gin)."""
+  return isinstance(path, (str, os.PathLike)) and _multitask_source(os.fspath(path)) is not None
+
+
+def load_multitask_prompts(path: str) -> np.ndarray:
+  """Every task's prompt, `[tasks, P, E]`, from a multi-task prompt's run (its latest
+  numpy checkpoint, or the one named), combined as its MULTITASK_COMBINE says."""
+  source = _multitask_source(path)
+  if source is None:
+    raise ValueError(f"{path} holds no multi-task prompt (encoder.prompt.shared.npy)")
+  combine = recorded_macro(path, "MULTITASK_COMBINE", "add")
+  variables = {}
+  for name in prompts.MULTITASK_VARIABLES.get(combine, ()):
+    file = os.path.join(source, f"encoder.prompt.{name}.npy")
+    if not os.path.isfile(file):
+      raise ValueError(
+        f"{path}: a multi-task prompt combined by {combine!r} (its run's MULTITASK_COMBINE) "
+        f"has encoder.prompt.{name}.npy; it is missing"
+      )
+    variables[name] = np.asarray(np.load(file), np.float32)
+  return np.asarray(prompts.multitask_prompts(combine, variables), np.float32)
 
 
 def per_layer_mode(path: str) -> str:

@@ -34,6 +34,8 @@ from t5.data import preprocessors as t5_preprocessors
 from t5.evaluation import metrics as t5_metrics
 import tensorflow as tf
 
+from prompt_tuning.data import multitask
+
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wordnet")
 VOCABULARY_FILE = os.path.join(DATA_DIR, "spm.model")
 VOCABULARY = seqio.SentencePieceVocabulary(VOCABULARY_FILE, extra_ids=100)
@@ -133,6 +135,7 @@ def register() -> None:
     output_features=FEATURES,
     metric_fns=[],
   )
+  multitask.register_mixture("wordnet_multitask", ["wordnet_supersense", "wordnet_hypernym"])
 
 
 register()

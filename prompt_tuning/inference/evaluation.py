@@ -24,7 +24,9 @@ import numpy as np
 import seqio
 
 from prompt_tuning.checkpoints import peft
+from prompt_tuning.checkpoints import prompt_files as prompt_files_lib
 from prompt_tuning.checkpoints import storage
+from prompt_tuning.data import multitask
 from prompt_tuning.data import registry
 from prompt_tuning.inference import decoding
 from prompt_tuning.inference import predictor as predictor_lib
@@ -32,8 +34,11 @@ from prompt_tuning.models import t5
 
 
 def bank_kind(prompt_files: Any) -> str:
-  """'single', 'tasks' (a dict, or a PEFT MPT adapter: one prompt per task) or 'ensemble'."""
-  if isinstance(prompt_files, str) and peft.is_multitask_adapter(prompt_files):
+  """'single', 'tasks' (a dict, a PEFT MPT adapter or a multi-task prompt's run: one prompt
+  per task) or 'ensemble'."""
+  if isinstance(prompt_files, str) and (
+    peft.is_multitask_adapter(prompt_files) or prompt_files_lib.is_multitask(prompt_files)
+  ):
     return "tasks"
   if prompt_files is None or isinstance(prompt_files, str):
     return "single"
@@ -491,7 +496,10 @@ class DecodedEvaluation:
       self._predictor.set_prompts(prompts)
     metrics = {}
     for prefix, evaluator in self._evaluators:
-      for name, value in evaluator.evaluate(self._predictor, None, step=step)["."].items():
+      # A multi-task prompt's bank has a prompt per task: each task's evaluation uses its own.
+      task = multitask.task_of(evaluator.task_name)
+      members = [task] if task in prompts and len(prompts) > 1 else None
+      for name, value in evaluator.evaluate(self._predictor, members, step=step)["."].items():
         metrics[f"{prefix}/{name}"] = value
     return metrics
 

@@ -32,7 +32,7 @@ import numpy as np
 from prompt_tuning import partitioning
 from prompt_tuning.checkpoints import layout
 from prompt_tuning.checkpoints import peft
-from prompt_tuning.checkpoints import prompt_files
+from prompt_tuning.checkpoints import prompt_files as prompt_files_lib
 from prompt_tuning.checkpoints import variables as variables_lib
 from prompt_tuning.inference import decoding
 from prompt_tuning.models import prompts as prompts_lib
@@ -456,7 +456,8 @@ class Predictor:
 
 def own_prompt(model: t5.Transformer, variables: Mapping[str, Any]) -> dict[str, Any]:
   """The model's own method values (its prompt, per-layer prompt or prefix, a prefix's MLP
-  applied) as a one-prompt bank; empty for the plain model or a prompt of length 0."""
+  applied) as a one-prompt bank, a multi-task prompt's as a bank of its tasks' prompts
+  named by task; empty for the plain model or a prompt of length 0."""
   if not variables.get(layout.PROMPT_COLLECTION):
     return {}
   values = model.apply(
@@ -465,6 +466,8 @@ def own_prompt(model: t5.Transformer, variables: Mapping[str, Any]) -> dict[str,
   )
   if values is None or 0 in values.shape:
     return {}
+  if isinstance(model.prompt, prompts_lib.MultiTaskPrompt):  # a prompt per task, by name
+    return dict(zip(model.prompt.tasks, values))
   return {DEFAULT_PROMPT: values}
 
 
@@ -484,7 +487,7 @@ def _load_values(model: t5.Transformer, path: str) -> np.ndarray:
   """The method values at PROMPT_FILE `path`, read as the model's method reads them; a file
   of another method is refused by name."""
   method, want = t5.method_shape(model)
-  rank = prompt_files.stored_rank(path)
+  rank = prompt_files_lib.stored_rank(path)
   is_prefix, wants_prefix = rank in (4, 5), len(want) == 5
   if rank is not None and (is_prefix != wants_prefix or (not is_prefix and rank != len(want))):
     raise ValueError(
@@ -492,24 +495,46 @@ def _load_values(model: t5.Transformer, path: str) -> np.ndarray:
       f"{method} ({_METHOD_CONFIGS[method]}), and one bank holds one method"
     )
   if model.prefix is not None:  # want: [layers, 2, P, heads, head_dim]
-    return prompt_files.load_prefix_file(path, want[0], want[3], model.prefix.placement)
+    return prompt_files_lib.load_prefix_file(path, want[0], want[3], model.prefix.placement)
   if isinstance(model.prompt, prompts_lib.PerLayerPrompt):  # want: [layers, P, E]
-    return prompt_files.load_prompt_file(path, want[0], model.prompt.mode)
-  return prompt_files.load_prompt_file(path)
+    return prompt_files_lib.load_prompt_file(path, want[0], model.prompt.mode)
+  return prompt_files_lib.load_prompt_file(path)
 
 
 def prompt_bank(prompt_files: Any) -> dict[str, Any]:
   """PROMPT_FILES as a bank: a dict stays; a list is named by position ('0', '1', ...); a
-  PEFT multitask prompt tuning (MPT) adapter gives each task's prompt, named by task id."""
+  PEFT multitask prompt tuning (MPT) adapter gives each task's prompt, named by task id;
+  a multi-task prompt's run each task's, named by task."""
   if prompt_files is None:
     return {}
   if isinstance(prompt_files, str) and peft.is_multitask_adapter(prompt_files):
     return {str(t): p for t, p in enumerate(peft.read_multitask_prompts(prompt_files))}
+  if prompt_files_lib.is_multitask(prompt_files):
+    return _multitask_bank(prompt_files)
   if isinstance(prompt_files, str):
     return {DEFAULT_PROMPT: prompt_files}
   if isinstance(prompt_files, Mapping):
     return {str(k): v for k, v in prompt_files.items()}
   return {str(i): p for i, p in enumerate(prompt_files)}
+
+
+def _multitask_bank(path: str) -> dict[str, np.ndarray]:
+  """A multi-task prompt's run as a bank of its tasks' prompts, named by task (the tasks
+  of the mixture it trained on), or by task id when its run does not say."""
+  table = prompt_files_lib.load_multitask_prompts(path)
+  mixture = prompt_files_lib.recorded_macro(path, "MIXTURE_OR_TASK_NAME")
+  if mixture is None:
+    return {str(t): p for t, p in enumerate(table)}
+  # seqio and TensorFlow only here: the server imports this module without them.
+  from prompt_tuning.data import multitask  # pylint: disable=g-import-not-at-top
+
+  module = prompt_files_lib.recorded_macro(path, "MIXTURE_OR_TASK_MODULE")
+  names = multitask.task_names(mixture, module)
+  if len(names) != len(table):
+    raise ValueError(
+      f"{path} holds {len(table)} tasks' prompts; its mixture {mixture} has {len(names)} tasks"
+    )
+  return dict(zip(names, table))
 
 
 @dataclasses.dataclass(frozen=True)

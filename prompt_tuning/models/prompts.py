@@ -386,3 +386,166 @@ def fold_prefix(module: Prefix, variables: dict) -> dict:
       rows = rows.at[:, k].set(value[i, 0]).at[:, k + 1].set(value[i, 1])
     return {"prefix": rows}
   return {"prefix": value}
+
+
+MULTITASK_COMBINES = ("add", "concat", "concat_features", "project", "mpt")
+
+# The `prompt` collection's variables of each way of combining (see `MultiTaskPrompt`).
+MULTITASK_VARIABLES = {
+  "add": ("shared", "tasks"),
+  "concat": ("shared", "tasks"),
+  "concat_features": ("shared", "tasks"),
+  "project": ("shared", "kernel", "bias"),
+  "mpt": ("shared", "cols", "rows"),
+}
+
+
+def multitask_prompts(combine: str, variables: dict) -> Array:
+  """Every task's prompt, `[tasks, P_out, E]`, from a `MultiTaskPrompt`'s variables.
+
+  * 'add': `shared [P, E] + tasks[t] [P, E]`;
+  * 'concat': `[shared [P, E]; tasks[t] [P_t, E]]`, P + P_t vectors;
+  * 'concat_features': `shared [P, E_s]` beside `tasks[t] [P, E - E_s]`, feature-wise;
+  * 'project': `shared [P, E] @ kernel[t] [E, E] + bias[t] [E]`;
+  * 'mpt' (PEFT's multitask prompt tuning): `shared [P, E] * (cols[t] [P, r] @ rows[t] [r, E])`.
+  """
+  if combine not in MULTITASK_COMBINES:
+    raise ValueError(f"multi-task combine {combine!r}: choose one of {MULTITASK_COMBINES}")
+  missing = [n for n in MULTITASK_VARIABLES[combine] if n not in variables]
+  if missing:
+    raise ValueError(
+      f"a multi-task prompt combined by {combine!r} has variables "
+      f"{list(MULTITASK_VARIABLES[combine])}; {missing} missing (have {sorted(variables)})"
+    )
+  shared = jnp.asarray(variables["shared"])
+  if combine == "project":
+    return jnp.einsum("pe,tef->tpf", shared, variables["kernel"]) + variables["bias"][:, None, :]
+  if combine == "mpt":
+    return shared[None] * jnp.einsum("tpr,tre->tpe", variables["cols"], variables["rows"])
+  tasks = jnp.asarray(variables["tasks"])
+  shared = jnp.broadcast_to(shared[None], (tasks.shape[0],) + shared.shape)
+  if combine == "add":
+    return shared + tasks
+  return jnp.concatenate([shared, tasks], axis=1 if combine == "concat" else 2)
+
+
+class MultiTaskPrompt(Prompt):
+  """A prompt shared by every task combined with each task's own (the original codebase's
+  extended/multitask_prompts.py, and PEFT's MPT): `[tasks, P_out, E]` task prompts from
+  variables in the `prompt` collection (see `multitask_prompts` for each combination).
+
+  The task of each example is its input's first token, the sentinel `<extra_id_t>` of
+  task t (`first_sentinel - t`), which the encoder reads and drops before the prompt
+  joins the remaining tokens ('prefix').
+
+  Attributes (besides `Prompt`'s: `length` is the shared prompt's P; `prompt_init`
+  initializes it, `[P, E]`):
+    tasks: the tasks' names, in task-id order (T = their number).
+    combine_tasks: one of `MULTITASK_COMBINES`.
+    first_sentinel: the id of `<extra_id_0>` (the vocabulary's size - 1).
+    task_length: 'concat': each task's vectors, P_t (None: P).
+    shared_features: 'concat_features': the shared prompt's width E_s (None: E // 2).
+    rank: 'mpt': r.
+    task_init: each task's `[P_t, E]` ('add', 'concat') or `[P, E - E_s]`
+      ('concat_features'); None: zeros for 'add' (each task starts at the shared
+      prompt), `prompt_init`'s vectors again for 'concat' (cycled to P_t), the features
+      `prompt_init` gives past E_s for 'concat_features' (the tasks start at its prompt). 'project' starts at the identity kernel and a zero bias, 'mpt'
+      at a product of ones (both: each task at the shared prompt) plus N(0, 0.02) noise
+      in the ranks so that they part.
+  """
+
+  tasks: tuple[str, ...] = ()
+  combine_tasks: str = "add"
+  first_sentinel: int = 0
+  task_length: int | None = None
+  shared_features: int | None = None
+  rank: int = 1
+  task_init: initializers.Initializer | None = None
+
+  @property
+  def num_tasks(self) -> int:
+    return len(self.tasks)
+
+  def _check(self) -> None:
+    if self.combine_tasks not in MULTITASK_COMBINES:
+      raise ValueError(
+        f"MULTITASK_COMBINE={self.combine_tasks!r}: choose one of {MULTITASK_COMBINES}"
+      )
+    if isinstance(self.length, bool) or not isinstance(self.length, (int, np.integer)):
+      raise ValueError(f"prompt length (PROMPT_LENGTH) is {self.length!r}; it must be >= 1")
+    if self.length < 1 or self.num_tasks < 1:
+      raise ValueError(
+        f"a multi-task prompt needs PROMPT_LENGTH >= 1 and one task or more; got "
+        f"{self.length} and {self.num_tasks}"
+      )
+    if self.combiner() is not prefix_prompt:
+      raise ValueError("a multi-task prompt sits in front of the inputs (combine='prefix')")
+
+  def _widths(self) -> tuple[int, int]:
+    if self.combine_tasks != "concat_features":
+      return self.embed_dim, self.embed_dim
+    shared = self.embed_dim // 2 if self.shared_features is None else self.shared_features
+    if not 0 < shared < self.embed_dim:
+      raise ValueError(
+        f"MULTITASK_SHARED_FEATURES={shared}: the shared prompt's width must be between "
+        f"1 and {self.embed_dim - 1} (the model's {self.embed_dim} less the tasks')"
+      )
+    return shared, self.embed_dim - shared
+
+  @nn.compact
+  def __call__(self) -> Array:
+    """Every task's prompt, `[tasks, P_out, E]`."""
+    self._check()
+    T, P, E = self.num_tasks, self.length, self.embed_dim
+    shared_width, task_width = self._widths()
+    cache = {}
+
+    def start() -> Array:  # prompt_init's [P, E], drawn once for shared and tasks
+      if "start" not in cache:
+        cache["start"] = jnp.asarray(self.prompt_init(self.make_rng("params"), (P, E)))
+      return cache["start"]
+
+    def variable(name, make, axes):
+      def init():
+        return nn.LogicallyPartitioned(jnp.asarray(make(), self.param_dtype), names=axes)
+
+      return self.variable(PROMPT_COLLECTION, name, init).value
+
+    values = {"shared": variable("shared", lambda: start()[:, :shared_width], ("prompt", None))}
+    noise = nn.initializers.normal(0.02)
+    if self.combine_tasks == "project":
+      values["kernel"] = variable(
+        "kernel", lambda: jnp.broadcast_to(jnp.eye(E), (T, E, E)), (None, None, None)
+      )
+      values["bias"] = variable("bias", lambda: jnp.zeros((T, E)), (None, None))
+    elif self.combine_tasks == "mpt":
+      r = self.rank
+      values["cols"] = variable(
+        "cols", lambda: 1.0 + noise(self.make_rng("params"), (T, P, r)), (None, "prompt", None)
+      )
+      values["rows"] = variable(
+        "rows", lambda: 1.0 / r + noise(self.make_rng("params"), (T, r, E)), (None, None, None)
+      )
+    else:
+      length = P if self.combine_tasks != "concat" else (self.task_length or P)
+      shape = (length, task_width)
+
+      def tasks():
+        if self.task_init is not None:
+          keys = jax.random.split(self.make_rng("params"), T)
+          return jnp.stack([jnp.asarray(self.task_init(k, shape)) for k in keys])
+        if self.combine_tasks == "add":
+          one = jnp.zeros(shape)
+        elif self.combine_tasks == "concat_features":
+          one = start()[:, shared_width:]
+        else:  # 'concat': PROMPT_INIT's vectors again, cycled to the task's length
+          one = jnp.resize(start(), shape)
+        return jnp.broadcast_to(one[None], (T,) + shape)
+
+      values["tasks"] = variable("tasks", tasks, (None, "prompt", None))
+    return multitask_prompts(self.combine_tasks, values)
+
+  def task_of(self, first_tokens: Array) -> Array:
+    """Task ids from the inputs' first tokens (their sentinels), clipped into range
+    (an all-padding row reads task 0)."""
+    return jnp.clip(self.first_sentinel - first_tokens, 0, self.num_tasks - 1)

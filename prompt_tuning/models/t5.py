@@ -307,7 +307,8 @@ class Encoder(nn.Module):
     """Encodes `input_tokens: [batch, length]` (0 is padding).
 
     Args:
-      input_tokens: int token ids.
+      input_tokens: int token ids. With a `prompts.MultiTaskPrompt` the first is each
+        row's task sentinel, read and dropped (P + length - 1 positions come out).
       enable_dropout: training mode.
       prompts: optional prompts to use instead of the `prompt` variable:
         `[P, E]`, or `[batch, P, E]` for a different prompt per example
@@ -334,10 +335,16 @@ class Encoder(nn.Module):
     """
     cfg = self.config
     deterministic = not enable_dropout
+    task = None
+    if isinstance(self.prompt, prompts_lib.MultiTaskPrompt):  # the first token names the task
+      task = self.prompt.task_of(input_tokens[:, 0])
+      input_tokens = input_tokens[:, 1:]
     x = self.shared_embedding(input_tokens)
     mask = input_tokens > 0
     if prompts is None and self.prompt is not None:
       prompts = self.prompt()
+      if task is not None:
+        prompts = prompts[task]  # [tasks, P, E] -> each row's task's
     per_layer = {}
     if prompts is not None and isinstance(self.prompt, prompts_lib.PerLayerPrompt):
       if self.prompt.combiner() is not prompts_lib.prefix_prompt or prompt_mask is not None:
@@ -566,7 +573,8 @@ class Transformer(nn.Module):
 
   def method_values(self) -> Optional[Array]:
     """What the model's method puts in, from its variables (a prefix's MLP applied), in
-    the form `encode`'s `prompts` takes: one row's worth, or None for the plain model."""
+    the form `encode`'s `prompts` takes: one row's worth, or None for the plain model; a
+    multi-task prompt's are every task's, `[tasks, P, E]` (each task's is a prompt)."""
     if self.prefix is not None:
       return (self.encoder if self.prefix.placement == "encoder" else self.decoder).prefix()
     if self.prompt is not None:
@@ -704,4 +712,4 @@ def method_shape(model: Transformer) -> tuple[str, tuple[Optional[int], ...]]:
     return f"{model.prefix.placement} prefix", shape
   if isinstance(model.prompt, prompts_lib.PerLayerPrompt):
     return "per-layer prompt", (cfg.num_encoder_layers, None, cfg.emb_dim)
-  return "prompt", (None, cfg.emb_dim)  # also what a plain model takes
+  return "prompt", (None, cfg.emb_dim)  # also a plain model's and a multi-task prompt's

@@ -41,6 +41,7 @@ METHODS = {  # method -> what trains
   "prefix": ["prompt/decoder/prefix/prefix"],
   "prefix_mlp": ["prompt/decoder/prefix/" + n for n in sorted(prompts.PREFIX_MLP)],
   "p_tuning_v2": ["prompt/encoder/prefix/prefix"],
+  "multitask": ["prompt/encoder/prompt/shared", "prompt/encoder/prompt/tasks"],
 }
 
 
@@ -50,6 +51,10 @@ def _model(method: str) -> t5.Transformer:
     return t5.Transformer(CFG, prompts.Prompt(4, CFG.emb_dim))
   if method == "per_layer":
     prompt = prompts.PerLayerPrompt(4, CFG.emb_dim, num_layers=CFG.num_encoder_layers, mode="add")
+    return t5.Transformer(CFG, prompt)
+  if method == "multitask":  # the batches' first tokens, clipped, name tasks 0 to 2
+    tasks = ("a", "b", "c")
+    prompt = prompts.MultiTaskPrompt(4, CFG.emb_dim, tasks=tasks, first_sentinel=CFG.vocab_size - 1)
     return t5.Transformer(CFG, prompt)
   encoder = method == "p_tuning_v2"
   prefix = prompts.Prefix(
