@@ -186,13 +186,27 @@ def parse_flags_and_gin(
   that every macro set is read (`read_directly`: those the entry point reads itself)."""
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  configure(
+    FLAGS.gin_file, FLAGS.gin_bindings, search_paths(FLAGS.gin_search_paths), FLAGS.tfds_data_dir
+  )
+  gin_config.check_run_config(required, read_directly)
+
+
+def configure(
+  gin_files: Sequence[str],
+  gin_bindings: Sequence[str],
+  gin_search_paths: Sequence[str],
+  tfds_data_dir: Optional[str],
+) -> None:
+  """The libraries quieted, TFDS_DATA_DIR's override set and the gin files and bindings
+  parsed: what every entry point does before it reads a macro (a Ray Serve replica too, in
+  its own process, from the command's flags)."""
   quiet_libraries()
-  if FLAGS.tfds_data_dir:
+  if tfds_data_dir:
     import seqio  # pylint: disable=g-import-not-at-top
 
-    seqio.set_tfds_data_dir_override(FLAGS.tfds_data_dir)
-  gin_config.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, search_paths(FLAGS.gin_search_paths))
-  gin_config.check_run_config(required, read_directly)
+    seqio.set_tfds_data_dir_override(tfds_data_dir)
+  gin_config.parse_gin(gin_files, gin_bindings, gin_search_paths)
 
 
 # What a user's input can cause (a missing file, a wrong shape, an unset macro):

@@ -24,7 +24,7 @@ configs/prompts/from_file.gin, PROMPT_FILE (served as 'default').
 
 import os
 import sys
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from prompt_tuning import host
 
@@ -103,9 +103,7 @@ def _check_port(host: str, port: int) -> None:
       ) from None
 
 
-def _serve_on_ray(
-  batch_sizes: list[int], encoded_lengths: Optional[list[int]], api_key: Optional[str]
-) -> None:
+def _serve_on_ray(sizes: Any, api_key: Optional[str]) -> None:
   try:
     from prompt_tuning.serving import ray_serve  # pylint: disable=g-import-not-at-top
   except ImportError as e:
@@ -124,10 +122,7 @@ def _serve_on_ray(
       gin_bindings=list(FLAGS.gin_bindings or ()),
       gin_search_paths=cli.search_paths(FLAGS.gin_search_paths),
       tfds_data_dir=FLAGS.tfds_data_dir,
-      max_prompts=FLAGS.max_prompts,
-      max_prompt_length=FLAGS.max_prompt_length,
-      batch_sizes=batch_sizes,
-      encoded_lengths=encoded_lengths,
+      sizes=sizes,
       max_queue=FLAGS.max_queue,
       api_key=api_key,
     ),
@@ -158,13 +153,15 @@ def main(argv: Sequence[str]) -> None:
     if isinstance(path, str):
       prompt_files.resolve_prompt_file(path)
   api_key = FLAGS.api_key or os.environ.get(API_KEY_VARIABLE)
+  from prompt_tuning.inference import engine as engine_lib  # pylint: disable=g-import-not-at-top
+
+  sizes = engine_lib.Sizes(FLAGS.max_prompts, FLAGS.max_prompt_length, batch_sizes, encoded_lengths)
   if FLAGS.ray_replicas:
-    _serve_on_ray(batch_sizes, encoded_lengths, api_key)
+    _serve_on_ray(sizes, api_key)
     return
   # The HTTP layer is imported only to serve: --help and config errors stay fast.
   import uvicorn  # pylint: disable=g-import-not-at-top
 
-  from prompt_tuning.inference import engine as engine_lib  # pylint: disable=g-import-not-at-top
   from prompt_tuning.serving import app as app_lib  # pylint: disable=g-import-not-at-top
 
   state = app_lib.ServerState(api_key=api_key, max_queue=FLAGS.max_queue)
@@ -172,14 +169,7 @@ def main(argv: Sequence[str]) -> None:
 
   def load() -> None:
     try:
-      engine = engine_lib.build(
-        config,
-        max_prompts=FLAGS.max_prompts,
-        max_prompt_length=FLAGS.max_prompt_length,
-        batch_sizes=batch_sizes,
-        encoded_lengths=encoded_lengths,
-      )
-      engine.compile()
+      engine = engine_lib.build_compiled(config, sizes)
       state.serve(engine, config.vocabulary)
     except Exception as e:  # pylint: disable=broad-except  (a bad file or macro: one line)
       if os.environ.get("PROMPT_TUNING_TRACEBACKS"):

@@ -16,8 +16,10 @@ from tests import conftest
 
 def test_listing_names_the_bundled_and_paper_tasks():
   lines = tasks.listing(["prompt_tuning.data.tasks"], "wordnet_supersense")
-  assert lines and lines[0].startswith("wordnet_supersense  task  splits: ")
-  assert "validation" in lines[0]
+  (line,) = [line for line in lines if line.startswith("wordnet_supersense  task  splits: ")]
+  assert "validation" in line
+  # And the multi-task mixture's copy of it, its inputs led by the task's sentinel.
+  assert any(line.startswith("wordnet_multitask.wordnet_supersense  task") for line in lines)
   mixtures = tasks.listing(["prompt_tuning.data.tasks"], "super_glue_v102")
   assert any("  mixture  tasks: " in line for line in mixtures)
   assert tasks.listing(["prompt_tuning.data.tasks"], "no_such_task_name") == []

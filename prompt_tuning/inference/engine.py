@@ -409,6 +409,32 @@ class Engine:
       return name in self.table
 
 
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+  """What a server fixes at start (`serve`'s flags of the same names): the prompt table's
+  capacity and longest prompt, and the batch sizes and encoder lengths it compiles
+  (None: `Engine`'s default lengths)."""
+
+  max_prompts: int
+  max_prompt_length: int
+  batch_sizes: Sequence[int] = (1, 8, 32)
+  encoded_lengths: Optional[Sequence[int]] = None
+
+
+def build_compiled(config: Any, sizes: Sizes) -> "Engine":
+  """`build`, then every shape compiled: an engine ready to serve (what `serve` and each Ray
+  Serve replica run before they answer)."""
+  engine = build(
+    config,
+    max_prompts=sizes.max_prompts,
+    max_prompt_length=sizes.max_prompt_length,
+    batch_sizes=sizes.batch_sizes,
+    encoded_lengths=sizes.encoded_lengths,
+  )
+  engine.compile()
+  return engine
+
+
 def build(
   config: Any,
   *,

@@ -48,10 +48,7 @@ class Setup:
   gin_bindings: Sequence[str]
   gin_search_paths: Sequence[str]
   tfds_data_dir: Optional[str]
-  max_prompts: int
-  max_prompt_length: int
-  batch_sizes: Sequence[int]
-  encoded_lengths: Optional[Sequence[int]]
+  sizes: Any  # inference.engine.Sizes (imported where the engine is built)
   max_queue: int
   api_key: Optional[str]
 
@@ -154,21 +151,9 @@ def _load(setup: Setup, registry: Any) -> Any:
 
   if not flags.FLAGS.is_parsed():  # a fresh worker: the defaults (cli reads --verbose)
     flags.FLAGS.mark_as_parsed()
-  cli.quiet_libraries()
-  if setup.tfds_data_dir:
-    import seqio  # pylint: disable=g-import-not-at-top
-
-    seqio.set_tfds_data_dir_override(setup.tfds_data_dir)
-  gin_config.parse_gin(setup.gin_files, setup.gin_bindings, setup.gin_search_paths)
+  cli.configure(setup.gin_files, setup.gin_bindings, setup.gin_search_paths, setup.tfds_data_dir)
   config = gin_config.macro_value("SERVED", "include configs/runs/prompt_serve.gin")
-  engine = engine_lib.build(
-    config,
-    max_prompts=setup.max_prompts,
-    max_prompt_length=setup.max_prompt_length,
-    batch_sizes=setup.batch_sizes,
-    encoded_lengths=setup.encoded_lengths,
-  )
-  engine.compile()
+  engine = engine_lib.build_compiled(config, setup.sizes)
   replica = serve.get_replica_context().replica_id.unique_id
   state = app_lib.ServerState(api_key=setup.api_key, max_queue=setup.max_queue, replica=replica)
   ray.get(registry.start.remote(engine.prompt_names()))
@@ -240,7 +225,7 @@ def run(
     registry = (
       ray.remote(PromptRegistry)
       .options(name=REGISTRY, num_cpus=0, get_if_exists=False)
-      .remote(setup.max_prompts)
+      .remote(setup.sizes.max_prompts)
     )
     started = True
     serve.start(http_options={"host": host, "port": port}, logging_config={"log_level": "WARNING"})
