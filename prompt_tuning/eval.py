@@ -53,6 +53,8 @@ def _infer_eval_step() -> None:
   files = gin_config.optional_macro("PROMPT_FILES")
   if files is None:
     files = [gin_config.optional_macro("PROMPT_FILE")]
+  elif isinstance(files, str):  # one directory holding a bank (a multi-task run, an MPT adapter)
+    files = [files]
   elif isinstance(files, dict):
     files = list(files.values())
   steps = {prompt_files.step_of(f) for f in files if isinstance(f, str)}

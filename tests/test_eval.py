@@ -283,3 +283,23 @@ def test_a_test_split_list_that_names_no_split_or_one_twice_is_a_clear_error(tes
     ),
   ):
     make(None, None)
+
+
+def test_a_bank_in_one_directory_gives_its_step_as_eval_step(tmp_path):
+  """PROMPT_FILES naming one directory (a multi-task prompt's run) records its numpy
+  checkpoint's step, as a PROMPT_FILE does (before: read letter by letter, an error)."""
+  import gin  # pylint: disable=g-import-not-at-top
+
+  from prompt_tuning import eval as eval_lib  # pylint: disable=g-import-not-at-top
+
+  step = tmp_path / "run" / "numpy_checkpoints" / "checkpoint_7"
+  os.makedirs(step)
+  np.save(step / "encoder.prompt.shared.npy", np.zeros((2, 4), np.float32))
+  np.save(step / "encoder.prompt.tasks.npy", np.zeros((3, 2, 4), np.float32))
+  gin.clear_config()
+  try:
+    gin.parse_config(f"PROMPT_FILES = '{tmp_path / 'run'}'\nEVAL_STEP = None")
+    eval_lib._infer_eval_step()
+    assert gin.query_parameter("%EVAL_STEP") == 7
+  finally:
+    gin.clear_config()

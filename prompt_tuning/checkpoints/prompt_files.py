@@ -82,6 +82,9 @@ def step_of(path: str) -> Optional[int]:
   (`checkpoint_<step>`, or a run's latest); None for a file from no numpy checkpoint."""
   if peft.is_adapter(os.fspath(path)):
     return None
+  multitask = _multitask_source(os.fspath(path))
+  if multitask is not None:
+    return layout.numpy_step(os.path.basename(multitask))
   return layout.numpy_step(os.path.basename(os.path.dirname(resolve_prompt_file(path))))
 
 

@@ -361,7 +361,14 @@ def evaluate(
   if kind == "tasks":
     missing = [t for t in task_names if t not in bank]
     if missing:
-      raise ValueError(f"PROMPT_FILES has no prompt for {missing}; it names {sorted(bank)}")
+      tagged = [multitask.task_of(t) for t in missing if multitask.task_of(t) != t]
+      hint = (
+        f"; a multi-task mixture's inputs lead with their sentinels, which this model reads "
+        f"as tokens: evaluate the plain tasks ({', '.join(tagged)}, or a mixture of them)"
+        if tagged
+        else ""
+      )
+      raise ValueError(f"PROMPT_FILES has no prompt for {missing}; it names {sorted(bank)}{hint}")
   pred = predictor_lib.build(predictor)
   results = {}
   for task in task_names:

@@ -170,6 +170,7 @@ def test_a_runs_bank_is_named_by_task_and_combined_as_it_trained(tmp_path):
   (tmp_path / "run" / "config.gin").write_text("MULTITASK_COMBINE = 'concat_features'\n")
   run = str(tmp_path / "run")
   assert prompt_files.is_multitask(run) and not prompt_files.is_multitask(str(tmp_path))
+  assert prompt_files.step_of(run) == 7  # what eval records as EVAL_STEP
   bank = predictor_lib.prompt_bank(run)
   assert list(bank) == ["0", "1", "2"]  # the run names no mixture: task ids
   want = _numpy_combination("concat_features", v)
