@@ -55,7 +55,13 @@ def test_listing_the_wordnet_tasks_runs(request, tmp_path):
   assert all("wordnet" in line.split()[0] for line in listed.stdout.splitlines())
   # TensorFlow's loading lines stay off the console (an E-level `failed call to cuInit`
   # on a host without a GPU among them); only the listing's own summary line is there.
-  assert listed.stderr.splitlines() == ["tasks: 4 registered names matching"]
+  assert listed.stderr.splitlines() == ["tasks: 7 registered names matching"]
+  # The multi-task mixture and its two tasks (their inputs led by the task's sentinel).
+  (mixture,) = re.findall(r"^wordnet_multitask +mixture +tasks: (.*)$", listed.stdout, re.M)
+  assert sorted(mixture.split(", ")) == [
+    "wordnet_multitask.wordnet_hypernym",
+    "wordnet_multitask.wordnet_supersense",
+  ]
 
 
 @pytest.mark.integration
