@@ -107,7 +107,7 @@ def _models(combine="concat"):
   multi = t5.Transformer(CFG, prompt=_module(combine, task_length=2))
   plain = t5.Transformer(CFG, prompt=prompts.Prompt(P, E))
   variables = nn.meta.unbox(
-    multi.init(RNGS, jnp.ones((1, 3), jnp.int32), jnp.ones((1, 2), jnp.int32))
+    jax.jit(multi.init)(RNGS, jnp.ones((1, 3), jnp.int32), jnp.ones((1, 2), jnp.int32))
   )
   # Tasks apart from the start: random values in each variable.
   rng = np.random.default_rng(3)
@@ -146,16 +146,17 @@ def test_the_first_token_names_the_task_and_is_dropped():
 def test_a_batch_mixing_three_tasks_decodes_each_row_as_its_task_alone():
   multi, plain, variables = _models()
   tokens, task = _rows(5)
-  mixed = decoding.decode(multi, variables, jnp.asarray(tokens), max_length=5).tokens
+  decode = jax.jit(lambda v, x: decoding.decode(multi, v, x, max_length=5).tokens)
+  mixed = decode(variables, jnp.asarray(tokens))
   own = predictor_lib.own_prompt(multi, variables)  # the run's bank: a prompt per task
   assert list(own) == list(TASKS)
   lengths = {"inputs": tokens.shape[1] - 1, "targets": 5}
+  bank = predictor_lib.Predictor(
+    plain, variables["params"], None, task_feature_lengths=lengths, prompts=own, batch_size=2
+  )
   outputs = set()
-  for t, name in enumerate(TASKS):
-    alone = predictor_lib.Predictor(
-      plain, variables["params"], None, task_feature_lengths=lengths, prompts={name: own[name]}
-    )
-    want = alone.predict_tokens(tokens[task == t, 1:]).tokens
+  for t in range(len(TASKS)):  # each task's rows alone, its prompt only, on the plain model
+    want = bank.predict_tokens(tokens[task == t, 1:], np.full(2, t, np.int32)).tokens
     np.testing.assert_array_equal(np.asarray(mixed)[task == t], want)
     outputs.add(want.tobytes())
   assert len(outputs) == 3  # the tasks' prompts matter

@@ -69,6 +69,27 @@ def _model(method: str) -> t5.Transformer:
   return t5.Transformer(CFG, prefix=prefix)
 
 
+# The frozen model's params for each mesh, initialized once: every method's model has the
+# same params (its own variables are in the `prompt` collection).
+_PARAMS = {}
+
+
+def _init(model, part, num_partitions, devices):
+  """`part.sharded_init` of the model, its params made once per mesh and each method's own
+  variables initialized alone (what init_variables does with a checkpoint: the params'
+  random init, unused, drops out of that computation)."""
+  init = lambda key: model.init(key, jnp.ones((1, 1), jnp.int32), jnp.ones((1, 1), jnp.int32))
+  key = jax.random.key(0)
+  mesh = (num_partitions, None if devices is None else tuple(d.id for d in devices))
+  if mesh not in _PARAMS:
+    _PARAMS[mesh] = part.sharded_init(lambda k: {"params": init(k)["params"]}, key)
+  params, params_shardings = _PARAMS[mesh]
+  own, own_shardings = part.sharded_init(
+    lambda k: {c: v for c, v in init(k).items() if c != "params"}, key
+  )
+  return {**params, **own}, {**params_shardings, **own_shardings}
+
+
 def _run(num_partitions, what="prompt", steps=3, devices=None, method="prompt", model_dir=None):
   """Trains a few steps on a (devices / num_partitions, num_partitions) mesh.
 
@@ -77,8 +98,7 @@ def _run(num_partitions, what="prompt", steps=3, devices=None, method="prompt", 
   """
   part = partitioning.Partitioner(num_partitions, devices=devices)
   model = _model(method)
-  init = lambda key: model.init(key, jnp.ones((1, 1), jnp.int32), jnp.ones((1, 1), jnp.int32))
-  variables, shardings = part.sharded_init(init, jax.random.key(0))
+  variables, shardings = _init(model, part, num_partitions, devices)
   # Host copies, taken before any step (the step donates its state).
   before = {k: np.array(v) for k, v in trainable.flatten(variables).items()}
   train, frozen = trainable.partition(variables, what)
