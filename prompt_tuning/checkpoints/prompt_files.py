@@ -70,6 +70,11 @@ def resolve_prompt_file(path: str) -> str:
     return os.path.join(path, layout.PROMPT_FILE_NAME)
   if len(candidates) == 1:
     return os.path.join(path, candidates[0])
+  if "encoder.prompt.shared.npy" in candidates:
+    raise FileNotFoundError(
+      f"{path} is a multi-task prompt's run, a prompt per task: give it alone as PROMPT_FILES "
+      "(a bank of its tasks' prompts), not as one prompt"
+    )
   raise FileNotFoundError(
     f"no prompt in {path}: expected {layout.PROMPT_FILE_NAME} (or a single .npy file); give a "
     f".npy file, a {layout.NUMPY_DIR}/checkpoint_<step> directory or a training run's "
@@ -156,13 +161,36 @@ def is_multitask(path: Any) -> bool:
   return isinstance(path, (str, os.PathLike)) and _multitask_source(os.fspath(path)) is not None
 
 
+def _stored_combine(path: str, source: str) -> str:
+  """A multi-task prompt's MULTITASK_COMBINE from its files, when no run's config.gin says:
+  'project' and 'mpt' by their variables, 'concat_features' by a shared prompt as wide as no
+  task's, 'concat' by tasks as long as no shared prompt; shapes that 'add' would hold too
+  must be recorded."""
+  names = set(os.listdir(source))
+  if "encoder.prompt.kernel.npy" in names:
+    return "project"
+  if "encoder.prompt.cols.npy" in names:
+    return "mpt"
+  shared = np.load(os.path.join(source, "encoder.prompt.shared.npy"), mmap_mode="r")
+  tasks = np.load(os.path.join(source, "encoder.prompt.tasks.npy"), mmap_mode="r")
+  if shared.shape[-1] != tasks.shape[-1]:
+    return "concat_features"
+  if shared.shape[0] != tasks.shape[1]:
+    return "concat"
+  raise ValueError(
+    f"{path}: a multi-task prompt whose run does not say how it combined its tasks ('add', "
+    "'concat' and 'concat_features' can store alike): put its run's config.gin "
+    "(MULTITASK_COMBINE) beside numpy_checkpoints/"
+  )
+
+
 def load_multitask_prompts(path: str) -> np.ndarray:
   """Every task's prompt, `[tasks, P, E]`, from a multi-task prompt's run (its latest
   numpy checkpoint, or the one named), combined as its MULTITASK_COMBINE says."""
   source = _multitask_source(path)
   if source is None:
     raise ValueError(f"{path} holds no multi-task prompt (encoder.prompt.shared.npy)")
-  combine = recorded_macro(path, "MULTITASK_COMBINE", "add")
+  combine = recorded_macro(path, "MULTITASK_COMBINE") or _stored_combine(path, source)
   variables = {}
   for name in prompts.MULTITASK_VARIABLES.get(combine, ()):
     file = os.path.join(source, f"encoder.prompt.{name}.npy")

@@ -67,6 +67,8 @@ def register_mixture(name: str, tasks: Sequence[str], rates: Optional[Sequence[f
     raise ValueError(f"a mixture named {name!r} is already registered; give another name")
   if len(set(tasks)) != len(tasks) or not tasks:
     raise ValueError(f"a multi-task mixture needs one or more different tasks, got {tasks}")
+  if rates is not None and len(rates) != len(tasks):
+    raise ValueError(f"{len(rates)} rates for {len(tasks)} tasks; give one rate per task")
   tagged = []
   for i, task_name in enumerate(tasks):
     task = registry.get_task_or_mixture(task_name)

@@ -460,6 +460,8 @@ def build(
     config.model, part, config.initial_checkpoint_path, config.seed
   )
   method = t5.method_shape(config.model)[0]
+  if method == "multi-task prompt":
+    raise ValueError(predictor.MULTITASK_FOR_TRAINING)
   if method != "prompt":
     raise ValueError(
       f"this model's method is a {method}; the server serves prompts before the encoder "

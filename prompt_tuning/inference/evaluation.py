@@ -363,8 +363,8 @@ def evaluate(
     if missing:
       tagged = [multitask.task_of(t) for t in missing if multitask.task_of(t) != t]
       hint = (
-        f"; a multi-task mixture's inputs lead with their sentinels, which this model reads "
-        f"as tokens: evaluate the plain tasks ({', '.join(tagged)}, or a mixture of them)"
+        f"; a multi-task mixture's inputs lead with their sentinels: evaluate a multi-task "
+        f"run's bank on the plain tasks ({', '.join(tagged)}, or a mixture of them)"
         if tagged
         else ""
       )
@@ -419,7 +419,8 @@ class DecodedEvaluation:
   """The trainer's decoding-based evaluation (t5x's infer_eval): seqio metrics on a split.
 
   Called as `fn(step, variables)` with the merged variables of the run; the
-  model's prompt (if any) is the bank's one prompt. Predictions and metrics go
+  model's prompt (if any) is the bank's one prompt (a multi-task prompt's: each task's
+  prompt, for that task's evaluation). Predictions and metrics go
   under `MODEL_DIR/inference_eval`; the returned metrics are named
   `<task>/<metric>`. With `test_split` (a split's name or a list of them), each
   is decoded too at every evaluation (its metrics `<task>/<test_split>/<metric>`,

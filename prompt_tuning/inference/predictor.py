@@ -480,7 +480,14 @@ _METHOD_CONFIGS = {
   "per-layer prompt": "configs/prompts/per_layer.gin",
   "decoder prefix": "configs/prompts/prefix.gin",
   "encoder prefix": "configs/prompts/p_tuning_v2.gin",
+  "multi-task prompt": "configs/prompts/multitask.gin",
 }
+
+MULTITASK_FOR_TRAINING = (
+  "configs/prompts/multitask.gin is for training (its inputs lead with a task's sentinel): "
+  "evaluate, infer or serve a multi-task run with its MODEL_DIR as PROMPT_FILES on the plain "
+  "prompt model (docs/methods.md)"
+)
 
 
 def _load_values(model: t5.Transformer, path: str) -> np.ndarray:
@@ -570,6 +577,8 @@ class PredictorConfig:
 
 def build(config: PredictorConfig) -> Predictor:
   """Reads the frozen model (random from the seed when the path is None) and the prompts."""
+  if isinstance(config.model.prompt, prompts_lib.MultiTaskPrompt):
+    raise ValueError(MULTITASK_FOR_TRAINING)
   part = partitioning.Partitioner(config.num_partitions)
   variables, _ = variables_lib.init_variables(
     config.model, part, config.initial_checkpoint_path, config.seed

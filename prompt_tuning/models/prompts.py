@@ -418,10 +418,13 @@ def multitask_prompts(combine: str, variables: dict) -> Array:
       f"{list(MULTITASK_VARIABLES[combine])}; {missing} missing (have {sorted(variables)})"
     )
   shared = jnp.asarray(variables["shared"])
+  exact = jax.lax.Precision.HIGHEST  # float32 products (not TF32 or bfloat16 passes on GPUs)
   if combine == "project":
-    return jnp.einsum("pe,tef->tpf", shared, variables["kernel"]) + variables["bias"][:, None, :]
+    projected = jnp.einsum("pe,tef->tpf", shared, variables["kernel"], precision=exact)
+    return projected + variables["bias"][:, None, :]
   if combine == "mpt":
-    return shared[None] * jnp.einsum("tpr,tre->tpe", variables["cols"], variables["rows"])
+    low_rank = jnp.einsum("tpr,tre->tpe", variables["cols"], variables["rows"], precision=exact)
+    return shared[None] * low_rank
   tasks = jnp.asarray(variables["tasks"])
   shared = jnp.broadcast_to(shared[None], (tasks.shape[0],) + shared.shape)
   if combine == "add":
@@ -480,6 +483,15 @@ class MultiTaskPrompt(Prompt):
       )
     if self.combiner() is not prefix_prompt:
       raise ValueError("a multi-task prompt sits in front of the inputs (combine='prefix')")
+    if self.combine_tasks == "mpt" and (isinstance(self.rank, bool) or self.rank < 1):
+      raise ValueError(f"MULTITASK_RANK={self.rank!r}: the rank of MPT's task matrices, >= 1")
+    if self.task_length is not None and (
+      isinstance(self.task_length, bool) or self.task_length < 1
+    ):
+      raise ValueError(
+        f"MULTITASK_TASK_LENGTH={self.task_length!r}: each task's vectors ('concat'), >= 1 "
+        "(None: PROMPT_LENGTH)"
+      )
 
   def _widths(self) -> tuple[int, int]:
     if self.combine_tasks != "concat_features":
@@ -546,6 +558,6 @@ class MultiTaskPrompt(Prompt):
     return multitask_prompts(self.combine_tasks, values)
 
   def task_of(self, first_tokens: Array) -> Array:
-    """Task ids from the inputs' first tokens (their sentinels), clipped into range
-    (an all-padding row reads task 0)."""
+    """Task ids from the inputs' first tokens (their sentinels), clipped into range (an
+    all-padding row, whose loss weight is 0, reads the last task)."""
     return jnp.clip(self.first_sentinel - first_tokens, 0, self.num_tasks - 1)

@@ -702,8 +702,9 @@ def unstack_layers(params: dict[str, Any]) -> dict[str, Any]:
 def method_shape(model: Transformer) -> tuple[str, tuple[Optional[int], ...]]:
   """The model's method by name, and the shape of its values for one row (`encode`'s
   `prompts`), None where the length P goes: ('prompt', (None, E)), ('per-layer prompt',
-  (L, None, E)) or ('encoder prefix' or 'decoder prefix', (L, 2, None, heads,
-  head_dim))."""
+  (L, None, E)), ('encoder prefix' or 'decoder prefix', (L, 2, None, heads, head_dim)) or
+  ('multi-task prompt', (None, E): a row's task's prompt; its inputs lead with the task's
+  sentinel, which the encoder drops)."""
   cfg = model.config
   if model.prefix is not None:
     encoder_side = model.prefix.placement == "encoder"
@@ -712,4 +713,6 @@ def method_shape(model: Transformer) -> tuple[str, tuple[Optional[int], ...]]:
     return f"{model.prefix.placement} prefix", shape
   if isinstance(model.prompt, prompts_lib.PerLayerPrompt):
     return "per-layer prompt", (cfg.num_encoder_layers, None, cfg.emb_dim)
-  return "prompt", (None, cfg.emb_dim)  # also a plain model's and a multi-task prompt's
+  if isinstance(model.prompt, prompts_lib.MultiTaskPrompt):  # each row's value: its task's prompt
+    return "multi-task prompt", (None, cfg.emb_dim)
+  return "prompt", (None, cfg.emb_dim)  # also what a plain model takes

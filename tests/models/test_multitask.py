@@ -143,6 +143,17 @@ def test_the_first_token_names_the_task_and_is_dropped():
   assert np.abs(np.asarray(wrong) - np.asarray(want))[task != 1].max() > 1e-3
 
 
+def test_a_multitask_model_is_for_training_only():
+  """Its inputs lead with a sentinel: infer, eval and serve take the run's bank instead."""
+  multi, _, _ = _models()
+  config = predictor_lib.PredictorConfig(multi, None, None, {"inputs": 8, "targets": 4})
+  with pytest.raises(ValueError, match="multitask.gin is for training") as error:
+    predictor_lib.build(config)
+  assert "\n" not in str(error.value) and "as PROMPT_FILES on the plain prompt model" in str(
+    error.value
+  )
+
+
 def test_a_batch_mixing_three_tasks_decodes_each_row_as_its_task_alone():
   multi, plain, variables = _models()
   tokens, task = _rows(5)
@@ -180,6 +191,19 @@ def test_a_runs_bank_is_named_by_task_and_combined_as_it_trained(tmp_path):
   (tmp_path / "run" / "config.gin").write_text("MULTITASK_COMBINE = 'project'\n")
   with pytest.raises(ValueError, match=r"combined by 'project'.*encoder.prompt.kernel.npy"):
     predictor_lib.prompt_bank(run)
+  # Without its config.gin: refused where 'add' would read the files too (two halves of
+  # the width here), told by the files where they tell (tasks longer than the shared prompt).
+  os.remove(tmp_path / "run" / "config.gin")
+  with pytest.raises(ValueError, match="does not say how it combined its tasks"):
+    predictor_lib.prompt_bank(run)
+  concat = _random_variables("concat", seed=1)
+  for name, value in concat.items():
+    np.save(step / f"encoder.prompt.{name}.npy", value)
+  got = np.stack(list(predictor_lib.prompt_bank(run).values()))
+  np.testing.assert_allclose(got, _numpy_combination("concat", concat), rtol=1e-6)
+  # As one prompt (a PROMPT_FILE, an ensemble's member) it is refused by what it is.
+  with pytest.raises(FileNotFoundError, match="is a multi-task prompt's run, a prompt per task"):
+    prompt_files.load_prompt_file(run)
 
 
 def test_multitask_prompt_refusals():
@@ -187,6 +211,8 @@ def test_multitask_prompt_refusals():
     ({"combine_tasks": "sum"}, "MULTITASK_COMBINE='sum': choose one of"),
     ({"combine_tasks": "concat_features", "shared_features": E}, "MULTITASK_SHARED_FEATURES"),
     ({"tasks": ()}, "one task or more"),
+    ({"combine_tasks": "mpt", "rank": 0}, "MULTITASK_RANK=0"),
+    ({"combine_tasks": "concat", "task_length": 0}, "MULTITASK_TASK_LENGTH=0"),
   ):
     module = dataclasses.replace(_module("add"), **kw)
     with pytest.raises(ValueError, match=message):

@@ -52,7 +52,7 @@ def _model(method: str) -> t5.Transformer:
   if method == "per_layer":
     prompt = prompts.PerLayerPrompt(4, CFG.emb_dim, num_layers=CFG.num_encoder_layers, mode="add")
     return t5.Transformer(CFG, prompt)
-  if method == "multitask":  # the batches' first tokens, clipped, name tasks 0 to 2
+  if method == "multitask":  # _run leads the batches' rows with tasks 0 to 2's sentinels
     tasks = ("a", "b", "c")
     prompt = prompts.MultiTaskPrompt(4, CFG.emb_dim, tasks=tasks, first_sentinel=CFG.vocab_size - 1)
     return t5.Transformer(CFG, prompt)
@@ -113,6 +113,9 @@ def _run(num_partitions, what="prompt", steps=3, devices=None, method="prompt", 
     train_state.make_train_step(model, tx), part, state_shardings, frozen_shardings
   )
   batches = _batches(steps)
+  if method == "multitask":  # rows of every task: each task's part trains
+    for batch in batches:
+      batch["encoder_input_tokens"][:, 0] = CFG.vocab_size - 1 - np.arange(8) % 3
   step, memory = train_state.compile_train_step(jitted, part, state, frozen, batches[0])
   assert "temp=" in memory
   metrics = []
@@ -201,6 +204,9 @@ def test_every_prompt_method_trains_its_own_variables_keeps_the_model_bitwise_an
   for path, value in before.items():
     if path in trained:
       assert not np.array_equal(np.asarray(after[path]), value), f"{path} did not train"
+      if path.endswith("/tasks"):  # a multi-task prompt: every task's part
+        for t in range(3):
+          assert not np.array_equal(np.asarray(after[path])[t], value[t]), f"task {t}"
     else:
       np.testing.assert_array_equal(np.asarray(after[path]), value, err_msg=path)
   assert all(np.isfinite(m["loss"]) for m in metrics)
