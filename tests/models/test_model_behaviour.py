@@ -25,8 +25,20 @@ def _decoder_inputs(seed=0, batch=3, length=6):
   ).astype(np.int32)
 
 
+_PARAMS = {}  # (config, seed) -> params: the same for every model of one config and seed
+
+
 def _init(model, inputs, decoder_inputs, seed=0):
-  return nn.meta.unbox(model.init(jax.random.key(seed), inputs, decoder_inputs))
+  """`model.init`, jitted; the params made once per config and seed (a prompt's variables
+  are in their own collection, so every model of one config has the same params), each
+  model's other variables alone (the params' random init drops out of that computation)."""
+  init = lambda k: model.init(k, inputs, decoder_inputs)
+  key = jax.random.key(seed)
+  which = (repr(model.config), seed)
+  if which not in _PARAMS:
+    _PARAMS[which] = nn.meta.unbox(jax.jit(lambda k: init(k)["params"])(key))
+  others = jax.jit(lambda k: {c: v for c, v in init(k).items() if c != "params"})(key)
+  return {"params": _PARAMS[which], **nn.meta.unbox(others)}
 
 
 def test_zero_length_prompt_is_exactly_the_plain_model():
@@ -97,7 +109,7 @@ def test_prompt_lives_in_its_own_collection_and_alone_gets_gradients():
     logits = model.apply({"params": variables["params"], "prompt": prompt_vars}, inputs, dec)
     return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None], -1))
 
-  grads = jax.grad(loss)(variables["prompt"])
+  grads = jax.jit(jax.grad(loss))(variables["prompt"])
   g = grads["encoder"]["prompt"]["prompt"]
   assert g.shape == (4, CFG.emb_dim) and float(jnp.abs(g).sum()) > 0
 
@@ -170,8 +182,8 @@ def test_scan_and_remat_give_the_unscanned_outputs_and_gradients():
       lambda p: jnp.sum(m.apply({"params": v["params"], "prompt": p}, inputs, dec) ** 2)
     )
     np.testing.assert_allclose(
-      jax.grad(loss(scanned, stacked))(stacked["prompt"])["encoder"]["prompt"]["prompt"],
-      jax.grad(loss(plain, variables))(variables["prompt"])["encoder"]["prompt"]["prompt"],
+      jax.jit(jax.grad(loss(scanned, stacked)))(stacked["prompt"])["encoder"]["prompt"]["prompt"],
+      jax.jit(jax.grad(loss(plain, variables)))(variables["prompt"])["encoder"]["prompt"]["prompt"],
       rtol=1e-4,
       atol=1e-4,
     )
