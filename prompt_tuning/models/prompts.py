@@ -485,6 +485,16 @@ class MultiTaskPrompt(Prompt):
       raise ValueError("a multi-task prompt sits in front of the inputs (combine='prefix')")
     if self.combine_tasks == "mpt" and (isinstance(self.rank, bool) or self.rank < 1):
       raise ValueError(f"MULTITASK_RANK={self.rank!r}: the rank of MPT's task matrices, >= 1")
+    for macro, value, unset, combine in (
+      ("MULTITASK_TASK_LENGTH", self.task_length, None, "concat"),
+      ("MULTITASK_SHARED_FEATURES", self.shared_features, None, "concat_features"),
+      ("MULTITASK_RANK", self.rank, 1, "mpt"),
+    ):
+      if value != unset and self.combine_tasks != combine:
+        raise ValueError(
+          f"{macro}={value!r} is for MULTITASK_COMBINE={combine!r}, and this prompt combines "
+          f"by {self.combine_tasks!r}: leave it at {unset!r} or combine by {combine!r}"
+        )
     if self.task_length is not None and (
       isinstance(self.task_length, bool) or self.task_length < 1
     ):

@@ -71,12 +71,16 @@ def test_each_combination_equals_its_formula(combine):
   got = np.asarray(prompts.multitask_prompts(combine, v))
   np.testing.assert_allclose(got, _numpy_combination(combine, v), rtol=1e-5, atol=1e-5)
   # The module makes the same from its own variables, named as multitask_prompts reads them.
-  module = _module(combine, task_length=2, rank=2)
+  module = _module(combine, **OPTIONS.get(combine, {}))
   variables = module.init(RNGS)["prompt"]
   assert sorted(variables) == sorted(prompts.MULTITASK_VARIABLES[combine])
   table = module.apply({"prompt": nn.meta.unbox(variables)})
   width = {"concat": P + 2}.get(combine, P)
   assert table.shape == (3, width, E)
+
+
+# Each combination's own option (another combination's is refused).
+OPTIONS = {"concat": {"task_length": 2}, "mpt": {"rank": 2}}
 
 
 def _module(combine, **kw):
@@ -104,7 +108,7 @@ def test_every_task_starts_at_the_shared_prompt():
 
 
 def _models(combine="concat"):
-  multi = t5.Transformer(CFG, prompt=_module(combine, task_length=2))
+  multi = t5.Transformer(CFG, prompt=_module(combine, **OPTIONS.get(combine, {})))
   plain = t5.Transformer(CFG, prompt=prompts.Prompt(P, E))
   variables = nn.meta.unbox(
     jax.jit(multi.init)(RNGS, jnp.ones((1, 3), jnp.int32), jnp.ones((1, 2), jnp.int32))
@@ -213,7 +217,58 @@ def test_multitask_prompt_refusals():
     ({"tasks": ()}, "one task or more"),
     ({"combine_tasks": "mpt", "rank": 0}, "MULTITASK_RANK=0"),
     ({"combine_tasks": "concat", "task_length": 0}, "MULTITASK_TASK_LENGTH=0"),
+    # An option of another combination is refused, not ignored.
+    ({"task_length": 5}, "MULTITASK_TASK_LENGTH=5 is for MULTITASK_COMBINE='concat'"),
+    ({"combine_tasks": "mpt", "shared_features": 8}, r"MULTITASK_SHARED_FEATURES=8 is for"),
+    (
+      {"combine_tasks": "project", "rank": 2},
+      "MULTITASK_RANK=2 is for MULTITASK_COMBINE='mpt', "
+      "and this prompt combines by 'project': leave it at 1",
+    ),
   ):
     module = dataclasses.replace(_module("add"), **kw)
     with pytest.raises(ValueError, match=message):
       module.init(RNGS)
+
+
+def test_a_multitask_runs_own_evaluations_give_each_task_its_prompt(monkeypatch):
+  """The trainer's decoding evaluation of a multi-task model decodes each of the mixture's
+  tagged tasks with that task's prompt alone (the bank member named by the task), not the
+  bank's ensemble of every task."""
+  from prompt_tuning.data import multitask  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.data import tasks  # pylint: disable=g-import-not-at-top
+  from prompt_tuning.inference import evaluation  # pylint: disable=g-import-not-at-top
+
+  names = multitask.task_names("wordnet_multitask", tasks.__name__)
+  assert names == ("wordnet_supersense", "wordnet_hypernym")
+  multi, _, variables = _models("add")
+  multi = dataclasses.replace(multi, prompt=dataclasses.replace(multi.prompt, tasks=names))
+  variables["prompt"]["encoder"]["prompt"]["tasks"] = variables["prompt"]["encoder"]["prompt"][
+    "tasks"
+  ][:2]
+  want = np.asarray(multi.apply(variables, method=t5.Transformer.method_values))
+  seen = []
+
+  def evaluate(self, pred, members, *, step=0, **kw):
+    del kw
+    bank = dict(zip(pred.prompt_names, np.asarray(pred._bank)))  # pylint: disable=protected-access
+    seen.append((self.task_name, members, step, bank))
+    return {".": {"accuracy": float(len(seen))}}
+
+  monkeypatch.setattr(evaluation.TaskSplitEvaluation, "evaluate", evaluate)
+  evaluate_run = evaluation.DecodedEvaluation(
+    multi,
+    None,
+    evaluation.SplitConfig("wordnet_multitask"),
+    {"inputs": 48, "targets": 4},
+    output_dir=None,
+  )
+  metrics = evaluate_run(250, variables)
+  assert sorted((task, members, step) for task, members, step, _ in seen) == sorted(
+    (f"wordnet_multitask.{name}", [name], 250) for name in names
+  )
+  for _, _, _, bank in seen:  # the bank is the run's tasks' prompts, by name
+    assert list(bank) == list(names)
+    for t, name in enumerate(names):
+      np.testing.assert_array_equal(bank[name], want[t])
+  assert metrics == {f"{task}/accuracy": i + 1.0 for i, (task, *_) in enumerate(seen)}
