@@ -23,6 +23,12 @@ from prompt_tuning.checkpoints import peft
 from prompt_tuning.models import prompts
 
 
+def _multitask_file(name: str) -> str:
+  """The numpy checkpoint's file of a multi-task prompt's variable `name` ('shared',
+  'tasks', 'kernel', ...): `encoder.prompt.<name>.npy`."""
+  return layout.numpy_prompt_name(layout.PROMPT_PREFIX + "encoder/prompt/" + name)
+
+
 def _numpy_source(path: str) -> str:
   """The `.npy` file a PROMPT_FILE names, or the numpy checkpoint directory it stands for
   (a run's MODEL_DIR: its latest)."""
@@ -70,7 +76,7 @@ def resolve_prompt_file(path: str) -> str:
     return os.path.join(path, layout.PROMPT_FILE_NAME)
   if len(candidates) == 1:
     return os.path.join(path, candidates[0])
-  if "encoder.prompt.shared.npy" in candidates:
+  if _multitask_file("shared") in candidates:
     raise FileNotFoundError(
       f"{path} is a multi-task prompt's run, a prompt per task: give it alone as PROMPT_FILES "
       "(a bank of its tasks' prompts), not as one prompt"
@@ -152,7 +158,7 @@ def _multitask_source(path: str) -> Optional[str]:
   if peft.is_adapter(os.fspath(path)) or not os.path.exists(path):
     return None
   source = _numpy_source(path)
-  shared = os.path.join(source, "encoder.prompt.shared.npy")
+  shared = os.path.join(source, _multitask_file("shared"))
   return source if os.path.isdir(source) and os.path.isfile(shared) else None
 
 
@@ -167,12 +173,12 @@ def _stored_combine(path: str, source: str) -> str:
   task's, 'concat' by tasks as long as no shared prompt; shapes that 'add' would hold too
   must be recorded."""
   names = set(os.listdir(source))
-  if "encoder.prompt.kernel.npy" in names:
+  if _multitask_file("kernel") in names:
     return "project"
-  if "encoder.prompt.cols.npy" in names:
+  if _multitask_file("cols") in names:
     return "mpt"
-  shared = np.load(os.path.join(source, "encoder.prompt.shared.npy"), mmap_mode="r")
-  tasks = np.load(os.path.join(source, "encoder.prompt.tasks.npy"), mmap_mode="r")
+  shared = np.load(os.path.join(source, _multitask_file("shared")), mmap_mode="r")
+  tasks = np.load(os.path.join(source, _multitask_file("tasks")), mmap_mode="r")
   if shared.shape[-1] != tasks.shape[-1]:
     return "concat_features"
   if shared.shape[0] != tasks.shape[1]:
@@ -189,15 +195,15 @@ def load_multitask_prompts(path: str) -> np.ndarray:
   numpy checkpoint, or the one named), combined as its MULTITASK_COMBINE says."""
   source = _multitask_source(path)
   if source is None:
-    raise ValueError(f"{path} holds no multi-task prompt (encoder.prompt.shared.npy)")
+    raise ValueError(f"{path} holds no multi-task prompt ({_multitask_file('shared')})")
   combine = recorded_macro(path, "MULTITASK_COMBINE") or _stored_combine(path, source)
   variables = {}
   for name in prompts.MULTITASK_VARIABLES.get(combine, ()):
-    file = os.path.join(source, f"encoder.prompt.{name}.npy")
+    file = os.path.join(source, _multitask_file(name))
     if not os.path.isfile(file):
       raise ValueError(
         f"{path}: a multi-task prompt combined by {combine!r} (its run's MULTITASK_COMBINE) "
-        f"has encoder.prompt.{name}.npy; it is missing"
+        f"has {_multitask_file(name)}; it is missing"
       )
     variables[name] = np.asarray(np.load(file), np.float32)
   return np.asarray(prompts.multitask_prompts(combine, variables), np.float32)

@@ -455,18 +455,17 @@ def build(
   from prompt_tuning.checkpoints import variables as variables_lib  # pylint: disable=g-import-not-at-top
   from prompt_tuning.inference import predictor  # pylint: disable=g-import-not-at-top
 
-  part = partitioning.Partitioner(config.num_partitions)
-  variables, _ = variables_lib.init_variables(
-    config.model, part, config.initial_checkpoint_path, config.seed
-  )
+  predictor.refuse_multitask(config.model)  # both refusals before the checkpoint is read
   method = t5.method_shape(config.model)[0]
-  if method == "multi-task prompt":
-    raise ValueError(predictor.MULTITASK_FOR_TRAINING)
   if method != "prompt":
     raise ValueError(
       f"this model's method is a {method}; the server serves prompts before the encoder "
       "input only: use python -m prompt_tuning.infer, or a configs/prompts/from_file.gin model"
     )
+  part = partitioning.Partitioner(config.num_partitions)
+  variables, _ = variables_lib.init_variables(
+    config.model, part, config.initial_checkpoint_path, config.seed
+  )
   bank = predictor.prompt_bank(config.prompt_files) or predictor.own_prompt(config.model, variables)
   if not bank:
     raise ValueError(

@@ -23,8 +23,6 @@ from absl import logging
 import numpy as np
 import seqio
 
-from prompt_tuning.checkpoints import peft
-from prompt_tuning.checkpoints import prompt_files as prompt_files_lib
 from prompt_tuning.checkpoints import storage
 from prompt_tuning.data import multitask
 from prompt_tuning.data import registry
@@ -36,9 +34,7 @@ from prompt_tuning.models import t5
 def bank_kind(prompt_files: Any) -> str:
   """'single', 'tasks' (a dict, a PEFT MPT adapter or a multi-task prompt's run: one prompt
   per task) or 'ensemble'."""
-  if isinstance(prompt_files, str) and (
-    peft.is_multitask_adapter(prompt_files) or prompt_files_lib.is_multitask(prompt_files)
-  ):
+  if predictor_lib.is_task_bank_directory(prompt_files):
     return "tasks"
   if prompt_files is None or isinstance(prompt_files, str):
     return "single"

@@ -508,6 +508,20 @@ def _load_values(model: t5.Transformer, path: str) -> np.ndarray:
   return prompt_files_lib.load_prompt_file(path)
 
 
+def refuse_multitask(model: t5.Transformer) -> None:
+  """Stops eval, infer and serve given a multi-task model (`MULTITASK_FOR_TRAINING`)."""
+  if isinstance(model.prompt, prompts_lib.MultiTaskPrompt):
+    raise ValueError(MULTITASK_FOR_TRAINING)
+
+
+def is_task_bank_directory(prompt_files: Any) -> bool:
+  """Whether PROMPT_FILES is one directory holding a prompt per task: a PEFT multitask
+  prompt tuning (MPT) adapter or a multi-task prompt's run (`prompt_bank` names them)."""
+  return isinstance(prompt_files, str) and (
+    peft.is_multitask_adapter(prompt_files) or prompt_files_lib.is_multitask(prompt_files)
+  )
+
+
 def prompt_bank(prompt_files: Any) -> dict[str, Any]:
   """PROMPT_FILES as a bank: a dict stays; a list is named by position ('0', '1', ...); a
   PEFT multitask prompt tuning (MPT) adapter gives each task's prompt, named by task id;
@@ -577,8 +591,7 @@ class PredictorConfig:
 
 def build(config: PredictorConfig) -> Predictor:
   """Reads the frozen model (random from the seed when the path is None) and the prompts."""
-  if isinstance(config.model.prompt, prompts_lib.MultiTaskPrompt):
-    raise ValueError(MULTITASK_FOR_TRAINING)
+  refuse_multitask(config.model)
   part = partitioning.Partitioner(config.num_partitions)
   variables, _ = variables_lib.init_variables(
     config.model, part, config.initial_checkpoint_path, config.seed

@@ -252,3 +252,21 @@ def test_per_layer_prompt_refusals():
   prefix = prompts.Prefix(P, 3, CFG.num_heads, CFG.head_dim, placement="encoder", layout="peft")
   with pytest.raises(ValueError, match="decoder prefix"):
     _init(t5.Transformer(CFG, prefix=prefix))
+
+
+@pytest.mark.parametrize("method", ["per_layer", "p_tuning_v2", "prefix"])
+def test_the_server_refuses_deeper_methods_in_one_line_before_reading_the_model(method):
+  """The server's table holds prompts before the encoder input: another method's model is
+  refused, naming it and what serves it, before the checkpoint is read (none is there)."""
+  from prompt_tuning.inference import engine  # pylint: disable=g-import-not-at-top
+
+  config = predictor_lib.PredictorConfig(
+    _bank_model(method), None, "/no/checkpoint", {"inputs": 7, "targets": 2}
+  )
+  with pytest.raises(ValueError) as error:
+    engine.build(config, max_prompts=2, max_prompt_length=P)
+  name = t5.method_shape(config.model)[0]
+  assert str(error.value) == (
+    f"this model's method is a {name}; the server serves prompts before the encoder input only: "
+    "use python -m prompt_tuning.infer, or a configs/prompts/from_file.gin model"
+  )

@@ -149,13 +149,17 @@ def test_the_first_token_names_the_task_and_is_dropped():
 
 def test_a_multitask_model_is_for_training_only():
   """Its inputs lead with a sentinel: infer, eval and serve take the run's bank instead."""
+  from prompt_tuning.inference import engine  # pylint: disable=g-import-not-at-top
+
   multi, _, _ = _models()
-  config = predictor_lib.PredictorConfig(multi, None, None, {"inputs": 8, "targets": 4})
-  with pytest.raises(ValueError, match="multitask.gin is for training") as error:
-    predictor_lib.build(config)
-  assert "\n" not in str(error.value) and "as PROMPT_FILES on the plain prompt model" in str(
-    error.value
-  )
+  # Refused before the checkpoint is read (there is none at this path).
+  config = predictor_lib.PredictorConfig(multi, None, "/no/checkpoint", {"inputs": 8, "targets": 4})
+  for build in (predictor_lib.build, lambda c: engine.build(c, max_prompts=2, max_prompt_length=P)):
+    with pytest.raises(ValueError, match="multitask.gin is for training") as error:
+      build(config)
+    assert "\n" not in str(error.value) and "as PROMPT_FILES on the plain prompt model" in str(
+      error.value
+    )
 
 
 def test_a_batch_mixing_three_tasks_decodes_each_row_as_its_task_alone():
