@@ -4,9 +4,9 @@ Nothing trains and no model runs: every number comes from `results/<name>/`
 (archives of the study's sweeps, `python -m prompt_tuning.sweep archive`),
 read by the sweep `report` as it reads a live sweep directory.
 
-* Figures 1, 3(a), 3(b), 3(c) and SPoT's: `report`'s plot of the main metric (the test
-  split at the best validation step, mean over the two tasks) against the
-  model's parameters, and its summary table; the PNG goes to
+* Figures 1, 3(a), 3(b), 3(c), SPoT's and the extended Figure 1's: `report`'s plot
+  of the main metric (the test split at the best validation step, mean over the two
+  tasks) against the model's parameters, and its summary table; the PNG goes to
   docs/scaling/<name>.png when the archive holds every point of its sweep.
   A partial archive (a sweep still running, in slices) is reported with its
   count, its plot left under --out_dir: the docs keep their figure until the
@@ -33,8 +33,9 @@ from prompt_tuning.sweep import points as points_lib
 from prompt_tuning.sweep import report as report_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# results/<name> -> <name>.png ("spot": SPoT's transfer against Figure 1's init, issue 28)
-FIGURES = ("figure1", "figure3a", "figure3b", "figure3c", "spot")
+# results/<name> -> <name>.png (issue 28's: "spot", SPoT's transfer against Figure 1's init;
+# "methods", the extended Figure 1 with per-layer prompts and P-tuning v2)
+FIGURES = ("figure1", "figure3a", "figure3b", "figure3c", "spot", "methods")
 DOMAIN_SHIFT = ("figure1", "wordnet_supersense", ("method", "size"))  # archive, task, by
 
 

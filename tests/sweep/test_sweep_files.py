@@ -340,7 +340,8 @@ def test_shipped_sweep_files_parse_into_valid_runs(name, tmp_path):
       assert isinstance(model.prompt, prompts.PerLayerPrompt) == per_layer, point.name
     if name.startswith("wordnet_scaling_"):  # the family was pretrained without dropout:
       # a frozen model gets none, model tuning T5's 0.1 (wordnet_scaling.gin)
-      assert model.config.dropout_rate == (0.1 if model.prompt is None else 0.0), point.name
+      tuned = "configs/runs/model_finetune.gin" in plan.gin_files_of(point)
+      assert model.config.dropout_rate == (0.1 if tuned else 0.0), point.name
     gin.clear_config()
   swept = {
     "wordnet_scaling_figure1.gin": ("method", ["prompt_tuning", "model_tuning"]),
@@ -350,6 +351,10 @@ def test_shipped_sweep_files_parse_into_valid_runs(name, tmp_path):
     "wordnet_scaling_table3.gin": ("RANDOM_SEED", ["0", "1", "2", "3", "4"]),
     "wordnet_methods_lr.gin": ("method", ["per_layer", "p_tuning_v2"]),
     "wordnet_scaling_spot.gin": ("method", ["prompt_tuning", "spot"]),
+    "wordnet_scaling_methods.gin": (
+      "method",
+      ["prompt_tuning", "model_tuning", "per_layer"],
+    ),
   }
   if name in swept:
     assert _labels(plan, swept[name][0]) == swept[name][1]
@@ -394,3 +399,25 @@ def test_spots_sources_are_figure1s_other_task_and_its_own_init_is_figure1s():
     )
     assert bindings["PROMPT_FILE"] == repr(source), point.name
     assert os.path.isdir(os.path.join(REPO, source)), source
+
+
+def test_the_extended_figure1_is_figure1s_points_and_the_rate_searchs_at_its_rates():
+  """Figure 1's 48 points are the extended Figure 1's shallow-prompt and model-tuning points,
+  and the rate search's seed-0 points at S and L at each method's rate are its own (the same
+  config digests: --reuse_from copies them); the rate is the search's best mean at S and L."""
+  sweeps = os.path.join(REPO, "configs", "sweeps")
+  texts = driver.check_points(driver.load(os.path.join(sweeps, "wordnet_scaling_methods.gin")))
+  digests = {p: driver.config_digest(t) for p, t in texts.items()}
+  figure1 = driver.check_points(driver.load(os.path.join(sweeps, "wordnet_scaling_figure1.gin")))
+  assert {p: driver.config_digest(t) for p, t in figure1.items()} == {
+    p: d for p, d in digests.items() if "method=prompt_tuning" in p or "method=model_tuning" in p
+  }
+  search = driver.check_points(driver.load(os.path.join(sweeps, "wordnet_methods_lr.gin")))
+  rates = {"per_layer": "0.1"}
+  for method, rate in rates.items():
+    for size in ("s", "l"):
+      for task in ("supersense", "hypernym"):
+        point = f"size={size},method={method},task={task},RANDOM_SEED=0"
+        searched = f"size={size},method={method},LEARNING_RATE={rate},task={task},RANDOM_SEED=0"
+        assert digests[point] == driver.config_digest(search[searched]), point
+  assert len(digests) == 4 * len(rates | {"prompt": 0, "model": 0}) * 2 * 3
