@@ -22,6 +22,7 @@ one pass over the frozen model.
 import collections
 import contextlib
 import dataclasses
+import os
 from typing import Any, Mapping, Optional, Sequence
 
 from absl import logging
@@ -517,9 +518,10 @@ def refuse_multitask(model: t5.Transformer) -> None:
 def is_task_bank_directory(prompt_files: Any) -> bool:
   """Whether PROMPT_FILES is one directory holding a prompt per task: a PEFT multitask
   prompt tuning (MPT) adapter or a multi-task prompt's run (`prompt_bank` names them)."""
-  return isinstance(prompt_files, str) and (
-    peft.is_multitask_adapter(prompt_files) or prompt_files_lib.is_multitask(prompt_files)
-  )
+  if not isinstance(prompt_files, (str, os.PathLike)):
+    return False
+  path = os.fspath(prompt_files)
+  return peft.is_multitask_adapter(path) or prompt_files_lib.is_multitask(path)
 
 
 def prompt_bank(prompt_files: Any) -> dict[str, Any]:
@@ -528,10 +530,11 @@ def prompt_bank(prompt_files: Any) -> dict[str, Any]:
   a multi-task prompt's run each task's, named by task."""
   if prompt_files is None:
     return {}
-  if isinstance(prompt_files, str) and peft.is_multitask_adapter(prompt_files):
-    return {str(t): p for t, p in enumerate(peft.read_multitask_prompts(prompt_files))}
-  if prompt_files_lib.is_multitask(prompt_files):
-    return _multitask_bank(prompt_files)
+  if is_task_bank_directory(prompt_files):
+    path = os.fspath(prompt_files)
+    if peft.is_multitask_adapter(path):
+      return {str(t): p for t, p in enumerate(peft.read_multitask_prompts(path))}
+    return _multitask_bank(path)
   if isinstance(prompt_files, str):
     return {DEFAULT_PROMPT: prompt_files}
   if isinstance(prompt_files, Mapping):

@@ -490,10 +490,11 @@ class MultiTaskPrompt(Prompt):
       ("MULTITASK_SHARED_FEATURES", self.shared_features, None, "concat_features"),
       ("MULTITASK_RANK", self.rank, 1, "mpt"),
     ):
-      if value != unset and self.combine_tasks != combine:
+      if (value != unset or isinstance(value, bool)) and self.combine_tasks != combine:
         raise ValueError(
           f"{macro}={value!r} is for MULTITASK_COMBINE={combine!r}, and this prompt combines "
-          f"by {self.combine_tasks!r}: leave it at {unset!r} or combine by {combine!r}"
+          f"by {self.combine_tasks!r}: unset it (its default is {unset!r}) or combine by "
+          f"{combine!r}"
         )
     if self.task_length is not None and (
       isinstance(self.task_length, bool) or self.task_length < 1

@@ -195,6 +195,11 @@ def test_a_runs_bank_is_named_by_task_and_combined_as_it_trained(tmp_path):
   assert list(bank) == ["0", "1", "2"]  # the run names no mixture: task ids
   want = _numpy_combination("concat_features", v)
   np.testing.assert_allclose(np.stack(list(bank.values())), want, rtol=1e-6)
+  # A path object is the same bank, and eval reads it as one prompt per task.
+  from prompt_tuning.inference import evaluation  # pylint: disable=g-import-not-at-top
+
+  by_path = predictor_lib.prompt_bank(tmp_path / "run")
+  assert list(by_path) == list(bank) and evaluation.bank_kind(tmp_path / "run") == "tasks"
   # Read as another combination, the files are refused by what is missing.
   (tmp_path / "run" / "config.gin").write_text("MULTITASK_COMBINE = 'project'\n")
   with pytest.raises(ValueError, match=r"combined by 'project'.*encoder.prompt.kernel.npy"):
@@ -226,19 +231,22 @@ def test_multitask_prompt_refusals():
     ({"combine_tasks": "mpt", "shared_features": 8}, r"MULTITASK_SHARED_FEATURES=8 is for"),
     (
       {"combine_tasks": "project", "rank": 2},
-      "MULTITASK_RANK=2 is for MULTITASK_COMBINE='mpt', "
-      "and this prompt combines by 'project': leave it at 1",
+      r"^MULTITASK_RANK=2 is for MULTITASK_COMBINE='mpt', and this prompt combines by "
+      r"'project': unset it \(its default is 1\) or combine by 'mpt'",
     ),
+    ({"combine_tasks": "project", "rank": True}, "MULTITASK_RANK=True is for"),
   ):
     module = dataclasses.replace(_module("add"), **kw)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as error:
       module.init(RNGS)
+    assert "\n" not in error.value.args[0]  # (JAX appends a note about its frames to str())
 
 
 def test_a_multitask_runs_own_evaluations_give_each_task_its_prompt(monkeypatch):
-  """The trainer's decoding evaluation of a multi-task model decodes each of the mixture's
-  tagged tasks with that task's prompt alone (the bank member named by the task), not the
-  bank's ensemble of every task."""
+  """The routing of the trainer's decoding evaluation of a multi-task model: each of the
+  mixture's tagged tasks is evaluated with that task's prompt alone (the bank member named
+  by the task), not the bank's ensemble of every task; that a member alone decodes as its
+  prompt is test_a_batch_mixing_three_tasks_decodes_each_row_as_its_task_alone's."""
   from prompt_tuning.data import multitask  # pylint: disable=g-import-not-at-top
   from prompt_tuning.data import tasks  # pylint: disable=g-import-not-at-top
   from prompt_tuning.inference import evaluation  # pylint: disable=g-import-not-at-top

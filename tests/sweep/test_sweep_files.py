@@ -11,6 +11,7 @@ import pytest
 from prompt_tuning import gin_config
 from prompt_tuning.models import prompts
 from prompt_tuning.sweep import driver
+from prompt_tuning.sweep import report as report_lib
 from prompt_tuning.sweep import points as points_lib
 from prompt_tuning.sweep import spec
 from tests.sweep.helpers import (
@@ -401,23 +402,41 @@ def test_spots_sources_are_figure1s_other_task_and_its_own_init_is_figure1s():
     assert os.path.isdir(os.path.join(REPO, source)), source
 
 
+def _best_rate(archive: str, method: str) -> str:
+  """The rate of `method` whose validation accuracy at the best step, averaged over the two
+  tasks at S and at L, is best in the rate search's archive (every point done)."""
+  _, rows = report_lib.collect(archive)
+  means: dict[str, list[float]] = {}
+  for row in rows:
+    if row["method"] == method:
+      assert row["status"] == points_lib.DONE, row["name"]
+      means.setdefault(str(row["LEARNING_RATE"]), []).append(
+        row[f"eval/wordnet_{row['task']}/accuracy@best"]
+      )
+  assert all(len(v) == 4 for v in means.values()) and len(means) == 4, means
+  return max(means, key=lambda rate: sum(means[rate]))
+
+
 def test_the_extended_figure1_is_figure1s_points_and_the_rate_searchs_at_its_rates():
-  """Figure 1's 48 points are the extended Figure 1's shallow-prompt and model-tuning points,
-  and the rate search's seed-0 points at S and L at each method's rate are its own (the same
-  config digests: --reuse_from copies them); the rate is the search's best mean at S and L."""
+  """Figure 1's 48 points are the extended Figure 1's shallow-prompt and model-tuning points;
+  each new method's rate is its search's best (validation, both tasks, S and L: the archive
+  says), and the search's seed-0 points at S and L at that rate are its own (the same config
+  digests: --reuse_from copies them)."""
   sweeps = os.path.join(REPO, "configs", "sweeps")
-  texts = driver.check_points(driver.load(os.path.join(sweeps, "wordnet_scaling_methods.gin")))
-  digests = {p: driver.config_digest(t) for p, t in texts.items()}
+  plan = driver.load(os.path.join(sweeps, "wordnet_scaling_methods.gin"))
+  digests = {p: driver.config_digest(t) for p, t in driver.check_points(plan).items()}
   figure1 = driver.check_points(driver.load(os.path.join(sweeps, "wordnet_scaling_figure1.gin")))
   assert {p: driver.config_digest(t) for p, t in figure1.items()} == {
     p: d for p, d in digests.items() if "method=prompt_tuning" in p or "method=model_tuning" in p
   }
   search = driver.check_points(driver.load(os.path.join(sweeps, "wordnet_methods_lr.gin")))
-  rates = {"per_layer": "0.1"}
-  for method, rate in rates.items():
+  methods = [m for m in _labels(plan, "method") if m not in ("prompt_tuning", "model_tuning")]
+  assert methods
+  for method in methods:
+    rate = _best_rate(os.path.join(REPO, "results", "methods_lr"), method)
     for size in ("s", "l"):
       for task in ("supersense", "hypernym"):
         point = f"size={size},method={method},task={task},RANDOM_SEED=0"
         searched = f"size={size},method={method},LEARNING_RATE={rate},task={task},RANDOM_SEED=0"
         assert digests[point] == driver.config_digest(search[searched]), point
-  assert len(digests) == 4 * len(rates | {"prompt": 0, "model": 0}) * 2 * 3
+  assert len(digests) == 4 * (len(methods) + 2) * 2 * 3
