@@ -34,7 +34,7 @@ from prompt_tuning.sweep import report as report_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # results/<name> -> <name>.png (issue 28's: "spot", SPoT's transfer against Figure 1's init;
-# "methods", the extended Figure 1: Figure 1's lines and per-layer prompts, P-tuning v2 to come)
+# "methods", the extended Figure 1: Figure 1's lines, per-layer prompts and P-tuning v2)
 FIGURES = ("figure1", "figure3a", "figure3b", "figure3c", "spot", "methods")
 DOMAIN_SHIFT = ("figure1", "wordnet_supersense", ("method", "size"))  # archive, task, by
 

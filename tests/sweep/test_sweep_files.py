@@ -354,7 +354,7 @@ def test_shipped_sweep_files_parse_into_valid_runs(name, tmp_path):
     "wordnet_scaling_spot.gin": ("method", ["prompt_tuning", "spot"]),
     "wordnet_scaling_methods.gin": (
       "method",
-      ["prompt_tuning", "model_tuning", "per_layer"],
+      ["prompt_tuning", "model_tuning", "per_layer", "p_tuning_v2"],
     ),
   }
   if name in swept:
