@@ -36,7 +36,7 @@ def bank_kind(prompt_files: Any) -> str:
   per task) or 'ensemble'."""
   if predictor_lib.is_task_bank_directory(prompt_files):
     return "tasks"
-  if prompt_files is None or isinstance(prompt_files, str):
+  if prompt_files is None or isinstance(prompt_files, (str, os.PathLike)):
     return "single"
   if isinstance(prompt_files, Mapping):
     return "tasks"

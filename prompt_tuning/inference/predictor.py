@@ -149,11 +149,12 @@ class Predictor:
   # The prompt bank.
 
   def set_prompts(self, prompts: Mapping[str, Any]) -> None:
-    """Replaces the bank: name -> array or PROMPT_FILE path, of the model's method."""
+    """Replaces the bank: name -> array or PROMPT_FILE path (a str or a path object), of the
+    model's method."""
     method, want = t5.method_shape(self.model)
     arrays = {
-      name: _load_values(self.model, p)
-      if isinstance(p, str)
+      name: _load_values(self.model, os.fspath(p))
+      if isinstance(p, (str, os.PathLike))
       else np.asarray(jax.device_get(p), np.float32)
       for name, p in prompts.items()
     }
@@ -527,14 +528,15 @@ def is_task_bank_directory(prompt_files: Any) -> bool:
 def prompt_bank(prompt_files: Any) -> dict[str, Any]:
   """PROMPT_FILES as a bank: a dict stays; a list is named by position ('0', '1', ...); a
   PEFT multitask prompt tuning (MPT) adapter gives each task's prompt, named by task id;
-  a multi-task prompt's run each task's, named by task."""
+  a multi-task prompt's run each task's, named by task. Paths may be path objects."""
   if prompt_files is None:
     return {}
+  if isinstance(prompt_files, os.PathLike):
+    prompt_files = os.fspath(prompt_files)
   if is_task_bank_directory(prompt_files):
-    path = os.fspath(prompt_files)
-    if peft.is_multitask_adapter(path):
-      return {str(t): p for t, p in enumerate(peft.read_multitask_prompts(path))}
-    return _multitask_bank(path)
+    if peft.is_multitask_adapter(prompt_files):
+      return {str(t): p for t, p in enumerate(peft.read_multitask_prompts(prompt_files))}
+    return _multitask_bank(prompt_files)
   if isinstance(prompt_files, str):
     return {DEFAULT_PROMPT: prompt_files}
   if isinstance(prompt_files, Mapping):

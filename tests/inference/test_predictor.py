@@ -154,6 +154,35 @@ def test_plain_model_and_clear_errors(setup):
     _predictor(setup, {"a": np.zeros((4, 8), np.float32)})
 
 
+def test_path_objects_name_the_banks_their_strings_name(setup, tmp_path):
+  """PROMPT_FILES given from Python as path objects: the same kinds, names and prompts."""
+  from prompt_tuning.inference import evaluation  # pylint: disable=g-import-not-at-top
+
+  _, _, _, bank = setup
+  a, b = tmp_path / "a.npy", tmp_path / "b.npy"
+  np.save(a, bank["sst2"])
+  np.save(b, bank["rte"])
+  for files, kind, names in (
+    (a, "single", [predictor_lib.DEFAULT_PROMPT]),
+    ([a], "single", ["0"]),
+    ([a, b], "ensemble", ["0", "1"]),
+    ({"x": b, "y": a}, "tasks", ["x", "y"]),
+  ):
+    as_str = (
+      {k: str(v) for k, v in files.items()}
+      if isinstance(files, dict)
+      else [str(p) for p in files]
+      if isinstance(files, list)
+      else str(files)
+    )
+    assert evaluation.bank_kind(files) == evaluation.bank_kind(as_str) == kind, files
+    got = _predictor(setup, predictor_lib.prompt_bank(files))
+    want = _predictor(setup, predictor_lib.prompt_bank(as_str))
+    assert got.prompt_names == want.prompt_names == names
+    np.testing.assert_array_equal(np.asarray(got._bank), np.asarray(want._bank))  # pylint: disable=protected-access
+  np.testing.assert_array_equal(np.asarray(got._bank)[1], bank["sst2"])  # pylint: disable=protected-access
+
+
 def test_a_collapsed_prompt_is_reported(caplog):
   from prompt_tuning.inference import evaluation  # pylint: disable=g-import-not-at-top
 
