@@ -5,7 +5,6 @@ placement and positions are both checked); both in one batch with a prompt per r
 
 import dataclasses
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,6 +16,7 @@ from prompt_tuning.models import layers
 from prompt_tuning.models import prompts
 from prompt_tuning.models import t5
 from tests.helpers import hf_reference
+from tests.helpers import model_init
 
 CFG = dataclasses.replace(hf_reference.TINY, num_encoder_layers=3)
 P = 4
@@ -28,8 +28,7 @@ def _tokens(seed: int, rows: int = 3) -> np.ndarray:
 
 
 def _init(model: t5.Transformer) -> dict:
-  init = jax.jit(model.init)
-  return nn.meta.unbox(init(RNGS, jnp.ones((1, 3), jnp.int32), jnp.ones((1, 2), jnp.int32)))
+  return model_init.init_variables(model)  # RNGS's params key: the same variables
 
 
 def _per_layer(mode: str) -> t5.Transformer:

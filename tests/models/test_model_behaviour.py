@@ -10,6 +10,7 @@ import pytest
 from prompt_tuning.models import prompts
 from prompt_tuning.models import t5
 from tests.helpers import hf_reference
+from tests.helpers import model_init
 
 CFG = hf_reference.TINY
 
@@ -25,20 +26,8 @@ def _decoder_inputs(seed=0, batch=3, length=6):
   ).astype(np.int32)
 
 
-_PARAMS = {}  # (config, seed) -> params: the same for every model of one config and seed
-
-
 def _init(model, inputs, decoder_inputs, seed=0):
-  """`model.init`, jitted; the params made once per config and seed (a prompt's variables
-  are in their own collection, so every model of one config has the same params), each
-  model's other variables alone (the params' random init drops out of that computation)."""
-  init = lambda k: model.init(k, inputs, decoder_inputs)
-  key = jax.random.key(seed)
-  which = (repr(model.config), seed)
-  if which not in _PARAMS:
-    _PARAMS[which] = nn.meta.unbox(jax.jit(lambda k: init(k)["params"])(key))
-  others = jax.jit(lambda k: {c: v for c, v in init(k).items() if c != "params"})(key)
-  return {"params": _PARAMS[which], **nn.meta.unbox(others)}
+  return model_init.init_variables(model, inputs, decoder_inputs, seed)
 
 
 def test_zero_length_prompt_is_exactly_the_plain_model():

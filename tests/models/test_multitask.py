@@ -19,6 +19,7 @@ from prompt_tuning.models import prompt_init
 from prompt_tuning.models import prompts
 from prompt_tuning.models import t5
 from tests.helpers import hf_reference
+from tests.helpers import model_init
 
 CFG = hf_reference.TINY
 E = CFG.emb_dim
@@ -110,9 +111,7 @@ def test_every_task_starts_at_the_shared_prompt():
 def _models(combine="concat"):
   multi = t5.Transformer(CFG, prompt=_module(combine, **OPTIONS.get(combine, {})))
   plain = t5.Transformer(CFG, prompt=prompts.Prompt(P, E))
-  variables = nn.meta.unbox(
-    jax.jit(multi.init)(RNGS, jnp.ones((1, 3), jnp.int32), jnp.ones((1, 2), jnp.int32))
-  )
+  variables = model_init.init_variables(multi)
   # Tasks apart from the start: random values in each variable.
   rng = np.random.default_rng(3)
   variables["prompt"] = jax.tree_util.tree_map(
