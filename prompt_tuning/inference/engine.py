@@ -424,13 +424,7 @@ class Sizes:
 def build_compiled(config: Any, sizes: Sizes) -> "Engine":
   """`build`, then every shape compiled: an engine ready to serve (what `serve` and each Ray
   Serve replica run before they answer)."""
-  engine = build(
-    config,
-    max_prompts=sizes.max_prompts,
-    max_prompt_length=sizes.max_prompt_length,
-    batch_sizes=sizes.batch_sizes,
-    encoded_lengths=sizes.encoded_lengths,
-  )
+  engine = build(config, **dataclasses.asdict(sizes))
   engine.compile()
   return engine
 

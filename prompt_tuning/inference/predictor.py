@@ -528,7 +528,7 @@ def is_task_bank_directory(prompt_files: Any) -> bool:
 def prompt_bank(prompt_files: Any) -> dict[str, Any]:
   """PROMPT_FILES as a bank: a dict stays; a list is named by position ('0', '1', ...); a
   PEFT multitask prompt tuning (MPT) adapter gives each task's prompt, named by task id;
-  a multi-task prompt's run each task's, named by task. Paths may be path objects."""
+  a multi-task prompt's run each task's, named by task. Path objects become strings."""
   if prompt_files is None:
     return {}
   if isinstance(prompt_files, os.PathLike):
@@ -540,8 +540,13 @@ def prompt_bank(prompt_files: Any) -> dict[str, Any]:
   if isinstance(prompt_files, str):
     return {DEFAULT_PROMPT: prompt_files}
   if isinstance(prompt_files, Mapping):
-    return {str(k): v for k, v in prompt_files.items()}
-  return {str(i): p for i, p in enumerate(prompt_files)}
+    return {str(k): _as_str(v) for k, v in prompt_files.items()}
+  return {str(i): _as_str(p) for i, p in enumerate(prompt_files)}
+
+
+def _as_str(prompt: Any) -> Any:
+  """A path object as its string (what every reader of a bank's values takes); else as is."""
+  return os.fspath(prompt) if isinstance(prompt, os.PathLike) else prompt
 
 
 def _multitask_bank(path: str) -> dict[str, np.ndarray]:

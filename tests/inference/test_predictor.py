@@ -176,6 +176,8 @@ def test_path_objects_name_the_banks_their_strings_name(setup, tmp_path):
       else str(files)
     )
     assert evaluation.bank_kind(files) == evaluation.bank_kind(as_str) == kind, files
+    # Strings for every reader of a bank (the predictor, the server's engine).
+    assert all(isinstance(v, str) for v in predictor_lib.prompt_bank(files).values())
     got = _predictor(setup, predictor_lib.prompt_bank(files))
     want = _predictor(setup, predictor_lib.prompt_bank(as_str))
     assert got.prompt_names == want.prompt_names == names
