@@ -5,7 +5,9 @@ its input's first token, the sentinel `<extra_id_t>` of task t, as the original
 codebase's multi-task prompts do. `register_mixture` makes such a mixture out of
 registered tasks: each task again, named `<mixture>.<task>`, with its sentinel put in
 front of its tokenized inputs (before the EOS is appended, so that the inputs keep
-their length), and a seqio mixture of them.
+their length; after a task's last step where its EOS step is not seqio's append_eos or
+append_eos_after_trim, the inputs then fitted to their length, their EOS kept), and a
+seqio mixture of them.
 
     from prompt_tuning.data import multitask
     multitask.register_mixture("my_multitask", ["task_a", "task_b", "task_c"])
@@ -39,14 +41,39 @@ def _prepend(dataset: tf.data.Dataset, token: int) -> tf.data.Dataset:
   return dataset.map(add, num_parallel_calls=tf.data.AUTOTUNE)
 
 
+def _prepend_and_fit(
+  dataset: tf.data.Dataset, sequence_length: Any, output_features: Any, token: int
+) -> tf.data.Dataset:
+  """The sentinel put in front of inputs that may end with their EOS already (a task that
+  appends it in a step of its own, or with seqio's tokenize_and_append_eos): an input
+  that no longer fits loses the token before its EOS, as it would have lost it had the
+  sentinel gone in before append_eos_after_trim."""
+  length = (sequence_length or {}).get("inputs")
+  eos = output_features["inputs"].vocabulary.eos_id
+
+  def add(example):
+    inputs = example["inputs"]
+    inputs = tf.concat([tf.constant([token], inputs.dtype), inputs], 0)
+    if length:
+      keep_eos = tf.logical_and(tf.size(inputs) > length, tf.equal(inputs[-1], eos))
+      inputs = tf.cond(
+        keep_eos,
+        lambda: tf.concat([inputs[: length - 1], inputs[-1:]], 0),
+        lambda: inputs,
+      )
+    return {**example, "inputs": inputs}
+
+  return dataset.map(add, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def _with_sentinel(preprocessors: Sequence[Any], token: int) -> list[Any]:
-  """The task's preprocessors with the sentinel put in before the EOS is appended."""
+  """The task's preprocessors with the sentinel put in before seqio's EOS step; where
+  there is none, after the last step, fitted to the inputs' length."""
   steps = list(preprocessors)
   eos = (seqio.preprocessors.append_eos_after_trim, seqio.preprocessors.append_eos)
-  at = next(
-    (i for i, p in enumerate(steps) if getattr(p, "func", p) in eos),
-    len(steps),
-  )
+  at = next((i for i, p in enumerate(steps) if getattr(p, "func", p) in eos), None)
+  if at is None:
+    return steps + [functools.partial(_prepend_and_fit, token=token)]
   return steps[:at] + [functools.partial(_prepend, token=token)] + steps[at:]
 
 

@@ -41,3 +41,21 @@ def test_mixture_refusals():
     multitask.register_mixture("twice", ["wordnet_hypernym", "wordnet_hypernym"])
   # Registering the same mixture again is a no-op.
   multitask.register_mixture("wordnet_multitask", ["wordnet_supersense", "wordnet_hypernym"])
+
+
+def test_a_task_whose_eos_step_is_not_seqios_gets_the_same_inputs():
+  """A task that appends its EOS with tokenize_and_append_eos: the sentinel goes in after
+  it, and an input that no longer fits keeps its EOS, as with append_eos_after_trim."""
+  source = seqio.get_mixture_or_task("wordnet_hypernym").source
+  seqio.TaskRegistry.add(
+    "hypernym_eos_in_tokenize",
+    source=source,
+    preprocessors=[seqio.preprocessors.tokenize_and_append_eos],
+    output_features=wordnet.FEATURES,
+  )
+  multitask.register_mixture("eos_in_tokenize", ["wordnet_supersense", "hypernym_eos_in_tokenize"])
+  want = _inputs("wordnet_multitask.wordnet_hypernym", n=50)
+  got = _inputs("eos_in_tokenize.hypernym_eos_in_tokenize", n=50)
+  assert sum(len(a) == LENGTHS["inputs"] for a in want) > 5  # some are cut to fit
+  for a, b in zip(want, got):
+    np.testing.assert_array_equal(b, a)
