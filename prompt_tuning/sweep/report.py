@@ -30,6 +30,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 from prompt_tuning.checkpoints import storage
 from prompt_tuning.sweep import points as points_lib
+from prompt_tuning.training import early_stopping
 
 RESULTS_FILE = "results.csv"
 SUMMARY_FILE = "summary.md"
@@ -101,12 +102,13 @@ def tokens_per_second(metrics: Metrics) -> Optional[float]:
 
 
 def _task_metrics(names: Iterable[str], test: bool = False) -> dict[str, list[str]]:
-  """Decoded metrics (`eval/<task>/<metric>`; test: `eval/<task>/test/<metric>`) by task."""
+  """Decoded metrics (`eval/<task>/<metric>`; test: `eval/<task>/test/<metric>`) by task
+  (not `early_stopping.NOT_TASKS`', such as `eval/wayward/nearest_match`)."""
   tasks = collections.defaultdict(list)
   for name in names:
     parts = name.split("/")
     if (len(parts) == 4 and parts[2] == TEST) if test else len(parts) == 3:
-      if parts[0] == "eval" and name != TEST_SCORE:
+      if parts[0] == "eval" and name != TEST_SCORE and parts[1] not in early_stopping.NOT_TASKS:
         tasks[parts[1]].append(name)
   return dict(tasks)
 

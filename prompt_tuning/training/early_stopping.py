@@ -34,17 +34,23 @@ from prompt_tuning.checkpoints import layout
 CHECKPOINT_COPY = layout.BEST_DIR
 
 
+# Evaluation metrics about the prompt itself, not a task (a wayward prompt's
+# `wayward/nearest_match`): never scored.
+NOT_TASKS = ("wayward",)
+
+
 def score(metrics: Mapping[str, float]) -> Optional[tuple[str, str, float]]:
   """(metric name, 'max' or 'min', value) of one evaluation's metrics, or None.
 
   `metrics` are the trainer's evaluation metrics without the `eval/` prefix:
   teacher-forced `loss`, `accuracy`, ...; decoded validation metrics
-  `<task>/<metric>`; other splits' `<task>/<split>/<metric>` (not scored).
+  `<task>/<metric>`; other splits' `<task>/<split>/<metric>` and `NOT_TASKS`'
+  `<name>/<metric>` (not scored).
   """
   tasks: dict[str, list[str]] = {}
   for name in metrics:
     parts = name.split("/")
-    if len(parts) == 2:
+    if len(parts) == 2 and parts[0] not in NOT_TASKS:
       tasks.setdefault(parts[0], []).append(name)
   if sum(len(names) for names in tasks.values()) == 1:
     ((name,),) = tasks.values()

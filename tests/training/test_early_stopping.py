@@ -55,11 +55,22 @@ def test_the_best_step_is_the_one_the_sweep_report_picks(tmp_path):
         metrics[f"{task}/test/accuracy"] = rng.random()
         metrics[f"{task}/ood/accuracy"] = rng.random()
         metrics[f"{task}/predictions/most_common_share"] = rng.random()
+      if trial % 3 == 0:  # a wayward prompt's report: about the prompt, not a task
+        metrics["wayward/nearest_match"] = rng.choice(values)
       history.append((step, metrics))
     assert _trainer_best_step(tmp_path / str(trial), history) == _report_best_step(history), (
       names,
       history,
     )
+
+
+def test_a_wayward_prompts_report_is_not_a_task():
+  """`wayward/nearest_match` is about the prompt: the task's metric alone picks the best."""
+  metrics = {"loss": 2.0, "wordnet_supersense/accuracy": 30.0, "wayward/nearest_match": 1.0}
+  assert early_stopping.score(metrics) == ("wordnet_supersense/accuracy", "max", 30.0)
+  assert early_stopping.score({"loss": 2.0, "wayward/nearest_match": 1.0}) == ("loss", "min", 2.0)
+  evals = {10: {f"eval/{k}": v for k, v in metrics.items()}}
+  assert report_lib.main_metric(None, evals) == "eval/wordnet_supersense/accuracy"
 
 
 def test_best_holds_the_prompt_of_the_best_evaluation(tmp_path):
