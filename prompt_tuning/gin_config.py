@@ -397,7 +397,12 @@ def check_every_macro_is_read(read_directly: Sequence[str], where: str = _RUN_MA
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.8)
     readers = _shipped_configs_reading(name)
     said = [f"did you mean {' or '.join(close)}?"] if close else []
-    if readers:
+    if name == "PROMPT_FILE":  # each method has its own reader
+      said.append(
+        "add the *_from_file.gin of this model's method, in place of its training config: "
+        + ", ".join(f"{p} for a {m}" for m, p in FROM_FILE_CONFIGS.items())
+      )
+    elif readers:
       said.append(f"{' or '.join(readers)} reads it: add --gin_file={readers[0]}")
     hints.append(f"{name} ({'; '.join(said)})" if said else name)
   raise ValueError(
@@ -463,7 +468,47 @@ def build_model() -> t5.Transformer:
       f"MODEL evaluated to {type(model).__name__}, not a t5.Transformer; "
       "bind MODEL = @t5.Transformer() as configs/models/t5_1_1_prompt.gin does"
     )
+  _check_prompt_file_is_read(model)
   return model
+
+
+# Each method's config that reads its values from PROMPT_FILE (in place of its training
+# config), by `t5.method_shape`'s name of the method.
+FROM_FILE_CONFIGS = {
+  "prompt": "configs/prompts/from_file.gin",
+  "per-layer prompt": "configs/prompts/per_layer_from_file.gin",
+  "decoder prefix": "configs/prompts/prefix_from_file.gin",
+  "encoder prefix": "configs/prompts/p_tuning_v2_from_file.gin",
+}
+# What reads a PROMPT_FILE's values (prompt_files.prompt_file or .prefix_file).
+_VALUE_READERS = ("prompt_files.prompt_file", "prompt_files.prefix_file")
+
+
+def _check_prompt_file_is_read(model: t5.Transformer) -> None:
+  """Raises if a config reads PROMPT_FILE but the built model's method does not start from it (a
+  method's training config with configs/prompts/from_file.gin, which reads the file for a
+  prompt the method does not have: the run would go on from a random init)."""
+  read = set()
+  for params in gin.config._CONFIG.values():  # pylint: disable=protected-access
+    for value in params.values():
+      _macro_references(value, read)
+  if "PROMPT_FILE" not in read:  # unset, or set and read by nothing (check_every_macro_is_read)
+    return
+  operative = gin.config._OPERATIVE_CONFIG  # pylint: disable=protected-access
+  if any(selector.endswith(_VALUE_READERS) for _, selector in operative):
+    return
+  method = t5.method_shape(model)[0]
+  fix = (
+    f"read its values with {FROM_FILE_CONFIGS[method]} (after the model file, in place of "
+    "the method's training config)"
+    if method in FROM_FILE_CONFIGS
+    else "it trains from PROMPT_INIT; remove PROMPT_FILE and configs/prompts/from_file.gin"
+  )
+  article = "an" if method[0] in "aeiou" else "a"
+  raise ValueError(
+    f"PROMPT_FILE is set, but this model's method, {article} {method}, does not start from it "
+    f"(it would start from a random init): {fix}"
+  )
 
 
 def vocabulary() -> Any:

@@ -616,11 +616,38 @@ def test_a_macro_only_a_file_the_run_lacks_reads_names_that_file():
   with pytest.raises(ValueError) as error:
     gin_config.check_every_macro_is_read(RUN_FILES["configs/runs/prompt_infer.gin"])
   assert (
-    "sets PROMPT_FILE (did you mean PROMPT_FILES?; configs/prompts/from_file.gin or "
-    "configs/prompts/per_layer_from_file.gin or configs/prompts/prefix_from_file.gin reads it: "
-    "add --gin_file=configs/prompts/from_file.gin"
+    "sets PROMPT_FILE (did you mean PROMPT_FILES?; add the *_from_file.gin of this model's "
+    "method, in place of its training config: configs/prompts/from_file.gin for a prompt, "
+    "configs/prompts/per_layer_from_file.gin for a per-layer prompt, "
+    "configs/prompts/prefix_from_file.gin for a decoder prefix, "
+    "configs/prompts/p_tuning_v2_from_file.gin for a encoder prefix"
     "), which nothing in this run reads"
   ) in str(error.value)
+
+
+@pytest.mark.parametrize(
+  "config, reader",
+  [
+    ("configs/prompts/p_tuning_v2.gin", "configs/prompts/p_tuning_v2_from_file.gin"),
+    ("configs/prompts/prefix.gin", "configs/prompts/prefix_from_file.gin"),
+  ],
+)
+def test_a_prompt_file_the_models_method_does_not_start_from_is_refused(config, reader, tmp_path):
+  """A method's training config with from_file.gin: the file would go to a prompt the model
+  does not have, and the run would start from a random init. Its own reader starts from it."""
+  np.save(tmp_path / "values.npy", np.zeros((2, 2, 6, 2, 8), np.float32))
+  bindings = [f"PROMPT_FILE = '{tmp_path / 'values.npy'}'"]
+  gin_config.parse_gin([TINY, config, "configs/prompts/from_file.gin"], bindings)
+  with pytest.raises(ValueError) as error:
+    gin_config.build_model()
+  assert str(error.value).startswith("PROMPT_FILE is set, but this model's method, ")
+  assert (
+    f"does not start from it (it would start from a random init): read its values with {reader}"
+    in str(error.value)
+  )
+  gin.clear_config()  # its own reader starts from it
+  gin_config.parse_gin([TINY, reader], bindings)
+  assert gin_config.build_model().prefix is not None
 
 
 def test_a_misspelled_parameter_is_an_error():

@@ -118,14 +118,31 @@ def load_prompt_file(path: str, num_layers: int = 0, mode: Optional[str] = None)
   prompt = np.asarray(np.load(resolve_prompt_file(path)), np.float32)
   if num_layers and (prompt.ndim != 3 or prompt.shape[0] != num_layers):
     raise ValueError(
-      f"prompt file {path} holds shape {list(prompt.shape)}; a per-layer prompt for this "
-      f"model is [{num_layers}, length, embed]"
+      f"prompt file {path} holds shape {list(prompt.shape)}{_whose(prompt.ndim, 3)}; a "
+      f"per-layer prompt for this model is [{num_layers}, length, embed]"
     )
   if not num_layers and prompt.ndim != 2:
     raise ValueError(
-      f"prompt file {path} holds shape {list(prompt.shape)}; a prompt is [length, embed]"
+      f"prompt file {path} holds shape {list(prompt.shape)}{_whose(prompt.ndim, 2)}; a prompt "
+      "is [length, embed]"
     )
   return prompt
+
+
+# The values of rank 3 to 5 and the configs that read them as a PROMPT_FILE.
+_BY_RANK = {
+  3: ("a per-layer prompt's", "configs/prompts/per_layer_from_file.gin"),
+  4: ("a prefix's", "configs/prompts/prefix_from_file.gin or p_tuning_v2_from_file.gin"),
+  5: ("a prefix's", "configs/prompts/prefix_from_file.gin or p_tuning_v2_from_file.gin"),
+}
+
+
+def _whose(rank: int, wanted: int) -> str:
+  """', <method>'s values: read them with <config>' for a file of another method's rank."""
+  if rank == wanted or rank not in _BY_RANK:
+    return ""
+  what, config = _BY_RANK[rank]
+  return f", {what} values (read them with {config})"
 
 
 def prompt_file(

@@ -1,5 +1,6 @@
 """Prompt files in every accepted form, read for the model's initializers."""
 
+import re
 import numpy as np
 import pytest
 
@@ -113,3 +114,18 @@ def test_a_per_layer_prompt_is_read_in_its_runs_mode_only(tmp_path):
     prompt_files.load_prompt_file(run, 2, "replace")
   np.save(tmp_path / "bare.npy", value)  # from no run: nothing to check, 'replace' by default
   assert prompt_files.per_layer_mode(str(tmp_path / "bare.npy")) == "replace"
+
+
+def test_a_file_of_another_method_names_the_config_that_reads_it(tmp_path):
+  """Another method's values as a prompt (or a per-layer prompt): one line naming what the
+  file holds and the config that reads it."""
+  np.save(tmp_path / "prefix.npy", np.zeros((2, 2, 6, 2, 8), np.float32))
+  np.save(tmp_path / "per_layer.npy", np.zeros((2, 6, 16), np.float32))
+  for path, kwargs, says in (
+    ("prefix.npy", {}, "a prefix's values (read them with configs/prompts/prefix_from_file.gin"),
+    ("per_layer.npy", {}, "per-layer prompt's values (read them with configs/prompts/per_layer"),
+    ("prefix.npy", {"num_layers": 2}, "a prefix's values (read them with"),
+  ):
+    with pytest.raises(ValueError, match=re.escape(says)) as error:
+      prompt_files.load_prompt_file(str(tmp_path / path), **kwargs)
+    assert "\n" not in str(error.value)
