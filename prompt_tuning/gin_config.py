@@ -400,7 +400,7 @@ def check_every_macro_is_read(read_directly: Sequence[str], where: str = _RUN_MA
     if name == "PROMPT_FILE":  # each method has its own reader
       said.append(
         "add the *_from_file.gin of this model's method, in place of its training config: "
-        + ", ".join(f"{p} for a {m}" for m, p in FROM_FILE_CONFIGS.items())
+        + ", ".join(f"{p} for {t5.with_article(m)}" for m, p in FROM_FILE_CONFIGS.items())
       )
     elif readers:
       said.append(f"{' or '.join(readers)} reads it: add --gin_file={readers[0]}")
@@ -462,13 +462,16 @@ def build_model() -> t5.Transformer:
     TypeError: MODEL is not a `t5.Transformer`.
   """
   check_required_macros(REQUIRED_MACROS)
+  from prompt_tuning.checkpoints import prompt_files  # pylint: disable=g-import-not-at-top
+
+  readers = prompt_files.value_readers_made()
   model = macro_value("MODEL", "parse a configs/models/*_prompt.gin file first")
   if not isinstance(model, t5.Transformer):
     raise TypeError(
       f"MODEL evaluated to {type(model).__name__}, not a t5.Transformer; "
       "bind MODEL = @t5.Transformer() as configs/models/t5_1_1_prompt.gin does"
     )
-  _check_prompt_file_is_read(model)
+  _check_prompt_file_is_read(model, prompt_files.value_readers_made() > readers)
   return model
 
 
@@ -480,34 +483,40 @@ FROM_FILE_CONFIGS = {
   "decoder prefix": "configs/prompts/prefix_from_file.gin",
   "encoder prefix": "configs/prompts/p_tuning_v2_from_file.gin",
 }
-# What reads a PROMPT_FILE's values (prompt_files.prompt_file or .prefix_file).
-_VALUE_READERS = ("prompt_files.prompt_file", "prompt_files.prefix_file")
 
 
-def _check_prompt_file_is_read(model: t5.Transformer) -> None:
-  """Raises if a config reads PROMPT_FILE but the built model's method does not start from it (a
-  method's training config with configs/prompts/from_file.gin, which reads the file for a
-  prompt the method does not have: the run would go on from a random init)."""
+def _check_prompt_file_is_read(model: t5.Transformer, values_read: bool) -> None:
+  """Raises if a config reads PROMPT_FILE but the built model does not start from its
+  values (`values_read`: a `prompt_files` reader of them was made while MODEL was built):
+  prefix.gin or p_tuning_v2.gin with configs/prompts/from_file.gin, which reads the file
+  for a prompt the model does not have, would go on from a random init."""
   read = set()
   for params in gin.config._CONFIG.values():  # pylint: disable=protected-access
     for value in params.values():
       _macro_references(value, read)
-  if "PROMPT_FILE" not in read:  # unset, or set and read by nothing (check_every_macro_is_read)
-    return
-  operative = gin.config._OPERATIVE_CONFIG  # pylint: disable=protected-access
-  if any(selector.endswith(_VALUE_READERS) for _, selector in operative):
+  if "PROMPT_FILE" not in read or values_read:  # unset, unread (check_every_macro_is_read)
     return
   method = t5.method_shape(model)[0]
+  if method == "prompt" and model.prompt is None:
+    raise ValueError(
+      "PROMPT_FILE is set, but this model has no prompt to start from it "
+      "(configs/prompts/no_prompt.gin): remove that file, or PROMPT_FILE"
+    )
+  if method == "prompt":
+    raise ValueError(
+      "PROMPT_FILE is set, but this model's prompt does not start from it: a file or "
+      "binding after configs/prompts/from_file.gin sets PROMPT_INIT again; put from_file.gin "
+      "last among the prompt configs"
+    )
   fix = (
     f"read its values with {FROM_FILE_CONFIGS[method]} (after the model file, in place of "
     "the method's training config)"
     if method in FROM_FILE_CONFIGS
     else "it trains from PROMPT_INIT; remove PROMPT_FILE and configs/prompts/from_file.gin"
   )
-  article = "an" if method[0] in "aeiou" else "a"
   raise ValueError(
-    f"PROMPT_FILE is set, but this model's method, {article} {method}, does not start from it "
-    f"(it would start from a random init): {fix}"
+    f"PROMPT_FILE is set, but this model's method, {t5.with_article(method)}, does not start "
+    f"from it (it would start from a random init): {fix}"
   )
 
 

@@ -620,7 +620,7 @@ def test_a_macro_only_a_file_the_run_lacks_reads_names_that_file():
     "method, in place of its training config: configs/prompts/from_file.gin for a prompt, "
     "configs/prompts/per_layer_from_file.gin for a per-layer prompt, "
     "configs/prompts/prefix_from_file.gin for a decoder prefix, "
-    "configs/prompts/p_tuning_v2_from_file.gin for a encoder prefix"
+    "configs/prompts/p_tuning_v2_from_file.gin for an encoder prefix"
     "), which nothing in this run reads"
   ) in str(error.value)
 
@@ -636,6 +636,12 @@ def test_a_prompt_file_the_models_method_does_not_start_from_is_refused(config, 
   """A method's training config with from_file.gin: the file would go to a prompt the model
   does not have, and the run would start from a random init. Its own reader starts from it."""
   np.save(tmp_path / "values.npy", np.zeros((2, 2, 6, 2, 8), np.float32))
+  np.save(tmp_path / "prompt.npy", np.zeros((6, TINY_EMBED), np.float32))
+  # First a model that starts from its file: what it read does not count for the next.
+  gin_config.parse_gin(
+    [TINY, "configs/prompts/from_file.gin"], [f"PROMPT_FILE = '{tmp_path / 'prompt.npy'}'"]
+  )
+  assert gin_config.build_model().prompt is not None
   bindings = [f"PROMPT_FILE = '{tmp_path / 'values.npy'}'"]
   gin_config.parse_gin([TINY, config, "configs/prompts/from_file.gin"], bindings)
   with pytest.raises(ValueError) as error:
@@ -648,6 +654,18 @@ def test_a_prompt_file_the_models_method_does_not_start_from_is_refused(config, 
   gin.clear_config()  # its own reader starts from it
   gin_config.parse_gin([TINY, reader], bindings)
   assert gin_config.build_model().prefix is not None
+
+
+def test_a_prompt_file_a_plain_model_does_not_start_from_says_why(tmp_path):
+  np.save(tmp_path / "prompt.npy", np.zeros((6, TINY_EMBED), np.float32))
+  bindings = [f"PROMPT_FILE = '{tmp_path / 'prompt.npy'}'"]
+  gin_config.parse_gin(
+    [TINY, "configs/prompts/from_file.gin", "configs/prompts/no_prompt.gin"], bindings
+  )
+  with pytest.raises(
+    ValueError, match=r"this model has no prompt to start from it \(configs/prompts/no_prompt.gin\)"
+  ):
+    gin_config.build_model()
 
 
 def test_a_misspelled_parameter_is_an_error():

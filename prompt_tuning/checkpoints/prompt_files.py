@@ -130,10 +130,14 @@ def load_prompt_file(path: str, num_layers: int = 0, mode: Optional[str] = None)
 
 
 # The values of rank 3 to 5 and the configs that read them as a PROMPT_FILE.
+_PREFIX_READERS = (
+  "configs/prompts/prefix_from_file.gin or configs/prompts/p_tuning_v2_from_file.gin"
+)
 _BY_RANK = {
+  2: ("a prompt's", "configs/prompts/from_file.gin"),
   3: ("a per-layer prompt's", "configs/prompts/per_layer_from_file.gin"),
-  4: ("a prefix's", "configs/prompts/prefix_from_file.gin or p_tuning_v2_from_file.gin"),
-  5: ("a prefix's", "configs/prompts/prefix_from_file.gin or p_tuning_v2_from_file.gin"),
+  4: ("a prefix's", _PREFIX_READERS),
+  5: ("a prefix's", _PREFIX_READERS),
 }
 
 
@@ -145,11 +149,21 @@ def _whose(rank: int, wanted: int) -> str:
   return f", {what} values (read them with {config})"
 
 
+_VALUE_READERS_MADE = [0]  # prompt_file and prefix_file calls (gin_config's check)
+
+
+def value_readers_made() -> int:
+  """How many readers of a PROMPT_FILE's values (`prompt_file`, `prefix_file`) this process
+  has made: what tells a model built from a config whether it starts from the file."""
+  return _VALUE_READERS_MADE[0]
+
+
 def prompt_file(
   path: str, num_layers: int = 0, mode: Optional[str] = None
 ) -> Callable[[], np.ndarray]:
   """A zero-argument callable reading PROMPT_FILE `path` (for `prompt_init.from_array`);
   `num_layers` and `mode` as in `load_prompt_file`."""
+  _VALUE_READERS_MADE[0] += 1
 
   def read() -> np.ndarray:
     return load_prompt_file(path, num_layers, mode)
@@ -327,6 +341,7 @@ def prefix_file(
   path: str, num_layers: int, num_heads: int, placement: str = "decoder"
 ) -> Callable[[], np.ndarray]:
   """A zero-argument callable reading a prefix (for `prompt_init.fixed_array`)."""
+  _VALUE_READERS_MADE[0] += 1
 
   def read() -> np.ndarray:
     return load_prefix_file(path, num_layers, num_heads, placement)

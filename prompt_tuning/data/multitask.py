@@ -5,7 +5,7 @@ its input's first token, the sentinel `<extra_id_t>` of task t, as the original
 codebase's multi-task prompts do. `register_mixture` makes such a mixture out of
 registered tasks: each task again, named `<mixture>.<task>`, with its sentinel put in
 front of its tokenized inputs (before the EOS is appended, so that the inputs keep
-their length; after a task's last step where its EOS step is not seqio's append_eos or
+their length; after a task's last step where its EOS step is not seqio's
 append_eos_after_trim, the inputs then fitted to their length, their EOS kept), and a
 seqio mixture of them.
 
@@ -49,6 +49,8 @@ def _prepend_and_fit(
   that no longer fits loses the token before its EOS, as it would have lost it had the
   sentinel gone in before append_eos_after_trim."""
   length = (sequence_length or {}).get("inputs")
+  if not output_features["inputs"].add_eos:
+    length = None  # no EOS to keep: what does not fit is cut at the end, as before
   eos = output_features["inputs"].vocabulary.eos_id
 
   def add(example):
@@ -67,11 +69,12 @@ def _prepend_and_fit(
 
 
 def _with_sentinel(preprocessors: Sequence[Any], token: int) -> list[Any]:
-  """The task's preprocessors with the sentinel put in before seqio's EOS step; where
-  there is none, after the last step, fitted to the inputs' length."""
+  """The task's preprocessors with the sentinel put in before seqio's
+  append_eos_after_trim; where there is none (append_eos, which does not trim, or a step
+  of the task's own), after the last step, fitted to the inputs' length."""
   steps = list(preprocessors)
-  eos = (seqio.preprocessors.append_eos_after_trim, seqio.preprocessors.append_eos)
-  at = next((i for i, p in enumerate(steps) if getattr(p, "func", p) in eos), None)
+  eos = seqio.preprocessors.append_eos_after_trim
+  at = next((i for i, p in enumerate(steps) if getattr(p, "func", p) is eos), None)
   if at is None:
     return steps + [functools.partial(_prepend_and_fit, token=token)]
   return steps[:at] + [functools.partial(_prepend, token=token)] + steps[at:]

@@ -453,7 +453,7 @@ def build(
   method = t5.method_shape(config.model)[0]
   if method != "prompt":
     raise ValueError(
-      f"this model's method is a {method}; the server serves prompts before the encoder "
+      f"this model's method is {t5.with_article(method)}; the server serves prompts before the encoder "
       "input only: use python -m prompt_tuning.infer, or a configs/prompts/from_file.gin model"
     )
   part = partitioning.Partitioner(config.num_partitions)

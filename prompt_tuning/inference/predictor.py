@@ -164,8 +164,8 @@ class Predictor:
       if len(shape) != len(want):
         raise ValueError(
           f"prompt {name!r} is a {_METHODS_BY_RANK.get(len(shape), 'no method')}, "
-          f"{list(shape)}; this model's method is a "
-          f"{method}, {expected}, and one bank holds one method"
+          f"{list(shape)}; this model's method is {t5.with_article(method)}, {expected}, and "
+          "one bank holds one method"
         )
       if any(n is not None and n != m for n, m in zip(want, shape)):
         raise ValueError(f"prompt {name!r} has shape {list(shape)}; this model needs {expected}")
@@ -176,7 +176,8 @@ class Predictor:
       )
     if not arrays and method != "prompt":
       raise ValueError(
-        f"this model's method is a {method}: give its values (own_prompt(model, variables) "
+        f"this model's method is {t5.with_article(method)}: give its values "
+        "(own_prompt(model, variables) "
         "gives the model's own)"
       )
     self.prompt_names = list(arrays)
@@ -500,8 +501,8 @@ def _load_values(model: t5.Transformer, path: str) -> np.ndarray:
   is_prefix, wants_prefix = rank in (4, 5), len(want) == 5
   if rank is not None and (is_prefix != wants_prefix or (not is_prefix and rank != len(want))):
     raise ValueError(
-      f"{path} holds a {_METHODS_BY_RANK.get(rank, 'no method')}'s values; this model's method is a "
-      f"{method} ({_METHOD_CONFIGS[method]}), and one bank holds one method"
+      f"{path} holds a {_METHODS_BY_RANK.get(rank, 'no method')}'s values; this model's method is "
+      f"{t5.with_article(method)} ({_METHOD_CONFIGS[method]}), and one bank holds one method"
     )
   if model.prefix is not None:  # want: [layers, 2, P, heads, head_dim]
     return prompt_files_lib.load_prefix_file(path, want[0], want[3], model.prefix.placement)

@@ -699,6 +699,11 @@ def unstack_layers(params: dict[str, Any]) -> dict[str, Any]:
   return out
 
 
+def with_article(noun: str) -> str:
+  """`noun` after its indefinite article ('an encoder prefix', 'a prompt'), for messages."""
+  return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
+
+
 def method_shape(model: Transformer) -> tuple[str, tuple[Optional[int], ...]]:
   """The model's method by name, and the shape of its values for one row (`encode`'s
   `prompts`), None where the length P goes: ('prompt', (None, E)), ('per-layer prompt',

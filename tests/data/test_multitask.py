@@ -43,19 +43,44 @@ def test_mixture_refusals():
   multitask.register_mixture("wordnet_multitask", ["wordnet_supersense", "wordnet_hypernym"])
 
 
-def test_a_task_whose_eos_step_is_not_seqios_gets_the_same_inputs():
-  """A task that appends its EOS with tokenize_and_append_eos: the sentinel goes in after
-  it, and an input that no longer fits keeps its EOS, as with append_eos_after_trim."""
-  source = seqio.get_mixture_or_task("wordnet_hypernym").source
-  seqio.TaskRegistry.add(
-    "hypernym_eos_in_tokenize",
-    source=source,
-    preprocessors=[seqio.preprocessors.tokenize_and_append_eos],
-    output_features=wordnet.FEATURES,
-  )
-  multitask.register_mixture("eos_in_tokenize", ["wordnet_supersense", "hypernym_eos_in_tokenize"])
+@pytest.mark.parametrize(
+  "name, steps",
+  [
+    ("tokenize_and_append_eos", [seqio.preprocessors.tokenize_and_append_eos]),
+    ("append_eos", [seqio.preprocessors.tokenize, seqio.preprocessors.append_eos]),
+  ],
+)
+def test_a_task_whose_eos_step_does_not_trim_gets_the_same_inputs(name, steps):
+  """A task that appends its EOS without trimming for it (tokenize_and_append_eos,
+  append_eos): the sentinel goes in after its last step, and an input that no longer fits
+  keeps its EOS, as with append_eos_after_trim."""
+  task = f"hypernym_{name}"
+  if task not in seqio.TaskRegistry.names():  # the registries are the process's
+    seqio.TaskRegistry.add(
+      task,
+      source=seqio.get_mixture_or_task("wordnet_hypernym").source,
+      preprocessors=steps,
+      output_features=wordnet.FEATURES,
+    )
+  multitask.register_mixture(f"with_{name}", ["wordnet_supersense", task])
   want = _inputs("wordnet_multitask.wordnet_hypernym", n=50)
-  got = _inputs("eos_in_tokenize.hypernym_eos_in_tokenize", n=50)
+  got = _inputs(f"with_{name}.{task}", n=50)
   assert sum(len(a) == LENGTHS["inputs"] for a in want) > 5  # some are cut to fit
   for a, b in zip(want, got):
     np.testing.assert_array_equal(b, a)
+
+
+@pytest.mark.parametrize("add_eos, want", [(True, [99, 5, 6, 1]), (False, [99, 5, 6, 7, 1])])
+def test_fitting_keeps_an_eos_only_where_the_task_adds_one(add_eos, want):
+  """Inputs [5, 6, 7, 1] and the sentinel 99 in 4 positions: with add_eos the EOS (1) stays
+  and 7 goes; without, 1 is a token like the others and what does not fit is left to the
+  converter's cut at the end (here, none: this step alone)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  feature = seqio.Feature(wordnet.VOCABULARY, add_eos=add_eos)
+  dataset = tf.data.Dataset.from_tensors({"inputs": tf.constant([5, 6, 7, 1], tf.int32)})
+  fitted = multitask._prepend_and_fit(  # pylint: disable=protected-access
+    dataset, {"inputs": 4}, {"inputs": feature}, token=99
+  )
+  (example,) = list(fitted.as_numpy_iterator())
+  assert example["inputs"].tolist() == want

@@ -204,7 +204,9 @@ def test_a_bank_of_one_method_decodes_each_row_as_its_prompt_alone(method):
     mixed.set_prompts({"a": bank["a"], "shallow": np.zeros((P, CFG.emb_dim), np.float32)})
   assert "\n" not in str(error.value) and "is a prompt, [4, 32]" in str(error.value)
   assert mixed.prompt_names == list("abc")  # and the bank is as it was
-  with pytest.raises(ValueError, match=f"this model's method is a {method_name}: give its values"):
+  with pytest.raises(
+    ValueError, match=f"this model's method is {t5.with_article(method_name)}: give its values"
+  ):
     mixed.set_prompts({})
 
 
@@ -266,6 +268,7 @@ def test_the_server_refuses_deeper_methods_in_one_line_before_reading_the_model(
     engine.build(config, max_prompts=2, max_prompt_length=P)
   name = t5.method_shape(config.model)[0]
   assert str(error.value) == (
-    f"this model's method is a {name}; the server serves prompts before the encoder input only: "
+    f"this model's method is {t5.with_article(name)}; the server serves prompts before the "
+    "encoder input only: "
     "use python -m prompt_tuning.infer, or a configs/prompts/from_file.gin model"
   )

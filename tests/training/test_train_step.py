@@ -47,10 +47,12 @@ METHODS = {  # method -> what trains
 }
 
 
-# The other methods train without dropout: its random bits are two thirds of a train step's
-# compile (some 5 s each here), and what it adds to a resume, the same masks after a
-# restore, is the trainer's, not a method's (tests/test_train.py resumes a run with
-# dropout exactly). The plain prompt keeps it: its step is the mesh tests', compiled once.
+# The other methods but the decoder prefix train without dropout: its random bits are two
+# thirds of a train step's compile (some 5 s each here), and what it adds to a resume, the
+# same masks after a restore, is the trainer's, not a method's (tests/test_train.py
+# resumes a run with dropout exactly). The plain prompt keeps it (its step is the mesh
+# tests', compiled once), and so does the decoder prefix: dropout on attention weights
+# over the prefix's keys and the tokens'.
 NO_DROPOUT = dataclasses.replace(CFG, dropout_rate=0.0)
 
 
@@ -58,7 +60,7 @@ def _model(method: str) -> t5.Transformer:
   """The tiny model with the prompt method `method` trains."""
   if method == "prompt":
     return t5.Transformer(CFG, prompts.Prompt(4, CFG.emb_dim))
-  cfg = NO_DROPOUT
+  cfg = CFG if method == "prefix" else NO_DROPOUT
   if method == "per_layer":
     prompt = prompts.PerLayerPrompt(4, cfg.emb_dim, num_layers=cfg.num_encoder_layers, mode="add")
     return t5.Transformer(cfg, prompt)
