@@ -429,10 +429,22 @@ READ_BY_ENTRY_POINTS = ("RUN", "BATCH_SIZE")
 
 
 def check_run_config(required: Sequence[str], read_directly: Sequence[str] = ()) -> None:
-  """An entry point's checks of the parsed config: the REQUIRED macros are set and every
-  macro set is read (`read_directly`: those the entry point reads itself)."""
+  """An entry point's checks of the parsed config: the REQUIRED macros are set, every
+  macro set is read (`read_directly`: those the entry point reads itself), and a
+  PROMPT_FILE is what the model starts from (`build_model` checks it)."""
   check_required_macros(required)
   check_every_macro_is_read(READ_BY_ENTRY_POINTS + tuple(read_directly))
+  if "PROMPT_FILE" in _read_macros():
+    build_model()
+
+
+def _read_macros() -> set[str]:
+  """The macros that a binding of the parsed config references."""
+  read: set[str] = set()
+  for params in gin.config._CONFIG.values():  # pylint: disable=protected-access
+    for value in params.values():
+      _macro_references(value, read)
+  return read
 
 
 def check_prompt_sources() -> None:
@@ -490,11 +502,7 @@ def _check_prompt_file_is_read(model: t5.Transformer, values_read: bool) -> None
   values (`values_read`: a `prompt_files` reader of them was made while MODEL was built):
   prefix.gin or p_tuning_v2.gin with configs/prompts/from_file.gin, which reads the file
   for a prompt the model does not have, would go on from a random init."""
-  read = set()
-  for params in gin.config._CONFIG.values():  # pylint: disable=protected-access
-    for value in params.values():
-      _macro_references(value, read)
-  if "PROMPT_FILE" not in read or values_read:  # unset, unread (check_every_macro_is_read)
+  if values_read or "PROMPT_FILE" not in _read_macros():  # unset, or read by nothing
     return
   method = t5.method_shape(model)[0]
   if method == "prompt" and model.prompt is None:

@@ -654,6 +654,15 @@ def test_a_prompt_file_the_models_method_does_not_start_from_is_refused(config, 
   gin.clear_config()  # its own reader starts from it
   gin_config.parse_gin([TINY, reader], bindings)
   assert gin_config.build_model().prefix is not None
+  # The entry points' check of their config builds the model: infer's refuses it too.
+  infer = "configs/runs/prompt_infer.gin"
+  gin.clear_config()
+  gin_config.parse_gin(
+    [TINY, config, "configs/prompts/from_file.gin", infer],
+    bindings + ["INITIAL_CHECKPOINT_PATH = None"],
+  )
+  with pytest.raises(ValueError, match=f"read its values with {reader}"):
+    gin_config.check_run_config(("INITIAL_CHECKPOINT_PATH",), RUN_FILES[infer])
 
 
 def test_a_prompt_file_a_plain_model_does_not_start_from_says_why(tmp_path):
