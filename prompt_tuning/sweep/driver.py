@@ -88,8 +88,9 @@ def config_text(gin_files: Sequence[str], bindings: Sequence[str]) -> str:
   gin.clear_config()
   try:
     gin_config.parse_gin(gin_files, [*bindings, f"MODEL_DIR = {spec.gin_text(_ANY_MODEL_DIR)}"])
+    text = gin.config_str()  # as parsed: the checks' model build adds macro_value's binding
     gin_config.check_run_config(train_entry.RUN_REQUIRED_MACROS, train_entry.READ_DIRECTLY)
-    return gin.config_str()
+    return text
   finally:
     gin.clear_config()
 
