@@ -384,10 +384,7 @@ def check_every_macro_is_read(read_directly: Sequence[str], where: str = _RUN_MA
   """
   config = gin.config._CONFIG  # pylint: disable=protected-access
   defined = {scope for scope, selector in config if selector == _MACRO and scope}
-  read = set(read_directly)
-  for params in config.values():
-    for value in params.values():
-      _macro_references(value, read)
+  read = set(read_directly) | _read_macros()
   unread = sorted(defined - read)
   if not unread:
     return

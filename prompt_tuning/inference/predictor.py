@@ -532,8 +532,7 @@ def prompt_bank(prompt_files: Any) -> dict[str, Any]:
   a multi-task prompt's run each task's, named by task. Path objects become strings."""
   if prompt_files is None:
     return {}
-  if isinstance(prompt_files, os.PathLike):
-    prompt_files = os.fspath(prompt_files)
+  prompt_files = _as_str(prompt_files)
   if is_task_bank_directory(prompt_files):
     if peft.is_multitask_adapter(prompt_files):
       return {str(t): p for t, p in enumerate(peft.read_multitask_prompts(prompt_files))}
